@@ -1,0 +1,42 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Errors returned by the hub. Protocols map them to their own status codes.
+var (
+	// ErrStreamNotFound is returned by Hub.Read when nobody publishes on the path.
+	ErrStreamNotFound = errors.New("server: stream not found: nobody is publishing on this path")
+	// ErrPathBusy is returned by Hub.Publish when the path already has a publisher.
+	ErrPathBusy = errors.New("server: path is busy: another publisher is live on it; stop it first or use another path")
+	// ErrUnauthorized is returned by Hub.Publish when the path's publish key does not match.
+	ErrUnauthorized = errors.New("server: publish refused: wrong or missing key (pass it as ?key=...)")
+	// ErrTooManyReaders is returned by Hub.Read when the path has maxReaders readers.
+	ErrTooManyReaders = errors.New("server: too many readers on this path (paths.*.maxReaders)")
+	// ErrStreamClosed is returned by Reader.Next once the stream has ended and
+	// every unit before the end was delivered.
+	ErrStreamClosed = errors.New("server: stream closed")
+	// ErrReaderTooSlow is returned by Reader.Next when the reader lagged behind
+	// live for longer than paths.*.readerLagBound.
+	ErrReaderTooSlow = errors.New("server: reader too slow: it lagged behind live past readerLagBound")
+	// ErrReaderClosed is returned by Reader.Next after Reader.Close.
+	ErrReaderClosed = errors.New("server: reader closed")
+	// ErrNoTracks is returned by Hub.Publish when no track is given.
+	ErrNoTracks = errors.New("server: publish needs at least one track")
+	// ErrHubClosed is returned by Hub.Publish and Hub.Read after Hub.Close.
+	ErrHubClosed = errors.New("server: shutting down")
+)
+
+// PathError is returned for a path name that is not allowed.
+type PathError struct {
+	Path   string
+	Reason string
+}
+
+// Error says what is wrong and what is allowed.
+func (e *PathError) Error() string {
+	return fmt.Sprintf("server: invalid path %q: %s; a path is 1-%d characters of segments made of A-Z a-z 0-9 _ . - separated by /, and no segment may be . or ..",
+		e.Path, e.Reason, MaxPathLength)
+}

@@ -1,0 +1,170 @@
+// Package server is the hub: it maps paths to streams, takes units from one
+// publisher per stream and hands them to any number of readers.
+//
+//	Publisher.Write ──▶ Stream ──┬─▶ gopcache (latest GOP, for joins)
+//	                             └─▶ ring of *media.Unit (shared by all readers)
+//	                                   ▲ each Reader keeps its own cursor and
+//	                                   │ pulls in its connection's goroutine
+//
+// The hub never imports a protocol. Write costs the same for 1 or 10,000
+// readers: it stores one pointer in the stream's ring and wakes the waiting
+// readers with one channel close.
+package server
+
+import (
+	"crypto/subtle"
+	"log/slog"
+	"strconv"
+	"sync"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// HubConfig configures a Hub.
+type HubConfig struct {
+	// PathConfig returns the settings for a path. Nil means DefaultPathConfig.
+	PathConfig func(path string) PathConfig
+	// Logger receives one line per stream start and end. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Hub maps paths to live streams. It is safe for concurrent use.
+type Hub struct {
+	conf HubConfig
+	log  *slog.Logger
+
+	mu      sync.Mutex // mu guards streams and closed
+	streams map[string]*Stream
+	closed  bool
+}
+
+// NewHub returns an empty hub.
+func NewHub(c HubConfig) *Hub {
+	if c.PathConfig == nil {
+		c.PathConfig = func(string) PathConfig { return DefaultPathConfig() }
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return &Hub{conf: c, log: c.Logger, streams: map[string]*Stream{}}
+}
+
+// PublishOptions describe who publishes.
+type PublishOptions struct {
+	// Key is the publish key the client gave (?key=...), "" if none.
+	Key string
+	// Protocol and Remote are for logs and stats ("rtmp", "1.2.3.4:5678").
+	Protocol, Remote string
+}
+
+// Publish makes the caller the publisher of path with the given tracks
+// (their IDs must be their indexes). It returns ErrPathBusy if the path has a
+// live publisher, ErrUnauthorized if the path's key does not match, or a
+// *PathError. A stream in its grace period is taken over: its readers
+// continue with the new publisher's units.
+func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
+	if err := ValidatePath(path); err != nil {
+		return nil, err
+	}
+	if len(tracks) == 0 {
+		return nil, ErrNoTracks
+	}
+	pc := h.conf.PathConfig(path)
+	if pc.PublishKey != "" && subtle.ConstantTimeCompare([]byte(pc.PublishKey), []byte(opts.Key)) != 1 {
+		return nil, ErrUnauthorized
+	}
+
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrHubClosed
+	}
+	s := h.streams[path]
+	if s == nil {
+		s = newStream(h, path, pc)
+		h.streams[path] = s
+	}
+	p, err := s.attachPublisher(tracks, opts)
+	if err != nil {
+		return nil, err
+	}
+	h.log.Info("stream publishing", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "tracks", describeTracks(tracks))
+	return p, nil
+}
+
+// Read attaches a new reader to path. It returns ErrStreamNotFound when
+// nothing is published there (a stream within its grace period counts as
+// published), ErrTooManyReaders, or a *PathError.
+func (h *Hub) Read(path string) (*Reader, error) {
+	if err := ValidatePath(path); err != nil {
+		return nil, err
+	}
+	h.mu.Lock()
+	s := h.streams[path]
+	closed := h.closed
+	h.mu.Unlock()
+	if closed {
+		return nil, ErrHubClosed
+	}
+	if s == nil {
+		return nil, ErrStreamNotFound
+	}
+	return s.addReader()
+}
+
+// Stream returns the live stream at path, or nil.
+func (h *Hub) Stream(path string) *Stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.streams[path]
+}
+
+// Streams returns the live streams, in no particular order.
+func (h *Hub) Streams() []*Stream {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]*Stream, 0, len(h.streams))
+	for _, s := range h.streams {
+		out = append(out, s)
+	}
+	return out
+}
+
+// Close ends every stream (its readers get ErrStreamClosed once they have
+// read what was queued) and refuses new publishers and readers.
+func (h *Hub) Close() {
+	h.mu.Lock()
+	h.closed = true
+	streams := h.streams
+	h.streams = map[string]*Stream{}
+	h.mu.Unlock()
+	for _, s := range streams {
+		s.end()
+	}
+}
+
+// removeStream forgets s if it is still the stream at its path.
+func (h *Hub) removeStream(s *Stream) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.streams[s.path] == s {
+		delete(h.streams, s.path)
+	}
+}
+
+func describeTracks(tracks []*media.Track) string {
+	out := ""
+	for i, t := range tracks {
+		if i > 0 {
+			out += ", "
+		}
+		out += t.Codec.String()
+		if t.Width > 0 {
+			out += " " + strconv.Itoa(t.Width) + "x" + strconv.Itoa(t.Height)
+		}
+		if t.SampleRate > 0 {
+			out += " " + strconv.Itoa(t.SampleRate) + "Hz"
+		}
+	}
+	return out
+}

@@ -1,0 +1,170 @@
+package server
+
+import (
+	"fmt"
+	"path"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/streamhub/streamhub/gopcache"
+)
+
+// Join modes: where a new reader starts.
+const (
+	// JoinCache starts a reader at the cached keyframe: a picture at once.
+	JoinCache = "cache"
+	// JoinLive starts a reader at the next keyframe: no backlog, but a wait of
+	// up to one GOP.
+	JoinLive = "live"
+)
+
+// PathConfig holds what users tune per stream. The yaml names are the config
+// file's keys under paths.default and paths.overrides[].
+type PathConfig struct {
+	GOPCache GOPCacheConfig `yaml:"gopCache"`
+	// Join is JoinCache or JoinLive.
+	Join string `yaml:"join"`
+	// CatchUp, when > 0 with JoinCache, retimes the cached GOP a reader gets so
+	// that it plays through it in CatchUp and then runs at live delay, instead
+	// of staying one GOP behind. Cached audio older than CatchUp is skipped.
+	CatchUp time.Duration `yaml:"catchUp"`
+	// ReaderQueue is how many units a reader may fall behind before it drops
+	// to the next keyframe. Rounded up to a power of two.
+	ReaderQueue int `yaml:"readerQueue"`
+	// ReaderLagBound closes a reader that keeps dropping and has not caught up
+	// with live for this long.
+	ReaderLagBound time.Duration `yaml:"readerLagBound"`
+	// GracePeriod keeps readers attached after the publisher leaves; a new
+	// publisher within it continues the stream for them.
+	GracePeriod time.Duration `yaml:"gracePeriod"`
+	// MaxReaders caps the readers of the path; 0 means no cap.
+	MaxReaders int `yaml:"maxReaders"`
+	// PublishKey, when set, must be given by a publisher (?key=...).
+	PublishKey string `yaml:"publishKey"`
+}
+
+// GOPCacheConfig bounds the GOP cache of a stream.
+type GOPCacheConfig struct {
+	MaxFrames       int           `yaml:"maxFrames"`
+	MaxBytes        ByteSize      `yaml:"maxBytes"`
+	AudioOnlyWindow time.Duration `yaml:"audioOnlyWindow"`
+}
+
+// Limits returns the gopcache limits.
+func (g GOPCacheConfig) Limits() gopcache.Limits {
+	return gopcache.Limits{MaxFrames: g.MaxFrames, MaxBytes: int(g.MaxBytes), AudioOnlyWindow: g.AudioOnlyWindow}
+}
+
+// Validate returns an error naming the key (prefixed by at) and what is allowed.
+func (c *PathConfig) Validate(at string) []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: %s", at, key, fmt.Sprintf(format, args...)))
+	}
+	if c.GOPCache.MaxFrames < 1 || c.GOPCache.MaxFrames > 100000 {
+		bad("gopCache.maxFrames", "must be between 1 and 100000 (got %d)", c.GOPCache.MaxFrames)
+	}
+	if c.GOPCache.MaxBytes < 64<<10 || c.GOPCache.MaxBytes > 1<<30 {
+		bad("gopCache.maxBytes", "must be between 64KiB and 1GiB (got %d bytes)", int64(c.GOPCache.MaxBytes))
+	}
+	if c.GOPCache.AudioOnlyWindow < 0 || c.GOPCache.AudioOnlyWindow > 30*time.Second {
+		bad("gopCache.audioOnlyWindow", "must be between 0s and 30s (got %s)", c.GOPCache.AudioOnlyWindow)
+	}
+	if c.Join != JoinCache && c.Join != JoinLive {
+		bad("join", "must be %q or %q (got %q)", JoinCache, JoinLive, c.Join)
+	}
+	if c.CatchUp < 0 || c.CatchUp > 10*time.Second {
+		bad("catchUp", "must be between 0s (off) and 10s (got %s)", c.CatchUp)
+	}
+	if c.ReaderQueue < 16 || c.ReaderQueue > 1<<16 {
+		bad("readerQueue", "must be between 16 and 65536 units (got %d)", c.ReaderQueue)
+	}
+	if c.ReaderLagBound < time.Second || c.ReaderLagBound > 10*time.Minute {
+		bad("readerLagBound", "must be between 1s and 10m (got %s)", c.ReaderLagBound)
+	}
+	if c.GracePeriod < 0 || c.GracePeriod > time.Hour {
+		bad("gracePeriod", "must be between 0s and 1h (got %s)", c.GracePeriod)
+	}
+	if c.MaxReaders < 0 {
+		bad("maxReaders", "must be 0 (no cap) or more (got %d)", c.MaxReaders)
+	}
+	if strings.ContainsAny(c.PublishKey, " \t\r\n&?#/") {
+		bad("publishKey", "must not contain spaces or any of & ? # / (it travels in a URL query)")
+	}
+	return errs
+}
+
+// DefaultPathConfig returns the built-in per-path defaults (the same values
+// config.yml documents).
+func DefaultPathConfig() PathConfig {
+	return PathConfig{
+		GOPCache:       GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond},
+		Join:           JoinCache,
+		ReaderQueue:    1024,
+		ReaderLagBound: 10 * time.Second,
+		GracePeriod:    5 * time.Second,
+	}
+}
+
+// PathMatcher matches a path name against a pattern: a glob as in path.Match
+// ("live/*"), or a regular expression when the pattern starts with "~"
+// ("~^cam[0-9]+$").
+type PathMatcher struct {
+	pattern string
+	re      *regexp.Regexp
+}
+
+// NewPathMatcher compiles pattern, returning an error that says what is wrong.
+func NewPathMatcher(pattern string) (*PathMatcher, error) {
+	if pattern == "" {
+		return nil, fmt.Errorf("empty pattern: use a glob such as live/* or a regexp such as ~^live/.+$")
+	}
+	m := &PathMatcher{pattern: pattern}
+	if re, ok := strings.CutPrefix(pattern, "~"); ok {
+		var err error
+		if m.re, err = regexp.Compile(re); err != nil {
+			return nil, fmt.Errorf("bad regular expression %q: %w", re, err)
+		}
+		return m, nil
+	}
+	if _, err := path.Match(pattern, ""); err != nil {
+		return nil, fmt.Errorf("bad glob %q: %w", pattern, err)
+	}
+	return m, nil
+}
+
+// Match reports whether name matches.
+func (m *PathMatcher) Match(name string) bool {
+	if m.re != nil {
+		return m.re.MatchString(name)
+	}
+	ok, _ := path.Match(m.pattern, name)
+	return ok
+}
+
+// ByteSize is a size in bytes that the config may write as 33554432, "32MiB",
+// "512KiB", "1GiB" or "64MB".
+type ByteSize int64
+
+// UnmarshalText parses a size with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
+func (b *ByteSize) UnmarshalText(text []byte) error {
+	s := strings.TrimSpace(string(text))
+	units := []struct {
+		suffix string
+		mul    int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mul := int64(1)
+	for _, u := range units {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			s, mul = strings.TrimSpace(v), u.mul
+			break
+		}
+	}
+	var n int64
+	if _, err := fmt.Sscanf(s, "%d", &n); err != nil || fmt.Sprint(n) != s || n < 0 {
+		return fmt.Errorf("invalid size %q: write a whole number with an optional unit, e.g. 32MiB", string(text))
+	}
+	*b = ByteSize(n * mul)
+	return nil
+}

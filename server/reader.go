@@ -1,0 +1,145 @@
+package server
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// Reader pulls a stream's units in its own goroutine. It starts at the
+// cached GOP (join mode cache) or at the next keyframe (join mode live). A
+// reader that falls more than readerQueue units behind skips to the next
+// keyframe, counting what it skipped; one that has not caught up with live
+// for readerLagBound gets ErrReaderTooSlow. Its methods are for one
+// goroutine, except Close and Stats.
+type Reader struct {
+	s      *Stream
+	tracks []*media.Track
+
+	pending  []*media.Unit // cached GOP copied at join, delivered first
+	cursor   uint64        // seq of the next ring unit to deliver
+	waitKey  bool          // skip video until a keyframe
+	caughtUp time.Time     // when cursor last reached head
+	err      error         // sticky end
+
+	closed          atomic.Bool
+	unitsOut, drops atomic.Uint64
+	overruns        atomic.Uint64
+}
+
+// Tracks returns the stream's tracks at the time the reader joined. Units
+// may later point at newer tracks (parameter change, republish).
+func (r *Reader) Tracks() []*media.Track { return r.tracks }
+
+// Stream returns the stream being read.
+func (r *Reader) Stream() *Stream { return r.s }
+
+// Next returns the next unit. See NextBatch for the errors.
+func (r *Reader) Next(ctx context.Context) (*media.Unit, error) {
+	var one [1]*media.Unit
+	b, err := r.NextBatch(ctx, one[:0])
+	if err != nil {
+		return nil, err
+	}
+	return b[0], nil
+}
+
+// NextBatch appends to dst every unit available now, at least one and at
+// most cap(dst)-len(dst) (at least one if dst is full), waiting until one is
+// available. It returns ErrStreamClosed once the stream has ended and all
+// before the end was delivered, ErrReaderTooSlow, ErrReaderClosed, or
+// ctx.Err(). The units are shared: the caller must not modify them.
+func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Unit, error) {
+	room := max(cap(dst)-len(dst), 1)
+	n0 := len(dst)
+	if len(r.pending) > 0 {
+		k := min(room, len(r.pending))
+		dst = append(dst, r.pending[:k]...)
+		clear(r.pending[:k])
+		r.pending = r.pending[k:]
+		r.unitsOut.Add(uint64(k))
+		return dst, nil
+	}
+	s := r.s
+	for {
+		if r.closed.Load() {
+			return dst, ErrReaderClosed
+		}
+		if r.err != nil {
+			return dst, r.err
+		}
+		now := time.Now()
+		s.mu.Lock()
+		var oldest uint64
+		if s.head > uint64(len(s.ring)) {
+			oldest = s.head - uint64(len(s.ring))
+		}
+		if r.cursor < oldest { // overrun: the ring wrapped past this reader
+			r.drops.Add(oldest - r.cursor)
+			r.overruns.Add(1)
+			r.cursor = oldest
+			r.waitKey = s.hasVideo
+			if now.Sub(r.caughtUp) > s.conf.ReaderLagBound {
+				s.mu.Unlock()
+				r.err = ErrReaderTooSlow
+				return dst, r.err
+			}
+		}
+		for r.cursor < s.head && len(dst)-n0 < room {
+			u := s.ring[r.cursor&s.mask]
+			r.cursor++
+			if r.waitKey && u.Track.IsVideo() {
+				if !u.KeyFrame {
+					r.drops.Add(1)
+					continue
+				}
+				r.waitKey = false
+			}
+			dst = append(dst, u)
+		}
+		if r.cursor == s.head {
+			r.caughtUp = now
+		}
+		if len(dst) > n0 {
+			s.mu.Unlock()
+			r.unitsOut.Add(uint64(len(dst) - n0))
+			return dst, nil
+		}
+		if s.ended {
+			s.mu.Unlock()
+			r.err = ErrStreamClosed
+			return dst, r.err
+		}
+		s.waiting = true
+		wake := s.wake
+		s.mu.Unlock()
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return dst, ctx.Err()
+		}
+	}
+}
+
+// ReaderStats are a reader's figures.
+type ReaderStats struct {
+	UnitsOut uint64 // units delivered
+	Drops    uint64 // units skipped because the reader fell behind
+	Overruns uint64 // times it fell more than readerQueue behind
+}
+
+// Stats returns the reader's figures. Safe from any goroutine.
+func (r *Reader) Stats() ReaderStats {
+	return ReaderStats{UnitsOut: r.unitsOut.Load(), Drops: r.drops.Load(), Overruns: r.overruns.Load()}
+}
+
+// Close detaches the reader. A NextBatch already waiting returns when its
+// ctx is done or the next unit arrives; cancel that ctx to stop it at once.
+// Close may be called more than once and from any goroutine.
+func (r *Reader) Close() {
+	if r.closed.CompareAndSwap(false, true) {
+		r.s.removeReader(r)
+	}
+}

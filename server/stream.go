@@ -1,0 +1,290 @@
+package server
+
+import (
+	"math/bits"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/streamhub/streamhub/gopcache"
+	"github.com/streamhub/streamhub/media"
+)
+
+// republishGap separates the last unit of a publisher from the first unit of
+// the next one on the stream's timeline, so readers never see time go back.
+const republishGap = 40 * time.Millisecond
+
+// Stream is one live path: at most one publisher and any number of readers.
+type Stream struct {
+	hub  *Hub
+	path string
+	conf PathConfig
+
+	// mu guards every field below it. Write holds it for a few pointer
+	// stores; nothing under it allocates per reader or touches a socket.
+	mu        sync.Mutex
+	tracks    []*media.Track
+	hasVideo  bool
+	publisher *Publisher
+	cache     *gopcache.Cache
+	ring      []*media.Unit // len is a power of two; unit seq n lives at ring[n&mask]
+	mask      uint64
+	head      uint64        // seq of the next unit written
+	wake      chan struct{} // closed (and replaced) on Write when waiting is set
+	waiting   bool
+	readers   map[*Reader]struct{}
+	ended     bool
+	grace     *time.Timer
+	offset    time.Duration // added to the current publisher's timestamps
+	newPub    bool          // the next Write sets offset
+	lastDTS   time.Duration // highest DTS written, on the stream timeline
+	started   time.Time
+
+	unitsIn, bytesIn atomic.Uint64
+	publishes        atomic.Uint64
+}
+
+func newStream(h *Hub, path string, pc PathConfig) *Stream {
+	size := uint64(1) << bits.Len64(uint64(max(pc.ReaderQueue, 2)-1)) // next power of two
+	return &Stream{
+		hub:     h,
+		path:    path,
+		conf:    pc,
+		ring:    make([]*media.Unit, size),
+		mask:    size - 1,
+		wake:    make(chan struct{}),
+		readers: map[*Reader]struct{}{},
+		started: time.Now(),
+	}
+}
+
+// Path returns the stream's path.
+func (s *Stream) Path() string { return s.path }
+
+// Config returns the path settings the stream was created with.
+func (s *Stream) Config() PathConfig { return s.conf }
+
+// Tracks returns the current tracks.
+func (s *Stream) Tracks() []*media.Track {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]*media.Track(nil), s.tracks...)
+}
+
+// StreamStats are a stream's figures.
+type StreamStats struct {
+	Path       string
+	Publishing bool
+	Publisher  string // protocol and remote address, "" in the grace period
+	Readers    int
+	UnitsIn    uint64
+	BytesIn    uint64
+	Publishes  uint64 // how many publishers the stream has had
+	CachedGOP  int    // units in the GOP cache
+	Uptime     time.Duration
+}
+
+// Stats returns the stream's figures.
+func (s *Stream) Stats() StreamStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := StreamStats{
+		Path: s.path, Readers: len(s.readers), UnitsIn: s.unitsIn.Load(), BytesIn: s.bytesIn.Load(),
+		Publishes: s.publishes.Load(), CachedGOP: s.cache.Len(), Uptime: time.Since(s.started),
+	}
+	if s.publisher != nil {
+		st.Publishing = true
+		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
+	}
+	return st
+}
+
+// attachPublisher is called with h.mu held.
+func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.publisher != nil {
+		return nil, ErrPathBusy
+	}
+	if s.grace != nil {
+		s.grace.Stop()
+		s.grace = nil
+	}
+	hasVideo := false
+	for _, t := range tracks {
+		hasVideo = hasVideo || t.IsVideo()
+	}
+	s.tracks = append([]*media.Track(nil), tracks...)
+	s.hasVideo = hasVideo
+	if s.cache == nil {
+		s.cache = gopcache.New(s.conf.GOPCache.Limits(), hasVideo)
+	} else {
+		s.cache.Reset(hasVideo) // a new publisher's readers start at its own keyframe
+		s.newPub = true
+	}
+	s.publisher = &Publisher{s: s, opts: opts}
+	s.publishes.Add(1)
+	return s.publisher, nil
+}
+
+// write is Publisher.Write.
+func (s *Stream) write(p *Publisher, u *media.Unit) {
+	u.Size = u.PayloadSize()
+	s.mu.Lock()
+	if s.publisher != p {
+		s.mu.Unlock()
+		return
+	}
+	if s.newPub {
+		s.newPub = false
+		s.offset = s.lastDTS + republishGap - u.DTS
+	}
+	u.PTS += s.offset
+	u.DTS += s.offset
+	s.lastDTS = max(s.lastDTS, u.DTS)
+	s.cache.Add(u)
+	s.ring[s.head&s.mask] = u
+	s.head++
+	if s.waiting {
+		s.waiting = false
+		close(s.wake)
+		s.wake = make(chan struct{})
+	}
+	s.mu.Unlock()
+	s.unitsIn.Add(1)
+	s.bytesIn.Add(uint64(u.Size))
+}
+
+// updateTrack is Publisher.UpdateTrack.
+func (s *Stream) updateTrack(p *Publisher, t *media.Track) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.publisher == p && t.ID >= 0 && t.ID < len(s.tracks) {
+		s.tracks[t.ID] = t
+	}
+}
+
+// detachPublisher is Publisher.Close.
+func (s *Stream) detachPublisher(p *Publisher) {
+	s.mu.Lock()
+	if s.publisher != p {
+		s.mu.Unlock()
+		return
+	}
+	s.publisher = nil
+	if s.conf.GracePeriod <= 0 || len(s.readers) == 0 {
+		s.mu.Unlock()
+		s.hub.removeStream(s)
+		s.end()
+		s.hub.log.Info("stream ended", "path", s.path)
+		return
+	}
+	s.grace = time.AfterFunc(s.conf.GracePeriod, func() { s.graceExpired() })
+	s.mu.Unlock()
+	s.hub.log.Info("stream waiting for a publisher", "path", s.path, "grace", s.conf.GracePeriod)
+}
+
+func (s *Stream) graceExpired() {
+	// Lock order: hub, then stream (as in Publish).
+	s.hub.mu.Lock()
+	s.mu.Lock()
+	if s.publisher != nil || s.ended {
+		s.mu.Unlock()
+		s.hub.mu.Unlock()
+		return
+	}
+	if s.hub.streams[s.path] == s {
+		delete(s.hub.streams, s.path)
+	}
+	s.mu.Unlock()
+	s.hub.mu.Unlock()
+	s.end()
+	s.hub.log.Info("stream ended", "path", s.path, "reason", "no publisher within the grace period")
+}
+
+// end marks the stream ended and wakes every reader; they get ErrStreamClosed
+// after draining what is queued.
+func (s *Stream) end() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return
+	}
+	s.ended = true
+	s.publisher = nil
+	if s.grace != nil {
+		s.grace.Stop()
+	}
+	close(s.wake)
+	s.wake = make(chan struct{})
+	s.waiting = false
+}
+
+// addReader is Hub.Read for this stream. The join is atomic: under the lock
+// Write takes, the reader gets a copy of the cached GOP and a cursor at the
+// next unit to be written, so there is no gap and no duplicate.
+func (s *Stream) addReader() (*Reader, error) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return nil, ErrStreamNotFound
+	}
+	if s.conf.MaxReaders > 0 && len(s.readers) >= s.conf.MaxReaders {
+		return nil, ErrTooManyReaders
+	}
+	r := &Reader{s: s, cursor: s.head, caughtUp: now, tracks: append([]*media.Track(nil), s.tracks...)}
+	if s.conf.Join == JoinLive {
+		r.waitKey = s.hasVideo
+	} else {
+		r.pending = s.cache.AppendTo(nil)
+		if s.conf.CatchUp > 0 {
+			r.pending = catchUp(r.pending, s.conf.CatchUp)
+		}
+	}
+	s.readers[r] = struct{}{}
+	return r, nil
+}
+
+func (s *Stream) removeReader(r *Reader) {
+	s.mu.Lock()
+	delete(s.readers, r)
+	s.mu.Unlock()
+}
+
+// catchUp retimes a cached GOP so that a player starting at its first unit
+// plays through it within window and then runs at live delay. Video units
+// older than the newest cached unit by more than window are squeezed
+// (t -> newest - (newest-t)*window/span) in order, and audio units older than
+// window are dropped, since squeezed audio is noise. The result holds fresh
+// copies wherever a timestamp changed: cached units are shared and immutable.
+func catchUp(gop []*media.Unit, window time.Duration) []*media.Unit {
+	if len(gop) < 2 {
+		return gop
+	}
+	newest := gop[len(gop)-1].DTS
+	span := newest - gop[0].DTS
+	if span <= window {
+		return gop
+	}
+	squeeze := func(t time.Duration) time.Duration {
+		if t >= newest {
+			return t
+		}
+		return newest - time.Duration(float64(newest-t)*float64(window)/float64(span))
+	}
+	out := gop[:0:0]
+	for _, u := range gop {
+		if newest-u.DTS <= window && !u.Track.IsVideo() {
+			out = append(out, u)
+			continue
+		}
+		if !u.Track.IsVideo() {
+			continue
+		}
+		c := &media.Unit{Track: u.Track, PTS: squeeze(u.PTS), DTS: squeeze(u.DTS), KeyFrame: u.KeyFrame,
+			Payload: u.Payload, Wall: u.Wall, Size: u.Size}
+		out = append(out, c)
+	}
+	return out
+}
