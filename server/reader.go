@@ -54,6 +54,9 @@ func (r *Reader) Next(ctx context.Context) (*media.Unit, error) {
 func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Unit, error) {
 	room := max(cap(dst)-len(dst), 1)
 	n0 := len(dst)
+	if r.closed.Load() {
+		return dst, ErrReaderClosed
+	}
 	if len(r.pending) > 0 {
 		k := min(room, len(r.pending))
 		dst = append(dst, r.pending[:k]...)

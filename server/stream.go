@@ -37,6 +37,7 @@ type Stream struct {
 	grace     *time.Timer
 	offset    time.Duration // added to the current publisher's timestamps
 	newPub    bool          // the next Write sets offset
+	needKey   bool          // drop video until a keyframe (a republish that starts mid-GOP)
 	lastDTS   time.Duration // highest DTS written, on the stream timeline
 	started   time.Time
 
@@ -121,6 +122,10 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 	} else {
 		s.cache.Reset(hasVideo) // a new publisher's readers start at its own keyframe
 		s.newPub = true
+		// Readers that stay attached across the republish read on from the
+		// ring: they must not get the new source's video before its first
+		// keyframe (it refers to pictures they never had).
+		s.needKey = hasVideo
 	}
 	s.publisher = &Publisher{s: s, opts: opts}
 	s.publishes.Add(1)
@@ -138,6 +143,15 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	if s.newPub {
 		s.newPub = false
 		s.offset = s.lastDTS + republishGap - u.DTS
+	}
+	if s.needKey && u.Track.IsVideo() {
+		if !u.KeyFrame {
+			s.mu.Unlock()
+			s.unitsIn.Add(1)
+			s.bytesIn.Add(uint64(u.Size))
+			return
+		}
+		s.needKey = false
 	}
 	u.PTS += s.offset
 	u.DTS += s.offset
@@ -166,21 +180,30 @@ func (s *Stream) updateTrack(p *Publisher, t *media.Track) {
 
 // detachPublisher is Publisher.Close.
 func (s *Stream) detachPublisher(p *Publisher) {
+	// Lock order: hub, then stream (as in Publish). Holding the hub lock while
+	// the stream is removed and ended keeps a concurrent Publish on the path
+	// from attaching to this stream in between and being ended with it.
+	s.hub.mu.Lock()
 	s.mu.Lock()
 	if s.publisher != p {
 		s.mu.Unlock()
+		s.hub.mu.Unlock()
 		return
 	}
 	s.publisher = nil
 	if s.conf.GracePeriod <= 0 || len(s.readers) == 0 {
+		if s.hub.streams[s.path] == s {
+			delete(s.hub.streams, s.path)
+		}
+		s.endLocked()
 		s.mu.Unlock()
-		s.hub.removeStream(s)
-		s.end()
+		s.hub.mu.Unlock()
 		s.hub.log.Info("stream ended", "path", s.path)
 		return
 	}
 	s.grace = time.AfterFunc(s.conf.GracePeriod, func() { s.graceExpired() })
 	s.mu.Unlock()
+	s.hub.mu.Unlock()
 	s.hub.log.Info("stream waiting for a publisher", "path", s.path, "grace", s.conf.GracePeriod)
 }
 
@@ -207,6 +230,11 @@ func (s *Stream) graceExpired() {
 func (s *Stream) end() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.endLocked()
+}
+
+// endLocked is end with s.mu held.
+func (s *Stream) endLocked() {
 	if s.ended {
 		return
 	}
@@ -241,6 +269,9 @@ func (s *Stream) addReader() (*Reader, error) {
 		if s.conf.CatchUp > 0 {
 			r.pending = catchUp(r.pending, s.conf.CatchUp)
 		}
+		// Nothing cached (no keyframe yet, or the GOP overflowed the cache):
+		// start at the next keyframe, as a live join does.
+		r.waitKey = s.hasVideo && len(r.pending) == 0
 	}
 	s.readers[r] = struct{}{}
 	return r, nil

@@ -1,0 +1,212 @@
+package main
+
+import (
+	"bytes"
+	_ "embed"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+//go:embed config.yml
+var defaultConfigYAML []byte
+
+// Config is the whole configuration; its yaml names are the config keys.
+type Config struct {
+	Log   LogConfig   `yaml:"log"`
+	RTMP  RTMPConfig  `yaml:"rtmp"`
+	HTTP  HTTPConfig  `yaml:"http"`
+	Paths PathsConfig `yaml:"paths"`
+
+	// resolved per-path settings, filled by loadConfig
+	overrides []resolvedOverride
+}
+
+// LogConfig is the log: section.
+type LogConfig struct {
+	Level  string `yaml:"level"`
+	Format string `yaml:"format"`
+}
+
+// RTMPConfig is the rtmp: section.
+type RTMPConfig struct {
+	Address          string        `yaml:"address"`
+	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
+	ReadTimeout      time.Duration `yaml:"readTimeout"`
+	WriteTimeout     time.Duration `yaml:"writeTimeout"`
+}
+
+// HTTPConfig is the http: section.
+type HTTPConfig struct {
+	Address      string        `yaml:"address"`
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+}
+
+// PathsConfig is the paths: section.
+type PathsConfig struct {
+	Default   server.PathConfig `yaml:"default"`
+	Overrides []PathOverride    `yaml:"overrides"`
+}
+
+// PathOverride is one entry of paths.overrides: a pattern and the keys it changes.
+type PathOverride struct {
+	Match             string `yaml:"match"`
+	server.PathConfig `yaml:",inline"`
+}
+
+type resolvedOverride struct {
+	m    *server.PathMatcher
+	conf server.PathConfig
+}
+
+// loadConfig reads the embedded defaults and then, if data is not nil, the
+// user's file on top (keys left out keep their defaults). Unknown keys are
+// errors that name the key and its line. It does not validate.
+func loadConfig(data []byte) (*Config, error) {
+	c := &Config{}
+	if err := decodeStrict(defaultConfigYAML, c); err != nil {
+		return nil, fmt.Errorf("embedded config.yml: %w", err)
+	}
+	src := defaultConfigYAML
+	if data != nil {
+		c.Paths.Overrides = nil
+		if err := decodeStrict(data, c); err != nil {
+			return nil, err
+		}
+		src = data
+	}
+	// Each override starts from paths.default and takes only the keys it
+	// gives: decode its node onto a copy of the default.
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, err
+	}
+	nodes := overrideNodes(&doc)
+	for i := range c.Paths.Overrides {
+		pc := c.Paths.Default
+		if i < len(nodes) {
+			if err := nodes[i].Decode(&pc); err != nil {
+				return nil, fmt.Errorf("paths.overrides[%d]: %w", i, err)
+			}
+		}
+		c.overrides = append(c.overrides, resolvedOverride{conf: pc})
+	}
+	return c, nil
+}
+
+func decodeStrict(data []byte, into any) error {
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(into); err != nil && !errors.Is(err, io.EOF) { // an empty file is no change
+		return fmt.Errorf("config: %w", err)
+	}
+	return nil
+}
+
+// overrideNodes returns the mapping nodes of paths.overrides.
+func overrideNodes(doc *yaml.Node) []*yaml.Node {
+	find := func(m *yaml.Node, key string) *yaml.Node {
+		if m == nil || m.Kind != yaml.MappingNode {
+			return nil
+		}
+		for i := 0; i+1 < len(m.Content); i += 2 {
+			if m.Content[i].Value == key {
+				return m.Content[i+1]
+			}
+		}
+		return nil
+	}
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) == 0 {
+		return nil
+	}
+	ov := find(find(doc.Content[0], "paths"), "overrides")
+	if ov == nil || ov.Kind != yaml.SequenceNode {
+		return nil
+	}
+	return ov.Content
+}
+
+// Validate returns every problem, each naming its key and what is allowed.
+func (c *Config) Validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("log.level", "must be debug, info, warn or error (got %q)", c.Log.Level)
+	}
+	if c.Log.Format != "text" && c.Log.Format != "json" {
+		bad("log.format", "must be text or json (got %q)", c.Log.Format)
+	}
+	for _, a := range []struct{ key, addr string }{{"rtmp.address", c.RTMP.Address}, {"http.address", c.HTTP.Address}} {
+		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
+			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\" (got %q)", a.addr)
+		}
+	}
+	for _, t := range []struct {
+		key string
+		d   time.Duration
+	}{
+		{"rtmp.handshakeTimeout", c.RTMP.HandshakeTimeout}, {"rtmp.readTimeout", c.RTMP.ReadTimeout},
+		{"rtmp.writeTimeout", c.RTMP.WriteTimeout}, {"http.writeTimeout", c.HTTP.WriteTimeout},
+	} {
+		if t.d < 100*time.Millisecond || t.d > 10*time.Minute {
+			bad(t.key, "must be between 100ms and 10m (got %s)", t.d)
+		}
+	}
+	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
+	for i := range c.overrides {
+		at := fmt.Sprintf("paths.overrides[%d]", i)
+		m, err := server.NewPathMatcher(c.Paths.Overrides[i].Match)
+		if err != nil {
+			bad(at+".match", "%v", err)
+		}
+		c.overrides[i].m = m
+		errs = append(errs, c.overrides[i].conf.Validate(at)...)
+	}
+	return errs
+}
+
+// PathConfig returns the settings for path: the first matching override, or
+// paths.default. Call it only after Validate returned no error.
+func (c *Config) PathConfig(path string) server.PathConfig {
+	for _, o := range c.overrides {
+		if o.m != nil && o.m.Match(path) {
+			return o.conf
+		}
+	}
+	return c.Paths.Default
+}
+
+// readConfigFile loads and validates FILE, or the embedded default for "".
+func readConfigFile(file string) (*Config, error) {
+	var data []byte
+	if file != "" {
+		var err error
+		if data, err = os.ReadFile(file); err != nil {
+			return nil, fmt.Errorf("config: %w", err)
+		}
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		return nil, err
+	}
+	if errs := c.Validate(); len(errs) > 0 {
+		msgs := make([]string, len(errs))
+		for i, e := range errs {
+			msgs[i] = e.Error()
+		}
+		return nil, fmt.Errorf("config: %d problem(s):\n  %s", len(errs), strings.Join(msgs, "\n  "))
+	}
+	return c, nil
+}

@@ -1,0 +1,197 @@
+// Command streamhub is a live media server in one static binary: RTMP in,
+// HTTP-FLV and RTMP out, with a GOP cache for instant start.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/streamhub/streamhub/protocols/httpflv"
+	"github.com/streamhub/streamhub/protocols/rtmp"
+	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/web"
+)
+
+// version is the release; builds from a checkout add the VCS revision.
+const version = "0.1.0-dev"
+
+// shutdownTimeout bounds the graceful part of a shutdown; the process exits
+// within 3 s of SIGINT/SIGTERM.
+const shutdownTimeout = 2 * time.Second
+
+func main() {
+	if err := newRootCmd(os.Stdout, os.Stderr).Execute(); err != nil {
+		os.Exit(1)
+	}
+}
+
+func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
+	var configFile string
+	serve := &cobra.Command{
+		Use:   "serve",
+		Short: "Run the server (the default command)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runServe(cmd.Context(), configFile, stderr)
+		},
+	}
+	serve.Flags().StringVar(&configFile, "config", "", "configuration file (default: the embedded config.yml)")
+
+	root := &cobra.Command{
+		Use:           "streamhub",
+		Short:         "Live media server: RTMP in; HTTP-FLV and RTMP out; GOP cache for instant start",
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: false,
+		RunE:          serve.RunE,
+	}
+	root.Flags().StringVar(&configFile, "config", "", "configuration file (default: the embedded config.yml)")
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+
+	versionCmd := &cobra.Command{
+		Use:   "version",
+		Short: "Print the version",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+		},
+	}
+	configCmd := &cobra.Command{Use: "config", Short: "Check or print configuration"}
+	configCmd.AddCommand(&cobra.Command{
+		Use:   "check FILE",
+		Short: "Validate FILE and print every problem with its key (exit 1 on error)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if _, err := readConfigFile(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: OK\n", args[0])
+			return nil
+		},
+	}, &cobra.Command{
+		Use:   "default",
+		Short: "Print the embedded default config.yml",
+		Args:  cobra.NoArgs,
+		Run: func(cmd *cobra.Command, _ []string) {
+			cmd.OutOrStdout().Write(defaultConfigYAML) //nolint:errcheck // stdout
+		},
+	})
+	root.AddCommand(serve, versionCmd, configCmd)
+	return root
+}
+
+func versionString() string {
+	v := "streamhub " + version
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += " (" + s.Value[:12] + ")"
+			}
+		}
+		v += " " + bi.GoVersion
+	}
+	return v
+}
+
+func newLogger(c LogConfig, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	lvl.UnmarshalText([]byte(c.Level)) //nolint:errcheck // validated
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// runServe runs the server until ctx is done or SIGINT/SIGTERM arrives.
+func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
+	conf, err := readConfigFile(configFile)
+	if err != nil {
+		return err
+	}
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	log := newLogger(conf.Log, logOut)
+	log.Info("starting", "version", versionString())
+
+	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log})
+	rtmpSrv := rtmp.New(rtmp.Config{
+		Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
+		ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
+	}, hub, log)
+	if err := rtmpSrv.Start(); err != nil {
+		return err
+	}
+	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
+	ln, err := net.Listen("tcp", conf.HTTP.Address)
+	if err != nil {
+		rtmpSrv.Close()
+		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           router(flv, web.New(hub)),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- httpSrv.Serve(ln) }()
+	log.Info("listening", "proto", "http", "address", ln.Addr().String())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case err = <-httpDone:
+		log.Error("http server failed", "err", err)
+	}
+	stop()
+
+	// Stop accepting, end sessions, exit within 3 s.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
+		hub.Close()
+		rtmpSrv.Close()
+		flv.Close()
+		httpSrv.Close()
+	}()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		log.Warn("shutdown timed out; exiting anyway")
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// router sends /PATH.flv to HTTP-FLV and everything else to the web pages.
+func router(flv http.Handler, web http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, ".flv") {
+			flv.ServeHTTP(w, r)
+			return
+		}
+		web.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,255 @@
+// Package httpflv serves hub streams as HTTP-FLV (GET/HEAD /<path>.flv) for
+// mpegts.js, flv.js, ffmpeg and VLC.
+//
+//	hub Reader ──NextBatch──▶ flv.Muxer ──shared tag bytes──▶ one writev per wake-up
+//
+// The tag of each unit is built once per stream (media.Unit.Memo) and the
+// same bytes go to every FLV and RTMP reader. A reader that wakes up writes
+// everything queued for it in one writev on the hijacked connection, in HTTP
+// chunked framing.
+package httpflv
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/flv"
+	"github.com/streamhub/streamhub/server"
+)
+
+// Config configures a Handler.
+type Config struct {
+	// WriteTimeout closes a reader whose socket accepts nothing for this long.
+	WriteTimeout time.Duration
+}
+
+// maxBatch bounds the units written in one writev.
+const maxBatch = 512
+
+// Handler serves /<path>.flv. Mount it for paths ending in ".flv".
+type Handler struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	mu     sync.Mutex // mu guards conns
+	conns  map[net.Conn]struct{}
+}
+
+// New returns a handler reading from hub.
+func New(c Config, hub *server.Hub, log *slog.Logger) *Handler {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Handler{conf: c, hub: hub, log: log.With("proto", "httpflv"), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+}
+
+// Close ends every FLV session (their connections are hijacked, so
+// http.Server.Shutdown does not see them) and waits for them.
+func (h *Handler) Close() {
+	h.cancel()
+	h.mu.Lock()
+	for c := range h.conns {
+		c.Close()
+	}
+	h.mu.Unlock()
+	h.wg.Wait()
+}
+
+// PathOf returns the stream path of an FLV URL path ("/live/x.flv" → "live/x").
+func PathOf(urlPath string) (string, bool) {
+	p, ok := strings.CutSuffix(strings.TrimPrefix(urlPath, "/"), ".flv")
+	return p, ok
+}
+
+func setCORS(hd http.Header) {
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+	hd.Set("Access-Control-Allow-Headers", "*")
+}
+
+// ServeHTTP serves one FLV request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	setCORS(w.Header())
+	switch req.Method {
+	case http.MethodOptions:
+		w.Header().Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		w.Header().Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	path, ok := PathOf(req.URL.Path)
+	if !ok {
+		http.Error(w, "not an FLV URL: use /<path>.flv", http.StatusNotFound)
+		return
+	}
+	r, err := h.hub.Read(path)
+	if err != nil {
+		code := http.StatusInternalServerError
+		var pe *server.PathError
+		switch {
+		case errors.As(err, &pe):
+			code = http.StatusBadRequest
+		case errors.Is(err, server.ErrStreamNotFound):
+			code = http.StatusNotFound
+		case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
+			code = http.StatusServiceUnavailable
+		}
+		http.Error(w, fmt.Sprintf("%s: %v", path, err), code)
+		return
+	}
+	defer r.Close()
+	w.Header().Set("Content-Type", "video/x-flv")
+	w.Header().Set("Cache-Control", "no-cache, no-store")
+	if req.Method == http.MethodHead {
+		w.WriteHeader(http.StatusOK)
+		return
+	}
+
+	h.wg.Add(1)
+	defer h.wg.Done()
+	start := time.Now()
+	remote := req.RemoteAddr
+	h.log.Info("session opened", "path", path, "remote", remote)
+	n, err := h.serve(w, req, r)
+	h.log.Info("session closed", "path", path, "remote", remote, "bytes", n,
+		"duration", time.Since(start).Round(time.Millisecond), "drops", r.Stats().Drops, "cause", err.Error())
+}
+
+// serve streams until the reader or the connection ends; it always returns
+// a non-nil error saying why.
+func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Reader) (int64, error) {
+	hj, ok := w.(http.Hijacker)
+	if !ok { // HTTP/2: no hijacking; write through the ResponseWriter
+		return h.serveWriter(w, req, r)
+	}
+	nc, _, err := hj.Hijack()
+	if err != nil {
+		return 0, fmt.Errorf("hijack: %w", err)
+	}
+	defer nc.Close()
+	h.mu.Lock()
+	if h.ctx.Err() != nil {
+		h.mu.Unlock()
+		return 0, h.ctx.Err()
+	}
+	h.conns[nc] = struct{}{}
+	h.mu.Unlock()
+	defer func() {
+		h.mu.Lock()
+		delete(h.conns, nc)
+		h.mu.Unlock()
+	}()
+
+	chunked := req.ProtoAtLeast(1, 1)
+	head := "HTTP/1.1 200 OK\r\n"
+	for k, v := range w.Header() {
+		head += k + ": " + strings.Join(v, ", ") + "\r\n"
+	}
+	if chunked {
+		head += "Transfer-Encoding: chunked\r\n"
+	}
+	head += "Connection: close\r\n\r\n"
+
+	mux := flv.NewMuxer(r.Tracks())
+	tags := [][]byte{[]byte(head), nil, flv.FileHeader(mux.HasVideo(), mux.HasAudio()), mux.MetadataTag()}
+	payloadStart := 2 // tags[1] is the chunk-size line, filled below
+	if !chunked {
+		tags = append(tags[:1], tags[2:]...)
+		payloadStart = 1
+	}
+	var sizeLine [20]byte
+	batch := make([]*media.Unit, 0, maxBatch)
+	var total int64
+	for {
+		size := 0
+		for _, t := range tags[payloadStart:] {
+			size += len(t)
+		}
+		if size > 0 || payloadStart > 1 {
+			if chunked {
+				tags[payloadStart-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
+				tags = append(tags, crlf)
+			}
+			nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
+			bufs := net.Buffers(tags)
+			n, err := bufs.WriteTo(nc) // one writev
+			total += n
+			if err != nil {
+				return total, fmt.Errorf("write: %w", err)
+			}
+		}
+		clear(tags)
+		tags = tags[:0]
+		if chunked {
+			tags = append(tags, nil)
+			payloadStart = 1
+		} else {
+			payloadStart = 0
+		}
+
+		var err error
+		batch, err = r.NextBatch(h.ctx, batch[:0])
+		if err != nil {
+			if chunked && errors.Is(err, server.ErrStreamClosed) {
+				nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
+				nc.Write([]byte("0\r\n\r\n")) //nolint:errcheck // the stream is over either way
+			}
+			return total, err
+		}
+		for _, u := range batch {
+			tags = mux.Append(tags, u)
+		}
+		clear(batch)
+	}
+}
+
+var crlf = []byte("\r\n")
+
+// serveWriter is serve for connections that cannot be hijacked (HTTP/2).
+func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *server.Reader) (int64, error) {
+	rc := http.NewResponseController(w)
+	mux := flv.NewMuxer(r.Tracks())
+	w.WriteHeader(http.StatusOK)
+	tags := [][]byte{flv.FileHeader(mux.HasVideo(), mux.HasAudio()), mux.MetadataTag()}
+	batch := make([]*media.Unit, 0, maxBatch)
+	var total int64
+	for {
+		rc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout)) //nolint:errcheck // best effort on HTTP/2
+		for _, t := range tags {
+			n, err := w.Write(t)
+			total += int64(n)
+			if err != nil {
+				return total, fmt.Errorf("write: %w", err)
+			}
+		}
+		if err := rc.Flush(); err != nil {
+			return total, fmt.Errorf("flush: %w", err)
+		}
+		clear(tags)
+		tags = tags[:0]
+		var err error
+		batch, err = r.NextBatch(req.Context(), batch[:0])
+		if err != nil {
+			return total, err
+		}
+		for _, u := range batch {
+			tags = mux.Append(tags, u)
+		}
+		clear(batch)
+	}
+}

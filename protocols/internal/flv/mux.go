@@ -1,0 +1,82 @@
+package flv
+
+import (
+	"github.com/streamhub/streamhub/media"
+)
+
+// Muxer turns one reader's units into FLV tags: the metadata and sequence
+// headers first, a new sequence header whenever a track's parameters change
+// (republish, new SPS), then each unit's shared tag. It carries the first
+// video and the first audio track and skips others. Not safe for concurrent use.
+type Muxer struct {
+	videoID, audioID int // -1: none
+	video, audio     *media.Track
+	tracks           []*media.Track
+}
+
+// NewMuxer returns a muxer for a reader whose stream has tracks.
+func NewMuxer(tracks []*media.Track) *Muxer {
+	m := &Muxer{videoID: -1, audioID: -1, tracks: tracks}
+	if v := FirstTrack(tracks, true); v != nil {
+		m.videoID = v.ID
+	}
+	if a := FirstTrack(tracks, false); a != nil {
+		m.audioID = a.ID
+	}
+	return m
+}
+
+// HasVideo and HasAudio say what the FLV header should announce.
+func (m *Muxer) HasVideo() bool { return m.videoID >= 0 }
+
+// HasAudio reports whether the muxer carries an audio track.
+func (m *Muxer) HasAudio() bool { return m.audioID >= 0 }
+
+// MetadataTag returns the onMetaData script tag.
+func (m *Muxer) MetadataTag() []byte {
+	return AppendTag(nil, TagScript, 0, MetadataBody(m.tracks))
+}
+
+// Append appends to dst the tags that deliver u: a sequence header first
+// when u's track has parameters the reader has not seen, then u's tag
+// (shared bytes, not to be modified). Units of tracks the muxer does not
+// carry, and video before its parameters are known, append nothing.
+func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
+	t := u.Track
+	last := &m.audio
+	if t.IsVideo() {
+		if t.ID != m.videoID {
+			if m.videoID >= 0 || m.video != nil {
+				return dst
+			}
+			m.videoID = t.ID // a video track that appeared after a republish
+		}
+		last = &m.video
+	} else {
+		if t.ID != m.audioID {
+			if m.audioID >= 0 || m.audio != nil {
+				return dst
+			}
+			m.audioID = t.ID
+		}
+	}
+	if *last != t {
+		if !t.SameParams(*last) {
+			cfg, err := ConfigTag(t, Timestamp(u.DTS))
+			if err != nil {
+				return dst
+			}
+			if cfg == nil && t.IsVideo() && t.Codec != media.CodecAV1 {
+				return dst // no decodable start without parameter sets
+			}
+			if cfg != nil {
+				dst = append(dst, cfg)
+			}
+		}
+		*last = t
+	}
+	if tag := UnitTag(u); len(tag) > 0 {
+		dst = append(dst, tag)
+	}
+	return dst
+}

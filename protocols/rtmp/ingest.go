@@ -1,0 +1,163 @@
+package rtmp
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/units"
+	"github.com/streamhub/streamhub/server"
+)
+
+// supportedCodecs is said to publishers whose codec we cannot carry.
+const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus and MP3 audio"
+
+// rtmpClock is the period of RTMP's 32-bit millisecond timestamps.
+const rtmpClock = time.Duration(1<<32) * time.Millisecond
+
+// publish reads the publisher's tracks, registers it in the hub and pumps
+// its media until the connection ends.
+func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
+	r := &gortmplib.Reader{Conn: sc}
+	if err := r.Initialize(); err != nil {
+		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
+	}
+	in, err := newIngest(r.Tracks())
+	if err != nil {
+		return err
+	}
+	pub, err := c.srv.hub.Publish(c.path, in.tracks, server.PublishOptions{
+		Key: key, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
+	})
+	if err != nil {
+		return err
+	}
+	defer pub.Close()
+	in.pub = pub
+	in.register(r)
+
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.srv.conf.ReadTimeout))
+		if err := r.Read(); err != nil {
+			return fmt.Errorf("rtmp: publisher: %w", err)
+		}
+	}
+}
+
+// unitWriter is what ingest needs of a server.Publisher.
+type unitWriter interface {
+	Write(u *media.Unit)
+	UpdateTrack(t *media.Track)
+}
+
+// ingest converts gortmplib callbacks to hub units.
+type ingest struct {
+	pub    unitWriter
+	tracks []*media.Track
+	lib    []*gortmplib.Track // lib[i] is tracks[i]'s gortmplib track
+	video  map[int]*units.Video
+	unwrap []units.Unwrapper
+}
+
+// newIngest maps gortmplib tracks to hub tracks, refusing codecs the hub
+// does not carry.
+func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
+	in := &ingest{video: map[int]*units.Video{}}
+	for _, lt := range libTracks {
+		t := &media.Track{ID: len(in.tracks)}
+		switch codec := lt.Codec.(type) {
+		case *rtmpcodecs.H264:
+			t.Codec, t.SPS, t.PPS = media.CodecH264, codec.SPS, codec.PPS
+		case *rtmpcodecs.H265:
+			t.Codec, t.VPS, t.SPS, t.PPS = media.CodecH265, codec.VPS, codec.SPS, codec.PPS
+		case *rtmpcodecs.AV1:
+			t.Codec = media.CodecAV1
+		case *rtmpcodecs.MPEG4Audio:
+			if codec.Config == nil {
+				return nil, fmt.Errorf("rtmp: AAC track without AudioSpecificConfig")
+			}
+			asc, err := codec.Config.Marshal()
+			if err != nil {
+				return nil, fmt.Errorf("rtmp: invalid AAC config: %w", err)
+			}
+			t.Codec, t.AudioConfig, t.SampleRate = media.CodecAAC, asc, codec.Config.SampleRate
+			t.Channels = int(codec.Config.ChannelConfig)
+			if codec.Config.ChannelConfig == 7 {
+				t.Channels = 8
+			}
+		case *rtmpcodecs.Opus:
+			t.Codec, t.SampleRate, t.Channels = media.CodecOpus, 48000, 2
+			if codec.IDHeader != nil {
+				t.Channels = int(codec.IDHeader.ChannelCount)
+			}
+		case *rtmpcodecs.MPEG1Audio:
+			t.Codec = media.CodecMP3
+		default:
+			return nil, fmt.Errorf("rtmp: unsupported codec %T: streamhub takes %s", lt.Codec, supportedCodecs)
+		}
+		if t.IsVideo() {
+			in.video[t.ID] = units.NewVideo(t)
+			t = in.video[t.ID].Track()
+		}
+		in.tracks = append(in.tracks, t)
+		in.lib = append(in.lib, lt)
+	}
+	if len(in.tracks) == 0 {
+		return nil, fmt.Errorf("rtmp: the publisher sent no track: streamhub takes %s", supportedCodecs)
+	}
+	in.unwrap = make([]units.Unwrapper, len(in.tracks))
+	for i := range in.unwrap {
+		in.unwrap[i].Period = rtmpClock
+	}
+	return in, nil
+}
+
+// register sets the gortmplib callbacks.
+func (in *ingest) register(r *gortmplib.Reader) {
+	for i, lt := range in.lib {
+		id := i
+		switch lt.Codec.(type) {
+		case *rtmpcodecs.H264:
+			r.OnDataH264(lt, func(pts, dts time.Duration, au [][]byte) { in.video26x(id, pts, dts, au) })
+		case *rtmpcodecs.H265:
+			r.OnDataH265(lt, func(pts, dts time.Duration, au [][]byte) { in.video26x(id, pts, dts, au) })
+		case *rtmpcodecs.AV1:
+			r.OnDataAV1(lt, func(pts time.Duration, tu [][]byte) { in.video26x(id, pts, pts, tu) })
+		case *rtmpcodecs.MPEG4Audio:
+			r.OnDataMPEG4Audio(lt, func(pts time.Duration, au []byte) { in.audio(id, pts, au) })
+		case *rtmpcodecs.Opus:
+			r.OnDataOpus(lt, func(pts time.Duration, pkt []byte) { in.audio(id, pts, pkt) })
+		case *rtmpcodecs.MPEG1Audio:
+			r.OnDataMPEG1Audio(lt, func(pts time.Duration, frame []byte) { in.audio(id, pts, frame) })
+		}
+	}
+}
+
+// video26x handles one video access unit (RTMP DTS in ms, 32-bit wrapping;
+// pts = dts + composition time).
+func (in *ingest) video26x(id int, pts, dts time.Duration, au [][]byte) {
+	v := in.video[id]
+	udts := in.unwrap[id].Unwrap(dts % rtmpClock)
+	u, changed := v.Unit(udts+(pts-dts), udts, au)
+	if changed {
+		in.tracks[id] = v.Track()
+		in.pub.UpdateTrack(v.Track())
+	}
+	if u == nil {
+		return
+	}
+	u.Wall = time.Now()
+	in.pub.Write(u)
+}
+
+func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
+	if len(frame) == 0 {
+		return
+	}
+	upts := in.unwrap[id].Unwrap(pts % rtmpClock)
+	in.pub.Write(&media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true,
+		Payload: [][]byte{frame}, Wall: time.Now()})
+}

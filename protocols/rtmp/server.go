@@ -1,0 +1,190 @@
+// Package rtmp serves RTMP publish (OBS, ffmpeg, encoders; H264, H265 and AV1
+// over Enhanced RTMP, AAC, Opus, MP3) and play (VLC, ffplay, ffmpeg), on
+// gortmplib. rtmp://HOST/APP/NAME is the hub path APP/NAME; a ?key=... query
+// is the publish key and never part of the path.
+package rtmp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Address to listen on, e.g. ":1935".
+	Address string
+	// HandshakeTimeout bounds the RTMP handshake and the connect/publish/play
+	// commands.
+	HandshakeTimeout time.Duration
+	// ReadTimeout closes a publisher that sends nothing for this long.
+	ReadTimeout time.Duration
+	// WriteTimeout closes a player whose socket accepts nothing for this long.
+	WriteTimeout time.Duration
+}
+
+// Server accepts RTMP connections and connects them to the hub.
+type Server struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+
+	ln     net.Listener
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex // mu guards conns
+	conns map[net.Conn]struct{}
+}
+
+// New returns a server; call Start to listen.
+func New(c Config, hub *server.Hub, log *slog.Logger) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{conf: c, hub: hub, log: log.With("proto", "rtmp"), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+}
+
+// Start listens on the configured address and accepts in the background.
+func (s *Server) Start() error {
+	ln, err := net.Listen("tcp", s.conf.Address)
+	if err != nil {
+		return fmt.Errorf("rtmp: listen on %s (rtmp.address): %w", s.conf.Address, err)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.acceptLoop()
+	s.log.Info("listening", "address", ln.Addr().String())
+	return nil
+}
+
+// Addr returns the listening address.
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops accepting, closes every connection and waits for their goroutines.
+func (s *Server) Close() {
+	s.cancel()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	var backoff time.Duration
+	for {
+		nc, err := s.ln.Accept()
+		if err != nil {
+			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// EMFILE and friends: back off instead of spinning.
+			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.ctx.Done():
+				return
+			}
+			continue
+		}
+		backoff = 0
+		s.mu.Lock()
+		if s.ctx.Err() != nil {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[nc] = struct{}{}
+		s.mu.Unlock()
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(nc)
+			s.mu.Lock()
+			delete(s.conns, nc)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// handle runs one connection and is the one place where it ends: it logs
+// the cause once.
+func (s *Server) handle(nc net.Conn) {
+	defer nc.Close()
+	c := &conn{srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String())}
+	err := c.run()
+	if c.mode == "" {
+		c.log.Info("connection refused", "cause", causeText(err))
+		return
+	}
+	c.log.Info("connection closed", "mode", c.mode, "path", c.path, "cause", causeText(err))
+}
+
+func causeText(err error) string {
+	if err == nil {
+		return "done"
+	}
+	return err.Error()
+}
+
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	log  *slog.Logger
+	mode string // "publish" or "play", once known
+	path string
+}
+
+func (c *conn) run() error {
+	s := c.srv
+	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))
+	sc := &gortmplib.ServerConn{RW: c.nc}
+	if err := sc.Initialize(); err != nil {
+		return fmt.Errorf("rtmp handshake: %w", err)
+	}
+	if err := sc.Accept(); err != nil {
+		return fmt.Errorf("rtmp connect: %w", err)
+	}
+	path, key, err := pathAndKey(sc)
+	if err != nil {
+		return err
+	}
+	c.path = path
+	if sc.Publish {
+		c.mode = "publish"
+		c.log.Info("connection opened", "mode", c.mode, "path", path)
+		return c.publish(sc, key)
+	}
+	c.mode = "play"
+	c.nc.SetDeadline(time.Time{})
+	c.log.Info("connection opened", "mode", c.mode, "path", path)
+	return c.play(sc)
+}
+
+// pathAndKey returns the hub path (APP/NAME, without the query) and the
+// publish key (?key=...) of an accepted connection.
+func pathAndKey(sc *gortmplib.ServerConn) (string, string, error) {
+	if sc.URL == nil {
+		return "", "", errors.New("rtmp: no stream URL in the publish or play command")
+	}
+	p := strings.Trim(sc.URL.Path, "/")
+	if err := server.ValidatePath(p); err != nil {
+		return p, "", err
+	}
+	return p, sc.URL.Query().Get("key"), nil
+}
