@@ -1,0 +1,301 @@
+// Command flvload opens N HTTP-FLV (or RTMP) readers on one stream and
+// reports how fast each got its first keyframe, what it received, and how
+// far behind live a player that starts at that keyframe would run.
+//
+//	go run ./bench/flvload -url http://127.0.0.1:8080/live/test.flv -n 1000 -t 20s
+//	go run ./bench/flvload -url rtmp://127.0.0.1:1935/live/test -n 200 -t 20s
+//
+// It prints a text summary and, with -json FILE, the same figures as JSON.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortmplib"
+	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	flv "github.com/streamhub/streamhub/protocols/httpflv"
+)
+
+// result is one reader's outcome.
+type result struct {
+	connected     bool
+	firstKey      time.Duration // from dial to the first video keyframe; 0 if none
+	bytes         int64
+	err           error
+	playoutDelays []time.Duration // sampled: how long each frame would wait in a real-time player
+}
+
+// Summary is what flvload reports.
+type Summary struct {
+	URL             string   `json:"url"`
+	Readers         int      `json:"readers"`
+	Connected       int      `json:"connected"`
+	Errors          int      `json:"errors"`
+	FirstErrors     []string `json:"first_errors,omitempty"`
+	DurationS       float64  `json:"duration_s"`
+	FirstKeyMedian  float64  `json:"first_keyframe_ms_median"`
+	FirstKeyP95     float64  `json:"first_keyframe_ms_p95"`
+	FirstKeyMax     float64  `json:"first_keyframe_ms_max"`
+	KeyWithin1s     int      `json:"readers_with_keyframe_within_1s"`
+	BytesTotal      int64    `json:"bytes_total"`
+	KbpsMedian      float64  `json:"per_reader_kbps_median"`
+	KbpsMin         float64  `json:"per_reader_kbps_min"`
+	PlayoutDelayMed float64  `json:"playout_delay_ms_median"`
+	PlayoutDelayP95 float64  `json:"playout_delay_ms_p95"`
+}
+
+func main() {
+	u := flag.String("url", "", "stream URL: http://HOST:PORT/PATH.flv or rtmp://HOST:PORT/PATH")
+	n := flag.Int("n", 100, "number of readers")
+	d := flag.Duration("t", 20*time.Second, "how long each reader reads")
+	ramp := flag.Duration("ramp", 2*time.Second, "spread the connects over this long")
+	jsonOut := flag.String("json", "", "also write the summary as JSON to this file")
+	flag.Parse()
+	if *u == "" || *n < 1 {
+		fmt.Fprintln(os.Stderr, "flvload: -url is required and -n must be at least 1")
+		flag.Usage()
+		os.Exit(2)
+	}
+	pu, err := url.Parse(*u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "rtmp") {
+		fmt.Fprintln(os.Stderr, "flvload: -url must be http://...flv or rtmp://...")
+		os.Exit(2)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), *d+*ramp+15*time.Second)
+	defer cancel()
+	client := &http.Client{Transport: &http.Transport{
+		MaxIdleConnsPerHost: -1, DisableCompression: true, DisableKeepAlives: true,
+		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	}}
+	results := make([]result, *n)
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := range *n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if *n > 1 {
+				time.Sleep(*ramp * time.Duration(i) / time.Duration(*n))
+			}
+			rctx, rcancel := context.WithTimeout(ctx, *d)
+			defer rcancel()
+			if pu.Scheme == "http" {
+				results[i] = readFLV(rctx, client, *u, i%10 == 0)
+			} else {
+				results[i] = readRTMP(rctx, pu)
+			}
+		}()
+	}
+	wg.Wait()
+	s := summarize(*u, results, *d)
+	s.DurationS = time.Since(start).Seconds()
+	printText(s)
+	if *jsonOut != "" {
+		b, _ := json.MarshalIndent(s, "", "  ")
+		if err := os.WriteFile(*jsonOut, append(b, '\n'), 0o644); err != nil {
+			fmt.Fprintln(os.Stderr, "flvload:", err)
+			os.Exit(1)
+		}
+	}
+}
+
+// readFLV reads one HTTP-FLV stream until ctx ends. When sample is set it
+// parses every tag to estimate the playout delay; otherwise it parses tags
+// only up to the first keyframe and then just counts bytes (keeping the
+// load tool's own CPU low).
+func readFLV(ctx context.Context, client *http.Client, u string, sample bool) result {
+	var res result
+	t0 := time.Now()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	resp, err := client.Do(req)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		res.err = fmt.Errorf("HTTP %s", resp.Status)
+		return res
+	}
+	res.connected = true
+	cr := &countingReader{r: resp.Body}
+	fr, err := flv.NewReader(cr)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	var w0 time.Time
+	var m0 uint32
+	for {
+		tag, err := fr.Read()
+		if err != nil {
+			res.bytes = cr.n
+			if !isEnd(ctx, err) {
+				res.err = err
+			}
+			return res
+		}
+		now := time.Now()
+		if res.firstKey == 0 && tag.IsVideoKeyFrame() {
+			res.firstKey = now.Sub(t0)
+			w0, m0 = now, tag.Timestamp
+			if !sample {
+				break
+			}
+		}
+		if sample && res.firstKey > 0 && tag.Type == flv.TagVideo && !tag.IsConfig() {
+			// A player that starts showing the first keyframe on arrival and
+			// then runs in real time shows this frame at w0 + (ts - m0); the
+			// frame waits that minus its arrival time in the player's buffer.
+			show := w0.Add(time.Duration(tag.Timestamp-m0) * time.Millisecond)
+			res.playoutDelays = append(res.playoutDelays, show.Sub(now))
+		}
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		if _, err := cr.Read(buf); err != nil {
+			res.bytes = cr.n
+			if !isEnd(ctx, err) {
+				res.err = err
+			}
+			return res
+		}
+	}
+}
+
+func isEnd(ctx context.Context, err error) bool {
+	return ctx.Err() != nil || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// readRTMP plays one RTMP stream with the gortmplib client until ctx ends.
+func readRTMP(ctx context.Context, u *url.URL) result {
+	var res result
+	t0 := time.Now()
+	c := &gortmplib.Client{URL: u, Publish: false}
+	if err := c.Initialize(ctx); err != nil {
+		res.err = err
+		return res
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, c.Close)
+	defer stop()
+	res.connected = true
+	r := &gortmplib.Reader{Conn: c}
+	if err := r.Initialize(); err != nil {
+		res.bytes = int64(c.BytesReceived())
+		if ctx.Err() == nil {
+			res.err = err
+		}
+		return res
+	}
+	for _, t := range r.Tracks() {
+		if _, ok := t.Codec.(*rtmpcodecs.H264); ok {
+			r.OnDataH264(t, func(_, _ time.Duration, au [][]byte) {
+				if res.firstKey == 0 && h264.IsRandomAccess(au) {
+					res.firstKey = time.Since(t0)
+				}
+			})
+		}
+	}
+	for {
+		if err := r.Read(); err != nil {
+			res.bytes = int64(c.BytesReceived())
+			if ctx.Err() == nil {
+				res.err = err
+			}
+			return res
+		}
+	}
+}
+
+func summarize(u string, rs []result, d time.Duration) Summary {
+	s := Summary{URL: u, Readers: len(rs)}
+	var keys, kbps, delays []float64
+	for _, r := range rs {
+		if r.connected {
+			s.Connected++
+		}
+		if r.err != nil {
+			s.Errors++
+			if len(s.FirstErrors) < 5 {
+				s.FirstErrors = append(s.FirstErrors, r.err.Error())
+			}
+		}
+		if r.firstKey > 0 {
+			ms := float64(r.firstKey) / float64(time.Millisecond)
+			keys = append(keys, ms)
+			if r.firstKey <= time.Second {
+				s.KeyWithin1s++
+			}
+		}
+		s.BytesTotal += r.bytes
+		if r.connected {
+			kbps = append(kbps, float64(r.bytes)*8/1000/d.Seconds())
+		}
+		// Skip the first 3 s of each sampled reader: the delay a player
+		// settles to is what matters.
+		for i, pd := range r.playoutDelays {
+			if i >= 90 {
+				delays = append(delays, float64(pd)/float64(time.Millisecond))
+			}
+		}
+	}
+	s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax = pct(keys, 50), pct(keys, 95), pct(keys, 100)
+	s.KbpsMedian, s.KbpsMin = pct(kbps, 50), pct(kbps, 0)
+	s.PlayoutDelayMed, s.PlayoutDelayP95 = pct(delays, 50), pct(delays, 95)
+	return s
+}
+
+// pct returns the p-th percentile (nearest rank) of v, 0 for none.
+func pct(v []float64, p float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	slices.Sort(v)
+	i := int(p / 100 * float64(len(v)-1))
+	return v[i]
+}
+
+func printText(s Summary) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "url                      %s\n", s.URL)
+	fmt.Fprintf(&b, "readers connected        %d / %d (errors %d)\n", s.Connected, s.Readers, s.Errors)
+	for _, e := range s.FirstErrors {
+		fmt.Fprintf(&b, "  error: %s\n", e)
+	}
+	fmt.Fprintf(&b, "first keyframe           median %.1f ms, p95 %.1f ms, max %.1f ms\n", s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax)
+	fmt.Fprintf(&b, "keyframe within 1 s      %d readers\n", s.KeyWithin1s)
+	fmt.Fprintf(&b, "per-reader throughput    median %.0f kbit/s, min %.0f kbit/s\n", s.KbpsMedian, s.KbpsMin)
+	fmt.Fprintf(&b, "bytes received           %d\n", s.BytesTotal)
+	if s.PlayoutDelayMed != 0 || s.PlayoutDelayP95 != 0 {
+		fmt.Fprintf(&b, "playout delay (sampled)  median %.0f ms, p95 %.0f ms (how far behind arrival a real-time player runs)\n", s.PlayoutDelayMed, s.PlayoutDelayP95)
+	}
+	fmt.Print(b.String())
+}
