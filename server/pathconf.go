@@ -38,6 +38,10 @@ type PathConfig struct {
 	// GracePeriod keeps readers attached after the publisher leaves; a new
 	// publisher within it continues the stream for them.
 	GracePeriod time.Duration `yaml:"gracePeriod"`
+	// WakeInterval, when > 0, wakes a stream's readers at most this often,
+	// so each writes bigger batches: fewer syscalls for many readers, at the
+	// cost of up to this much added delay. 0 wakes them for every picture.
+	WakeInterval time.Duration `yaml:"wakeInterval"`
 	// MaxReaders caps the readers of the path; 0 means no cap.
 	MaxReaders int `yaml:"maxReaders"`
 	// PublishKey, when set, must be given by a publisher (?key=...).
@@ -85,6 +89,9 @@ func (c *PathConfig) Validate(at string) []error {
 	}
 	if c.GracePeriod < 0 || c.GracePeriod > time.Hour {
 		bad("gracePeriod", "must be between 0s and 1h (got %s)", c.GracePeriod)
+	}
+	if c.WakeInterval < 0 || c.WakeInterval > time.Second {
+		bad("wakeInterval", "must be between 0s (off) and 1s (got %s)", c.WakeInterval)
 	}
 	if c.MaxReaders < 0 {
 		bad("maxReaders", "must be 0 (no cap) or more (got %d)", c.MaxReaders)

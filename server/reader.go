@@ -74,7 +74,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 			return dst, r.err
 		}
 		now := time.Now()
-		s.mu.Lock()
+		s.mu.RLock()
 		var oldest uint64
 		if s.head > uint64(len(s.ring)) {
 			oldest = s.head - uint64(len(s.ring))
@@ -85,7 +85,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 			r.cursor = oldest
 			r.waitKey = s.hasVideo
 			if now.Sub(r.caughtUp) > s.conf.ReaderLagBound {
-				s.mu.Unlock()
+				s.mu.RUnlock()
 				r.err = ErrReaderTooSlow
 				return dst, r.err
 			}
@@ -106,18 +106,18 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 			r.caughtUp = now
 		}
 		if len(dst) > n0 {
-			s.mu.Unlock()
+			s.mu.RUnlock()
 			r.unitsOut.Add(uint64(len(dst) - n0))
 			return dst, nil
 		}
 		if s.ended {
-			s.mu.Unlock()
+			s.mu.RUnlock()
 			r.err = ErrStreamClosed
 			return dst, r.err
 		}
-		s.waiting = true
+		s.waiting.Store(true)
 		wake := s.wake
-		s.mu.Unlock()
+		s.mu.RUnlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():

@@ -14,15 +14,20 @@ import (
 // the next one on the stream's timeline, so readers never see time go back.
 const republishGap = 40 * time.Millisecond
 
+// audioWakeInterval bounds how long audio units wait for a video unit to
+// wake the readers (see write).
+const audioWakeInterval = 50 * time.Millisecond
+
 // Stream is one live path: at most one publisher and any number of readers.
 type Stream struct {
 	hub  *Hub
 	path string
 	conf PathConfig
 
-	// mu guards every field below it. Write holds it for a few pointer
-	// stores; nothing under it allocates per reader or touches a socket.
-	mu        sync.Mutex
+	// mu guards every field below it but waiting. Write holds it for a few
+	// pointer stores; nothing under it allocates per reader or touches a
+	// socket. Readers take it shared (RLock) to copy units out of the ring.
+	mu        sync.RWMutex
 	tracks    []*media.Track
 	hasVideo  bool
 	publisher *Publisher
@@ -30,8 +35,9 @@ type Stream struct {
 	ring      []*media.Unit // len is a power of two; unit seq n lives at ring[n&mask]
 	mask      uint64
 	head      uint64        // seq of the next unit written
-	wake      chan struct{} // closed (and replaced) on Write when waiting is set
-	waiting   bool
+	wake      chan struct{} // closed (and replaced) to wake the waiting readers
+	lastWake  time.Time     // when wake was last closed
+	wakeArmed bool          // a timedWake is pending
 	readers   map[*Reader]struct{}
 	ended     bool
 	grace     *time.Timer
@@ -40,6 +46,10 @@ type Stream struct {
 	needKey   bool          // drop video until a keyframe (a republish that starts mid-GOP)
 	lastDTS   time.Duration // highest DTS written, on the stream timeline
 	started   time.Time
+
+	// waiting is set by a reader (under RLock) that found nothing to read and
+	// is about to wait on wake; Write (under Lock) clears it when it wakes them.
+	waiting atomic.Bool
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
@@ -135,6 +145,9 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 // write is Publisher.Write.
 func (s *Stream) write(p *Publisher, u *media.Unit) {
 	u.Size = u.PayloadSize()
+	if u.Wall.IsZero() {
+		u.Wall = time.Now()
+	}
 	s.mu.Lock()
 	if s.publisher != p {
 		s.mu.Unlock()
@@ -159,10 +172,19 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	s.cache.Add(u)
 	s.ring[s.head&s.mask] = u
 	s.head++
-	if s.waiting {
-		s.waiting = false
-		close(s.wake)
-		s.wake = make(chan struct{})
+	// Wake readers on video units only: the audio queued meanwhile goes out
+	// in the same write as the next picture. A player needs both tracks up
+	// to a time to play it, so this saves a write per audio frame per reader
+	// without delaying playback. Audio-only streams, and audio while the
+	// video stalls, wake at least every audioWakeInterval.
+	if s.waiting.Load() && (u.Track.IsVideo() || !s.hasVideo || u.Wall.Sub(s.lastWake) >= audioWakeInterval) {
+		if wait := s.conf.WakeInterval - u.Wall.Sub(s.lastWake); wait <= 0 {
+			s.wakeLocked(u.Wall)
+		} else if !s.wakeArmed {
+			// Batching is on: wake once the interval is over.
+			s.wakeArmed = true
+			time.AfterFunc(wait, s.timedWake)
+		}
 	}
 	s.mu.Unlock()
 	s.unitsIn.Add(1)
@@ -243,9 +265,25 @@ func (s *Stream) endLocked() {
 	if s.grace != nil {
 		s.grace.Stop()
 	}
+	s.wakeLocked(time.Now())
+}
+
+// timedWake ends a wake interval (PathConfig.WakeInterval).
+func (s *Stream) timedWake() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.wakeArmed = false
+	if s.waiting.Load() && !s.ended {
+		s.wakeLocked(time.Now())
+	}
+}
+
+// wakeLocked wakes every waiting reader; s.mu must be held for writing.
+func (s *Stream) wakeLocked(now time.Time) {
+	s.waiting.Store(false)
 	close(s.wake)
 	s.wake = make(chan struct{})
-	s.waiting = false
+	s.lastWake = now
 }
 
 // addReader is Hub.Read for this stream. The join is atomic: under the lock

@@ -173,6 +173,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 		payloadStart = 1
 	}
 	var sizeLine [20]byte
+	var deadlineSet time.Time
 	batch := make([]*media.Unit, 0, maxBatch)
 	var total int64
 	for {
@@ -185,7 +186,13 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 				tags[payloadStart-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
 				tags = append(tags, crlf)
 			}
-			nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
+			// Moving a deadline costs a timer update; refresh it only when a
+			// quarter of it has passed, so a write always has at least
+			// three quarters of WriteTimeout.
+			if now := time.Now(); now.Sub(deadlineSet) > h.conf.WriteTimeout/4 {
+				nc.SetWriteDeadline(now.Add(h.conf.WriteTimeout))
+				deadlineSet = now
+			}
 			bufs := net.Buffers(tags)
 			n, err := bufs.WriteTo(nc) // one writev
 			total += n
