@@ -7,8 +7,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +27,8 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+
+	"github.com/streamhub/streamhub/protocols/httpflv"
 )
 
 // binPath is the streamhub binary built by TestMain.
@@ -697,79 +697,17 @@ func rawHTTP(t testing.TB, addr, method, target string) (*http.Response, string)
 	return resp, string(body)
 }
 
-// The server's FLV parser (protocols/internal/flv) is internal to
-// protocols/, so e2e cannot import it; this is an independent reader of
-// what e2e needs (classic H264/AAC tags), which also keeps the test from
-// sharing a bug with the code under test.
+// The FLV reader is the project's own (fuzzed) parser, exported for
+// clients by protocols/httpflv.
 
 // FLV tag types.
 const (
-	tagAudio  = 8
-	tagVideo  = 9
-	tagScript = 18
+	tagAudio  = httpflv.TagAudio
+	tagVideo  = httpflv.TagVideo
+	tagScript = httpflv.TagScript
 )
 
 // flvTagData is one FLV tag.
-type flvTagData struct {
-	Type      byte
-	Timestamp uint32 // ms, with the extended byte
-	Body      []byte // valid until the next Read
-}
+type flvTagData = httpflv.Tag
 
-// IsVideoKeyFrame reports whether t is an H264 keyframe with picture data.
-func (t *flvTagData) IsVideoKeyFrame() bool {
-	return t.Type == tagVideo && len(t.Body) >= 2 && t.Body[0]>>4 == 1 && (t.Body[0]&0x0F != 7 || t.Body[1] == 1)
-}
-
-// IsConfig reports whether t is an AVC or AAC sequence header.
-func (t *flvTagData) IsConfig() bool {
-	switch {
-	case t.Type == tagVideo && len(t.Body) >= 2:
-		return t.Body[0]&0x0F == 7 && t.Body[1] == 0
-	case t.Type == tagAudio && len(t.Body) >= 2:
-		return t.Body[0]>>4 == 10 && t.Body[1] == 0
-	}
-	return false
-}
-
-// flvStream reads an FLV stream: the file header, then tags.
-type flvStream struct {
-	r                  *bufio.Reader
-	buf                []byte
-	HasVideo, HasAudio bool
-}
-
-func newFLVReader(r io.Reader) (*flvStream, error) {
-	br := bufio.NewReaderSize(r, 64<<10)
-	var h [13]byte
-	if _, err := io.ReadFull(br, h[:]); err != nil {
-		return nil, fmt.Errorf("flv: reading header: %w", err)
-	}
-	if string(h[:3]) != "FLV" || binary.BigEndian.Uint32(h[5:9]) != 9 || binary.BigEndian.Uint32(h[9:]) != 0 {
-		return nil, fmt.Errorf("flv: bad file header % x", h)
-	}
-	return &flvStream{r: br, HasAudio: h[4]&4 != 0, HasVideo: h[4]&1 != 0}, nil
-}
-
-func (f *flvStream) Read() (flvTagData, error) {
-	var h [11]byte
-	if _, err := io.ReadFull(f.r, h[:]); err != nil {
-		return flvTagData{}, err
-	}
-	n := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
-	if cap(f.buf) < n+4 {
-		f.buf = make([]byte, n+4)
-	}
-	buf := f.buf[:n+4]
-	if _, err := io.ReadFull(f.r, buf); err != nil {
-		return flvTagData{}, fmt.Errorf("flv: truncated tag: %w", err)
-	}
-	if prev := binary.BigEndian.Uint32(buf[n:]); prev != uint32(11+n) {
-		return flvTagData{}, fmt.Errorf("flv: PreviousTagSize %d, want %d", prev, 11+n)
-	}
-	if h[0]&0x1F != tagAudio && h[0]&0x1F != tagVideo && h[0]&0x1F != tagScript {
-		return flvTagData{}, errors.New("flv: unknown tag type")
-	}
-	ts := uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])
-	return flvTagData{Type: h[0] & 0x1F, Timestamp: ts, Body: buf[:n]}, nil
-}
+func newFLVReader(r io.Reader) (*httpflv.Reader, error) { return httpflv.NewReader(r) }
