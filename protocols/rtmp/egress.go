@@ -67,7 +67,7 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 		<-readDone
 	}()
 
-	bw := bufio.NewWriterSize(c.nc, playWriteBuffer)
+	bw := bufio.NewWriterSize(c.w, playWriteBuffer)
 	w := rawmessage.NewWriter(bw, bytecounter.NewWriter(bw), false)
 	w.SetChunkSize(outChunkSize)
 
@@ -75,12 +75,14 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 	tags := [][]byte{mux.MetadataTag()}
 	batch := make([]*media.Unit, 0, playBatch)
 	for {
+		// Set before the tags: a tag larger than bw writes through to the
+		// socket, and the previous deadline may have passed while we waited.
+		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 		for _, tag := range tags {
 			if err := writeTag(w, tag); err != nil {
 				return err
 			}
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 		if err := bw.Flush(); err != nil {
 			return fmt.Errorf("rtmp: writing to player: %w", err)
 		}

@@ -15,6 +15,10 @@ import (
 // supportedCodecs is said to publishers whose codec we cannot carry.
 const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus and MP3 audio"
 
+// trackProbe is how much media gortmplib's Reader.Initialize reads to find
+// the tracks.
+const trackProbe = 2 * time.Second
+
 // rtmpClock is the period of RTMP's 32-bit millisecond timestamps.
 const rtmpClock = time.Duration(1<<32) * time.Millisecond
 
@@ -22,6 +26,9 @@ const rtmpClock = time.Duration(1<<32) * time.Millisecond
 // its media until the connection ends.
 func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	r := &gortmplib.Reader{Conn: sc}
+	// Reading the tracks takes trackProbe of media (about as much wall time
+	// from a live encoder), so the handshake deadline does not fit it.
+	c.nc.SetDeadline(time.Now().Add(trackProbe + c.srv.conf.ReadTimeout))
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
@@ -40,7 +47,9 @@ func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	in.register(r)
 
 	for {
-		c.nc.SetReadDeadline(time.Now().Add(c.srv.conf.ReadTimeout))
+		// Read and write: Read also writes the acknowledgements the
+		// publisher asked for, which must not meet the handshake deadline.
+		c.nc.SetDeadline(time.Now().Add(c.srv.conf.ReadTimeout))
 		if err := r.Read(); err != nil {
 			return fmt.Errorf("rtmp: publisher: %w", err)
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"strings"
@@ -148,12 +149,31 @@ type conn struct {
 	log  *slog.Logger
 	mode string // "publish" or "play", once known
 	path string
+	// w serializes writes to nc: while playing, gortmplib may answer a
+	// ping or send an acknowledgement from the read goroutine.
+	w *lockedWriter
+}
+
+// lockedWriter makes concurrent Writes to w whole and ordered.
+type lockedWriter struct {
+	mu sync.Mutex // mu guards w
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
 
 func (c *conn) run() error {
 	s := c.srv
 	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))
-	sc := &gortmplib.ServerConn{RW: c.nc}
+	c.w = &lockedWriter{w: c.nc}
+	sc := &gortmplib.ServerConn{RW: struct {
+		io.Reader
+		io.Writer
+	}{c.nc, c.w}}
 	if err := sc.Initialize(); err != nil {
 		return fmt.Errorf("rtmp handshake: %w", err)
 	}

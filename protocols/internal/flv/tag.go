@@ -71,6 +71,9 @@ func Timestamp(d time.Duration) uint32 {
 	return uint32(uint64(d / time.Millisecond))
 }
 
+// maxTagBody leaves room for the tag's own headers under the 24-bit size field.
+const maxTagBody = 0xFFFFFF - 1024
+
 // appendTagHeader appends an 11-byte tag header for a body of n bytes.
 func appendTagHeader(dst []byte, typ byte, ts uint32, n int) []byte {
 	return append(dst, typ, byte(n>>16), byte(n>>8), byte(n),
@@ -110,6 +113,9 @@ func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 	frameType := byte(2)
 	if u.KeyFrame {
 		frameType = 1
+	}
+	if u.Size > maxTagBody || u.PayloadSize() > maxTagBody {
+		return dst // cannot be framed: the tag size field has 24 bits
 	}
 	switch u.Track.Codec {
 	case media.CodecH264, media.CodecH265:

@@ -95,7 +95,7 @@ func (v *Video) h26x(pts, dts time.Duration, au [][]byte) (*media.Unit, bool) {
 	t := v.track
 	if key && (sps == nil || pps == nil || (isH265 && vps == nil)) && t.SPS != nil && t.PPS != nil {
 		params := [][]byte{t.SPS, t.PPS}
-		if isH265 {
+		if isH265 && t.VPS != nil { // an H265 track may not know its VPS: never emit an empty NALU
 			params = [][]byte{t.VPS, t.SPS, t.PPS}
 		}
 		// Replace whatever partial set the AU had by the full current set.

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+func mustLoad(t *testing.T, yml string) *Config {
+	t.Helper()
+	var data []byte
+	if yml != "" {
+		data = []byte(yml)
+	}
+	c, err := loadConfig(data)
+	if err != nil {
+		t.Fatalf("loadConfig: %v", err)
+	}
+	return c
+}
+
+func joinErrs(errs []error) string {
+	var b strings.Builder
+	for _, e := range errs {
+		b.WriteString(e.Error())
+		b.WriteString("\n")
+	}
+	return b.String()
+}
+
+func TestDefaultConfig(t *testing.T) {
+	c := mustLoad(t, "")
+	if errs := c.Validate(); len(errs) > 0 {
+		t.Fatalf("the embedded config.yml does not validate:\n%s", joinErrs(errs))
+	}
+	if c.Log.Level != "info" || c.Log.Format != "text" {
+		t.Errorf("log = %+v", c.Log)
+	}
+	if c.RTMP.Address != ":1935" || c.RTMP.HandshakeTimeout != 10*time.Second || c.RTMP.ReadTimeout != 10*time.Second ||
+		c.RTMP.WriteTimeout != 10*time.Second {
+		t.Errorf("rtmp = %+v", c.RTMP)
+	}
+	if c.HTTP.Address != ":8080" || c.HTTP.WriteTimeout != 10*time.Second {
+		t.Errorf("http = %+v", c.HTTP)
+	}
+	if c.Paths.Default != server.DefaultPathConfig() {
+		t.Errorf("paths.default = %+v\nDefaultPathConfig() = %+v (config.yml and the code disagree)", c.Paths.Default, server.DefaultPathConfig())
+	}
+	if len(c.Paths.Overrides) != 0 {
+		t.Errorf("overrides = %+v", c.Paths.Overrides)
+	}
+	if got := c.PathConfig("live/test"); got != server.DefaultPathConfig() {
+		t.Errorf("PathConfig = %+v", got)
+	}
+	// An empty file is no change.
+	c = mustLoad(t, "\n# nothing\n")
+	if errs := c.Validate(); len(errs) > 0 || c.RTMP.Address != ":1935" {
+		t.Errorf("empty file: %v %+v", errs, c.RTMP)
+	}
+}
+
+func TestPartialFileKeepsDefaults(t *testing.T) {
+	c := mustLoad(t, "rtmp:\n  address: \"127.0.0.1:1936\"\npaths:\n  default:\n    gopCache:\n      maxBytes: 1MiB\n")
+	if errs := c.Validate(); len(errs) > 0 {
+		t.Fatal(joinErrs(errs))
+	}
+	if c.RTMP.Address != "127.0.0.1:1936" || c.RTMP.ReadTimeout != 10*time.Second || c.HTTP.Address != ":8080" {
+		t.Errorf("rtmp %+v http %+v", c.RTMP, c.HTTP)
+	}
+	if c.Paths.Default.GOPCache.MaxBytes != 1<<20 || c.Paths.Default.GOPCache.MaxFrames != 1200 || c.Paths.Default.Join != "cache" {
+		t.Errorf("paths.default %+v", c.Paths.Default)
+	}
+}
+
+func TestUnknownKey(t *testing.T) {
+	for _, tc := range []struct {
+		yml, key, line string
+	}{
+		{"log:\n  level: info\n  colour: red\n", "colour", "line 3"},
+		{"rtmp:\n  adress: \":1\"\n", "adress", "line 2"},
+		{"paths:\n  default:\n    join: live\n    gopcache:\n      maxFrames: 3\n", "gopcache", "line 4"},
+		{"paths:\n  overrides:\n    - match: \"a/*\"\n      publishkey: x\n", "publishkey", "line 4"},
+		{"srt:\n  address: \":8890\"\n", "srt", "line 1"},
+	} {
+		_, err := loadConfig([]byte(tc.yml))
+		if err == nil {
+			t.Errorf("%q: no error", tc.yml)
+			continue
+		}
+		if !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), tc.line) {
+			t.Errorf("%q: error %q does not name %q and %q", tc.yml, err, tc.key, tc.line)
+		}
+	}
+}
+
+func TestBadValues(t *testing.T) {
+	for _, tc := range []struct {
+		yml, key, hint string
+	}{
+		{"paths:\n  default:\n    join: sometimes\n", "paths.default.join", "cache"},
+		{"log:\n  level: verbose\n", "log.level", "debug"},
+		{"log:\n  format: xml\n", "log.format", "json"},
+		{"rtmp:\n  address: \"1935\"\n", "rtmp.address", "PORT"},
+		{"http:\n  address: \"\"\n", "http.address", "PORT"},
+		{"rtmp:\n  writeTimeout: 1ms\n", "rtmp.writeTimeout", "100ms"},
+		{"paths:\n  overrides:\n    - match: \"~([\"\n", "paths.overrides[0].match", "regular expression"},
+		{"paths:\n  overrides:\n    - match: \"[\"\n", "paths.overrides[0].match", "glob"},
+		{"paths:\n  overrides:\n    - match: \"\"\n", "paths.overrides[0].match", "live/*"},
+		{"paths:\n  overrides:\n    - match: \"a/*\"\n    - match: \"b/*\"\n      readerQueue: 3\n", "paths.overrides[1].readerQueue", "16"},
+		{"paths:\n  default:\n    publishKey: \"a b\"\n", "paths.default.publishKey", "spaces"},
+		{"paths:\n  default:\n    gopCache:\n      maxBytes: 1KiB\n", "paths.default.gopCache.maxBytes", "64KiB"},
+	} {
+		c, err := loadConfig([]byte(tc.yml))
+		if err != nil {
+			t.Errorf("%q: loadConfig: %v", tc.yml, err)
+			continue
+		}
+		errs := c.Validate()
+		if len(errs) != 1 {
+			t.Errorf("%q: %d errors, want 1:\n%s", tc.yml, len(errs), joinErrs(errs))
+			continue
+		}
+		if msg := errs[0].Error(); !strings.HasPrefix(msg, tc.key+":") || !strings.Contains(msg, tc.hint) {
+			t.Errorf("%q: error %q does not start with %q or lacks %q", tc.yml, msg, tc.key, tc.hint)
+		}
+	}
+
+	// A bad size says what would work. (It names neither the key nor the
+	// line: ByteSize.UnmarshalText cannot know them; yaml.v3 adds no position
+	// to a TextUnmarshaler's error.)
+	if _, err := loadConfig([]byte("paths:\n  default:\n    gopCache:\n      maxBytes: lots\n")); err == nil ||
+		!strings.Contains(err.Error(), "32MiB") {
+		t.Errorf("bad size: %v", err)
+	}
+	// Type errors are decode errors that name the line.
+	for _, yml := range []string{
+		"rtmp:\n  readTimeout: soon\n",
+		"paths:\n  default:\n    readerQueue: many\n",
+	} {
+		if _, err := loadConfig([]byte(yml)); err == nil || !strings.Contains(err.Error(), "line") {
+			t.Errorf("%q: error %v does not name a line", yml, err)
+		}
+	}
+}
+
+func TestOverrides(t *testing.T) {
+	c := mustLoad(t, `
+paths:
+  default:
+    join: live
+    gracePeriod: 2s
+  overrides:
+    - match: "private/*"
+      publishKey: secret
+      maxReaders: 3
+    - match: "~^cam[0-9]+$"
+      gracePeriod: 0s
+    - match: "private/x"
+      join: cache
+`)
+	if errs := c.Validate(); len(errs) > 0 {
+		t.Fatal(joinErrs(errs))
+	}
+	def := server.DefaultPathConfig()
+	def.Join, def.GracePeriod = "live", 2*time.Second
+
+	priv := def
+	priv.PublishKey, priv.MaxReaders = "secret", 3
+	cam := def
+	cam.GracePeriod = 0
+	for _, tc := range []struct {
+		path string
+		want server.PathConfig
+	}{
+		{"private/a", priv},
+		{"private/x", priv}, // the first match wins, not the most specific
+		{"private/a/b", def},
+		{"cam12", cam},
+		{"cam", def},
+		{"xcam1", def},
+		{"live/test", def},
+	} {
+		if got := c.PathConfig(tc.path); got != tc.want {
+			t.Errorf("PathConfig(%q) =\n %+v\nwant\n %+v", tc.path, got, tc.want)
+		}
+	}
+	// The override itself records only its pattern and what it gives.
+	if c.Paths.Overrides[0].Match != "private/*" {
+		t.Errorf("override 0 = %+v", c.Paths.Overrides[0])
+	}
+}
+
+func TestReadConfigFile(t *testing.T) {
+	if _, err := readConfigFile(""); err != nil {
+		t.Fatalf("default: %v", err)
+	}
+	dir := t.TempDir()
+	if _, err := readConfigFile(dir + "/missing.yml"); err == nil {
+		t.Error("missing file: no error")
+	}
+}
+
+// FuzzConfig feeds arbitrary YAML to loadConfig and Validate: no panic, and
+// a config that validates gives a PathConfig for any path.
+func FuzzConfig(f *testing.F) {
+	f.Add([]byte(""))
+	f.Add(defaultConfigYAML)
+	f.Add([]byte("paths:\n  overrides:\n    - match: \"~([\"\n"))
+	f.Add([]byte("paths:\n  overrides:\n    - match: \"a/*\"\n      join: live\n    - *x\n"))
+	f.Add([]byte("paths: &a\n  overrides: *a\n"))
+	f.Add([]byte("log: {level: debug}\nrtmp: [1, 2]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := loadConfig(data)
+		if err != nil {
+			return
+		}
+		if len(c.Validate()) == 0 {
+			_ = c.PathConfig("live/test")
+		}
+	})
+}
