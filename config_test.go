@@ -127,11 +127,9 @@ func TestBadValues(t *testing.T) {
 		}
 	}
 
-	// A bad size says what would work. (It names neither the key nor the
-	// line: ByteSize.UnmarshalText cannot know them; yaml.v3 adds no position
-	// to a TextUnmarshaler's error.)
+	// A bad size names its line and says what would work.
 	if _, err := loadConfig([]byte("paths:\n  default:\n    gopCache:\n      maxBytes: lots\n")); err == nil ||
-		!strings.Contains(err.Error(), "32MiB") {
+		!strings.Contains(err.Error(), "32MiB") || !strings.Contains(err.Error(), "line 4") {
 		t.Errorf("bad size: %v", err)
 	}
 	// Type errors are decode errors that name the line.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/streamhub/streamhub/gopcache"
 )
 
@@ -153,6 +155,14 @@ func (m *PathMatcher) Match(name string) bool {
 // ByteSize is a size in bytes that the config may write as 33554432, "32MiB",
 // "512KiB", "1GiB" or "64MB".
 type ByteSize int64
+
+// UnmarshalYAML parses a size from a config file and names the line of a bad one.
+func (b *ByteSize) UnmarshalYAML(n *yaml.Node) error {
+	if err := b.UnmarshalText([]byte(n.Value)); err != nil {
+		return fmt.Errorf("line %d: %w", n.Line, err)
+	}
+	return nil
+}
 
 // UnmarshalText parses a size with an optional unit (B, KB, KiB, MB, MiB, GB, GiB).
 func (b *ByteSize) UnmarshalText(text []byte) error {
