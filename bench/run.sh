@@ -58,7 +58,7 @@ cpusplit() { awk '{print "utime " $14 " stime " $15}' "/proc/$SRV/stat"; }
 TICK=$(getconf CLK_TCK)
 c0=$(cpu); [ -n "${STRACE:-}" ] && (sleep 8; timeout 3 strace -c -f -p $SRV -o bench/out/strace.txt) &
 if [ "$PROTO" = rtmp ]; then URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench"; else URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv"; fi
-"$out/flvload" -url "$URL" -n "$N" -t "$T" -json "$out/flvload.json" | tee "$out/flvload.txt"
+"$out/flvload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/flvload.json" | tee "$out/flvload.txt"
 c1=$(cpu); cpusplit
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")
 secs=$(python3 -c "import json; print(json.load(open('$out/flvload.json'))['duration_s'])")

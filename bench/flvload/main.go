@@ -216,12 +216,19 @@ func readRTMP(ctx context.Context, u *url.URL) result {
 		return res
 	}
 	for _, t := range r.Tracks() {
-		if _, ok := t.Codec.(*rtmpcodecs.H264); ok {
+		// gortmplib needs a callback for every track it delivers.
+		switch t.Codec.(type) {
+		case *rtmpcodecs.H264:
 			r.OnDataH264(t, func(_, _ time.Duration, au [][]byte) {
 				if res.firstKey == 0 && h264.IsRandomAccess(au) {
 					res.firstKey = time.Since(t0)
 				}
 			})
+		case *rtmpcodecs.MPEG4Audio:
+			r.OnDataMPEG4Audio(t, func(time.Duration, []byte) {})
+		default:
+			res.err = fmt.Errorf("flvload reads H264 and AAC over RTMP, not %T", t.Codec)
+			return res
 		}
 	}
 	for {
