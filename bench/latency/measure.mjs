@@ -1,0 +1,294 @@
+// measure.mjs: the browser half of bench/latency. It plays an HTTP-FLV URL
+// with mpegts.js in headless Chromium and, on every presented video frame,
+// decodes the wall-clock milliseconds painted into the frame by
+// bench/latency/main.go and records Date.now() minus them.
+//
+//	node measure.mjs --url URL --layout JSON [--warmup S] [--duration S] [--player JSON]
+//
+// It prints one JSON line: samples, median_ms, p95_ms, min/max/mean, stalls
+// (video "waiting" events in the window), errors, latencies_ms (every
+// sample), ... It uses the npm packages of e2e/browser (playwright-core,
+// mpegts.js) and the system Chromium (/usr/bin/chromium or $CHROMIUM).
+
+import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const browserDir = join(here, '..', '..', 'e2e', 'browser');
+const require = createRequire(join(browserDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const mpegtsPath = join(browserDir, 'node_modules', 'mpegts.js', 'dist', 'mpegts.js');
+
+const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+function parseArgs(argv) {
+  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {} };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = () => {
+      if (i + 1 >= argv.length) throw new Error(`${a} needs a value`);
+      return argv[++i];
+    };
+    if (a === '--url') o.url = next();
+    else if (a === '--layout') o.layout = JSON.parse(next());
+    else if (a === '--warmup') o.warmup = Number(next());
+    else if (a === '--duration') o.duration = Number(next());
+    else if (a === '--player') o.player = JSON.parse(next());
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--warmup S] [--duration S] [--player JSON]');
+  return o;
+}
+
+// The page. Everything it measures lives in window.S.
+const page = `<!doctype html>
+<html><head><meta charset="utf-8"><title>streamhub latency</title></head>
+<body>
+<video id="v" muted autoplay playsinline></video>
+<script src="/mpegts.js"></script>
+<script>
+const q = new URLSearchParams(location.search);
+const L = JSON.parse(q.get('layout'));
+const S = window.S = { errors: [], samples: [], fails: 0, presented: 0, stalls: 0, firstFrameAt: 0,
+  rvfc: 'requestVideoFrameCallback' in HTMLVideoElement.prototype };
+const v = document.getElementById('v');
+v.addEventListener('waiting', () => { S.stalls++; });
+const c = document.createElement('canvas');
+c.width = L.width; c.height = L.height;
+const g = c.getContext('2d', { willReadFrequently: true });
+
+// Mean luma of rectangle r, leaving out mx/my pixels at each side.
+function luma(d, r, mx, my) {
+  let sum = 0, n = 0;
+  for (let y = r.y + my; y < r.y + r.h - my; y++) {
+    for (let x = r.x + mx; x < r.x + r.w - mx; x++) {
+      const i = (y * L.width + x) * 4;
+      sum += 0.299 * d[i] + 0.587 * d[i + 1] + 0.114 * d[i + 2];
+      n++;
+    }
+  }
+  return sum / n;
+}
+
+// decode returns the painted milliseconds, or -1 when the frame does not
+// read cleanly (references too close, a block near the threshold, or a bad
+// popcount check).
+function decode() {
+  g.drawImage(v, 0, 0, L.width, L.height);
+  const d = g.getImageData(0, 0, L.width, L.height).data;
+  const black = luma(d, L.black, 2, 2), white = luma(d, L.white, 2, 2);
+  if (white - black < 80) return -1;
+  const thr = (black + white) / 2, margin = (white - black) / 4;
+  let ms = 0, pop = 0, check = 0;
+  for (let i = 0; i < L.bits; i++) {
+    const r = { x: L.x0 + (i % L.cols) * L.blockW, y: L.y0 + Math.floor(i / L.cols) * L.rowPitch, w: L.blockW, h: L.blockH };
+    const l = luma(d, r, L.marginX, L.marginY);
+    if (Math.abs(l - thr) < margin) return -1;
+    if (l > thr) {
+      if (i < L.msBits) { ms += 2 ** i; pop++; } else check += 2 ** (i - L.msBits);
+    }
+  }
+  return check === pop ? ms : -1;
+}
+
+function onFrame(now, meta) {
+  const t = Date.now();
+  if (!S.firstFrameAt) S.firstFrameAt = t;
+  S.presented++;
+  const ms = decode();
+  if (ms < 0) S.fails++;
+  else S.samples.push([t, t - ms, meta ? performance.timeOrigin + meta.expectedDisplayTime - ms : t - ms]);
+}
+
+if (S.rvfc) {
+  const cb = (now, meta) => { onFrame(now, meta); v.requestVideoFrameCallback(cb); };
+  v.requestVideoFrameCallback(cb);
+} else {
+  let last = -1;
+  const cb = () => {
+    if (v.readyState >= 2 && v.currentTime !== last) { last = v.currentTime; onFrame(0, null); }
+    requestAnimationFrame(cb);
+  };
+  requestAnimationFrame(cb);
+}
+
+if (!window.mpegts || !mpegts.isSupported()) {
+  S.errors.push('mpegts.js not supported in this browser (no MSE?)');
+} else {
+  const cfg = Object.assign({ enableStashBuffer: false, liveBufferLatencyChasing: true }, JSON.parse(q.get('player') || '{}'));
+  const p = mpegts.createPlayer({ type: 'flv', isLive: true, url: q.get('url') }, cfg);
+  p.on(mpegts.Events.ERROR, (type, detail, info) => S.errors.push('mpegts ' + type + ' ' + detail + ' ' + JSON.stringify(info)));
+  p.attachMediaElement(v);
+  p.load();
+  const pr = p.play();
+  if (pr && pr.catch) pr.catch((e) => S.errors.push('play(): ' + e));
+}
+</script>
+</body></html>`;
+
+function startStatic() {
+  const srv = createServer(async (req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    try {
+      if (path === '/') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+        res.end(page);
+      } else if (path === '/mpegts.js') {
+        res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
+        res.end(await readFile(mpegtsPath));
+      } else if (path === '/favicon.ico') {
+        res.writeHead(204).end();
+      } else {
+        res.writeHead(404).end();
+      }
+    } catch (e) {
+      res.writeHead(500).end(String(e));
+    }
+  });
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function quantile(sorted, q) {
+  if (!sorted.length) return 0;
+  const pos = (sorted.length - 1) * q;
+  const lo = Math.floor(pos), hi = Math.ceil(pos);
+  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo);
+}
+
+function median(xs) {
+  return quantile([...xs].sort((a, b) => a - b), 0.5);
+}
+
+async function main() {
+  const o = parseArgs(process.argv.slice(2));
+  const res = {
+    duration_s: 0, samples: 0, decode_failures: 0,
+    median_ms: 0, p95_ms: 0, min_ms: 0, max_ms: 0, mean_ms: 0, display_median_ms: 0,
+    first_second_median_ms: 0, last_second_median_ms: 0,
+    stalls: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
+    latencies_ms: [],
+  };
+  let srv, ctx, profile, cleaned, finishing = false;
+  const cleanup = () => {
+    cleaned ??= (async () => {
+      if (ctx) await ctx.close().catch(() => {});
+      if (srv) {
+        srv.closeAllConnections?.();
+        await new Promise((r) => srv.close(() => r()));
+      }
+      if (profile) await rm(profile, { recursive: true, force: true }).catch(() => {});
+    })();
+    return cleaned;
+  };
+  const finish = async (code) => {
+    if (finishing) return;
+    finishing = true;
+    await Promise.race([cleanup(), sleep(5000)]);
+    process.stdout.write(JSON.stringify(res) + '\n');
+    process.exit(code);
+  };
+  const timer = setTimeout(() => {
+    res.errors.push('timeout');
+    finish(2);
+  }, (o.warmup + o.duration + 40) * 1000);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+      res.errors.push(`killed by ${sig}`);
+      finish(2);
+    });
+  }
+
+  try {
+    srv = await startStatic();
+    profile = await mkdtemp(join(tmpdir(), 'streamhub-latency-chromium-'));
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: chromiumArgs,
+      viewport: { width: 640, height: 480 },
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
+      timeout: 15000,
+    });
+    const pg = ctx.pages()[0] ?? (await ctx.newPage());
+    pg.on('pageerror', (e) => res.errors.push(`pageerror: ${e.message}`));
+    const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
+    const t0 = Date.now();
+    await pg.goto(`http://127.0.0.1:${srv.address().port}/?${qs}`, { timeout: 10000 });
+
+    // Wait for the first decoded frame.
+    for (;;) {
+      const s = await pg.evaluate(() => ({ n: S.samples.length, errors: S.errors.slice(), first: S.firstFrameAt }));
+      if (s.errors.length) throw new Error(s.errors.join('; '));
+      if (s.n > 0) {
+        res.startup_ms = s.first - t0;
+        break;
+      }
+      if (Date.now() - t0 > 20000) throw new Error('no decodable frame within 20 s');
+      await sleep(100);
+    }
+    await sleep(o.warmup * 1000);
+    const w0 = await pg.evaluate(() => {
+      const v = document.getElementById('v');
+      return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames };
+    });
+    await sleep(o.duration * 1000);
+    const w1 = await pg.evaluate(() => {
+      const v = document.getElementById('v');
+      return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames,
+        samples: S.samples, errors: S.errors, rvfc: S.rvfc };
+    });
+    const win = w1.samples.filter((s) => s[0] >= w0.t && s[0] <= w1.t);
+    const lat = win.map((s) => s[1]).sort((a, b) => a - b);
+    res.duration_s = (w1.t - w0.t) / 1000;
+    res.samples = lat.length;
+    res.latencies_ms = win.map((s) => s[1]);
+    res.decode_failures = w1.fails - w0.fails;
+    res.presented_frames = w1.presented - w0.presented;
+    res.dropped_frames = w1.dropped - w0.dropped;
+    res.stalls = w1.stalls - w0.stalls;
+    res.rvfc = w1.rvfc;
+    res.errors.push(...w1.errors);
+    if (lat.length) {
+      res.median_ms = quantile(lat, 0.5);
+      res.p95_ms = quantile(lat, 0.95);
+      res.min_ms = lat[0];
+      res.max_ms = lat[lat.length - 1];
+      res.mean_ms = lat.reduce((a, b) => a + b, 0) / lat.length;
+      res.display_median_ms = median(win.map((s) => s[2]));
+      res.first_second_median_ms = median(win.filter((s) => s[0] < w0.t + 1000).map((s) => s[1]));
+      res.last_second_median_ms = median(win.filter((s) => s[0] > w1.t - 1000).map((s) => s[1]));
+    }
+    clearTimeout(timer);
+    await finish(lat.length ? 0 : 1);
+  } catch (e) {
+    clearTimeout(timer);
+    res.errors.push(`${e && e.message ? e.message.split('\n')[0] : e}`);
+    await finish(2);
+  }
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ errors: [`fatal: ${e && e.message ? e.message : e}`] }) + '\n');
+  process.exit(2);
+});

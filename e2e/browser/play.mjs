@@ -1,0 +1,236 @@
+// play.mjs plays one HTTP-FLV URL with mpegts.js in headless Chromium and
+// reports whether video frames advanced.
+//
+//	node play.mjs URL [--sample SECONDS] [--timeout SECONDS]
+//
+// It serves a tiny page (and node_modules/mpegts.js/dist/mpegts.js) from a
+// static HTTP server on 127.0.0.1:0, opens it in the system Chromium
+// (/usr/bin/chromium, or $CHROMIUM) through playwright-core, waits until the
+// video plays, samples video.currentTime and totalVideoFrames for --sample
+// seconds (default 4) and prints one JSON line on stdout:
+//
+//	{"ok":true,"framesStart":..,"framesEnd":..,"currentTimeStart":..,
+//	 "currentTimeEnd":..,"errors":[..],...}
+//
+// errors holds mpegts.js ERROR events and page errors. The exit status is 0
+// when frames advanced and currentTime moved, 1 when they did not, 2 on a
+// setup failure or when the overall --timeout (default 30 s) ran out. The
+// browser, its profile directory and the server are always cleaned up.
+
+import { createServer } from 'node:http';
+import { readFile, mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const mpegtsPath = join(here, 'node_modules', 'mpegts.js', 'dist', 'mpegts.js');
+
+export const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--disable-background-networking',
+  '--no-first-run',
+  '--disable-component-update',
+  '--disable-sync',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+function parseArgs(argv) {
+  const o = { url: '', sample: 4, timeout: 30 };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--sample') o.sample = Number(argv[++i]);
+    else if (a === '--timeout') o.timeout = Number(argv[++i]);
+    else if (!a.startsWith('--') && !o.url) o.url = a;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.url) throw new Error('usage: node play.mjs URL [--sample SECONDS] [--timeout SECONDS]');
+  if (!(o.sample > 0) || !(o.timeout > o.sample)) throw new Error('need 0 < --sample < --timeout');
+  return o;
+}
+
+const page = `<!doctype html>
+<html><head><meta charset="utf-8"><title>streamhub e2e</title></head>
+<body>
+<video id="v" muted autoplay playsinline width="320" height="240"></video>
+<script src="/mpegts.js"></script>
+<script>
+window.__errors = [];
+window.__stalls = 0;
+const url = new URLSearchParams(location.search).get('url');
+const v = document.getElementById('v');
+v.addEventListener('waiting', () => { window.__stalls++; });
+if (!window.mpegts || !mpegts.isSupported()) {
+  window.__errors.push('mpegts.js not supported in this browser (no MSE?)');
+} else {
+  const p = mpegts.createPlayer({ type: 'flv', isLive: true, url }, {
+    enableStashBuffer: false,
+    liveBufferLatencyChasing: true,
+  });
+  p.on(mpegts.Events.ERROR, (type, detail, info) => {
+    window.__errors.push('mpegts ' + type + ' ' + detail + ' ' + JSON.stringify(info));
+  });
+  p.attachMediaElement(v);
+  p.load();
+  const pr = p.play();
+  if (pr && pr.catch) pr.catch((e) => window.__errors.push('play(): ' + e));
+  window.__player = p;
+}
+</script>
+</body></html>`;
+
+function startStatic() {
+  const srv = createServer(async (req, res) => {
+    const path = new URL(req.url, 'http://x').pathname;
+    try {
+      if (path === '/') {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
+        res.end(page);
+      } else if (path === '/mpegts.js') {
+        const js = await readFile(mpegtsPath);
+        res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
+        res.end(js);
+      } else if (path === '/favicon.ico') {
+        res.writeHead(204).end();
+      } else {
+        res.writeHead(404).end();
+      }
+    } catch (e) {
+      res.writeHead(500).end(String(e));
+    }
+  });
+  return new Promise((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => resolve(srv));
+  });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+async function main() {
+  const opts = parseArgs(process.argv.slice(2));
+  const res = {
+    ok: false,
+    url: opts.url,
+    framesStart: 0,
+    framesEnd: 0,
+    currentTimeStart: 0,
+    currentTimeEnd: 0,
+    droppedFrames: 0,
+    stalls: 0,
+    startupMs: 0,
+    videoWidth: 0,
+    videoHeight: 0,
+    errors: [],
+    console: [],
+  };
+  let srv, ctx, profile;
+  let cleaned;
+  const cleanup = () => {
+    cleaned ??= (async () => {
+      if (ctx) await ctx.close().catch(() => {});
+      if (srv) {
+        srv.closeAllConnections?.();
+        await new Promise((r) => srv.close(() => r()));
+      }
+      if (profile) await rm(profile, { recursive: true, force: true }).catch(() => {});
+    })();
+    return cleaned;
+  };
+  let finishing = false;
+  const finish = async (code) => {
+    if (finishing) return;
+    finishing = true;
+    // Cleanup must not hang the exit: give it 5 s at most.
+    await Promise.race([cleanup(), sleep(5000)]);
+    process.stdout.write(JSON.stringify(res) + '\n');
+    process.exit(code);
+  };
+  const timer = setTimeout(() => {
+    res.errors.push(`timeout: no result within ${opts.timeout}s`);
+    finish(2);
+  }, opts.timeout * 1000);
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+    process.on(sig, () => {
+      res.errors.push(`killed by ${sig}`);
+      finish(2);
+    });
+  }
+
+  try {
+    srv = await startStatic();
+    const base = `http://127.0.0.1:${srv.address().port}/`;
+    profile = await mkdtemp(join(tmpdir(), 'streamhub-e2e-chromium-'));
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
+      headless: true,
+      args: chromiumArgs,
+      handleSIGINT: false,
+      handleSIGTERM: false,
+      handleSIGHUP: false,
+      timeout: 15000,
+    });
+    const pg = ctx.pages()[0] ?? (await ctx.newPage());
+    pg.on('pageerror', (e) => res.errors.push(`pageerror: ${e.message}`));
+    pg.on('console', (m) => {
+      if (m.type() === 'error' || m.type() === 'warning') res.console.push(`${m.type()}: ${m.text()}`.slice(0, 300));
+    });
+    const t0 = Date.now();
+    await pg.goto(base + '?url=' + encodeURIComponent(opts.url), { timeout: 10000 });
+
+    const snap = () =>
+      pg.evaluate(() => {
+        const v = document.getElementById('v');
+        const q = v.getVideoPlaybackQuality ? v.getVideoPlaybackQuality() : { totalVideoFrames: 0, droppedVideoFrames: 0 };
+        return {
+          t: v.currentTime,
+          frames: q.totalVideoFrames,
+          dropped: q.droppedVideoFrames,
+          paused: v.paused,
+          w: v.videoWidth,
+          h: v.videoHeight,
+          errors: window.__errors.slice(),
+          stalls: window.__stalls,
+        };
+      });
+
+    // Wait until playback runs: playing, with time and frames moving.
+    let s;
+    for (;;) {
+      s = await snap();
+      if (s.errors.length) break;
+      if (!s.paused && s.t > 0 && s.frames > 0) break;
+      await sleep(100);
+    }
+    res.startupMs = Date.now() - t0;
+    res.framesStart = s.frames;
+    res.currentTimeStart = s.t;
+    if (!s.errors.length) {
+      await sleep(opts.sample * 1000);
+      s = await snap();
+    }
+    res.framesEnd = s.frames;
+    res.currentTimeEnd = s.t;
+    res.droppedFrames = s.dropped;
+    res.stalls = s.stalls;
+    res.videoWidth = s.w;
+    res.videoHeight = s.h;
+    res.errors.unshift(...s.errors);
+    res.ok = res.framesEnd > res.framesStart && res.currentTimeEnd > res.currentTimeStart;
+    clearTimeout(timer);
+    await finish(res.ok ? 0 : 1);
+  } catch (e) {
+    clearTimeout(timer);
+    res.errors.push(`setup: ${e && e.message ? e.message.split('\n')[0] : e}`);
+    await finish(2);
+  }
+}
+
+main().catch((e) => {
+  process.stdout.write(JSON.stringify({ ok: false, errors: [`fatal: ${e && e.message ? e.message : e}`] }) + '\n');
+  process.exit(2);
+});
