@@ -32,6 +32,7 @@ func testConf() PathConfig {
 	c.ReaderQueue = 1 << 12
 	c.ReaderLagBound = time.Minute
 	c.GracePeriod = 0
+	c.CatchUp = 0 // exact sequences; TestCatchUp covers the retiming
 	return c
 }
 
@@ -389,18 +390,19 @@ func TestReaderOverflowResync(t *testing.T) {
 		audio      bool
 		frames     int
 		gop        int
-		wantFirst  uint64 // seq of the first unit delivered
+		wantFirst  int64 // seq of the first unit delivered; -1: nothing
 		wantDrops  uint64
 		wantVideo1 uint64 // seq of the first video unit delivered
 	}{
 		// 40 video units, ring 16: oldest is 24, key at 30; 24 overrun + 6 non-key skipped.
 		{"video only", false, 40, 10, 30, 30, 30},
 		// 80 units (video even seqs, audio odd), keys at seqs 0,20,40,60; ring 16: oldest 64.
-		// Video 64..78 has no keyframe: 8 skipped, audio 65..79 delivered; 64 overrun + 8 = 72 drops.
-		{"audio and video, no keyframe after the overrun", true, 40, 10, 65, 72, 0},
+		// Video 64..78 has no keyframe: all 16 units skipped (audio waits for
+		// the picture too); 64 overrun + 16 = 80 drops, nothing delivered.
+		{"audio and video, no keyframe after the overrun", true, 40, 10, -1, 80, 0},
 		// 120 units, gop 9: keys at seqs 0,18,...,108; ring 16: oldest 104.
-		// Video 104,106 skipped, audio 105,107 delivered, keyframe at 108; 104 + 2 = 106 drops.
-		{"audio and video", true, 60, 9, 105, 106, 108},
+		// 104..107 skipped (audio too), keyframe at 108; 104 + 4 = 108 drops.
+		{"audio and video", true, 60, 9, 108, 108, 108},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -417,10 +419,19 @@ func TestReaderOverflowResync(t *testing.T) {
 			if !errors.Is(err, ErrStreamClosed) {
 				t.Fatalf("err = %v, want ErrStreamClosed (the lag bound is a minute)", err)
 			}
+			if tc.wantFirst < 0 {
+				if len(got) != 0 {
+					t.Fatalf("delivered %v, want nothing", seqs(got))
+				}
+				if st := r.Stats(); st.Drops != tc.wantDrops {
+					t.Errorf("Drops = %d, want %d", st.Drops, tc.wantDrops)
+				}
+				return
+			}
 			if len(got) == 0 {
 				t.Fatalf("nothing delivered")
 			}
-			if s := seqOf(got[0]); s != tc.wantFirst {
+			if s := seqOf(got[0]); int64(s) != tc.wantFirst {
 				t.Errorf("first unit after the overrun: seq %d, want %d", s, tc.wantFirst)
 			}
 			fv := firstVideo(got)

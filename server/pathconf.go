@@ -27,9 +27,11 @@ type PathConfig struct {
 	GOPCache GOPCacheConfig `yaml:"gopCache"`
 	// Join is JoinCache or JoinLive.
 	Join string `yaml:"join"`
-	// CatchUp, when > 0 with JoinCache, retimes the cached GOP a reader gets so
-	// that it plays through it in CatchUp and then runs at live delay, instead
-	// of staying one GOP behind. Cached audio older than CatchUp is skipped.
+	// CatchUp, when > 0 with JoinCache, retimes the cached GOP a reader gets
+	// so that a player runs through it within CatchUp (a short fast-forward)
+	// and then plays about CatchUp behind live, instead of as far behind as
+	// the cached keyframe is old (up to a GOP). Cached audio older than
+	// CatchUp is skipped.
 	CatchUp time.Duration `yaml:"catchUp"`
 	// ReaderQueue is how many units a reader may fall behind before it drops
 	// to the next keyframe. Rounded up to a power of two.
@@ -110,6 +112,7 @@ func DefaultPathConfig() PathConfig {
 	return PathConfig{
 		GOPCache:       GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond},
 		Join:           JoinCache,
+		CatchUp:        100 * time.Millisecond,
 		ReaderQueue:    1024,
 		ReaderLagBound: 10 * time.Second,
 		GracePeriod:    5 * time.Second,

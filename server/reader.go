@@ -20,7 +20,7 @@ type Reader struct {
 
 	pending  []*media.Unit // cached GOP copied at join, delivered first
 	cursor   uint64        // seq of the next ring unit to deliver
-	waitKey  bool          // skip video until a keyframe
+	waitKey  bool          // skip everything until a video keyframe
 	caughtUp time.Time     // when cursor last reached head
 	err      error         // sticky end
 
@@ -93,8 +93,10 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		for r.cursor < s.head && len(dst)-n0 < room {
 			u := s.ring[r.cursor&s.mask]
 			r.cursor++
-			if r.waitKey && u.Track.IsVideo() {
-				if !u.KeyFrame {
+			if r.waitKey {
+				// Audio waits too: a player starts at its earliest unit,
+				// so audio ahead of the picture would add up to a GOP of delay.
+				if !u.Track.IsVideo() || !u.KeyFrame {
 					r.drops.Add(1)
 					continue
 				}
