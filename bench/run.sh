@@ -3,19 +3,23 @@
 # with ffmpeg (-c copy, looped), opens N readers with bench/flvload, and
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
-#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp] [-config FILE]
+#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp] [-config FILE] [-baseline]
+#
+# -baseline also runs the same load against bench/loopback (one FLV file
+# pushed in 32 KiB writes, no hub) right after, for a same-machine reference.
 #
 # Results go to bench/out/ (text and JSON). Not part of the test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=1000 T=20s PROTO=http EXTRA_CONFIG=""
+N=1000 T=20s PROTO=http EXTRA_CONFIG="" BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
     -t) T=$2; shift 2 ;;
     -proto) PROTO=$2; shift 2 ;;
     -config) EXTRA_CONFIG=$2; shift 2 ;;
-    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp] [-config FILE]" >&2; exit 2 ;;
+    -baseline) BASELINE=1; shift ;;
+    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp] [-config FILE] [-baseline]" >&2; exit 2 ;;
   esac
 done
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
@@ -69,3 +73,25 @@ cpu = (c1 - c0) / tick
 print(f"server CPU               {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per reader-second")
 print(f"server peak RSS          {hwm/1024:.1f} MB")
 PY
+
+if [ -n "$BASELINE" ]; then
+  kill "$PUB" "$SRV" 2>/dev/null || true
+  wait 2>/dev/null || true
+  go build -o "$out/loopback" ./bench/loopback
+  LB_PORT=$(free_port)
+  "$out/loopback" -file "$src" -addr "127.0.0.1:$LB_PORT" -duration 30s 2> "$out/loopback.log" &
+  SRV=$!
+  sleep 0.5
+  echo "--- baseline: bench/loopback (32 KiB writes, no hub)"
+  c0=$(cpu)
+  "$out/flvload" -url "http://127.0.0.1:$LB_PORT/live/bench.flv" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/loopback.json" | grep -E "connected|throughput"
+  c1=$(cpu); cpusplit
+  hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")
+  python3 - "$c0" "$c1" "$TICK" "$N" "${T%s}" "$hwm" <<'PY' | tee -a "$out/flvload.txt"
+import sys
+c0, c1, tick, n, t, hwm = map(float, sys.argv[1:])
+cpu = (c1 - c0) / tick
+print(f"baseline CPU             {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per reader-second")
+print(f"baseline peak RSS        {hwm/1024:.1f} MB")
+PY
+fi

@@ -42,10 +42,14 @@ type PathConfig struct {
 	// GracePeriod keeps readers attached after the publisher leaves; a new
 	// publisher within it continues the stream for them.
 	GracePeriod time.Duration `yaml:"gracePeriod"`
-	// WakeInterval, when > 0, wakes a stream's readers at most this often,
-	// so each writes bigger batches: fewer syscalls for many readers, at the
-	// cost of up to this much added delay. 0 wakes them for every picture.
-	WakeInterval time.Duration `yaml:"wakeInterval"`
+	// BatchInterval and BatchReaders trade a little delay for much less CPU
+	// on streams with many readers: once a stream has BatchReaders readers,
+	// each of them returns from NextBatch at most once per BatchInterval, so
+	// it writes bigger batches with fewer syscalls (each reader on its own
+	// phase, so the load stays even). Below BatchReaders, or with
+	// BatchInterval 0, a reader wakes for every picture.
+	BatchInterval time.Duration `yaml:"batchInterval"`
+	BatchReaders  int           `yaml:"batchReaders"`
 	// MaxReaders caps the readers of the path; 0 means no cap.
 	MaxReaders int `yaml:"maxReaders"`
 	// PublishKey, when set, must be given by a publisher (?key=...).
@@ -94,8 +98,11 @@ func (c *PathConfig) Validate(at string) []error {
 	if c.GracePeriod < 0 || c.GracePeriod > time.Hour {
 		bad("gracePeriod", "must be between 0s and 1h (got %s)", c.GracePeriod)
 	}
-	if c.WakeInterval < 0 || c.WakeInterval > time.Second {
-		bad("wakeInterval", "must be between 0s (off) and 1s (got %s)", c.WakeInterval)
+	if c.BatchInterval < 0 || c.BatchInterval > time.Second {
+		bad("batchInterval", "must be between 0s (off) and 1s (got %s)", c.BatchInterval)
+	}
+	if c.BatchReaders < 1 {
+		bad("batchReaders", "must be 1 or more (got %d)", c.BatchReaders)
 	}
 	if c.MaxReaders < 0 {
 		bad("maxReaders", "must be 0 (no cap) or more (got %d)", c.MaxReaders)
@@ -116,6 +123,8 @@ func DefaultPathConfig() PathConfig {
 		ReaderQueue:    1024,
 		ReaderLagBound: 10 * time.Second,
 		GracePeriod:    5 * time.Second,
+		BatchInterval:  100 * time.Millisecond,
+		BatchReaders:   500,
 	}
 }
 

@@ -23,6 +23,8 @@ type Reader struct {
 	waitKey  bool          // skip everything until a video keyframe
 	caughtUp time.Time     // when cursor last reached head
 	err      error         // sticky end
+	lastOut  time.Time     // when NextBatch last returned units
+	pace     *time.Timer   // waits out the batch interval
 
 	closed          atomic.Bool
 	unitsOut, drops atomic.Uint64
@@ -66,6 +68,11 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		return dst, nil
 	}
 	s := r.s
+	if iv := s.conf.BatchInterval; iv > 0 && !r.lastOut.IsZero() && s.readerCount.Load() >= int64(s.conf.BatchReaders) {
+		if err := r.waitPace(ctx, iv-time.Since(r.lastOut)); err != nil {
+			return dst, err
+		}
+	}
 	for {
 		if r.closed.Load() {
 			return dst, ErrReaderClosed
@@ -110,6 +117,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		if len(dst) > n0 {
 			s.mu.RUnlock()
 			r.unitsOut.Add(uint64(len(dst) - n0))
+			r.lastOut = now
 			return dst, nil
 		}
 		if s.ended {
@@ -125,6 +133,24 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		case <-ctx.Done():
 			return dst, ctx.Err()
 		}
+	}
+}
+
+// waitPace waits d (if positive) or until ctx is done.
+func (r *Reader) waitPace(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return nil
+	}
+	if r.pace == nil {
+		r.pace = time.NewTimer(d)
+	} else {
+		r.pace.Reset(d)
+	}
+	select {
+	case <-r.pace.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

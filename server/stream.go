@@ -37,7 +37,6 @@ type Stream struct {
 	head      uint64        // seq of the next unit written
 	wake      chan struct{} // closed (and replaced) to wake the waiting readers
 	lastWake  time.Time     // when wake was last closed
-	wakeArmed bool          // a timedWake is pending
 	readers   map[*Reader]struct{}
 	ended     bool
 	grace     *time.Timer
@@ -50,6 +49,9 @@ type Stream struct {
 	// waiting is set by a reader (under RLock) that found nothing to read and
 	// is about to wait on wake; Write (under Lock) clears it when it wakes them.
 	waiting atomic.Bool
+
+	// readerCount is len(readers), for readers to read without the lock.
+	readerCount atomic.Int64
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
@@ -178,13 +180,7 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	// without delaying playback. Audio-only streams, and audio while the
 	// video stalls, wake at least every audioWakeInterval.
 	if s.waiting.Load() && (u.Track.IsVideo() || !s.hasVideo || u.Wall.Sub(s.lastWake) >= audioWakeInterval) {
-		if wait := s.conf.WakeInterval - u.Wall.Sub(s.lastWake); wait <= 0 {
-			s.wakeLocked(u.Wall)
-		} else if !s.wakeArmed {
-			// Batching is on: wake once the interval is over.
-			s.wakeArmed = true
-			time.AfterFunc(wait, s.timedWake)
-		}
+		s.wakeLocked(u.Wall)
 	}
 	s.mu.Unlock()
 	s.unitsIn.Add(1)
@@ -268,16 +264,6 @@ func (s *Stream) endLocked() {
 	s.wakeLocked(time.Now())
 }
 
-// timedWake ends a wake interval (PathConfig.WakeInterval).
-func (s *Stream) timedWake() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.wakeArmed = false
-	if s.waiting.Load() && !s.ended {
-		s.wakeLocked(time.Now())
-	}
-}
-
 // wakeLocked wakes every waiting reader; s.mu must be held for writing.
 func (s *Stream) wakeLocked(now time.Time) {
 	s.waiting.Store(false)
@@ -312,12 +298,14 @@ func (s *Stream) addReader() (*Reader, error) {
 		r.waitKey = s.hasVideo && len(r.pending) == 0
 	}
 	s.readers[r] = struct{}{}
+	s.readerCount.Store(int64(len(s.readers)))
 	return r, nil
 }
 
 func (s *Stream) removeReader(r *Reader) {
 	s.mu.Lock()
 	delete(s.readers, r)
+	s.readerCount.Store(int64(len(s.readers)))
 	s.mu.Unlock()
 }
 
