@@ -143,15 +143,6 @@ func (h *Hub) Close() {
 	}
 }
 
-// removeStream forgets s if it is still the stream at its path.
-func (h *Hub) removeStream(s *Stream) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.streams[s.path] == s {
-		delete(h.streams, s.path)
-	}
-}
-
 func describeTracks(tracks []*media.Track) string {
 	out := ""
 	for i, t := range tracks {
