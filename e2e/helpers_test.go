@@ -84,11 +84,17 @@ func raceEnabled() bool {
 	return false
 }
 
+// installHints says how to get each client program the e2e tests run.
+var installHints = map[string]string{
+	"ffmpeg": "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
+	"node":   "install node 20 and npm, then run scripts/test.sh (it installs Chromium and the npm packages of e2e/browser)",
+}
+
 // requireTool fails the test (never skips) when a client program is missing.
 func requireTool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s not found in PATH: the e2e tests need it; install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)", name)
+		t.Fatalf("%s not found in PATH: the e2e tests need it; %s", name, installHints[name])
 	}
 }
 

@@ -8,32 +8,11 @@
 // It prints one JSON line: samples, median_ms, p95_ms, min/max/mean, stalls
 // (video "waiting" events in the window), errors, latencies_ms (every
 // sample), ... It uses the npm packages of e2e/browser (playwright-core,
-// mpegts.js) and the system Chromium (/usr/bin/chromium or $CHROMIUM).
+// mpegts.js) and the system Chromium (/usr/bin/chromium or $CHROMIUM), and
+// shares the static server, the Chromium launch and the cleanup with
+// e2e/browser/play.mjs through e2e/browser/lib.mjs.
 
-import { createServer } from 'node:http';
-import { createRequire } from 'node:module';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const browserDir = join(here, '..', '..', 'e2e', 'browser');
-const require = createRequire(join(browserDir, 'package.json'));
-const { chromium } = require('playwright-core');
-const mpegtsPath = join(browserDir, 'node_modules', 'mpegts.js', 'dist', 'mpegts.js');
-
-const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { session, errorLine, fatal, sleep } from '../../e2e/browser/lib.mjs';
 
 function parseArgs(argv) {
   const o = { url: '', layout: null, warmup: 3, duration: 20, player: {} };
@@ -140,33 +119,6 @@ if (!window.mpegts || !mpegts.isSupported()) {
 </script>
 </body></html>`;
 
-function startStatic() {
-  const srv = createServer(async (req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    try {
-      if (path === '/') {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-        res.end(page);
-      } else if (path === '/mpegts.js') {
-        res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
-        res.end(await readFile(mpegtsPath));
-      } else if (path === '/favicon.ico') {
-        res.writeHead(204).end();
-      } else {
-        res.writeHead(404).end();
-      }
-    } catch (e) {
-      res.writeHead(500).end(String(e));
-    }
-  });
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 function quantile(sorted, q) {
   if (!sorted.length) return 0;
   const pos = (sorted.length - 1) * q;
@@ -187,54 +139,14 @@ async function main() {
     stalls: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
     latencies_ms: [],
   };
-  let srv, ctx, profile, cleaned, finishing = false;
-  const cleanup = () => {
-    cleaned ??= (async () => {
-      if (ctx) await ctx.close().catch(() => {});
-      if (srv) {
-        srv.closeAllConnections?.();
-        await new Promise((r) => srv.close(() => r()));
-      }
-      if (profile) await rm(profile, { recursive: true, force: true }).catch(() => {});
-    })();
-    return cleaned;
-  };
-  const finish = async (code) => {
-    if (finishing) return;
-    finishing = true;
-    await Promise.race([cleanup(), sleep(5000)]);
-    process.stdout.write(JSON.stringify(res) + '\n');
-    process.exit(code);
-  };
-  const timer = setTimeout(() => {
-    res.errors.push('timeout');
-    finish(2);
-  }, (o.warmup + o.duration + 40) * 1000);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.on(sig, () => {
-      res.errors.push(`killed by ${sig}`);
-      finish(2);
-    });
-  }
+  const run = session(res, { timeoutMs: (o.warmup + o.duration + 40) * 1000, timeoutError: 'timeout' });
 
   try {
-    srv = await startStatic();
-    profile = await mkdtemp(join(tmpdir(), 'streamhub-latency-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: chromiumArgs,
-      viewport: { width: 640, height: 480 },
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-      timeout: 15000,
-    });
-    const pg = ctx.pages()[0] ?? (await ctx.newPage());
-    pg.on('pageerror', (e) => res.errors.push(`pageerror: ${e.message}`));
+    const base = await run.serve(page);
+    const pg = await run.launch('streamhub-latency-chromium-', { viewport: { width: 640, height: 480 } });
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
     const t0 = Date.now();
-    await pg.goto(`http://127.0.0.1:${srv.address().port}/?${qs}`, { timeout: 10000 });
+    await pg.goto(`${base}?${qs}`, { timeout: 10000 });
 
     // Wait for the first decoded frame.
     for (;;) {
@@ -279,16 +191,11 @@ async function main() {
       res.first_second_median_ms = median(win.filter((s) => s[0] < w0.t + 1000).map((s) => s[1]));
       res.last_second_median_ms = median(win.filter((s) => s[0] > w1.t - 1000).map((s) => s[1]));
     }
-    clearTimeout(timer);
-    await finish(lat.length ? 0 : 1);
+    await run.finish(lat.length ? 0 : 1);
   } catch (e) {
-    clearTimeout(timer);
-    res.errors.push(`${e && e.message ? e.message.split('\n')[0] : e}`);
-    await finish(2);
+    res.errors.push(`${errorLine(e)}`);
+    await run.finish(2);
   }
 }
 
-main().catch((e) => {
-  process.stdout.write(JSON.stringify({ errors: [`fatal: ${e && e.message ? e.message : e}`] }) + '\n');
-  process.exit(2);
-});
+main().catch(fatal({}));

@@ -15,29 +15,10 @@
 // errors holds mpegts.js ERROR events and page errors. The exit status is 0
 // when frames advanced and currentTime moved, 1 when they did not, 2 on a
 // setup failure or when the overall --timeout (default 30 s) ran out. The
-// browser, its profile directory and the server are always cleaned up.
+// browser, its profile directory and the server are always cleaned up (the
+// parts shared with bench/latency/measure.mjs are in lib.mjs).
 
-import { createServer } from 'node:http';
-import { readFile, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join, dirname } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
-
-const here = dirname(fileURLToPath(import.meta.url));
-const mpegtsPath = join(here, 'node_modules', 'mpegts.js', 'dist', 'mpegts.js');
-
-export const chromiumArgs = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--disable-background-networking',
-  '--no-first-run',
-  '--disable-component-update',
-  '--disable-sync',
-  '--autoplay-policy=no-user-gesture-required',
-];
+import { session, errorLine, fatal, sleep } from './lib.mjs';
 
 function parseArgs(argv) {
   const o = { url: '', sample: 4, timeout: 30 };
@@ -83,34 +64,6 @@ if (!window.mpegts || !mpegts.isSupported()) {
 </script>
 </body></html>`;
 
-function startStatic() {
-  const srv = createServer(async (req, res) => {
-    const path = new URL(req.url, 'http://x').pathname;
-    try {
-      if (path === '/') {
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-        res.end(page);
-      } else if (path === '/mpegts.js') {
-        const js = await readFile(mpegtsPath);
-        res.writeHead(200, { 'content-type': 'text/javascript', 'cache-control': 'no-store' });
-        res.end(js);
-      } else if (path === '/favicon.ico') {
-        res.writeHead(204).end();
-      } else {
-        res.writeHead(404).end();
-      }
-    } catch (e) {
-      res.writeHead(500).end(String(e));
-    }
-  });
-  return new Promise((resolve, reject) => {
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => resolve(srv));
-  });
-}
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const res = {
@@ -128,54 +81,11 @@ async function main() {
     errors: [],
     console: [],
   };
-  let srv, ctx, profile;
-  let cleaned;
-  const cleanup = () => {
-    cleaned ??= (async () => {
-      if (ctx) await ctx.close().catch(() => {});
-      if (srv) {
-        srv.closeAllConnections?.();
-        await new Promise((r) => srv.close(() => r()));
-      }
-      if (profile) await rm(profile, { recursive: true, force: true }).catch(() => {});
-    })();
-    return cleaned;
-  };
-  let finishing = false;
-  const finish = async (code) => {
-    if (finishing) return;
-    finishing = true;
-    // Cleanup must not hang the exit: give it 5 s at most.
-    await Promise.race([cleanup(), sleep(5000)]);
-    process.stdout.write(JSON.stringify(res) + '\n');
-    process.exit(code);
-  };
-  const timer = setTimeout(() => {
-    res.errors.push(`timeout: no result within ${opts.timeout}s`);
-    finish(2);
-  }, opts.timeout * 1000);
-  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
-    process.on(sig, () => {
-      res.errors.push(`killed by ${sig}`);
-      finish(2);
-    });
-  }
+  const run = session(res, { timeoutMs: opts.timeout * 1000, timeoutError: `timeout: no result within ${opts.timeout}s` });
 
   try {
-    srv = await startStatic();
-    const base = `http://127.0.0.1:${srv.address().port}/`;
-    profile = await mkdtemp(join(tmpdir(), 'streamhub-e2e-chromium-'));
-    ctx = await chromium.launchPersistentContext(profile, {
-      executablePath: process.env.CHROMIUM || '/usr/bin/chromium',
-      headless: true,
-      args: chromiumArgs,
-      handleSIGINT: false,
-      handleSIGTERM: false,
-      handleSIGHUP: false,
-      timeout: 15000,
-    });
-    const pg = ctx.pages()[0] ?? (await ctx.newPage());
-    pg.on('pageerror', (e) => res.errors.push(`pageerror: ${e.message}`));
+    const base = await run.serve(page);
+    const pg = await run.launch('streamhub-e2e-chromium-');
     pg.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') res.console.push(`${m.type()}: ${m.text()}`.slice(0, 300));
     });
@@ -221,16 +131,11 @@ async function main() {
     res.videoHeight = s.h;
     res.errors.unshift(...s.errors);
     res.ok = res.framesEnd > res.framesStart && res.currentTimeEnd > res.currentTimeStart;
-    clearTimeout(timer);
-    await finish(res.ok ? 0 : 1);
+    await run.finish(res.ok ? 0 : 1);
   } catch (e) {
-    clearTimeout(timer);
-    res.errors.push(`setup: ${e && e.message ? e.message.split('\n')[0] : e}`);
-    await finish(2);
+    res.errors.push(`setup: ${errorLine(e)}`);
+    await run.finish(2);
   }
 }
 
-main().catch((e) => {
-  process.stdout.write(JSON.stringify({ ok: false, errors: [`fatal: ${e && e.message ? e.message : e}`] }) + '\n');
-  process.exit(2);
-});
+main().catch(fatal({ ok: false }));
