@@ -181,7 +181,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 		for _, t := range tags[payloadStart:] {
 			size += len(t)
 		}
-		if size > 0 || payloadStart > 1 {
+		if size > 0 {
 			if chunked {
 				tags[payloadStart-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
 				tags = append(tags, crlf)

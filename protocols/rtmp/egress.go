@@ -1,7 +1,6 @@
 package rtmp
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -9,9 +8,7 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/amf0"
-	"github.com/bluenviron/gortmplib/pkg/bytecounter"
 	"github.com/bluenviron/gortmplib/pkg/message"
-	"github.com/bluenviron/gortmplib/pkg/rawmessage"
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
@@ -20,13 +17,15 @@ import (
 // Chunk stream and message stream IDs used for play, as gortmplib and most
 // servers use them.
 const (
-	csidData        = 4
-	csidAudio       = 4
-	csidVideo       = 6
-	playStreamID    = 0x1000000 // message stream 1, little-endian on the wire
-	outChunkSize    = 65536     // gortmplib's Accept announces this chunk size
-	playBatch       = 256
-	playWriteBuffer = 64 << 10
+	csidData     = 4
+	csidAudio    = 4
+	csidVideo    = 6
+	playStreamID = 1     // the message stream gortmplib's createStream hands out
+	outChunkSize = 65536 // gortmplib's Accept announces this chunk size
+	playBatch    = 256
+	// libPlayStreamID is playStreamID as gortmplib's message writer takes
+	// it: it writes the little-endian field big-endian.
+	libPlayStreamID = 0x1000000
 )
 
 // play sends a hub stream to an RTMP player. The audio and video message
@@ -37,7 +36,7 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 	if err != nil {
 		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 		sc.Write(&message.CommandAMF0{ //nolint:errcheck // the error below is what we report
-			ChunkStreamID: 5, MessageStreamID: playStreamID, Name: "onStatus",
+			ChunkStreamID: 5, MessageStreamID: libPlayStreamID, Name: "onStatus",
 			Arguments: []any{nil, amf0.Object{
 				{Key: "level", Value: "error"},
 				{Key: "code", Value: "NetStream.Play.StreamNotFound"},
@@ -67,25 +66,22 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 		<-readDone
 	}()
 
-	bw := bufio.NewWriterSize(c.w, playWriteBuffer)
-	w := rawmessage.NewWriter(bw, bytecounter.NewWriter(bw), false)
-	w.SetChunkSize(outChunkSize)
-
+	ch := &chunker{chunkSize: outChunkSize, hdr: make([]byte, 0, 4096)}
 	mux := flv.NewMuxer(r.Tracks())
 	tags := [][]byte{mux.MetadataTag()}
+	var bufs [][]byte
 	batch := make([]*media.Unit, 0, playBatch)
 	for {
-		// Set before the tags: a tag larger than bw writes through to the
-		// socket, and the previous deadline may have passed while we waited.
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 		for _, tag := range tags {
-			if err := writeTag(w, tag); err != nil {
-				return err
-			}
+			bufs = appendTag(ch, bufs, tag)
 		}
-		if err := bw.Flush(); err != nil {
+		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
+		if err := c.w.writev(bufs); err != nil {
 			return fmt.Errorf("rtmp: writing to player: %w", err)
 		}
+		clear(bufs)
+		bufs = bufs[:0]
+		ch.reset()
 		clear(tags)
 		tags = tags[:0]
 
@@ -108,9 +104,9 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 	}
 }
 
-// writeTag writes one FLV tag as an RTMP message; rawmessage.Writer copies
-// the body into chunks, so the shared tag bytes stay untouched.
-func writeTag(w *rawmessage.Writer, tag []byte) error {
+// appendTag frames one FLV tag as an RTMP message: the message body is the
+// tag body, shared, not copied.
+func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
 	typ := tag[0]
 	ts := uint32(tag[7])<<24 | uint32(tag[4])<<16 | uint32(tag[5])<<8 | uint32(tag[6])
 	csid := byte(csidVideo)
@@ -120,12 +116,5 @@ func writeTag(w *rawmessage.Writer, tag []byte) error {
 	case flv.TagScript:
 		csid = csidData
 	}
-	err := w.Write(&rawmessage.Message{
-		ChunkStreamID: csid, Timestamp: time.Duration(ts) * time.Millisecond,
-		Type: typ, MessageStreamID: playStreamID, Body: flv.Body(tag),
-	})
-	if err != nil {
-		return fmt.Errorf("rtmp: writing to player: %w", err)
-	}
-	return nil
+	return ch.appendMessage(bufs, csid, typ, playStreamID, ts, flv.Body(tag))
 }

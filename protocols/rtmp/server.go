@@ -166,6 +166,15 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
+// writev writes bufs in one writev(2) when w is a TCP connection.
+func (l *lockedWriter) writev(bufs [][]byte) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	b := net.Buffers(bufs)
+	_, err := b.WriteTo(l.w)
+	return err
+}
+
 func (c *conn) run() error {
 	s := c.srv
 	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))

@@ -1,0 +1,48 @@
+package rtmp
+
+import "encoding/binary"
+
+// chunker frames RTMP messages for one connection without copying their
+// bodies: headers go into its own buffer, bodies are referenced, and the
+// whole batch leaves in one writev. Every message starts with a type-0
+// header (absolute timestamp), which costs a few bytes and no state.
+type chunker struct {
+	chunkSize int    // what gortmplib's Accept announced
+	hdr       []byte // header bytes of the current batch
+}
+
+// appendMessage appends the chunks of one message to bufs.
+func (c *chunker) appendMessage(bufs [][]byte, csid, typ byte, streamID, ts uint32, body []byte) [][]byte {
+	ext := ts >= 0xFFFFFF
+	start := len(c.hdr)
+	c.hdr = append(c.hdr, csid&0x3F) // fmt 0
+	t24 := min(ts, 0xFFFFFF)
+	n := len(body)
+	c.hdr = append(c.hdr, byte(t24>>16), byte(t24>>8), byte(t24), byte(n>>16), byte(n>>8), byte(n), typ)
+	c.hdr = binary.LittleEndian.AppendUint32(c.hdr, streamID)
+	if ext {
+		c.hdr = binary.BigEndian.AppendUint32(c.hdr, ts)
+	}
+	bufs = append(bufs, c.hdr[start:len(c.hdr):len(c.hdr)])
+	for off := 0; ; {
+		end := min(off+c.chunkSize, n)
+		if end > off {
+			bufs = append(bufs, body[off:end])
+		}
+		off = end
+		if off >= n {
+			return bufs
+		}
+		// A type-3 header before each further chunk; it repeats the
+		// extended timestamp, as librtmp, OBS and gortmplib expect.
+		start = len(c.hdr)
+		c.hdr = append(c.hdr, 0xC0|csid&0x3F)
+		if ext {
+			c.hdr = binary.BigEndian.AppendUint32(c.hdr, ts)
+		}
+		bufs = append(bufs, c.hdr[start:len(c.hdr):len(c.hdr)])
+	}
+}
+
+// reset forgets the headers of the batch just written.
+func (c *chunker) reset() { c.hdr = c.hdr[:0] }
