@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
 	"github.com/streamhub/streamhub/server"
 )
@@ -44,25 +45,20 @@ type Handler struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	mu     sync.Mutex // mu guards conns
-	conns  map[net.Conn]struct{}
+	conns  connset.Set
 }
 
 // New returns a handler reading from hub.
 func New(c Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{conf: c, hub: hub, log: log.With("proto", "httpflv"), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	return &Handler{conf: c, hub: hub, log: log.With("proto", "httpflv"), ctx: ctx, cancel: cancel}
 }
 
 // Close ends every FLV session (their connections are hijacked, so
 // http.Server.Shutdown does not see them) and waits for them.
 func (h *Handler) Close() {
 	h.cancel()
-	h.mu.Lock()
-	for c := range h.conns {
-		c.Close()
-	}
-	h.mu.Unlock()
+	h.conns.CloseAll()
 	h.wg.Wait()
 }
 
@@ -142,18 +138,10 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 		return 0, fmt.Errorf("hijack: %w", err)
 	}
 	defer nc.Close()
-	h.mu.Lock()
-	if h.ctx.Err() != nil {
-		h.mu.Unlock()
-		return 0, h.ctx.Err()
+	if !h.conns.Add(nc) {
+		return 0, errors.New("shutting down")
 	}
-	h.conns[nc] = struct{}{}
-	h.mu.Unlock()
-	defer func() {
-		h.mu.Lock()
-		delete(h.conns, nc)
-		h.mu.Unlock()
-	}()
+	defer h.conns.Remove(nc)
 
 	chunked := req.ProtoAtLeast(1, 1)
 	head := "HTTP/1.1 200 OK\r\n"

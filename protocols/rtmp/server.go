@@ -17,6 +17,7 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 
+	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -43,15 +44,13 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-
-	mu    sync.Mutex // mu guards conns
-	conns map[net.Conn]struct{}
+	conns  connset.Set
 }
 
 // New returns a server; call Start to listen.
 func New(c Config, hub *server.Hub, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{conf: c, hub: hub, log: log.With("proto", "rtmp"), ctx: ctx, cancel: cancel, conns: map[net.Conn]struct{}{}}
+	return &Server{conf: c, hub: hub, log: log.With("proto", "rtmp"), ctx: ctx, cancel: cancel}
 }
 
 // Start listens on the configured address and accepts in the background.
@@ -76,11 +75,7 @@ func (s *Server) Close() {
 	if s.ln != nil {
 		s.ln.Close()
 	}
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.conns.CloseAll()
 	s.wg.Wait()
 }
 
@@ -104,21 +99,14 @@ func (s *Server) acceptLoop() {
 			continue
 		}
 		backoff = 0
-		s.mu.Lock()
-		if s.ctx.Err() != nil {
-			s.mu.Unlock()
-			nc.Close()
-			return
+		if !s.conns.Add(nc) {
+			return // shutting down
 		}
-		s.conns[nc] = struct{}{}
-		s.mu.Unlock()
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer s.conns.Remove(nc)
 			s.handle(nc)
-			s.mu.Lock()
-			delete(s.conns, nc)
-			s.mu.Unlock()
 		}()
 	}
 }
