@@ -51,7 +51,11 @@ type Track struct {
 	ID int
 	// Generation counts parameter changes of this track within one stream.
 	Generation int
-	Codec      Codec
+	// Session numbers the publishers of a stream (1, 2, ... on republish);
+	// the hub sets it at Publish, and new generations keep it. Egress uses it
+	// to notice that the track layout may have changed.
+	Session uint64
+	Codec   Codec
 
 	// Video parameter sets (without start codes) for H264 and H265. They are
 	// also carried in-band in every key unit.

@@ -58,20 +58,18 @@ type PublishOptions struct {
 }
 
 // Publish makes the caller the publisher of path with the given tracks
-// (their IDs must be their indexes). It returns ErrPathBusy if the path has a
-// live publisher, ErrUnauthorized if the path's key does not match, or a
-// *PathError. A stream in its grace period is taken over: its readers
+// (their IDs must be their indexes). Publish takes the tracks over: it sets
+// their Session, so they must not be shared with another publisher. It
+// returns ErrPathBusy if the path has a live publisher, ErrUnauthorized if
+// the path's key does not match, or a *PathError. A stream in its grace period is taken over: its readers
 // continue with the new publisher's units.
 func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
-	if err := ValidatePath(path); err != nil {
-		return nil, err
-	}
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
-	pc := h.conf.PathConfig(path)
-	if pc.PublishKey != "" && subtle.ConstantTimeCompare([]byte(pc.PublishKey), []byte(opts.Key)) != 1 {
-		return nil, ErrUnauthorized
+	pc, err := h.checkPath(path, opts.Key)
+	if err != nil {
+		return nil, err
 	}
 
 	h.mu.Lock()
@@ -92,6 +90,38 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	return p, nil
 }
 
+// CheckPublish returns the error Publish would return right now for path
+// and key: a *PathError, ErrUnauthorized or ErrPathBusy. A protocol calls it
+// to refuse a publisher before reading its media; Publish checks again.
+func (h *Hub) CheckPublish(path, key string) error {
+	if _, err := h.checkPath(path, key); err != nil {
+		return err
+	}
+	h.mu.Lock()
+	s := h.streams[path]
+	h.mu.Unlock()
+	if s != nil {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		if s.publisher != nil {
+			return ErrPathBusy
+		}
+	}
+	return nil
+}
+
+// checkPath validates path and the publish key given for it.
+func (h *Hub) checkPath(path, key string) (PathConfig, error) {
+	if err := ValidatePath(path); err != nil {
+		return PathConfig{}, err
+	}
+	pc := h.conf.PathConfig(path)
+	if pc.PublishKey != "" && subtle.ConstantTimeCompare([]byte(pc.PublishKey), []byte(key)) != 1 {
+		return PathConfig{}, ErrUnauthorized
+	}
+	return pc, nil
+}
+
 // Read attaches a new reader to path. It returns ErrStreamNotFound when
 // nothing is published there (a stream within its grace period counts as
 // published), ErrTooManyReaders, or a *PathError.
@@ -109,7 +139,15 @@ func (h *Hub) Read(path string) (*Reader, error) {
 	if s == nil {
 		return nil, ErrStreamNotFound
 	}
-	return s.addReader()
+	r, err := s.addReader()
+	if err != nil {
+		return nil, err
+	}
+	if s.conf.Join == JoinCache && s.conf.CatchUp > 0 {
+		// The cached units are immutable, so this needs no lock.
+		r.pending = catchUp(r.pending, s.conf.CatchUp)
+	}
+	return r, nil
 }
 
 // Stream returns the live stream at path, or nil.

@@ -97,6 +97,9 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 				return dst, r.err
 			}
 		}
+		if r.waitKey && !s.hasVideo {
+			r.waitKey = false // republished without video: no keyframe will come
+		}
 		for r.cursor < s.head && len(dst)-n0 < room {
 			u := s.ring[r.cursor&s.mask]
 			r.cursor++

@@ -40,10 +40,12 @@ type Stream struct {
 	readers   map[*Reader]struct{}
 	ended     bool
 	grace     *time.Timer
-	offset    time.Duration // added to the current publisher's timestamps
-	newPub    bool          // the next Write sets offset
-	needKey   bool          // drop video until a keyframe (a republish that starts mid-GOP)
-	lastDTS   time.Duration // highest DTS written, on the stream timeline
+	graceGen  uint64          // counts grace periods; a timer acts only for its own
+	offset    time.Duration   // added to the current publisher's timestamps
+	newPub    bool            // the next Write sets offset
+	needKey   bool            // drop video until a keyframe (a republish that starts mid-GOP)
+	lastDTS   time.Duration   // highest DTS written, on the stream timeline
+	trackDTS  []time.Duration // last DTS written per track ID
 	started   time.Time
 
 	// waiting is set by a reader (under RLock) that found nothing to read and
@@ -120,8 +122,9 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 		return nil, ErrPathBusy
 	}
 	if s.grace != nil {
-		s.grace.Stop()
+		s.grace.Stop() // a callback already waiting for the lock sees graceGen moved on
 		s.grace = nil
+		s.graceGen++
 	}
 	hasVideo := false
 	for _, t := range tracks {
@@ -139,8 +142,11 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 		// keyframe (it refers to pictures they never had).
 		s.needKey = hasVideo
 	}
+	session := s.publishes.Add(1)
+	for _, t := range tracks {
+		t.Session = session
+	}
 	s.publisher = &Publisher{s: s, opts: opts}
-	s.publishes.Add(1)
 	return s.publisher, nil
 }
 
@@ -168,9 +174,23 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 		}
 		s.needKey = false
 	}
+	// A track must not go back in time, also when the new publisher's
+	// tracks start further apart than republishGap: raise the offset (it
+	// only grows, so the other tracks stay monotonic too).
+	if id := u.Track.ID; id >= 0 && id < 64 {
+		if id >= len(s.trackDTS) {
+			s.trackDTS = append(s.trackDTS, make([]time.Duration, id+1-len(s.trackDTS))...)
+		}
+		if last := s.trackDTS[id]; s.publishes.Load() > 1 && u.DTS+s.offset < last {
+			s.offset = last - u.DTS
+		}
+	}
 	u.PTS += s.offset
 	u.DTS += s.offset
 	s.lastDTS = max(s.lastDTS, u.DTS)
+	if id := u.Track.ID; id >= 0 && id < len(s.trackDTS) {
+		s.trackDTS[id] = u.DTS
+	}
 	s.cache.Add(u)
 	s.ring[s.head&s.mask] = u
 	s.head++
@@ -219,17 +239,19 @@ func (s *Stream) detachPublisher(p *Publisher) {
 		s.hub.log.Info("stream ended", "path", s.path)
 		return
 	}
-	s.grace = time.AfterFunc(s.conf.GracePeriod, func() { s.graceExpired() })
+	s.graceGen++
+	gen := s.graceGen
+	s.grace = time.AfterFunc(s.conf.GracePeriod, func() { s.graceExpired(gen) })
 	s.mu.Unlock()
 	s.hub.mu.Unlock()
 	s.hub.log.Info("stream waiting for a publisher", "path", s.path, "grace", s.conf.GracePeriod)
 }
 
-func (s *Stream) graceExpired() {
+func (s *Stream) graceExpired(gen uint64) {
 	// Lock order: hub, then stream (as in Publish).
 	s.hub.mu.Lock()
 	s.mu.Lock()
-	if s.publisher != nil || s.ended {
+	if s.publisher != nil || s.ended || s.graceGen != gen {
 		s.mu.Unlock()
 		s.hub.mu.Unlock()
 		return
@@ -289,10 +311,7 @@ func (s *Stream) addReader() (*Reader, error) {
 	if s.conf.Join == JoinLive {
 		r.waitKey = s.hasVideo
 	} else {
-		r.pending = s.cache.AppendTo(nil)
-		if s.conf.CatchUp > 0 {
-			r.pending = catchUp(r.pending, s.conf.CatchUp)
-		}
+		r.pending = s.cache.AppendTo(nil) // retimed by the caller, outside the lock
 		// Nothing cached (no keyframe yet, or the GOP overflowed the cache):
 		// start at the next keyframe, as a live join does.
 		r.waitKey = s.hasVideo && len(r.pending) == 0

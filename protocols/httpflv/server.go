@@ -121,17 +121,21 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	remote := req.RemoteAddr
 	h.log.Info("session opened", "path", path, "remote", remote)
-	n, err := h.serve(w, req, r)
+	mux := flv.NewMuxer(r.Tracks())
+	n, err := h.serve(w, req, r, mux)
+	if merr := mux.Err(); merr != nil {
+		err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
+	}
 	h.log.Info("session closed", "path", path, "remote", remote, "bytes", n,
 		"duration", time.Since(start).Round(time.Millisecond), "drops", r.Stats().Drops, "cause", err.Error())
 }
 
 // serve streams until the reader or the connection ends; it always returns
 // a non-nil error saying why.
-func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Reader) (int64, error) {
+func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Reader, mux *flv.Muxer) (int64, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok { // HTTP/2: no hijacking; write through the ResponseWriter
-		return h.serveWriter(w, req, r)
+		return h.serveWriter(w, req, r, mux)
 	}
 	nc, _, err := hj.Hijack()
 	if err != nil {
@@ -153,7 +157,6 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 	}
 	head += "Connection: close\r\n\r\n"
 
-	mux := flv.NewMuxer(r.Tracks())
 	tags := [][]byte{[]byte(head), nil, flv.FileHeader(mux.HasVideo(), mux.HasAudio()), mux.MetadataTag()}
 	payloadStart := 2 // tags[1] is the chunk-size line, filled below
 	if !chunked {
@@ -216,9 +219,13 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 var crlf = []byte("\r\n")
 
 // serveWriter is serve for connections that cannot be hijacked (HTTP/2).
-func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *server.Reader) (int64, error) {
+func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *server.Reader, mux *flv.Muxer) (int64, error) {
 	rc := http.NewResponseController(w)
-	mux := flv.NewMuxer(r.Tracks())
+	// End with the request or with the handler (shutdown), whichever first.
+	ctx, cancel := context.WithCancel(req.Context())
+	defer cancel()
+	stop := context.AfterFunc(h.ctx, cancel)
+	defer stop()
 	w.WriteHeader(http.StatusOK)
 	tags := [][]byte{flv.FileHeader(mux.HasVideo(), mux.HasAudio()), mux.MetadataTag()}
 	batch := make([]*media.Unit, 0, maxBatch)
@@ -238,7 +245,7 @@ func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *serve
 		clear(tags)
 		tags = tags[:0]
 		var err error
-		batch, err = r.NextBatch(req.Context(), batch[:0])
+		batch, err = r.NextBatch(ctx, batch[:0])
 		if err != nil {
 			return total, err
 		}

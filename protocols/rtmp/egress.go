@@ -7,8 +7,6 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
-	"github.com/bluenviron/gortmplib/pkg/amf0"
-	"github.com/bluenviron/gortmplib/pkg/message"
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
@@ -31,19 +29,10 @@ const (
 // play sends a hub stream to an RTMP player. The audio and video message
 // bodies are the FLV tag bodies, made once per unit and shared with every
 // RTMP and HTTP-FLV reader; only the chunking is per connection.
-func (c *conn) play(sc *gortmplib.ServerConn) error {
+func (c *conn) play(sc *gortmplib.ServerConn) (err error) {
 	r, err := c.srv.hub.Read(c.path)
 	if err != nil {
-		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
-		sc.Write(&message.CommandAMF0{ //nolint:errcheck // the error below is what we report
-			ChunkStreamID: 5, MessageStreamID: libPlayStreamID, Name: "onStatus",
-			Arguments: []any{nil, amf0.Object{
-				{Key: "level", Value: "error"},
-				{Key: "code", Value: "NetStream.Play.StreamNotFound"},
-				{Key: "description", Value: err.Error()},
-			}},
-		})
-		return err
+		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
 	}
 	defer r.Close()
 
@@ -68,6 +57,11 @@ func (c *conn) play(sc *gortmplib.ServerConn) error {
 
 	ch := &chunker{chunkSize: outChunkSize, hdr: make([]byte, 0, 4096)}
 	mux := flv.NewMuxer(r.Tracks())
+	defer func() {
+		if merr := mux.Err(); merr != nil {
+			err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
+		}
+	}()
 	tags := [][]byte{mux.MetadataTag()}
 	var bufs [][]byte
 	batch := make([]*media.Unit, 0, playBatch)

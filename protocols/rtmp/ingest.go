@@ -25,22 +25,28 @@ const rtmpClock = time.Duration(1<<32) * time.Millisecond
 // publish reads the publisher's tracks, registers it in the hub and pumps
 // its media until the connection ends.
 func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
+	// Refuse a wrong key or a busy path before reading (and buffering) media.
+	if err := c.srv.hub.CheckPublish(c.path, key); err != nil {
+		return c.refuse(sc, "NetStream.Publish.BadName", err)
+	}
 	r := &gortmplib.Reader{Conn: sc}
 	// Reading the tracks takes trackProbe of media (about as much wall time
 	// from a live encoder), so the handshake deadline does not fit it.
 	c.nc.SetDeadline(time.Now().Add(trackProbe + c.srv.conf.ReadTimeout))
+	c.rd.left = probeMaxBytes
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
+	c.rd.left = -1
 	in, err := newIngest(r.Tracks())
 	if err != nil {
-		return err
+		return c.refuse(sc, "NetStream.Publish.Failed", err)
 	}
 	pub, err := c.srv.hub.Publish(c.path, in.tracks, server.PublishOptions{
 		Key: key, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
 	})
 	if err != nil {
-		return err
+		return c.refuse(sc, "NetStream.Publish.BadName", err)
 	}
 	defer pub.Close()
 	in.pub = pub

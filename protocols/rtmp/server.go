@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortmplib/pkg/amf0"
+	"github.com/bluenviron/gortmplib/pkg/message"
 
 	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/server"
@@ -140,6 +142,58 @@ type conn struct {
 	// w serializes writes to nc: while playing, gortmplib may answer a
 	// ping or send an acknowledgement from the read goroutine.
 	w *lockedWriter
+	// rd is what gortmplib reads nc through.
+	rd *probeReader
+}
+
+// rtmpeVersion is the C0 byte of an RTMPE (encrypted) handshake.
+const rtmpeVersion = 6
+
+// probeMaxBytes bounds what a publisher may send while gortmplib probes its
+// tracks (it keeps every message of the probe in memory).
+const probeMaxBytes = 32 << 20
+
+// errProbeTooBig is returned when a publisher exceeds probeMaxBytes.
+var errProbeTooBig = fmt.Errorf("rtmp: the publisher sent more than %d MiB before its tracks were known", probeMaxBytes>>20)
+
+// probeReader remembers the first byte read (C0, the handshake version) and
+// can bound how much is read.
+type probeReader struct {
+	r    io.Reader
+	c0   byte
+	seen bool
+	left int64 // bytes still allowed; < 0: no bound
+}
+
+func (p *probeReader) Read(b []byte) (int, error) {
+	if p.left == 0 {
+		return 0, errProbeTooBig
+	}
+	if p.left > 0 && int64(len(b)) > p.left {
+		b = b[:p.left]
+	}
+	n, err := p.r.Read(b)
+	if n > 0 && !p.seen {
+		p.c0, p.seen = b[0], true
+	}
+	if p.left > 0 {
+		p.left -= int64(n)
+	}
+	return n, err
+}
+
+// refuse tells the client why with an onStatus error, then returns err.
+func (c *conn) refuse(sc *gortmplib.ServerConn, code string, err error) error {
+	c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
+	sc.Write(&message.CommandAMF0{ //nolint:errcheck // err is what we report
+		ChunkStreamID: 5, MessageStreamID: libPlayStreamID, Name: "onStatus",
+		Arguments: []any{nil, amf0.Object{
+			{Key: "level", Value: "error"},
+			{Key: "code", Value: code},
+			{Key: "description", Value: err.Error()},
+		}},
+	})
+	return err
 }
 
 // lockedWriter makes concurrent Writes to w whole and ordered.
@@ -167,10 +221,11 @@ func (c *conn) run() error {
 	s := c.srv
 	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))
 	c.w = &lockedWriter{w: c.nc}
+	c.rd = &probeReader{r: c.nc, left: -1}
 	sc := &gortmplib.ServerConn{RW: struct {
 		io.Reader
 		io.Writer
-	}{c.nc, c.w}}
+	}{c.rd, c.w}}
 	if err := sc.Initialize(); err != nil {
 		return fmt.Errorf("rtmp handshake: %w", err)
 	}
@@ -179,9 +234,18 @@ func (c *conn) run() error {
 	}
 	path, key, err := pathAndKey(sc)
 	if err != nil {
-		return err
+		if sc.Publish {
+			return c.refuse(sc, "NetStream.Publish.BadName", err)
+		}
+		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
 	}
 	c.path = path
+	if !sc.Publish && c.rd.c0 == rtmpeVersion {
+		// gortmplib decrypts RTMPE, but play writes its chunks straight to
+		// the socket, which an RTMPE player would read as garbage.
+		return c.refuse(sc, "NetStream.Play.Failed",
+			errors.New("rtmp: RTMPE (encrypted) play is not supported: play with rtmp://"))
+	}
 	if sc.Publish {
 		c.mode = "publish"
 		c.log.Info("connection opened", "mode", c.mode, "path", path)

@@ -1,6 +1,8 @@
 package flv
 
 import (
+	"fmt"
+
 	"github.com/streamhub/streamhub/media"
 )
 
@@ -12,11 +14,16 @@ type Muxer struct {
 	videoID, audioID int // -1: none
 	video, audio     *media.Track
 	tracks           []*media.Track
+	session          uint64 // Track.Session of videoID and audioID
+	err              error  // the first sequence header that could not be built
 }
 
 // NewMuxer returns a muxer for a reader whose stream has tracks.
 func NewMuxer(tracks []*media.Track) *Muxer {
 	m := &Muxer{videoID: -1, audioID: -1, tracks: tracks}
+	if len(tracks) > 0 {
+		m.session = tracks[0].Session
+	}
 	if v := FirstTrack(tracks, true); v != nil {
 		m.videoID = v.ID
 	}
@@ -32,6 +39,10 @@ func (m *Muxer) HasVideo() bool { return m.videoID >= 0 }
 // HasAudio reports whether the muxer carries an audio track.
 func (m *Muxer) HasAudio() bool { return m.audioID >= 0 }
 
+// Err returns the first sequence header that could not be built (its
+// track's units are dropped), or nil.
+func (m *Muxer) Err() error { return m.err }
+
 // MetadataTag returns the onMetaData script tag.
 func (m *Muxer) MetadataTag() []byte {
 	return AppendTag(nil, TagScript, 0, MetadataBody(m.tracks))
@@ -43,27 +54,29 @@ func (m *Muxer) MetadataTag() []byte {
 // carry, and video before its parameters are known, append nothing.
 func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 	t := u.Track
+	if t.Session != m.session {
+		// A new publisher: its track IDs may be laid out differently. Carry
+		// the first unit of each kind it sends.
+		m.session, m.videoID, m.audioID = t.Session, -1, -1
+	}
 	last := &m.audio
+	id := &m.audioID
 	if t.IsVideo() {
-		if t.ID != m.videoID {
-			if m.videoID >= 0 || m.video != nil {
-				return dst
-			}
-			m.videoID = t.ID // a video track that appeared after a republish
-		}
-		last = &m.video
-	} else {
-		if t.ID != m.audioID {
-			if m.audioID >= 0 || m.audio != nil {
-				return dst
-			}
-			m.audioID = t.ID
-		}
+		last, id = &m.video, &m.videoID
+	}
+	if *id < 0 {
+		*id = t.ID
+	}
+	if t.ID != *id {
+		return dst
 	}
 	if *last != t {
 		if !t.SameParams(*last) {
 			cfg, err := ConfigTag(t, Timestamp(u.DTS))
 			if err != nil {
+				if m.err == nil {
+					m.err = fmt.Errorf("%s track %d: %w", t.Codec, t.ID, err)
+				}
 				return dst
 			}
 			if cfg == nil && t.IsVideo() && t.Codec != media.CodecAV1 {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
 
 	"github.com/streamhub/streamhub/media"
@@ -255,7 +256,11 @@ func HEVCDecoderConfig(vps, sps, pps []byte) ([]byte, error) {
 	if err := s.Unmarshal(sps); err != nil {
 		return nil, fmt.Errorf("flv: invalid H265 SPS: %w", err)
 	}
-	if len(sps) < 13 || len(vps) > math.MaxUint16 || len(sps) > math.MaxUint16 || len(pps) > math.MaxUint16 {
+	// The constraint flags are copied from the SPS's profile_tier_level:
+	// bytes 8-13 of the NAL unit once emulation prevention is removed
+	// (2 bytes NAL header, 1 byte ids, 1 byte profile, 4 bytes compatibility).
+	raw := h264.EmulationPreventionRemove(sps)
+	if len(raw) < 15 || len(vps) > math.MaxUint16 || len(sps) > math.MaxUint16 || len(pps) > math.MaxUint16 {
 		return nil, fmt.Errorf("flv: invalid H265 parameter sets")
 	}
 	ptl := s.ProfileTierLevel
@@ -267,7 +272,7 @@ func HEVCDecoderConfig(vps, sps, pps []byte) ([]byte, error) {
 		}
 	}
 	b = binary.BigEndian.AppendUint32(b, compat)
-	b = append(b, sps[7:13]...) // general_constraint_indicator_flags, as in the SPS
+	b = append(b, raw[8:14]...) // general_constraint_indicator_flags
 	b = append(b, ptl.GeneralLevelIdc,
 		0xF0, 0x00, // min_spatial_segmentation_idc
 		0xFC,                                // parallelismType
