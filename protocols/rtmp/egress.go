@@ -102,7 +102,6 @@ func (c *conn) play(sc *gortmplib.ServerConn) (err error) {
 // tag body, shared, not copied.
 func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
 	typ := tag[0]
-	ts := uint32(tag[7])<<24 | uint32(tag[4])<<16 | uint32(tag[5])<<8 | uint32(tag[6])
 	csid := byte(csidVideo)
 	switch typ {
 	case flv.TagAudio:
@@ -110,5 +109,5 @@ func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
 	case flv.TagScript:
 		csid = csidData
 	}
-	return ch.appendMessage(bufs, csid, typ, playStreamID, ts, flv.Body(tag))
+	return ch.appendMessage(bufs, csid, typ, playStreamID, flv.TagTime(tag), flv.Body(tag))
 }

@@ -98,6 +98,5 @@ func (r *Reader) Read() (Tag, error) {
 	if prev := binary.BigEndian.Uint32(buf[n:]); prev != uint32(HeaderSize+n) {
 		return Tag{}, fmt.Errorf("flv: PreviousTagSize %d does not match tag size %d", prev, HeaderSize+n)
 	}
-	ts := uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])
-	return Tag{Type: h[0] & 0x1F, Timestamp: ts, Body: buf[:n]}, nil
+	return Tag{Type: h[0] & 0x1F, Timestamp: TagTime(h[:]), Body: buf[:n]}, nil
 }

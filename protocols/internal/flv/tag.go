@@ -92,6 +92,12 @@ func AppendTag(dst []byte, typ byte, ts uint32, body []byte) []byte {
 	return appendTrailer(dst, len(body))
 }
 
+// TagTime returns the 32-bit millisecond timestamp of a tag from its
+// 11-byte header (24 bits plus the extension byte).
+func TagTime(h []byte) uint32 {
+	return uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])
+}
+
 // Body returns the body of a complete tag made by this package.
 func Body(tag []byte) []byte { return tag[HeaderSize : len(tag)-TrailerSize] }
 
@@ -115,7 +121,7 @@ func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 	if u.KeyFrame {
 		frameType = 1
 	}
-	if u.Size > maxTagBody || u.PayloadSize() > maxTagBody {
+	if u.PayloadSize() > maxTagBody {
 		return dst // cannot be framed: the tag size field has 24 bits
 	}
 	switch u.Track.Codec {
