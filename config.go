@@ -8,11 +8,13 @@ import (
 	"io"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -23,6 +25,7 @@ var defaultConfigYAML []byte
 type Config struct {
 	Log   LogConfig   `yaml:"log"`
 	RTMP  RTMPConfig  `yaml:"rtmp"`
+	RTSP  RTSPConfig  `yaml:"rtsp"`
 	HTTP  HTTPConfig  `yaml:"http"`
 	Paths PathsConfig `yaml:"paths"`
 
@@ -42,6 +45,20 @@ type RTMPConfig struct {
 	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
 	ReadTimeout      time.Duration `yaml:"readTimeout"`
 	WriteTimeout     time.Duration `yaml:"writeTimeout"`
+}
+
+// RTSPConfig is the rtsp: section.
+type RTSPConfig struct {
+	Address           string        `yaml:"address"`
+	Transports        []string      `yaml:"transports"`
+	UDPRTPAddress     string        `yaml:"udpRTPAddress"`
+	UDPRTCPAddress    string        `yaml:"udpRTCPAddress"`
+	MulticastIPRange  string        `yaml:"multicastIPRange"`
+	MulticastRTPPort  int           `yaml:"multicastRTPPort"`
+	MulticastRTCPPort int           `yaml:"multicastRTCPPort"`
+	ReadTimeout       time.Duration `yaml:"readTimeout"`
+	WriteTimeout      time.Duration `yaml:"writeTimeout"`
+	WriteQueueSize    int           `yaml:"writeQueueSize"`
 }
 
 // HTTPConfig is the http: section.
@@ -148,7 +165,9 @@ func (c *Config) Validate() []error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "must be text or json (got %q)", c.Log.Format)
 	}
-	for _, a := range []struct{ key, addr string }{{"rtmp.address", c.RTMP.Address}, {"http.address", c.HTTP.Address}} {
+	for _, a := range []struct{ key, addr string }{
+		{"rtmp.address", c.RTMP.Address}, {"rtsp.address", c.RTSP.Address}, {"http.address", c.HTTP.Address},
+	} {
 		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
 			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\" (got %q)", a.addr)
 		}
@@ -159,12 +178,17 @@ func (c *Config) Validate() []error {
 	}{
 		{"rtmp.handshakeTimeout", c.RTMP.HandshakeTimeout}, {"rtmp.readTimeout", c.RTMP.ReadTimeout},
 		{"rtmp.writeTimeout", c.RTMP.WriteTimeout}, {"http.writeTimeout", c.HTTP.WriteTimeout},
+		{"rtsp.readTimeout", c.RTSP.ReadTimeout}, {"rtsp.writeTimeout", c.RTSP.WriteTimeout},
 	} {
 		if t.d < 100*time.Millisecond || t.d > 10*time.Minute {
 			bad(t.key, "must be between 100ms and 10m (got %s)", t.d)
 		}
 	}
+	errs = append(errs, c.RTSP.validate()...)
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
+	if c.Paths.Default.Source != "" {
+		bad("paths.default.source", "a source belongs to one path: set it in an override whose match is that path")
+	}
 	for i := range c.overrides {
 		at := fmt.Sprintf("paths.overrides[%d]", i)
 		m, err := server.NewPathMatcher(c.Paths.Overrides[i].Match)
@@ -173,8 +197,92 @@ func (c *Config) Validate() []error {
 		}
 		c.overrides[i].m = m
 		errs = append(errs, c.overrides[i].conf.Validate(at)...)
+		if c.overrides[i].conf.Source != "" && !isLiteralPath(c.Paths.Overrides[i].Match) {
+			bad(at+".source", "needs a match that is one path, not a pattern (got %q)", c.Paths.Overrides[i].Match)
+		}
 	}
 	return errs
+}
+
+// validate checks the rtsp: section.
+func (r *RTSPConfig) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("rtsp.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	seen := map[string]bool{}
+	for _, t := range r.Transports {
+		switch {
+		case t != rtsp.TransportTCP && t != rtsp.TransportUDP && t != rtsp.TransportMulticast:
+			bad("transports", "each must be tcp, udp or multicast (got %q)", t)
+		case seen[t]:
+			bad("transports", "%q is listed twice", t)
+		}
+		seen[t] = true
+	}
+	if len(r.Transports) == 0 {
+		bad("transports", "list at least one of tcp, udp, multicast")
+	}
+	if seen[rtsp.TransportUDP] {
+		rtp, e1 := portOf(r.UDPRTPAddress)
+		rtcp, e2 := portOf(r.UDPRTCPAddress)
+		switch {
+		case e1 != nil:
+			bad("udpRTPAddress", "must be HOST:PORT or :PORT, e.g. \":8000\" (got %q)", r.UDPRTPAddress)
+		case e2 != nil:
+			bad("udpRTCPAddress", "must be HOST:PORT or :PORT, e.g. \":8001\" (got %q)", r.UDPRTCPAddress)
+		case rtp%2 != 0 || rtcp != rtp+1:
+			bad("udpRTPAddress", "the RTP port must be even and the RTCP port (udpRTCPAddress) the next one (got %d and %d)", rtp, rtcp)
+		}
+	}
+	if seen[rtsp.TransportMulticast] {
+		_, n, err := net.ParseCIDR(r.MulticastIPRange)
+		if err != nil || n.IP.To4() == nil || !n.IP.IsMulticast() {
+			bad("multicastIPRange", "must be an IPv4 multicast range, e.g. 224.1.0.0/16 (got %q)", r.MulticastIPRange)
+		}
+		if r.MulticastRTPPort < 1024 || r.MulticastRTPPort > 65534 || r.MulticastRTPPort%2 != 0 || r.MulticastRTCPPort != r.MulticastRTPPort+1 {
+			bad("multicastRTPPort", "must be an even port from 1024 and multicastRTCPPort the next one (got %d and %d)", r.MulticastRTPPort, r.MulticastRTCPPort)
+		}
+	}
+	if q := r.WriteQueueSize; q < 64 || q > 1<<16 || q&(q-1) != 0 {
+		bad("writeQueueSize", "must be a power of two between 64 and 65536 packets (got %d)", q)
+	}
+	return errs
+}
+
+func portOf(addr string) (int, error) {
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(p)
+}
+
+// isLiteralPath reports whether an override's match names one path.
+func isLiteralPath(match string) bool {
+	return server.ValidatePath(match) == nil && !strings.ContainsAny(match, "*?[]\\~")
+}
+
+// SourcePaths returns the paths whose override names a source.
+func (c *Config) SourcePaths() []string {
+	var out []string
+	for i, o := range c.overrides {
+		if o.conf.Source != "" {
+			out = append(out, c.Paths.Overrides[i].Match)
+		}
+	}
+	return out
+}
+
+// RTSPServerConfig returns the rtsp package's Config.
+func (c *Config) RTSPServerConfig() rtsp.Config {
+	r := c.RTSP
+	return rtsp.Config{
+		Address: r.Address, Transports: r.Transports,
+		UDPRTPAddress: r.UDPRTPAddress, UDPRTCPAddress: r.UDPRTCPAddress,
+		MulticastIPRange: r.MulticastIPRange, MulticastRTPPort: r.MulticastRTPPort, MulticastRTCPPort: r.MulticastRTCPPort,
+		ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, WriteQueueSize: r.WriteQueueSize,
+	}
 }
 
 // PathConfig returns the settings for path: the first matching override, or

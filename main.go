@@ -21,6 +21,7 @@ import (
 
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
+	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/web"
 )
@@ -131,7 +132,10 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	log := newLogger(conf.Log, logOut)
 	log.Info("starting", "version", versionString())
 
-	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log})
+	var sources *rtsp.Sources
+	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log,
+		OnDemand: func(path string) bool { return sources.Demand(path) }})
+	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	rtmpSrv := rtmp.New(rtmp.Config{
 		Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
 		ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
@@ -139,12 +143,19 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	if err := rtmpSrv.Start(); err != nil {
 		return err
 	}
+	rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+	if err := rtspSrv.Start(); err != nil {
+		rtmpSrv.Close()
+		return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
+	}
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	ln, err := net.Listen("tcp", conf.HTTP.Address)
 	if err != nil {
 		rtmpSrv.Close()
+		rtspSrv.Close()
 		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 	}
+	sources.StartAlways(conf.SourcePaths())
 	httpSrv := &http.Server{
 		Handler:           router(flv, web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -169,8 +180,10 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	go func() {
 		defer close(done)
 		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
+		sources.Close()
 		hub.Close()
 		rtmpSrv.Close()
+		rtspSrv.Close()
 		flv.Close()
 		httpSrv.Close()
 	}()

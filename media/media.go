@@ -24,9 +24,12 @@ const (
 	CodecAAC  // MPEG-4 Audio; Payload is one raw access unit (no ADTS header)
 	CodecOpus // Payload is one Opus packet
 	CodecMP3  // MPEG-1/2 Layer III; Payload is one frame
+	// G.711 A-law and µ-law (PCMA, PCMU); Payload is one packet's samples.
+	CodecG711A
+	CodecG711U
 )
 
-var codecNames = [...]string{"unknown", "H264", "H265", "AV1", "AAC", "Opus", "MP3"}
+var codecNames = [...]string{"unknown", "H264", "H265", "AV1", "AAC", "Opus", "MP3", "G711A", "G711U"}
 
 // String returns the codec's common name ("H264", "AAC", ...).
 func (c Codec) String() string {

@@ -11,8 +11,9 @@ var (
 	ErrStreamNotFound = errors.New("server: stream not found: nobody is publishing on this path")
 	// ErrPathBusy is returned by Hub.Publish when the path already has a publisher.
 	ErrPathBusy = errors.New("server: path is busy: another publisher is live on it; stop it first or use another path")
-	// ErrUnauthorized is returned by Hub.Publish when the path's publish key does not match.
-	ErrUnauthorized = errors.New("server: publish refused: wrong or missing key (pass it as ?key=...)")
+	// ErrUnauthorized is returned by Hub.Publish and Hub.CheckRead when the
+	// path's publish or read key does not match.
+	ErrUnauthorized = errors.New("server: wrong or missing key (pass it as ?key=..., or over RTSP as the password)")
 	// ErrTooManyReaders is returned by Hub.Read when the path has maxReaders readers.
 	ErrTooManyReaders = errors.New("server: too many readers on this path (paths.*.maxReaders)")
 	// ErrStreamClosed is returned by Reader.Next once the stream has ended and

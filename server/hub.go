@@ -12,10 +12,12 @@
 package server
 
 import (
+	"context"
 	"crypto/subtle"
 	"log/slog"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/streamhub/streamhub/media"
 )
@@ -26,6 +28,10 @@ type HubConfig struct {
 	PathConfig func(path string) PathConfig
 	// Logger receives one line per stream start and end. Nil means slog.Default().
 	Logger *slog.Logger
+	// OnDemand, if set, is called by ReadWait for a path nobody publishes on.
+	// It starts the path's source (a pull) and reports whether it did, or
+	// whether one is already starting; ReadWait then waits for the publish.
+	OnDemand func(path string) bool
 }
 
 // Hub maps paths to live streams. It is safe for concurrent use.
@@ -33,9 +39,10 @@ type Hub struct {
 	conf HubConfig
 	log  *slog.Logger
 
-	mu      sync.Mutex // mu guards streams and closed
-	streams map[string]*Stream
-	closed  bool
+	mu        sync.Mutex // mu guards streams, published and closed
+	streams   map[string]*Stream
+	published chan struct{} // closed (and replaced) on every Publish, for ReadWait
+	closed    bool
 }
 
 // NewHub returns an empty hub.
@@ -46,7 +53,7 @@ func NewHub(c HubConfig) *Hub {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Hub{conf: c, log: c.Logger, streams: map[string]*Stream{}}
+	return &Hub{conf: c, log: c.Logger, streams: map[string]*Stream{}, published: make(chan struct{})}
 }
 
 // PublishOptions describe who publishes.
@@ -86,6 +93,8 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	if err != nil {
 		return nil, err
 	}
+	close(h.published)
+	h.published = make(chan struct{})
 	h.log.Info("stream publishing", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "tracks", describeTracks(tracks))
 	return p, nil
 }
@@ -116,10 +125,31 @@ func (h *Hub) checkPath(path, key string) (PathConfig, error) {
 		return PathConfig{}, err
 	}
 	pc := h.conf.PathConfig(path)
-	if pc.PublishKey != "" && subtle.ConstantTimeCompare([]byte(pc.PublishKey), []byte(key)) != 1 {
+	if !keyMatches(pc.PublishKey, key) {
 		return PathConfig{}, ErrUnauthorized
 	}
 	return pc, nil
+}
+
+// CheckRead returns a *PathError for an invalid path and ErrUnauthorized
+// when the path has a read key and key is not it. Protocols call it before
+// Read or ReadWait.
+func (h *Hub) CheckRead(path, key string) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	if !keyMatches(h.conf.PathConfig(path).ReadKey, key) {
+		return ErrUnauthorized
+	}
+	return nil
+}
+
+// PathConfig returns the settings for path.
+func (h *Hub) PathConfig(path string) PathConfig { return h.conf.PathConfig(path) }
+
+// keyMatches compares in constant time; an empty want allows anyone.
+func keyMatches(want, got string) bool {
+	return want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
 // Read attaches a new reader to path. It returns ErrStreamNotFound when
@@ -148,6 +178,36 @@ func (h *Hub) Read(path string) (*Reader, error) {
 		r.pending = catchUp(r.pending, s.conf.CatchUp)
 	}
 	return r, nil
+}
+
+// OnDemandTimeout bounds how long ReadWait waits for an on-demand source.
+const OnDemandTimeout = 10 * time.Second
+
+// ReadWait is Read, except that for a path nobody publishes on whose
+// source HubConfig.OnDemand starts, it waits until the source publishes or
+// ctx ends or OnDemandTimeout passes (then ErrStreamNotFound).
+func (h *Hub) ReadWait(ctx context.Context, path string) (*Reader, error) {
+	r, err := h.Read(path)
+	if err != ErrStreamNotFound || h.conf.OnDemand == nil || !h.conf.OnDemand(path) {
+		return r, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, OnDemandTimeout)
+	defer cancel()
+	for {
+		h.mu.Lock()
+		s, published := h.streams[path], h.published
+		h.mu.Unlock()
+		if s != nil {
+			if r, err = h.Read(path); err != ErrStreamNotFound {
+				return r, err
+			}
+		}
+		select {
+		case <-published:
+		case <-ctx.Done():
+			return nil, ErrStreamNotFound
+		}
+	}
 }
 
 // Stream returns the live stream at path, or nil.

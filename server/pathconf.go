@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"net/url"
 	"path"
 	"regexp"
 	"strings"
@@ -52,9 +53,31 @@ type PathConfig struct {
 	BatchReaders  int           `yaml:"batchReaders"`
 	// MaxReaders caps the readers of the path; 0 means no cap.
 	MaxReaders int `yaml:"maxReaders"`
-	// PublishKey, when set, must be given by a publisher (?key=...).
+	// PublishKey, when set, must be given by a publisher (?key=... or, over
+	// RTSP, as the password).
 	PublishKey string `yaml:"publishKey"`
+	// ReadKey, when set, must be given by every reader the same way.
+	ReadKey string `yaml:"readKey"`
+
+	// Source, when set, is pulled into the path instead of waiting for a
+	// publisher: rtsp://[user:pass@]host[:port]/path (an IP camera, another
+	// server). Only in an override whose match is one literal path.
+	Source string `yaml:"source"`
+	// SourceOnDemand starts the pull when the first reader asks and stops it
+	// SourceIdleTimeout after the last reader left; false pulls always.
+	SourceOnDemand    bool          `yaml:"sourceOnDemand"`
+	SourceIdleTimeout time.Duration `yaml:"sourceIdleTimeout"`
+	// SourceTransport is how RTP comes from the source: tcp, udp, or auto
+	// (udp, falling back to tcp).
+	SourceTransport string `yaml:"sourceTransport"`
 }
+
+// Source transports (PathConfig.SourceTransport).
+const (
+	SourceTCP  = "tcp"
+	SourceUDP  = "udp"
+	SourceAuto = "auto"
+)
 
 // GOPCacheConfig bounds the GOP cache of a stream.
 type GOPCacheConfig struct {
@@ -107,8 +130,23 @@ func (c *PathConfig) Validate(at string) []error {
 	if c.MaxReaders < 0 {
 		bad("maxReaders", "must be 0 (no cap) or more (got %d)", c.MaxReaders)
 	}
-	if strings.ContainsAny(c.PublishKey, " \t\r\n&?#/") {
-		bad("publishKey", "must not contain spaces or any of & ? # / (it travels in a URL query)")
+	for _, k := range []struct{ key, v string }{{"publishKey", c.PublishKey}, {"readKey", c.ReadKey}} {
+		if strings.ContainsAny(k.v, " \t\r\n&?#/:@%") {
+			bad(k.key, "must not contain spaces or any of & ? # / : @ %% (it travels in a URL query or as a password)")
+		}
+	}
+	if c.Source != "" {
+		if u, err := url.Parse(c.Source); err != nil || (u.Scheme != "rtsp" && u.Scheme != "rtsps") || u.Host == "" {
+			bad("source", "must be an rtsp:// or rtsps:// URL with a host, e.g. rtsp://user:pass@camera:554/stream (got %q)", RedactURL(c.Source))
+		}
+	}
+	if c.SourceIdleTimeout < time.Second || c.SourceIdleTimeout > time.Hour {
+		bad("sourceIdleTimeout", "must be between 1s and 1h (got %s)", c.SourceIdleTimeout)
+	}
+	switch c.SourceTransport {
+	case SourceTCP, SourceUDP, SourceAuto:
+	default:
+		bad("sourceTransport", "must be %q, %q or %q (got %q)", SourceTCP, SourceUDP, SourceAuto, c.SourceTransport)
 	}
 	return errs
 }
@@ -125,7 +163,22 @@ func DefaultPathConfig() PathConfig {
 		GracePeriod:    5 * time.Second,
 		BatchInterval:  100 * time.Millisecond,
 		BatchReaders:   500,
+
+		SourceIdleTimeout: 10 * time.Second,
+		SourceTransport:   SourceTCP,
 	}
+}
+
+// RedactURL returns u with its password replaced, for logs and errors.
+func RedactURL(u string) string {
+	p, err := url.Parse(u)
+	if err != nil || p.User == nil {
+		if i := strings.LastIndex(u, "@"); i >= 0 {
+			return "***" + u[i:]
+		}
+		return u
+	}
+	return p.Redacted()
 }
 
 // PathMatcher matches a path name against a pattern: a glob as in path.Match

@@ -76,6 +76,9 @@ func newStream(h *Hub, path string, pc PathConfig) *Stream {
 // Path returns the stream's path.
 func (s *Stream) Path() string { return s.path }
 
+// ReaderCount returns how many readers the stream has now.
+func (s *Stream) ReaderCount() int { return int(s.readerCount.Load()) }
+
 // Config returns the path settings the stream was created with.
 func (s *Stream) Config() PathConfig { return s.conf }
 

@@ -93,13 +93,19 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not an FLV URL: use /<path>.flv", http.StatusNotFound)
 		return
 	}
-	r, err := h.hub.Read(path)
+	err := h.hub.CheckRead(path, req.URL.Query().Get("key"))
+	var r *server.Reader
+	if err == nil {
+		r, err = h.hub.ReadWait(req.Context(), path)
+	}
 	if err != nil {
 		code := http.StatusInternalServerError
 		var pe *server.PathError
 		switch {
 		case errors.As(err, &pe):
 			code = http.StatusBadRequest
+		case errors.Is(err, server.ErrUnauthorized):
+			code = http.StatusUnauthorized
 		case errors.Is(err, server.ErrStreamNotFound):
 			code = http.StatusNotFound
 		case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):

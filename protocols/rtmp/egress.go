@@ -29,8 +29,11 @@ const (
 // play sends a hub stream to an RTMP player. The audio and video message
 // bodies are the FLV tag bodies, made once per unit and shared with every
 // RTMP and HTTP-FLV reader; only the chunking is per connection.
-func (c *conn) play(sc *gortmplib.ServerConn) (err error) {
-	r, err := c.srv.hub.Read(c.path)
+func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
+	if err := c.srv.hub.CheckRead(c.path, key); err != nil {
+		return c.refuse(sc, "NetStream.Play.Failed", err)
+	}
+	r, err := c.srv.hub.ReadWait(c.srv.ctx, c.path)
 	if err != nil {
 		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
 	}

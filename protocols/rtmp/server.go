@@ -254,11 +254,11 @@ func (c *conn) run() error {
 	c.mode = "play"
 	c.nc.SetDeadline(time.Time{})
 	c.log.Info("connection opened", "mode", c.mode, "path", path)
-	return c.play(sc)
+	return c.play(sc, key)
 }
 
 // pathAndKey returns the hub path (APP/NAME, without the query) and the
-// publish key (?key=...) of an accepted connection.
+// publish or read key (?key=...) of an accepted connection.
 func pathAndKey(sc *gortmplib.ServerConn) (string, string, error) {
 	if sc.URL == nil {
 		return "", "", errors.New("rtmp: no stream URL in the publish or play command")

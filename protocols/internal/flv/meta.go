@@ -87,6 +87,10 @@ func audioCodecID(c media.Codec) uint32 {
 		return 2
 	case media.CodecOpus:
 		return binary.BigEndian.Uint32(fourCCOpus[:])
+	case media.CodecG711A:
+		return 7
+	case media.CodecG711U:
+		return 8
 	}
 	return 0
 }

@@ -49,7 +49,7 @@ var (
 )
 
 // ErrUnsupportedCodec is returned for a codec FLV cannot carry.
-var ErrUnsupportedCodec = errors.New("flv: unsupported codec: FLV carries H264, H265, AV1, AAC, Opus and MP3")
+var ErrUnsupportedCodec = errors.New("flv: unsupported codec: FLV carries H264, H265, AV1, AAC, Opus, MP3 and 8 kHz mono G.711")
 
 // FileHeader returns the 9-byte FLV file header followed by PreviousTagSize0.
 func FileHeader(hasVideo, hasAudio bool) []byte {
@@ -159,7 +159,7 @@ func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 		dst = append(dst, obus...)
 		return appendTrailer(dst, n)
 
-	case media.CodecAAC, media.CodecMP3, media.CodecOpus:
+	case media.CodecAAC, media.CodecMP3, media.CodecOpus, media.CodecG711A, media.CodecG711U:
 		if len(u.Payload) != 1 {
 			return dst
 		}
@@ -169,6 +169,13 @@ func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 			hdr = []byte{0xAF, 1}
 		case media.CodecMP3:
 			hdr = []byte{0x2F}
+		case media.CodecG711A, media.CodecG711U:
+			if !flvG711(u.Track) {
+				return dst
+			}
+			// Sound format 7 (A-law) or 8 (µ-law), 16-bit, mono; the rate
+			// bits do not apply: FLV's G.711 is 8 kHz.
+			hdr = []byte{byte(audioCodecID(u.Track.Codec))<<4 | 0x02}
 		default:
 			hdr = append([]byte{exAudioHeaderByte | exCodedFrames}, fourCCOpus[:]...)
 		}
@@ -180,6 +187,9 @@ func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 	}
 	return dst
 }
+
+// flvG711 reports whether FLV can carry the G.711 track t: only 8 kHz mono.
+func flvG711(t *media.Track) bool { return t.SampleRate == 8000 && t.Channels <= 1 }
 
 // ConfigTag returns the sequence-header tag of t (AVC/HEVC/AV1 decoder
 // configuration, AAC AudioSpecificConfig, Opus ID header), or nil when the
@@ -223,6 +233,11 @@ func ConfigTag(t *media.Track, ts uint32) ([]byte, error) {
 		head := opusHead(t.Channels)
 		body = append([]byte{exAudioHeaderByte | exSequenceStart, 'O', 'p', 'u', 's'}, head...)
 	case media.CodecMP3:
+		return nil, nil
+	case media.CodecG711A, media.CodecG711U:
+		if !flvG711(t) {
+			return nil, fmt.Errorf("%w (got %s at %d Hz, %d channels)", ErrUnsupportedCodec, t.Codec, t.SampleRate, t.Channels)
+		}
 		return nil, nil
 	default:
 		return nil, fmt.Errorf("%w (got %s)", ErrUnsupportedCodec, t.Codec)

@@ -1,0 +1,528 @@
+package rtsp
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/pion/rtp"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// playBatch is how many units a play loop takes from its reader at once.
+const playBatch = 256
+
+// queueFullRetry is how often a play loop retries a packet the session's
+// write queue had no room for (the GOP burst at start, a slow link).
+const queueFullRetry = 2 * time.Millisecond
+
+// outStream is what RTSP players of one path share: the SDP made from the
+// hub tracks, a ServerStream that DESCRIBE and unicast SETUPs return (never
+// written: each unicast session is written on its own), and the multicast
+// ServerStream with its one feeder.
+type outStream struct {
+	s      *Server
+	path   string
+	tracks []*media.Track // what desc was made from
+	desc   *description.Session
+	byID   []*trackOut // by hub track ID; nil for a track RTSP cannot carry
+
+	unicast *gortsplib.ServerStream
+
+	// guarded by s.mu
+	refs      int // sessions using it
+	stale     bool
+	multi     *gortsplib.ServerStream
+	mcReaders int
+	mcStop    func()
+}
+
+// trackOut turns one hub track's units into RTP payloads. It is also the
+// Unit.Memo key, so the payloads of a unit are made once for all players.
+type trackOut struct {
+	media     *description.Media
+	format    format.Format
+	codec     media.Codec
+	clockRate int
+
+	mu     sync.Mutex // mu guards encode (the library encoders keep state)
+	encode func(u *media.Unit) ([]*rtp.Packet, error)
+}
+
+// outFor returns the path's outStream, made from the stream's current
+// tracks (a new one when they changed since). demand starts an on-demand
+// source and waits for it.
+func (s *Server) outFor(path string, demand bool) (*outStream, error) {
+	st := s.hub.Stream(path)
+	if st == nil && demand {
+		ctx, cancel := context.WithTimeout(s.ctx, server.OnDemandTimeout)
+		r, err := s.hub.ReadWait(ctx, path)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		r.Close()
+		st = s.hub.Stream(path)
+	}
+	if st == nil {
+		return nil, server.ErrStreamNotFound
+	}
+	tracks := st.Tracks()
+	if len(tracks) == 0 {
+		return nil, server.ErrStreamNotFound
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if o := s.outs[path]; o != nil {
+		if sameLayout(o.tracks, tracks) {
+			return o, nil
+		}
+		o.stale = true
+		if o.refs == 0 {
+			o.close()
+		}
+		delete(s.outs, path)
+	}
+	o, err := newOutStream(s, path, tracks)
+	if err != nil {
+		return nil, err
+	}
+	s.outs[path] = o
+	return o, nil
+}
+
+// release drops a session's hold on o.
+func (s *Server) release(o *outStream, multicast bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.refs--
+	if multicast {
+		o.mcReaders--
+		if o.mcReaders == 0 && o.mcStop != nil {
+			stop := o.mcStop
+			o.mcStop = nil
+			s.mu.Unlock()
+			stop()
+			s.mu.Lock()
+		}
+	}
+	if o.refs > 0 {
+		return
+	}
+	if o.stale || s.hub.Stream(o.path) == nil {
+		o.close()
+		if s.outs[o.path] == o {
+			delete(s.outs, o.path)
+		}
+	}
+}
+
+// sameLayout reports whether an SDP made for a still fits b: the same
+// codecs and audio parameters per track (H264/H265 parameter sets may
+// change: they travel in-band at every keyframe).
+func sameLayout(a, b []*media.Track) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i].Codec != b[i].Codec || a[i].SampleRate != b[i].SampleRate || a[i].Channels != b[i].Channels ||
+			string(a[i].AudioConfig) != string(b[i].AudioConfig) {
+			return false
+		}
+	}
+	return true
+}
+
+func newOutStream(s *Server, path string, tracks []*media.Track) (*outStream, error) {
+	o := &outStream{s: s, path: path, tracks: tracks, desc: &description.Session{}, byID: make([]*trackOut, len(tracks))}
+	for _, t := range tracks {
+		to, err := newTrackOut(t)
+		if err != nil {
+			s.log.Warn("track not offered over RTSP", "path", path, "track", t.ID, "reason", err.Error())
+			continue
+		}
+		if t.ID >= 0 && t.ID < len(o.byID) {
+			o.byID[t.ID] = to
+			o.desc.Medias = append(o.desc.Medias, to.media)
+		}
+	}
+	if len(o.desc.Medias) == 0 {
+		return nil, fmt.Errorf("rtsp: no track of %s can be sent over RTSP: %w", path, errNoRTSPTrack)
+	}
+	o.unicast = &gortsplib.ServerStream{Server: s.lib, Desc: o.desc}
+	if err := o.unicast.Initialize(); err != nil {
+		return nil, fmt.Errorf("rtsp: %w", err)
+	}
+	return o, nil
+}
+
+var errNoRTSPTrack = errors.New("RTSP carries H264, H265, AV1, AAC, Opus, MP3 and G.711")
+
+// multicastStream returns the stream multicast SETUPs get, made on first use.
+func (o *outStream) multicastStream() (*gortsplib.ServerStream, error) {
+	o.s.mu.Lock()
+	defer o.s.mu.Unlock()
+	if o.multi == nil {
+		ms := &gortsplib.ServerStream{Server: o.s.lib, Desc: o.desc}
+		if err := ms.Initialize(); err != nil {
+			return nil, err
+		}
+		o.multi = ms
+	}
+	return o.multi, nil
+}
+
+// close closes o's streams (and with them any session still on them).
+// s.mu must be held.
+func (o *outStream) close() {
+	o.unicast.Close()
+	if o.multi != nil {
+		o.multi.Close()
+	}
+}
+
+func newTrackOut(t *media.Track) (*trackOut, error) {
+	to := &trackOut{codec: t.Codec}
+	typ := description.MediaTypeAudio
+	switch t.Codec {
+	case media.CodecH264:
+		f := &format.H264{PayloadTyp: 96, PacketizationMode: 1, SPS: t.SPS, PPS: t.PPS}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format, typ = f, description.MediaTypeVideo
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload) }
+	case media.CodecH265:
+		f := &format.H265{PayloadTyp: 96, VPS: t.VPS, SPS: t.SPS, PPS: t.PPS}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format, typ = f, description.MediaTypeVideo
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload) }
+	case media.CodecAV1:
+		f := &format.AV1{PayloadTyp: 96}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format, typ = f, description.MediaTypeVideo
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload) }
+	case media.CodecAAC:
+		var asc mpeg4audio.AudioSpecificConfig
+		if err := asc.Unmarshal(t.AudioConfig); err != nil {
+			return nil, fmt.Errorf("AAC config: %w", err)
+		}
+		f := &format.MPEG4Audio{PayloadTyp: 97, Config: &asc, SizeLength: 13, IndexLength: 3, IndexDeltaLength: 3}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format = f
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload) }
+	case media.CodecOpus:
+		f := &format.Opus{PayloadTyp: 97, ChannelCount: max(t.Channels, 1)}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format = f
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) {
+			p, err := enc.Encode(u.Payload[0])
+			return []*rtp.Packet{p}, err
+		}
+	case media.CodecMP3:
+		f := &format.MPEG1Audio{}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format = f
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload) }
+	case media.CodecG711A, media.CodecG711U:
+		f := &format.G711{PayloadTyp: 97, MULaw: t.Codec == media.CodecG711U, SampleRate: t.SampleRate, ChannelCount: max(t.Channels, 1)}
+		if f.SampleRate == 8000 && f.ChannelCount == 1 { // the static payload types
+			f.PayloadTyp = 8
+			if f.MULaw {
+				f.PayloadTyp = 0
+			}
+		}
+		enc, err := f.CreateEncoder()
+		if err != nil {
+			return nil, err
+		}
+		to.format = f
+		to.encode = func(u *media.Unit) ([]*rtp.Packet, error) { return enc.Encode(u.Payload[0]) }
+	default:
+		return nil, fmt.Errorf("codec %s: %w", t.Codec, errNoRTSPTrack)
+	}
+	to.clockRate = to.format.ClockRate()
+	to.media = &description.Media{Type: typ, Formats: []format.Format{to.format}}
+	return to, nil
+}
+
+// payloads returns u's RTP payloads as made once per unit and shared (see
+// packetList), or nil when u cannot be sent.
+func (to *trackOut) payloads(u *media.Unit) []byte {
+	if len(u.Payload) == 0 {
+		return nil
+	}
+	return u.Memo(to, func(u *media.Unit) []byte {
+		to.mu.Lock()
+		pkts, err := to.encode(u)
+		to.mu.Unlock()
+		if err != nil {
+			return nil
+		}
+		return appendPacketList(nil, pkts, to.clockRate)
+	})
+}
+
+// A packet list is the RTP payloads of one unit in one byte slice, each as
+// [4-byte timestamp offset from the unit's][1-byte marker][2-byte length][payload].
+// The library encoders number packets and set timestamps from 0 within one
+// call; we keep only what differs per packet, and every player adds its own
+// sequence numbers and time base.
+func appendPacketList(dst []byte, pkts []*rtp.Packet, clockRate int) []byte {
+	if len(pkts) == 0 {
+		return dst
+	}
+	first := pkts[0].Timestamp
+	for _, p := range pkts {
+		if len(p.Payload) > 0xFFFF {
+			return nil
+		}
+		dst = binary.BigEndian.AppendUint32(dst, p.Timestamp-first)
+		m := byte(0)
+		if p.Marker {
+			m = 1
+		}
+		dst = append(dst, m)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(len(p.Payload)))
+		dst = append(dst, p.Payload...)
+	}
+	return dst
+}
+
+// nextPacket splits the first packet off a packet list; ok is false at the
+// end or on a malformed list.
+func nextPacket(list []byte) (tsOff uint32, marker bool, payload, rest []byte, ok bool) {
+	if len(list) < 7 {
+		return 0, false, nil, nil, false
+	}
+	n := int(binary.BigEndian.Uint16(list[5:7]))
+	if len(list) < 7+n {
+		return 0, false, nil, nil, false
+	}
+	return binary.BigEndian.Uint32(list), list[4] == 1, list[7 : 7+n], list[7+n:], true
+}
+
+// rtpClock converts a hub time to a clock of rate Hz without overflow.
+func rtpClock(d time.Duration, rate int) int64 {
+	r := int64(rate)
+	return int64(d/time.Second)*r + int64(d%time.Second)*r/int64(time.Second)
+}
+
+// packetWriter is where a play loop sends packets: one session (unicast) or
+// the multicast stream.
+type packetWriter func(m *description.Media, p *rtp.Packet, ntp time.Time) error
+
+// player numbers and timestamps one hub reader's packets for one output.
+type player struct {
+	out    *outStream
+	write  packetWriter
+	seq    []uint16
+	base   []uint32
+	origin time.Time // NTP of hub time 0 for sender reports
+	hasVid bool
+	// waitKey skips units until a video keyframe (after a drop).
+	waitKey bool
+	drops   uint64
+}
+
+func newPlayer(o *outStream, w packetWriter) *player {
+	p := &player{out: o, write: w, seq: make([]uint16, len(o.byID)), base: make([]uint32, len(o.byID))}
+	var b [6]byte
+	rand.Read(b[:]) //nolint:errcheck // never fails on Linux; a zero base is valid anyway
+	for i := range p.base {
+		p.base[i] = binary.BigEndian.Uint32(b[:4]) + uint32(i)*0x10000000
+		p.seq[i] = binary.BigEndian.Uint16(b[4:]) + uint16(i)*0x1000
+	}
+	for _, t := range o.tracks {
+		p.hasVid = p.hasVid || t.IsVideo()
+	}
+	return p
+}
+
+// errLayoutChanged ends a player whose stream was republished with tracks
+// its SDP cannot describe.
+var errLayoutChanged = errors.New("rtsp: the stream was republished with other tracks: reconnect to get the new SDP")
+
+// send writes a batch of units. It returns an error only when the player
+// must stop.
+func (p *player) send(ctx context.Context, batch []*media.Unit, retryFull bool) error {
+	if p.origin.IsZero() && len(batch) > 0 {
+		// Sender reports map RTP time to the units' wall time. One fixed
+		// mapping for every track keeps them in sync; it is taken from
+		// the newest unit at hand, since the cached GOP at the start is
+		// retimed (caught up) and its wall times are older than its
+		// timestamps say.
+		for _, u := range batch {
+			if o := u.Wall.Add(-u.DTS); o.After(p.origin) {
+				p.origin = o
+			}
+		}
+	}
+	for _, u := range batch {
+		id := u.Track.ID
+		if id < 0 || id >= len(p.out.byID) {
+			continue
+		}
+		to := p.out.byID[id]
+		if to == nil {
+			continue
+		}
+		if to.codec != u.Track.Codec {
+			return errLayoutChanged
+		}
+		if p.waitKey {
+			if !u.Track.IsVideo() || !u.KeyFrame {
+				continue
+			}
+			p.waitKey = false
+		}
+		list := to.payloads(u)
+		ts := uint32(rtpClock(u.PTS, to.clockRate))
+		ntp := p.origin.Add(u.PTS)
+		for len(list) > 0 {
+			off, marker, payload, rest, ok := nextPacket(list)
+			if !ok {
+				break
+			}
+			list = rest
+			pkt := &rtp.Packet{Header: rtp.Header{
+				Version: 2, PayloadType: to.format.PayloadType(), Marker: marker,
+				SequenceNumber: p.seq[id], Timestamp: p.base[id] + ts + off,
+			}, Payload: payload}
+			err := p.write(to.media, pkt, ntp)
+			for retryFull && isQueueFull(err) {
+				// Back-pressure instead of a lost packet: wait for the
+				// session's queue; the hub reader behind us handles a
+				// player that stays slow (skip to a keyframe, then drop).
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(queueFullRetry):
+				}
+				err = p.write(to.media, pkt, ntp)
+			}
+			if isQueueFull(err) {
+				p.drops++
+				p.waitKey = p.hasVid
+				break
+			}
+			if err != nil {
+				return err
+			}
+			p.seq[id]++
+		}
+	}
+	return nil
+}
+
+func isQueueFull(err error) bool {
+	var full liberrors.ErrServerWriteQueueFull
+	return err != nil && errors.As(err, &full)
+}
+
+// startPlay runs a unicast player's loop until the session ends, the
+// stream ends or stop is called. stop waits for the loop.
+func (s *Server) startPlay(ss *gortsplib.ServerSession, o *outStream, r *server.Reader) (stop func()) {
+	ctx, cancel := context.WithCancel(s.ctx)
+	done := make(chan struct{})
+	p := newPlayer(o, ss.WritePacketRTPWithNTP)
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		defer close(done)
+		defer r.Close()
+		err := s.playLoop(ctx, r, p, true)
+		if ctx.Err() == nil {
+			// The stream ended or the player cannot follow it: end the
+			// session (OnSessionClose logs it).
+			s.log.Info("player stopped", "path", o.path, "reason", err.Error(), "drops", p.drops)
+			ss.Close()
+		}
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
+}
+
+// playLoop feeds p from r until an error.
+func (s *Server) playLoop(ctx context.Context, r *server.Reader, p *player, retryFull bool) error {
+	batch := make([]*media.Unit, 0, playBatch)
+	for {
+		var err error
+		batch, err = r.NextBatch(ctx, batch[:0])
+		if err != nil {
+			return err
+		}
+		if err := p.send(ctx, batch, retryFull); err != nil {
+			return err
+		}
+	}
+}
+
+// joinMulticast counts a multicast player in and starts the path's feeder
+// for the first one. The returned stop is a no-op: release counts it out.
+func (s *Server) joinMulticast(o *outStream) (stop func()) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	o.mcReaders++
+	if o.mcStop == nil && o.multi != nil {
+		ctx, cancel := context.WithCancel(s.ctx)
+		done := make(chan struct{})
+		ms := o.multi
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer close(done)
+			r, err := s.hub.Read(o.path)
+			if err != nil {
+				s.log.Info("multicast feeder not started", "path", o.path, "reason", err.Error())
+				return
+			}
+			defer r.Close()
+			err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP), false)
+			if ctx.Err() == nil {
+				// The stream ended: end the group's sessions with it.
+				s.log.Info("multicast feeder stopped", "path", o.path, "reason", err.Error())
+				s.mu.Lock()
+				if o.multi == ms {
+					o.multi = nil
+				}
+				s.mu.Unlock()
+				ms.Close()
+			}
+		}()
+		o.mcStop = func() {
+			cancel()
+			<-done
+		}
+	}
+	return func() {}
+}

@@ -1,0 +1,420 @@
+// Package rtsp serves RTSP on gortsplib/v5.
+//
+//	publisher ──ANNOUNCE/RECORD──▶ ingest (RTP → units, once) ──▶ hub
+//	hub ──Reader per session──▶ RTP packets, made once per unit (Unit.Memo)
+//	    ──▶ ServerSession.WritePacketRTPWithNTP ──▶ player (TCP or UDP)
+//	hub ──one Reader per path──▶ multicast ServerStream ──▶ players in the group
+//	camera ──pull (source.go)──▶ ingest ──▶ hub
+//
+// Unicast players each get their own hub reader, so every one of them starts
+// at a keyframe from the GOP cache and a slow one skips to the next keyframe
+// instead of losing random packets; the RTP payloads are still made once per
+// unit and shared. Multicast players share one group, fed by one reader.
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
+	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// Transports a Config can enable.
+const (
+	TransportTCP       = "tcp"
+	TransportUDP       = "udp"
+	TransportMulticast = "multicast"
+)
+
+// Config configures the RTSP server.
+type Config struct {
+	// Address is the RTSP listener (TCP; RTP interleaved on it when the tcp
+	// transport is on).
+	Address string
+	// Transports lists the RTP transports offered: tcp, udp, multicast.
+	Transports []string
+	// UDPRTPAddress and UDPRTCPAddress are the UDP unicast ports.
+	UDPRTPAddress, UDPRTCPAddress string
+	// MulticastIPRange is where multicast groups are taken from, and
+	// MulticastRTPPort, MulticastRTCPPort their ports.
+	MulticastIPRange                    string
+	MulticastRTPPort, MulticastRTCPPort int
+	// ReadTimeout drops a publisher that sends nothing (and a player that
+	// sends no keepalive) for this long; WriteTimeout a player whose socket
+	// takes nothing for this long.
+	ReadTimeout, WriteTimeout time.Duration
+	// WriteQueueSize is the packets queued per player (a power of two).
+	WriteQueueSize int
+}
+
+func (c *Config) has(transport string) bool {
+	for _, t := range c.Transports {
+		if t == transport {
+			return true
+		}
+	}
+	return false
+}
+
+// Server is the RTSP server. It is the gortsplib handler: the On* methods
+// are its callbacks and are not for other callers.
+type Server struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+	lib  *gortsplib.Server
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // play loops and multicast feeders
+
+	mu   sync.Mutex // mu guards outs
+	outs map[string]*outStream
+}
+
+// New returns a server; Start listens.
+func New(conf Config, hub *server.Hub, log *slog.Logger) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{conf: conf, hub: hub, log: log.With("proto", "rtsp"), ctx: ctx, cancel: cancel,
+		outs: map[string]*outStream{}}
+}
+
+// Start opens the listeners.
+func (s *Server) Start() error {
+	s.lib = &gortsplib.Server{
+		Handler:        s,
+		RTSPAddress:    s.conf.Address,
+		ReadTimeout:    s.conf.ReadTimeout,
+		WriteTimeout:   s.conf.WriteTimeout,
+		WriteQueueSize: s.conf.WriteQueueSize,
+	}
+	if s.conf.has(TransportUDP) {
+		s.lib.UDPRTPAddress, s.lib.UDPRTCPAddress = s.conf.UDPRTPAddress, s.conf.UDPRTCPAddress
+	}
+	if s.conf.has(TransportMulticast) {
+		s.lib.MulticastIPRange = s.conf.MulticastIPRange
+		s.lib.MulticastRTPPort, s.lib.MulticastRTCPPort = s.conf.MulticastRTPPort, s.conf.MulticastRTCPPort
+	}
+	if err := s.lib.Start(); err != nil {
+		return fmt.Errorf("rtsp: %w", err)
+	}
+	s.log.Info("listening", "address", s.conf.Address, "transports", strings.Join(s.conf.Transports, ","))
+	return nil
+}
+
+// Close closes every session and the listeners, and waits for the play
+// loops to end.
+func (s *Server) Close() {
+	s.cancel()
+	if s.lib != nil {
+		s.lib.Close()
+	}
+	s.wg.Wait()
+	s.mu.Lock()
+	for _, o := range s.outs {
+		o.close()
+	}
+	s.outs = map[string]*outStream{}
+	s.mu.Unlock()
+}
+
+// session is the state of one RTSP session (ServerSession user data).
+type session struct {
+	path   string
+	remote string
+	// publisher
+	in  *ingest
+	pub *server.Publisher
+	key string
+	// player
+	out       *outStream
+	multicast bool
+	stop      func() // ends the play loop, waiting for it
+}
+
+var (
+	_ gortsplib.ServerHandlerOnSessionOpen  = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnSessionClose = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnConnClose    = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnDescribe     = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnAnnounce     = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnSetup        = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnPlay         = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnRecord       = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnPause        = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnDecodeError  = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnPacketsLost  = (*Server)(nil)
+)
+
+// OnConnClose logs why a connection ended, once.
+func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	if ctx.Error != nil && !isNormalEnd(ctx.Error) {
+		s.log.Info("connection closed", "remote", ctx.Conn.NetConn().RemoteAddr().String(), "reason", ctx.Error.Error())
+	}
+}
+
+// OnSessionOpen attaches the session state.
+func (s *Server) OnSessionOpen(ctx *gortsplib.ServerHandlerOnSessionOpenCtx) {
+	ctx.Session.SetUserData(&session{remote: ctx.Conn.NetConn().RemoteAddr().String()})
+}
+
+// OnSessionClose ends the session's publisher or player; the session's one
+// log line says why it ended.
+func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	st := ctx.Session.UserData().(*session)
+	mode := ""
+	switch {
+	case st.pub != nil:
+		mode = "publish"
+		st.pub.Close()
+	case st.out != nil:
+		mode = "play"
+		if st.stop != nil {
+			st.stop()
+		}
+		s.release(st.out, st.multicast)
+	default:
+		return
+	}
+	reason := "closed by the client"
+	if ctx.Error != nil && !isNormalEnd(ctx.Error) {
+		reason = ctx.Error.Error()
+	}
+	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "reason", reason)
+}
+
+// isNormalEnd reports whether err is a client leaving or the server
+// shutting down, not a fault worth a reason in the log.
+func isNormalEnd(err error) bool {
+	var torn liberrors.ErrServerSessionTornDown
+	return errors.Is(err, io.EOF) || errors.As(err, &torn) ||
+		errors.As(err, new(liberrors.ErrServerTerminated))
+}
+
+// OnDescribe answers with the SDP of a live hub stream, starting an
+// on-demand source if the path has one.
+func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	path := trimPath(ctx.Path)
+	if res := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); res != nil {
+		return res, nil, nil
+	}
+	out, err := s.outFor(path, true)
+	if err != nil {
+		return refusal(err), nil, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, out.unicast, nil
+}
+
+// OnAnnounce checks that path may be published with this session's
+// credentials and that the SDP has a track the hub carries.
+func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+	st := ctx.Session.UserData().(*session)
+	path := trimPath(ctx.Path)
+	key, res := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey)
+	if res != nil {
+		return res, nil
+	}
+	if err := s.hub.CheckPublish(path, key); err != nil {
+		return refusal(err), nil
+	}
+	in, err := newIngest(ctx.Description)
+	if err != nil {
+		return &base.Response{StatusCode: base.StatusUnsupportedMediaType, StatusMessage: reasonPhrase(err)}, nil
+	}
+	in.log, in.path = s.log, path
+	st.path, st.in, st.key = path, in, key
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnSetup accepts a publisher's tracks, or gives a player the path's stream
+// (the multicast one for a multicast SETUP).
+func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	st := ctx.Session.UserData().(*session)
+	tr := ctx.Transport.Protocol
+	if (tr == gortsplib.ProtocolTCP && !s.conf.has(TransportTCP)) ||
+		(tr == gortsplib.ProtocolUDP && !s.conf.has(TransportUDP)) ||
+		(tr == gortsplib.ProtocolUDPMulticast && !s.conf.has(TransportMulticast)) {
+		return &base.Response{StatusCode: base.StatusUnsupportedTransport,
+			StatusMessage: "Unsupported Transport: this server offers " + strings.Join(s.conf.Transports, ", ")}, nil, nil
+	}
+	if ctx.Session.State() == gortsplib.ServerSessionStatePreRecord {
+		return &base.Response{StatusCode: base.StatusOK}, nil, nil
+	}
+	path := trimPath(ctx.Path)
+	if st.out == nil {
+		if res := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); res != nil {
+			return res, nil, nil
+		}
+		out, err := s.outFor(path, true)
+		if err != nil {
+			return refusal(err), nil, nil
+		}
+		st.path, st.out, st.multicast = path, out, tr == gortsplib.ProtocolUDPMulticast
+		s.mu.Lock()
+		out.refs++
+		s.mu.Unlock()
+	}
+	if st.multicast {
+		ms, err := st.out.multicastStream()
+		if err != nil {
+			return &base.Response{StatusCode: base.StatusInternalServerError, StatusMessage: reasonPhrase(err)}, nil, nil
+		}
+		return &base.Response{StatusCode: base.StatusOK}, ms, nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st.out.unicast, nil
+}
+
+// OnPlay starts sending: a play loop of its own for a unicast player, the
+// path's multicast feeder for a multicast one.
+func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	st := ctx.Session.UserData().(*session)
+	if st.stop != nil {
+		return &base.Response{StatusCode: base.StatusOK}, nil // already playing
+	}
+	if st.multicast {
+		st.stop = s.joinMulticast(st.out)
+		return &base.Response{StatusCode: base.StatusOK}, nil
+	}
+	r, err := s.hub.Read(st.path)
+	if err != nil {
+		return refusal(err), nil
+	}
+	st.stop = s.startPlay(ctx.Session, st.out, r)
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnPause stops sending; a later PLAY starts again at a cached keyframe.
+func (s *Server) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (*base.Response, error) {
+	st := ctx.Session.UserData().(*session)
+	if st.out != nil && !st.multicast && st.stop != nil { // a multicast group plays on for the others
+		st.stop()
+		st.stop = nil
+	}
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnRecord makes the session the path's publisher.
+func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+	st := ctx.Session.UserData().(*session)
+	if st.in == nil {
+		return &base.Response{StatusCode: base.StatusBadRequest, StatusMessage: "Bad Request: RECORD without ANNOUNCE"}, nil
+	}
+	pub, err := s.hub.Publish(st.path, st.in.tracks, server.PublishOptions{
+		Key: st.key, Protocol: "rtsp", Remote: st.remote,
+	})
+	if err != nil {
+		return refusal(err), nil
+	}
+	st.pub = pub
+	st.in.pub = pub
+	st.in.register(ctx.Session)
+	return &base.Response{StatusCode: base.StatusOK}, nil
+}
+
+// OnDecodeError counts undecodable RTP/RTCP from a publisher; it does not
+// end the session (a lossy camera still streams).
+func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	if st, ok := ctx.Session.UserData().(*session); ok && st.in != nil {
+		st.in.decodeError(ctx.Error)
+	}
+}
+
+// OnPacketsLost counts RTP packets a publisher lost.
+func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
+	if st, ok := ctx.Session.UserData().(*session); ok && st.in != nil {
+		st.in.lost.Add(ctx.Lost)
+	}
+}
+
+// authorizeRead returns nil when path may be read with the request's
+// credentials, else the response that refuses it.
+func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) *base.Response {
+	if err := server.ValidatePath(path); err != nil {
+		return refusal(err)
+	}
+	key, res := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey)
+	if res != nil {
+		return res
+	}
+	if err := s.hub.CheckRead(path, key); err != nil {
+		return refusal(err)
+	}
+	return nil
+}
+
+// authorize checks a path's key, given as ?key= or as the RTSP password
+// (basic or digest, any user name). It returns the key that matched, or the
+// 401 response (the library adds the challenge, or closes the connection
+// when wrong credentials were sent).
+func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, query, want string) (string, *base.Response) {
+	if err := server.ValidatePath(path); err != nil {
+		return "", refusal(err)
+	}
+	if want == "" {
+		return "", nil
+	}
+	q, _ := url.ParseQuery(query)
+	if k := q.Get("key"); k != "" {
+		return k, nil // the hub compares it in constant time
+	}
+	user := "streamhub" // VerifyCredentials refuses an empty user before making its nonce
+	if v, ok := req.Header["Authorization"]; ok && len(v) == 1 {
+		var a headers.Authorization
+		if a.Unmarshal(v) == nil && a.Username != "" {
+			user = a.Username
+		}
+	}
+	if c.VerifyCredentials(req, user, want) {
+		return want, nil
+	}
+	return "", &base.Response{StatusCode: base.StatusUnauthorized}
+}
+
+// refusal maps a hub error to an RTSP response whose reason phrase says
+// what went wrong.
+func refusal(err error) *base.Response {
+	code := base.StatusInternalServerError
+	var pe *server.PathError
+	switch {
+	case errors.As(err, &pe):
+		code = base.StatusBadRequest
+	case errors.Is(err, server.ErrStreamNotFound):
+		code = base.StatusNotFound
+	case errors.Is(err, server.ErrUnauthorized):
+		code = base.StatusForbidden
+	case errors.Is(err, server.ErrPathBusy):
+		code = base.StatusForbidden
+	case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
+		code = base.StatusServiceUnavailable
+	}
+	return &base.Response{StatusCode: code, StatusMessage: reasonPhrase(err)}
+}
+
+// reasonPhrase makes err fit an RTSP status line: one line, bounded.
+func reasonPhrase(err error) string {
+	msg := strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, err.Error())
+	if len(msg) > 300 {
+		msg = msg[:300]
+	}
+	return msg
+}
+
+// trimPath turns gortsplib's "/live/test" into the hub path "live/test".
+func trimPath(p string) string { return strings.Trim(p, "/") }
