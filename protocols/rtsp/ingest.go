@@ -77,6 +77,9 @@ type input struct {
 	dts    func(au [][]byte, pts int64) (int64, error)
 	resetD func()
 	keyed  bool // a keyframe was seen (DTS extraction starts at one)
+	// lastDTS (valid with hasLast) is the last DTS written, in the clock.
+	lastDTS int64
+	hasLast bool
 	// audio: duration of one access unit in the clock, for packets that
 	// carry several
 	auTicks int64
@@ -325,15 +328,23 @@ func (in *ingest) videoAU(inp *input, pts int64, au [][]byte) {
 			inp.keyed = true
 		}
 		dts, err := inp.dts(u.Payload, pts)
+		// The extractor may place a frame after its PTS when the reorder
+		// depth grows; a picture is never decoded after it is shown.
+		dts = min(dts, pts)
+		if err == nil && inp.hasLast && dts < inp.lastDTS {
+			err = errors.New("DTS went back (PTS jumped back)")
+		}
 		if err != nil {
 			// An access unit the extractor cannot place: resync at the
 			// next keyframe rather than guess (B-frame order would break).
+			// lastDTS stays: units that would go back are dropped.
 			inp.resetD()
 			inp.keyed = false
 			in.decodeError(fmt.Errorf("DTS: %w", err))
 			return
 		}
 		u.DTS = ticks(dts, inp.clock)
+		inp.lastDTS, inp.hasLast = dts, true
 	}
 	u.Wall = time.Now()
 	in.pub.Write(u)

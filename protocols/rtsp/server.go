@@ -18,6 +18,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"strings"
 	"sync"
@@ -114,6 +115,9 @@ func (s *Server) Start() error {
 	return nil
 }
 
+// Addr returns the RTSP listener's address (after Start).
+func (s *Server) Addr() net.Addr { return s.lib.NetListener().Addr() }
+
 // Close closes every session and the listeners, and waits for the play
 // loops to end.
 func (s *Server) Close() {
@@ -207,8 +211,9 @@ func isNormalEnd(err error) bool {
 // on-demand source if the path has one.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
 	path := trimPath(ctx.Path)
-	if res := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); res != nil {
-		return res, nil, nil
+	if err := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); err != nil {
+		res, err := refuse(err)
+		return res, nil, err
 	}
 	out, err := s.outFor(path, true)
 	if err != nil {
@@ -222,9 +227,9 @@ func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Re
 func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
 	st := ctx.Session.UserData().(*session)
 	path := trimPath(ctx.Path)
-	key, res := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey)
-	if res != nil {
-		return res, nil
+	key, err := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey)
+	if err != nil {
+		return refuse(err)
 	}
 	if err := s.hub.CheckPublish(path, key); err != nil {
 		return refusal(err), nil
@@ -254,8 +259,9 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	}
 	path := trimPath(ctx.Path)
 	if st.out == nil {
-		if res := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); res != nil {
-			return res, nil, nil
+		if err := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); err != nil {
+			res, err := refuse(err)
+			return res, nil, err
 		}
 		out, err := s.outFor(path, true)
 		if err != nil {
@@ -339,28 +345,21 @@ func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
 }
 
 // authorizeRead returns nil when path may be read with the request's
-// credentials, else the response that refuses it.
-func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) *base.Response {
-	if err := server.ValidatePath(path); err != nil {
-		return refusal(err)
+// credentials, else why not (see refuse).
+func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) error {
+	key, err := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey)
+	if err != nil {
+		return err
 	}
-	key, res := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey)
-	if res != nil {
-		return res
-	}
-	if err := s.hub.CheckRead(path, key); err != nil {
-		return refusal(err)
-	}
-	return nil
+	return s.hub.CheckRead(path, key)
 }
 
 // authorize checks a path's key, given as ?key= or as the RTSP password
 // (basic or digest, any user name). It returns the key that matched, or the
-// 401 response (the library adds the challenge, or closes the connection
-// when wrong credentials were sent).
-func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, query, want string) (string, *base.Response) {
+// error: a *server.PathError or liberrors.ErrServerAuth (see refuse).
+func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, query, want string) (string, error) {
 	if err := server.ValidatePath(path); err != nil {
-		return "", refusal(err)
+		return "", err
 	}
 	if want == "" {
 		return "", nil
@@ -379,7 +378,19 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 	if c.VerifyCredentials(req, user, want) {
 		return want, nil
 	}
-	return "", &base.Response{StatusCode: base.StatusUnauthorized}
+	return "", liberrors.ErrServerAuth{}
+}
+
+// refuse returns the response and handler error for a refusal: a 401 with
+// liberrors.ErrServerAuth, which makes gortsplib add the challenge when no
+// credentials were sent and close the connection after wrong ones; else
+// refusal(err) and no error, so the client may try again.
+func refuse(err error) (*base.Response, error) {
+	var auth liberrors.ErrServerAuth
+	if errors.As(err, &auth) {
+		return &base.Response{StatusCode: base.StatusUnauthorized}, err
+	}
+	return refusal(err), nil
 }
 
 // refusal maps a hub error to an RTSP response whose reason phrase says
