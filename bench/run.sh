@@ -3,7 +3,7 @@
 # with ffmpeg (-c copy, looped), opens N readers with bench/flvload, and
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
-#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp] [-config FILE] [-baseline]
+#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp] [-config FILE] [-baseline]
 #
 # -baseline also runs the same load against bench/loopback (one FLV file
 # pushed in 32 KiB writes, no hub) right after, for a same-machine reference.
@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     -proto) PROTO=$2; shift 2 ;;
     -config) EXTRA_CONFIG=$2; shift 2 ;;
     -baseline) BASELINE=1; shift ;;
-    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp] [-config FILE] [-baseline]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp] [-config FILE] [-baseline]" >&2; exit 2 ;;
   esac
 done
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
@@ -39,13 +39,14 @@ fi
 go build -o "$out/streamhub" .
 go build -o "$out/flvload" ./bench/flvload
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RTMP_PORT=$(free_port) HTTP_PORT=$(free_port)
+RTMP_PORT=$(free_port) HTTP_PORT=$(free_port) RTSP_PORT=$(free_port)
 conf="$out/bench.yml"
 if [ -n "$EXTRA_CONFIG" ]; then cp "$EXTRA_CONFIG" "$conf"; else : > "$conf"; fi
 cat >> "$conf" <<YML
 log: {level: warn}
 rtmp: {address: "127.0.0.1:$RTMP_PORT"}
 http: {address: "127.0.0.1:$HTTP_PORT"}
+rtsp: {address: "127.0.0.1:$RTSP_PORT", transports: [tcp]}
 YML
 
 "$out/streamhub" --config "$conf" > "$out/server.log" 2>&1 &
@@ -61,7 +62,11 @@ cpu() { awk '{print $14+$15}' "/proc/$SRV/stat"; }
 cpusplit() { awk '{print "utime " $14 " stime " $15}' "/proc/$SRV/stat"; }
 TICK=$(getconf CLK_TCK)
 c0=$(cpu); [ -n "${STRACE:-}" ] && (sleep 8; timeout 3 strace -c -f -p $SRV -o bench/out/strace.txt) &
-if [ "$PROTO" = rtmp ]; then URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench"; else URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv"; fi
+case "$PROTO" in
+  rtmp) URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench" ;;
+  rtsp) URL="rtsp://127.0.0.1:$RTSP_PORT/live/bench" ;;
+  *) URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
+esac
 "$out/flvload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/flvload.json" | tee "$out/flvload.txt"
 c1=$(cpu); cpusplit
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")

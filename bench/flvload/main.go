@@ -4,6 +4,7 @@
 //
 //	go run ./bench/flvload -url http://127.0.0.1:8080/live/test.flv -n 1000 -t 20s
 //	go run ./bench/flvload -url rtmp://127.0.0.1:1935/live/test -n 200 -t 20s
+//	go run ./bench/flvload -url rtsp://127.0.0.1:8554/live/test -n 200 -t 20s   (RTP over TCP)
 //
 // It prints a text summary and, with -json FILE, the same figures as JSON.
 package main
@@ -22,9 +23,14 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
+	"github.com/bluenviron/gortsplib/v5"
+	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/pion/rtp"
 	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
@@ -72,8 +78,8 @@ func main() {
 		os.Exit(2)
 	}
 	pu, err := url.Parse(*u)
-	if err != nil || (pu.Scheme != "http" && pu.Scheme != "rtmp") {
-		fmt.Fprintln(os.Stderr, "flvload: -url must be http://...flv or rtmp://...")
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "rtmp" && pu.Scheme != "rtsp") {
+		fmt.Fprintln(os.Stderr, "flvload: -url must be http://...flv, rtmp://... or rtsp://...")
 		os.Exit(2)
 	}
 
@@ -95,10 +101,13 @@ func main() {
 			}
 			rctx, rcancel := context.WithTimeout(ctx, *d)
 			defer rcancel()
-			if pu.Scheme == "http" {
+			switch pu.Scheme {
+			case "http":
 				results[i] = readFLV(rctx, client, *u, i%10 == 0)
-			} else {
+			case "rtmp":
 				results[i] = readRTMP(rctx, pu)
+			default:
+				results[i] = readRTSP(rctx, *u)
 			}
 		}()
 	}
@@ -240,6 +249,63 @@ func readRTMP(ctx context.Context, u *url.URL) result {
 			return res
 		}
 	}
+}
+
+// readRTSP plays one RTSP stream over TCP until ctx ends, decoding H264
+// only up to the first keyframe.
+func readRTSP(ctx context.Context, raw string) result {
+	var res result
+	t0 := time.Now()
+	u, err := base.ParseURL(raw)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	tcp := gortsplib.ProtocolTCP
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
+	if err := c.Start(); err != nil {
+		res.err = err
+		return res
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, c.Close)
+	defer stop()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	res.connected = true
+	var h264f *format.H264
+	medi := desc.FindFormat(&h264f)
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		res.err = err
+		return res
+	}
+	if medi != nil {
+		dec, _ := h264f.CreateDecoder()
+		var got atomic.Bool
+		c.OnPacketRTP(medi, h264f, func(pkt *rtp.Packet) {
+			if got.Load() {
+				return
+			}
+			if au, err := dec.Decode(pkt); err == nil && h264.IsRandomAccess(au) && got.CompareAndSwap(false, true) {
+				res.firstKey = time.Since(t0)
+			}
+		})
+	}
+	if _, err := c.Play(nil); err != nil {
+		res.err = err
+		return res
+	}
+	err = c.Wait()
+	if st := c.Stats(); st != nil {
+		res.bytes = int64(st.Conn.InboundBytes)
+	}
+	if ctx.Err() == nil {
+		res.err = err
+	}
+	return res
 }
 
 func summarize(u string, rs []result, d time.Duration) Summary {

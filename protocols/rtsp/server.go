@@ -22,6 +22,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -203,7 +204,7 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 // shutting down, not a fault worth a reason in the log.
 func isNormalEnd(err error) bool {
 	var torn liberrors.ErrServerSessionTornDown
-	return errors.Is(err, io.EOF) || errors.As(err, &torn) ||
+	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, net.ErrClosed) || errors.As(err, &torn) ||
 		errors.As(err, new(liberrors.ErrServerTerminated))
 }
 
