@@ -94,6 +94,14 @@ func (s *Server) outFor(path string, demand bool) (*outStream, error) {
 		}
 		delete(s.outs, path)
 	}
+	// Drop what no session holds and whose stream is gone (a DESCRIBE
+	// that was never followed by a SETUP leaves one behind).
+	for p, old := range s.outs {
+		if old.refs == 0 && s.hub.Stream(p) == nil {
+			old.close()
+			delete(s.outs, p)
+		}
+	}
 	o, err := newOutStream(s, path, tracks)
 	if err != nil {
 		return nil, err

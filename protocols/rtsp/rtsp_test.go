@@ -706,3 +706,91 @@ func TestPullSourceRecovers(t *testing.T) {
 	time.Sleep(200 * time.Millisecond)
 	readSome("after the source restarted", failed)
 }
+
+// G.711 and Opus pass through: published over RTSP, carried by the hub, and
+// described and sent to an RTSP player with their parameters.
+func TestAudioPassthrough(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	desc := &description.Session{Medias: []*description.Media{
+		{Type: description.MediaTypeAudio, Formats: []format.Format{&format.G711{PayloadTyp: 8, SampleRate: 8000, ChannelCount: 1}}},
+		{Type: description.MediaTypeAudio, Formats: []format.Format{&format.Opus{PayloadTyp: 111, ChannelCount: 2}}},
+	}}
+	tcp := gortsplib.ProtocolTCP
+	c := &gortsplib.Client{Protocol: &tcp}
+	if err := c.StartRecording(e.url("live/audio"), desc); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for i := 0; ctx.Err() == nil; i++ {
+			pcm := make([]byte, 160) // 20 ms at 8 kHz
+			for j := range pcm {
+				pcm[j] = byte(0xd5 + i + j)
+			}
+			c.WritePacketRTP(desc.Medias[0], &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 8, SequenceNumber: uint16(i), Timestamp: uint32(i * 160), Marker: i == 0}, Payload: pcm})                 //nolint:errcheck
+			c.WritePacketRTP(desc.Medias[1], &rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 111, SequenceNumber: uint16(i), Timestamp: uint32(i * 960)}, Payload: []byte{0xfc, byte(i), 0xff, 0xfe}}) //nolint:errcheck
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	waitPublished(t, e, "live/audio")
+	tracks := e.hub.Stream("live/audio").Tracks()
+	if len(tracks) != 2 || tracks[0].Codec != media.CodecG711A || tracks[0].SampleRate != 8000 ||
+		tracks[1].Codec != media.CodecOpus || tracks[1].Channels != 2 {
+		t.Fatalf("hub tracks %+v %+v", tracks[0], tracks[1])
+	}
+
+	u, _ := base.ParseURL(e.url("live/audio"))
+	rc := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
+	if err := rc.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	rdesc, _, err := rc.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var g711 *format.G711
+	var opus *format.Opus
+	gm, om := rdesc.FindFormat(&g711), rdesc.FindFormat(&opus)
+	if gm == nil || om == nil || g711.MULaw || g711.SampleRate != 8000 || opus.ChannelCount != 2 {
+		t.Fatalf("SDP to the player: %+v", rdesc.Medias)
+	}
+	if err := rc.SetupAll(rdesc.BaseURL, rdesc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	got := map[string]int{}
+	rc.OnPacketRTP(gm, g711, func(p *rtp.Packet) {
+		mu.Lock()
+		if len(p.Payload) == 160 {
+			got["g711"]++
+		}
+		mu.Unlock()
+	})
+	rc.OnPacketRTP(om, opus, func(p *rtp.Packet) {
+		mu.Lock()
+		if len(p.Payload) == 4 && p.Payload[0] == 0xfc {
+			got["opus"]++
+		}
+		mu.Unlock()
+	})
+	if _, err := rc.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		mu.Lock()
+		g, o := got["g711"], got["opus"]
+		mu.Unlock()
+		if g >= 10 && o >= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("player got %d G.711 and %d Opus packets in 5s", g, o)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
