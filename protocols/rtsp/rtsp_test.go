@@ -2,6 +2,7 @@ package rtsp
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -85,7 +87,9 @@ func loadFixture(t testing.TB) *fixture {
 				fix.aac = &conf
 				r.OnDataMPEG4Audio(tr, func(pts int64, aus [][]byte) error {
 					for i, au := range aus {
-						fix.frames = append(fix.frames, frame{pts: pts + int64(i)*1024*90000/48000, dts: pts, au: [][]byte{au}})
+						// Each frame at its own time, as a live encoder sends it.
+						at := pts + int64(i)*1024*90000/48000
+						fix.frames = append(fix.frames, frame{pts: at, dts: at, au: [][]byte{au}})
 					}
 					return nil
 				})
@@ -100,6 +104,8 @@ func loadFixture(t testing.TB) *fixture {
 			fixErr = errors.New("fixture has no H264")
 			return
 		}
+		// In sending order (the TS interleaves audio in chunks).
+		slices.SortStableFunc(fix.frames, func(a, b frame) int { return cmp.Compare(a.dts, b.dts) })
 		first, last := fix.frames[0].dts, fix.frames[0].dts
 		for _, fr := range fix.frames {
 			first, last = min(first, fr.dts), max(last, fr.dts)
@@ -792,5 +798,68 @@ func TestAudioPassthrough(t *testing.T) {
 			t.Fatalf("player got %d G.711 and %d Opus packets in 5s", g, o)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// RTCP sender reports map RTP time to the units' wall time, one mapping for
+// all tracks: a player's NTP for a live packet is about when it arrived.
+func TestSenderReportsCarryWallTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	if _, err := startPublish(t, e.url("live/ntp"), publishOpts{speed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitPublished(t, e, "live/ntp")
+	time.Sleep(1500 * time.Millisecond) // join mid-GOP, with a catch-up
+	tcp := gortsplib.ProtocolTCP
+	u, _ := base.ParseURL(e.url("live/ntp"))
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	worst := map[string]time.Duration{}
+	seen := map[string]int{}
+	c.OnPacketRTPAny(func(m *description.Media, f format.Format, p *rtp.Packet) {
+		ntp, ok := c.PacketNTP(m, p)
+		if !ok {
+			return
+		}
+		d := time.Since(ntp)
+		if d < 0 {
+			d = -d
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		seen[string(m.Type)]++
+		if seen[string(m.Type)] > 20 { // past the catch-up burst
+			worst[string(m.Type)] = max(worst[string(m.Type)], d)
+		}
+	})
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	for _, typ := range []string{"video", "audio"} {
+		if seen[typ] <= 20 {
+			t.Errorf("%s: %d packets with an NTP time", typ, seen[typ])
+			continue
+		}
+		// Arrival wall time, plus the 100 ms catch-up and a frame of
+		// reordering; never the age of the cached GOP (over 500 ms).
+		if worst[typ] > 400*time.Millisecond {
+			t.Errorf("%s: NTP time of a live packet is %v away from now", typ, worst[typ])
+		}
+		t.Logf("%s: NTP within %v of arrival", typ, worst[typ].Round(time.Millisecond))
 	}
 }
