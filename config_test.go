@@ -111,6 +111,17 @@ func TestBadValues(t *testing.T) {
 		{"paths:\n  overrides:\n    - match: \"a/*\"\n    - match: \"b/*\"\n      readerQueue: 3\n", "paths.overrides[1].readerQueue", "16"},
 		{"paths:\n  default:\n    publishKey: \"a b\"\n", "paths.default.publishKey", "spaces"},
 		{"paths:\n  default:\n    gopCache:\n      maxBytes: 1KiB\n", "paths.default.gopCache.maxBytes", "64KiB"},
+		{"rtsp:\n  transports: [tcp, smoke]\n", "rtsp.transports", "multicast"},
+		{"rtsp:\n  transports: []\n", "rtsp.transports", "at least one"},
+		{"rtsp:\n  udpRTPAddress: \":8001\"\n  udpRTCPAddress: \":8002\"\n", "rtsp.udpRTPAddress", "even"},
+		{"rtsp:\n  multicastIPRange: \"10.0.0.0/8\"\n", "rtsp.multicastIPRange", "224.1.0.0/16"},
+		{"rtsp:\n  writeQueueSize: 1000\n", "rtsp.writeQueueSize", "power of two"},
+		{"rtsp:\n  readTimeout: 0s\n", "rtsp.readTimeout", "100ms"},
+		{"paths:\n  default:\n    source: \"rtsp://cam/x\"\n", "paths.default.source", "override"},
+		{"paths:\n  overrides:\n    - match: \"cam/*\"\n      source: \"rtsp://cam/x\"\n", "paths.overrides[0].source", "one path"},
+		{"paths:\n  overrides:\n    - match: \"cam\"\n      source: \"http://cam/x\"\n", "paths.overrides[0].source", "rtsp://"},
+		{"paths:\n  overrides:\n    - match: \"cam\"\n      source: \"rtsp://u:p@cam/x\"\n      sourceTransport: quic\n", "paths.overrides[0].sourceTransport", "auto"},
+		{"paths:\n  default:\n    readKey: \"a@b\"\n", "paths.default.readKey", "password"},
 	} {
 		c, err := loadConfig([]byte(tc.yml))
 		if err != nil {
