@@ -15,6 +15,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamhub/streamhub/protocols/rtsp"
+	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -26,6 +27,7 @@ type Config struct {
 	Log   LogConfig   `yaml:"log"`
 	RTMP  RTMPConfig  `yaml:"rtmp"`
 	RTSP  RTSPConfig  `yaml:"rtsp"`
+	SRT   SRTConfig   `yaml:"srt"`
 	HTTP  HTTPConfig  `yaml:"http"`
 	Paths PathsConfig `yaml:"paths"`
 
@@ -59,6 +61,14 @@ type RTSPConfig struct {
 	ReadTimeout       time.Duration `yaml:"readTimeout"`
 	WriteTimeout      time.Duration `yaml:"writeTimeout"`
 	WriteQueueSize    int           `yaml:"writeQueueSize"`
+}
+
+// SRTConfig is the srt: section.
+type SRTConfig struct {
+	Address      string        `yaml:"address"`
+	Latency      time.Duration `yaml:"latency"`
+	ReadTimeout  time.Duration `yaml:"readTimeout"`
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
 }
 
 // HTTPConfig is the http: section.
@@ -166,7 +176,8 @@ func (c *Config) Validate() []error {
 		bad("log.format", "must be text or json (got %q)", c.Log.Format)
 	}
 	for _, a := range []struct{ key, addr string }{
-		{"rtmp.address", c.RTMP.Address}, {"rtsp.address", c.RTSP.Address}, {"http.address", c.HTTP.Address},
+		{"rtmp.address", c.RTMP.Address}, {"rtsp.address", c.RTSP.Address}, {"srt.address", c.SRT.Address},
+		{"http.address", c.HTTP.Address},
 	} {
 		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
 			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\" (got %q)", a.addr)
@@ -179,12 +190,16 @@ func (c *Config) Validate() []error {
 		{"rtmp.handshakeTimeout", c.RTMP.HandshakeTimeout}, {"rtmp.readTimeout", c.RTMP.ReadTimeout},
 		{"rtmp.writeTimeout", c.RTMP.WriteTimeout}, {"http.writeTimeout", c.HTTP.WriteTimeout},
 		{"rtsp.readTimeout", c.RTSP.ReadTimeout}, {"rtsp.writeTimeout", c.RTSP.WriteTimeout},
+		{"srt.readTimeout", c.SRT.ReadTimeout}, {"srt.writeTimeout", c.SRT.WriteTimeout},
 	} {
 		if t.d < 100*time.Millisecond || t.d > 10*time.Minute {
 			bad(t.key, "must be between 100ms and 10m (got %s)", t.d)
 		}
 	}
 	errs = append(errs, c.RTSP.validate()...)
+	if c.SRT.Latency < 20*time.Millisecond || c.SRT.Latency > 10*time.Second {
+		bad("srt.latency", "must be between 20ms and 10s (got %s)", c.SRT.Latency)
+	}
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
 	if c.Paths.Default.Source != "" {
 		bad("paths.default.source", "a source belongs to one path: set it in an override whose match is that path")
@@ -283,6 +298,11 @@ func (c *Config) RTSPServerConfig() rtsp.Config {
 		MulticastIPRange: r.MulticastIPRange, MulticastRTPPort: r.MulticastRTPPort, MulticastRTCPPort: r.MulticastRTCPPort,
 		ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, WriteQueueSize: r.WriteQueueSize,
 	}
+}
+
+// SRTServerConfig returns the srt package's Config.
+func (c *Config) SRTServerConfig() srt.Config {
+	return srt.Config{Address: c.SRT.Address, Latency: c.SRT.Latency, ReadTimeout: c.SRT.ReadTimeout, WriteTimeout: c.SRT.WriteTimeout}
 }
 
 // PathConfig returns the settings for path: the first matching override, or

@@ -22,6 +22,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
+	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/web"
 )
@@ -148,11 +149,18 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtmpSrv.Close()
 		return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
 	}
+	srtSrv := srt.New(conf.SRTServerConfig(), hub, log)
+	if err := srtSrv.Start(); err != nil {
+		rtmpSrv.Close()
+		rtspSrv.Close()
+		return err
+	}
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	ln, err := net.Listen("tcp", conf.HTTP.Address)
 	if err != nil {
 		rtmpSrv.Close()
 		rtspSrv.Close()
+		srtSrv.Close()
 		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 	}
 	sources.StartAlways(conf.SourcePaths())
@@ -184,6 +192,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		hub.Close()
 		rtmpSrv.Close()
 		rtspSrv.Close()
+		srtSrv.Close()
 		flv.Close()
 		httpSrv.Close()
 	}()

@@ -58,6 +58,11 @@ type PathConfig struct {
 	PublishKey string `yaml:"publishKey"`
 	// ReadKey, when set, must be given by every reader the same way.
 	ReadKey string `yaml:"readKey"`
+	// SRTPublishPassphrase and SRTReadPassphrase, when set, encrypt SRT
+	// publishers and readers of the path: a caller must use this
+	// passphrase (10 to 79 characters); one without encryption is refused.
+	SRTPublishPassphrase string `yaml:"srtPublishPassphrase"`
+	SRTReadPassphrase    string `yaml:"srtReadPassphrase"`
 
 	// Source, when set, is pulled into the path instead of waiting for a
 	// publisher: rtsp://[user:pass@]host[:port]/path (an IP camera, another
@@ -133,6 +138,11 @@ func (c *PathConfig) Validate(at string) []error {
 	for _, k := range []struct{ key, v string }{{"publishKey", c.PublishKey}, {"readKey", c.ReadKey}} {
 		if strings.ContainsAny(k.v, " \t\r\n&?#/:@%") {
 			bad(k.key, "must not contain spaces or any of & ? # / : @ %% (it travels in a URL query or as a password)")
+		}
+	}
+	for _, k := range []struct{ key, v string }{{"srtPublishPassphrase", c.SRTPublishPassphrase}, {"srtReadPassphrase", c.SRTReadPassphrase}} {
+		if k.v != "" && (len(k.v) < 10 || len(k.v) > 79) {
+			bad(k.key, "must be 10 to 79 characters, the SRT rule (got %d)", len(k.v))
 		}
 	}
 	if c.Source != "" {

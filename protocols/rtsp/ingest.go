@@ -156,7 +156,7 @@ func newInput(id int, f format.Format) (*input, *media.Track, error) {
 		if f.Config == nil {
 			return nil, nil, errors.New("AAC without config in the SDP")
 		}
-		if err := fillAAC(t, f.Config); err != nil {
+		if err := units.FillAAC(t, f.Config); err != nil {
 			return nil, nil, err
 		}
 		dec, err := f.CreateDecoder()
@@ -176,7 +176,7 @@ func newInput(id int, f format.Format) (*input, *media.Track, error) {
 			len(f.StreamMuxConfig.Programs[0].Layers) == 0 || f.StreamMuxConfig.Programs[0].Layers[0].AudioSpecificConfig == nil {
 			return nil, nil, errors.New("LATM without StreamMuxConfig in the SDP")
 		}
-		if err := fillAAC(t, f.StreamMuxConfig.Programs[0].Layers[0].AudioSpecificConfig); err != nil {
+		if err := units.FillAAC(t, f.StreamMuxConfig.Programs[0].Layers[0].AudioSpecificConfig); err != nil {
 			return nil, nil, err
 		}
 		dec, err := f.CreateDecoder()
@@ -193,7 +193,8 @@ func newInput(id int, f format.Format) (*input, *media.Track, error) {
 			if err != nil {
 				return nil, err
 			}
-			return latmAUs(el, smc, cpresent)
+			aus, _, err := units.LATMFrames(el, smc, cpresent)
+			return aus, err
 		}
 	case *format.Opus:
 		t.Codec, t.SampleRate, t.Channels = media.CodecOpus, 48000, max(f.ChannelCount, 1)
@@ -241,36 +242,6 @@ func videoDecoder(dec func(*rtp.Packet) ([][]byte, error), more, noStart error) 
 		}
 		return au, err
 	}
-}
-
-// fillAAC sets an AAC track's parameters from its AudioSpecificConfig.
-func fillAAC(t *media.Track, asc *mpeg4audio.AudioSpecificConfig) error {
-	b, err := asc.Marshal()
-	if err != nil {
-		return fmt.Errorf("AAC config: %w", err)
-	}
-	t.Codec, t.AudioConfig, t.SampleRate = media.CodecAAC, b, asc.SampleRate
-	t.Channels = int(asc.ChannelConfig)
-	if asc.ChannelConfig == 7 {
-		t.Channels = 8
-	}
-	return nil
-}
-
-// latmAUs returns the raw AAC access units of one LATM AudioMuxElement
-// (first program, first layer of each subframe).
-func latmAUs(el []byte, smc *mpeg4audio.StreamMuxConfig, cpresent bool) ([][]byte, error) {
-	ame := mpeg4audio.AudioMuxElement{MuxConfigPresent: cpresent, StreamMuxConfig: smc}
-	if err := ame.Unmarshal(el); err != nil {
-		return nil, fmt.Errorf("LATM: %w", err)
-	}
-	var aus [][]byte
-	for _, sub := range ame.Payloads {
-		if len(sub) > 0 && len(sub[0]) > 0 && len(sub[0][0]) > 0 {
-			aus = append(aus, sub[0][0])
-		}
-	}
-	return aus, nil
 }
 
 // register sets the packet callbacks of src (a recording session or a

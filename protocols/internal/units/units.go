@@ -4,11 +4,13 @@
 package units
 
 import (
+	"fmt"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/av1"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h265"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 
 	"github.com/streamhub/streamhub/media"
 )
@@ -190,6 +192,39 @@ func FillVideoInfo(t *media.Track) {
 			t.Width, t.Height = s.Width(), s.Height()
 		}
 	}
+}
+
+// FillAAC sets an AAC track's codec, AudioSpecificConfig, sample rate and
+// channels from asc.
+func FillAAC(t *media.Track, asc *mpeg4audio.AudioSpecificConfig) error {
+	b, err := asc.Marshal()
+	if err != nil {
+		return fmt.Errorf("AAC config: %w", err)
+	}
+	t.Codec, t.AudioConfig, t.SampleRate = media.CodecAAC, b, asc.SampleRate
+	t.Channels = int(asc.ChannelConfig)
+	if asc.ChannelConfig == 7 {
+		t.Channels = 8
+	}
+	return nil
+}
+
+// LATMFrames returns the raw AAC access units of one LATM AudioMuxElement
+// (first program, first layer of each subframe). smc is the stream's
+// StreamMuxConfig; with muxConfigPresent the element may carry its own, and
+// it is returned too (nil if none).
+func LATMFrames(el []byte, smc *mpeg4audio.StreamMuxConfig, muxConfigPresent bool) ([][]byte, *mpeg4audio.StreamMuxConfig, error) {
+	ame := mpeg4audio.AudioMuxElement{MuxConfigPresent: muxConfigPresent, StreamMuxConfig: smc}
+	if err := ame.Unmarshal(el); err != nil {
+		return nil, nil, fmt.Errorf("LATM: %w", err)
+	}
+	var aus [][]byte
+	for _, sub := range ame.Payloads {
+		if len(sub) > 0 && len(sub[0]) > 0 && len(sub[0][0]) > 0 {
+			aus = append(aus, sub[0][0])
+		}
+	}
+	return aus, ame.StreamMuxConfig, nil
 }
 
 // Unwrapper turns a wrapping clock (RTMP's 32-bit milliseconds, MPEG-TS's

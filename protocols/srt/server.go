@@ -1,0 +1,327 @@
+// Package srt serves SRT on gosrt: callers publish MPEG-TS into the hub or
+// read any hub stream as MPEG-TS.
+//
+//	caller ──handshake (streamid, passphrase)──▶ handle ──▶ publish or read
+//	publish: conn ──mpegts.Reader──▶ ingest (TS → units, once) ──▶ hub
+//	read:    hub Reader ──mpegts.Writer──▶ 1316-byte messages ──▶ conn
+//
+// gosrt neither parses stream IDs nor enforces passphrases by itself (an
+// unencrypted caller is accepted unless we check): both happen here, before
+// Accept, and a refusal carries an SRT reject code.
+package srt
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	gosrt "github.com/datarhei/gosrt"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// PayloadSize is the SRT message size: seven 188-byte TS packets.
+const PayloadSize = 7 * 188
+
+// Config configures the SRT server.
+type Config struct {
+	// Address is the UDP listen address.
+	Address string
+	// Latency is the SRT (TSBPD) latency asked of callers; the larger of
+	// this and the caller's applies.
+	Latency time.Duration
+	// ReadTimeout drops a peer that sends nothing (not even keepalives)
+	// for this long, and a publisher that sends no media for this long.
+	ReadTimeout time.Duration
+	// WriteTimeout drops a reader that could take nothing for this long.
+	WriteTimeout time.Duration
+}
+
+// Server is the SRT server.
+type Server struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+	ln   gosrt.Listener
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu    sync.Mutex // mu guards conns
+	conns map[*conn]struct{}
+}
+
+// New returns a server; Start listens.
+func New(conf Config, hub *server.Hub, log *slog.Logger) *Server {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{conf: conf, hub: hub, log: log.With("proto", "srt"), ctx: ctx, cancel: cancel,
+		conns: map[*conn]struct{}{}}
+}
+
+// srtConfig is the gosrt configuration for listening and dialing.
+func (c Config) srtConfig() gosrt.Config {
+	cfg := gosrt.DefaultConfig()
+	cfg.PayloadSize = PayloadSize
+	cfg.ReceiverLatency, cfg.PeerLatency = c.Latency, c.Latency
+	cfg.PeerIdleTimeout = c.ReadTimeout
+	return cfg
+}
+
+// Start opens the UDP listener.
+func (s *Server) Start() error {
+	ln, err := gosrt.Listen("srt", s.conf.Address, s.conf.srtConfig())
+	if err != nil {
+		return fmt.Errorf("srt: listen on %s (srt.address): %w", s.conf.Address, err)
+	}
+	s.ln = ln
+	s.wg.Add(1)
+	go s.acceptLoop()
+	s.log.Info("listening", "address", ln.Addr().String(), "latency", s.conf.Latency)
+	return nil
+}
+
+// Addr returns the listener's address (after Start).
+func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+
+// Close stops accepting, closes every connection and waits for them.
+func (s *Server) Close() {
+	s.cancel()
+	if s.ln != nil {
+		s.ln.Close()
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.sc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *Server) acceptLoop() {
+	defer s.wg.Done()
+	for {
+		req, err := s.ln.Accept2()
+		if err != nil {
+			if errors.Is(err, gosrt.ErrListenerClosed) || s.ctx.Err() != nil {
+				return
+			}
+			s.log.Warn("accept failed", "err", err.Error())
+			select {
+			case <-s.ctx.Done():
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			continue
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.handle(req)
+		}()
+	}
+}
+
+// refusal is why a caller is turned away: an SRT reject code and a reason
+// for the log.
+type refusal struct {
+	code   gosrt.RejectionReason
+	reason error
+}
+
+func (r *refusal) Error() string { return r.reason.Error() }
+
+// refuseFor maps a hub or stream ID error to a reject code.
+func refuseFor(err error) *refusal {
+	var pe *server.PathError
+	code := gosrt.REJX_ISE
+	switch {
+	case errors.Is(err, errBadMode):
+		code = gosrt.REJX_BAD_MODE
+	case errors.Is(err, errStreamIDSyntax), errors.As(err, &pe):
+		code = gosrt.REJX_BAD_REQUEST
+	case errors.Is(err, server.ErrUnauthorized):
+		code = gosrt.REJX_UNAUTHORIZED
+	case errors.Is(err, server.ErrPathBusy):
+		code = gosrt.REJX_CONFLICT
+	case errors.Is(err, server.ErrStreamNotFound):
+		code = gosrt.REJX_NOTFOUND
+	case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
+		code = gosrt.REJX_OVERLOAD
+	}
+	return &refusal{code: code, reason: err}
+}
+
+// handle checks a connection request, accepts or refuses it, and runs the
+// connection. It logs exactly one line when the connection ends (or is
+// refused), with the reason.
+func (s *Server) handle(req gosrt.ConnRequest) {
+	remote := req.RemoteAddr().String()
+	id, err := ParseStreamID(req.StreamId())
+	if err != nil {
+		s.reject(req, remote, StreamID{}, refuseFor(err))
+		return
+	}
+	pc := s.hub.PathConfig(id.Path)
+	pass := pc.SRTReadPassphrase
+	if id.Mode == ModePublish {
+		pass = pc.SRTPublishPassphrase
+	}
+	switch {
+	case pass != "" && !req.IsEncrypted():
+		// gosrt would accept it: the passphrase must be enforced here.
+		s.reject(req, remote, id, &refusal{gosrt.REJ_UNSECURE,
+			fmt.Errorf("the path needs a passphrase (srt%sPassphrase) and the caller does not encrypt", modeKey(id.Mode))})
+		return
+	case pass == "" && req.IsEncrypted():
+		s.reject(req, remote, id, &refusal{gosrt.REJ_UNSECURE,
+			errors.New("the caller encrypts but the path has no passphrase: connect without one")})
+		return
+	case pass != "":
+		if err := req.SetPassphrase(pass); err != nil {
+			s.reject(req, remote, id, &refusal{gosrt.REJ_BADSECRET, err})
+			return
+		}
+	}
+
+	var r *server.Reader
+	if id.Mode == ModePublish {
+		if err := s.hub.CheckPublish(id.Path, id.Key); err != nil {
+			s.reject(req, remote, id, refuseFor(err))
+			return
+		}
+	} else {
+		if err := s.hub.CheckRead(id.Path, id.Key); err != nil {
+			s.reject(req, remote, id, refuseFor(err))
+			return
+		}
+		// Attach before accepting, so a missing stream is a clear reject
+		// code rather than an accepted connection that closes at once.
+		ctx, cancel := context.WithTimeout(s.ctx, server.OnDemandTimeout)
+		r, err = s.hub.ReadWait(ctx, id.Path)
+		cancel()
+		if err != nil {
+			s.reject(req, remote, id, refuseFor(err))
+			return
+		}
+	}
+
+	sc, err := req.Accept()
+	if err != nil {
+		if r != nil {
+			r.Close()
+		}
+		// A wrong passphrase ends here (gosrt rejects with BADSECRET).
+		s.log.Info("connection refused", "path", id.Path, "mode", id.Mode.String(), "remote", remote,
+			"reason", "handshake failed (wrong passphrase?): "+err.Error())
+		return
+	}
+	c := &conn{srv: s, sc: sc, id: id, remote: remote, started: time.Now()}
+	s.mu.Lock()
+	if s.ctx.Err() != nil {
+		s.mu.Unlock()
+		sc.Close()
+		if r != nil {
+			r.Close()
+		}
+		return
+	}
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+		sc.Close()
+	}()
+	s.log.Info("connection opened", "path", id.Path, "mode", id.Mode.String(), "remote", remote)
+	if id.Mode == ModePublish {
+		err = c.publish()
+	} else {
+		err = c.read(r)
+	}
+	reason := "closed"
+	if err != nil {
+		reason = err.Error()
+	}
+	st := c.Stats()
+	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "reason", reason,
+		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped)
+}
+
+func modeKey(m Mode) string {
+	if m == ModePublish {
+		return "Publish"
+	}
+	return "Read"
+}
+
+func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
+	req.Reject(r.code)
+	s.log.Info("connection refused", "path", id.Path, "remote", remote, "code", int(r.code), "reason", r.reason.Error())
+}
+
+// conn is one accepted SRT connection.
+type conn struct {
+	srv     *Server
+	sc      gosrt.Conn
+	id      StreamID
+	remote  string
+	started time.Time
+
+	// counters of the media layer, for Stats
+	mu            sync.Mutex
+	decodeErrors  uint64
+	lastDecodeErr string
+	slowDrops     uint64
+}
+
+// ConnStats are one connection's figures, for the API and metrics.
+type ConnStats struct {
+	Path, Mode, Remote   string
+	Since                time.Time
+	RTTMs                float64 // smoothed round-trip time
+	MbpsSend, MbpsRecv   float64 // current rates
+	LinkMbps             float64 // estimated link capacity
+	BytesSent, BytesRecv uint64
+	LossPackets          uint64 // packets detected lost (receiver) or reported lost (sender)
+	Retransmitted        uint64
+	Dropped              uint64 // packets dropped as too late (TLPKTDROP), both directions
+	DecodeErrors         uint64 // MPEG-TS problems (continuity, corrupt PES) in a publisher's stream
+	SlowDrops            uint64 // units a reader skipped because its send queue was full
+}
+
+// Stats returns the connection's current figures.
+func (c *conn) Stats() ConnStats {
+	var st gosrt.Statistics
+	c.sc.Stats(&st)
+	a := st.Accumulated
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return ConnStats{
+		Path: c.id.Path, Mode: c.id.Mode.String(), Remote: c.remote, Since: c.started,
+		RTTMs: st.Instantaneous.MsRTT, MbpsSend: st.Instantaneous.MbpsSentRate, MbpsRecv: st.Instantaneous.MbpsRecvRate,
+		LinkMbps: st.Instantaneous.MbpsLinkCapacity, BytesSent: a.ByteSent, BytesRecv: a.ByteRecv,
+		LossPackets: a.PktRecvLoss + a.PktSendLoss, Retransmitted: a.PktRetrans + a.PktRecvRetrans,
+		Dropped: a.PktSendDrop + a.PktRecvDrop, DecodeErrors: c.decodeErrors, SlowDrops: c.slowDrops,
+	}
+}
+
+// Connections returns the figures of every open connection.
+func (s *Server) Connections() []ConnStats {
+	s.mu.Lock()
+	conns := make([]*conn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.mu.Unlock()
+	out := make([]ConnStats, 0, len(conns))
+	for _, c := range conns {
+		out = append(out, c.Stats())
+	}
+	return out
+}
