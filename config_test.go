@@ -82,7 +82,8 @@ func TestUnknownKey(t *testing.T) {
 		{"rtmp:\n  adress: \":1\"\n", "adress", "line 2"},
 		{"paths:\n  default:\n    join: live\n    gopcache:\n      maxFrames: 3\n", "gopcache", "line 4"},
 		{"paths:\n  overrides:\n    - match: \"a/*\"\n      publishkey: x\n", "publishkey", "line 4"},
-		{"srt:\n  address: \":8890\"\n", "srt", "line 1"},
+		{"srt:\n  adress: \":8890\"\n", "adress", "line 2"},
+		{"hls:\n  address: \":8890\"\n", "hls", "line 1"},
 	} {
 		_, err := loadConfig([]byte(tc.yml))
 		if err == nil {
@@ -117,6 +118,9 @@ func TestBadValues(t *testing.T) {
 		{"rtsp:\n  multicastIPRange: \"10.0.0.0/8\"\n", "rtsp.multicastIPRange", "224.1.0.0/16"},
 		{"rtsp:\n  writeQueueSize: 1000\n", "rtsp.writeQueueSize", "power of two"},
 		{"rtsp:\n  readTimeout: 0s\n", "rtsp.readTimeout", "100ms"},
+		{"srt:\n  latency: 1ms\n", "srt.latency", "20ms"},
+		{"srt:\n  address: \"8890\"\n", "srt.address", "PORT"},
+		{"paths:\n  default:\n    srtPublishPassphrase: short\n", "paths.default.srtPublishPassphrase", "10 to 79"},
 		{"paths:\n  default:\n    source: \"rtsp://cam/x\"\n", "paths.default.source", "override"},
 		{"paths:\n  overrides:\n    - match: \"cam/*\"\n      source: \"rtsp://cam/x\"\n", "paths.overrides[0].source", "one path"},
 		{"paths:\n  overrides:\n    - match: \"cam\"\n      source: \"http://cam/x\"\n", "paths.overrides[0].source", "rtsp://"},
