@@ -13,7 +13,7 @@ var (
 	ErrPathBusy = errors.New("server: path is busy: another publisher is live on it; stop it first or use another path")
 	// ErrUnauthorized is returned by Hub.Publish and Hub.CheckRead when the
 	// path's publish or read key does not match.
-	ErrUnauthorized = errors.New("server: wrong or missing key (pass it as ?key=..., or over RTSP as the password)")
+	ErrUnauthorized = errors.New("server: wrong or missing key (give it as ?key=..., as the RTSP password, or as SRT s=...)")
 	// ErrTooManyReaders is returned by Hub.Read when the path has maxReaders readers.
 	ErrTooManyReaders = errors.New("server: too many readers on this path (paths.*.maxReaders)")
 	// ErrStreamClosed is returned by Reader.Next once the stream has ended and

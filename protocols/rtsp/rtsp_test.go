@@ -39,7 +39,7 @@ type frame struct {
 	au       [][]byte
 }
 
-// fixture is testdata/bframes.ts (ffmpeg: 160x120 H264 main profile with
+// fixture is protocols/internal/testfixtures/bframes.ts (ffmpeg: 160x120 H264 main profile with
 // B-frames, GOP 25 at 25 fps, AAC 48 kHz; 2 s), demuxed once.
 type fixture struct {
 	sps, pps []byte
@@ -57,7 +57,7 @@ var (
 func loadFixture(t testing.TB) *fixture {
 	t.Helper()
 	fixOnce.Do(func() {
-		f, err := os.Open("testdata/bframes.ts")
+		f, err := os.Open("../internal/testfixtures/bframes.ts")
 		if err != nil {
 			fixErr = err
 			return

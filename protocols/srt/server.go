@@ -183,7 +183,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		return
 	case pass != "":
 		if err := req.SetPassphrase(pass); err != nil {
-			s.reject(req, remote, id, &refusal{gosrt.REJ_BADSECRET, err})
+			s.reject(req, remote, id, &refusal{gosrt.REJ_BADSECRET, fmt.Errorf("wrong passphrase (%v)", err)})
 			return
 		}
 	}
