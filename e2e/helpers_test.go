@@ -1,6 +1,7 @@
 // Package e2e runs the real streamhub binary against real clients (ffmpeg,
-// the Go HTTP client, gortmplib) on free ports. TestMain builds the binary
-// once; every test writes its own config and starts its own server.
+// GStreamer, the Go HTTP client, gortmplib) on free ports. TestMain builds
+// the binary once; every test writes its own config and starts its own
+// server.
 package e2e
 
 import (
@@ -9,6 +10,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -86,9 +88,16 @@ func raceEnabled() bool {
 
 // installHints says how to get each client program the e2e tests run.
 var installHints = map[string]string{
-	"ffmpeg": "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
-	"node":   "install node 20 and npm, then run scripts/test.sh (it installs Chromium and the npm packages of e2e/browser)",
+	"ffmpeg":          "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
+	"ffprobe":         "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
+	"node":            "install node 20 and npm, then run scripts/test.sh (it installs Chromium and the npm packages of e2e/browser)",
+	"gst-launch-1.0":  "install it with scripts/test.sh (or: " + gstInstall + ")",
+	"gst-inspect-1.0": "install it with scripts/test.sh (or: " + gstInstall + ")",
 }
+
+// gstInstall installs GStreamer with every element the RTSP tests use.
+const gstInstall = "sudo apt-get install -y gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-good " +
+	"gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav"
 
 // requireTool fails the test (never skips) when a client program is missing.
 func requireTool(t testing.TB, name string) {
@@ -219,7 +228,10 @@ func run(t testing.TB, timeout time.Duration, name string, args ...string) (stri
 // streamhub is a running server.
 type streamhub struct {
 	*proc
+	addrs              serverAddrs
+	conf               string // the config file it runs with
 	rtmpAddr, httpAddr string
+	rtspAddr           string
 	stopped            bool
 }
 
@@ -233,47 +245,151 @@ func freePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// writeConfig writes a config with free ports and the given extra YAML
-// (e.g. a paths: section) and returns the file and the two addresses.
-func writeConfig(t testing.TB, extra string) (file, rtmpAddr, httpAddr string) {
+// serverAddrs are the listen addresses of one test server: never the
+// defaults, so tests run in parallel and beside a running streamhub.
+type serverAddrs struct {
+	rtmp, http, rtsp string // TCP HOST:PORT
+	// udpRTP is the RTSP UDP unicast RTP port (even); RTCP is udpRTP+1.
+	udpRTP int
+	// mcastRange is a multicast range of this server alone, mcastRTP its
+	// RTP port (even); RTCP is mcastRTP+1.
+	mcastRange string
+	mcastRTP   int
+	// srt is the SRT listener (UDP HOST:PORT).
+	srt string
+}
+
+// udpPorts hands out even UDP port pairs and multicast ranges, each once per
+// test binary, so two servers of this process never share them.
+var udpPorts = struct {
+	sync.Mutex
+	ports  map[int]bool
+	ranges map[string]bool
+}{ports: map[int]bool{}, ranges: map[string]bool{}}
+
+// freeUDPPair returns an even port P such that P and P+1 are free as UDP
+// (on every address) and were not handed out before. The ports are below
+// Linux's ephemeral range, where the kernel does not put the clients' ports
+// (ffmpeg picks its RTP ports itself; startServer retries on a clash).
+func freeUDPPair(t testing.TB) int {
 	t.Helper()
-	rtmpAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	httpAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
-	for httpAddr == rtmpAddr {
-		httpAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	udpPorts.Lock()
+	defer udpPorts.Unlock()
+	for range 200 {
+		p := 20000 + 2*rand.IntN(6000) // 20000..31998
+		if udpPorts.ports[p] {
+			continue
+		}
+		a, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		udpPorts.ports[p] = true
+		return p
 	}
-	conf := fmt.Sprintf("log:\n  level: debug\nrtmp:\n  address: %q\nhttp:\n  address: %q\n%s", rtmpAddr, httpAddr, extra)
+	t.Fatal("no free even UDP port pair found")
+	return 0
+}
+
+// freeMulticastRange returns a /24 in 239.0.0.0/8 (administratively scoped)
+// that no other server of this process got.
+func freeMulticastRange() string {
+	udpPorts.Lock()
+	defer udpPorts.Unlock()
+	for {
+		r := fmt.Sprintf("239.%d.%d.0/24", 1+rand.IntN(254), rand.IntN(256))
+		if !udpPorts.ranges[r] {
+			udpPorts.ranges[r] = true
+			return r
+		}
+	}
+}
+
+// freeAddrs picks free addresses for a server.
+func freeAddrs(t testing.TB) serverAddrs {
+	t.Helper()
+	seen := map[int]bool{}
+	tcp := func() string {
+		p := freePort(t)
+		for seen[p] {
+			p = freePort(t)
+		}
+		seen[p] = true
+		return "127.0.0.1:" + strconv.Itoa(p)
+	}
+	return serverAddrs{
+		rtmp: tcp(), http: tcp(), rtsp: tcp(),
+		udpRTP:     freeUDPPair(t),
+		mcastRange: freeMulticastRange(),
+		mcastRTP:   freeUDPPair(t),
+		srt:        "127.0.0.1:" + strconv.Itoa(freeUDPPair(t)),
+	}
+}
+
+// yaml is the config of a's addresses (log, rtmp, http, rtsp and srt
+// sections).
+func (a serverAddrs) yaml() string {
+	return fmt.Sprintf(`log:
+  level: debug
+rtmp:
+  address: %q
+http:
+  address: %q
+rtsp:
+  address: %q
+  udpRTPAddress: "127.0.0.1:%d"
+  udpRTCPAddress: "127.0.0.1:%d"
+  multicastIPRange: %q
+  multicastRTPPort: %d
+  multicastRTCPPort: %d
+srt:
+  address: %q
+`, a.rtmp, a.http, a.rtsp, a.udpRTP, a.udpRTP+1, a.mcastRange, a.mcastRTP, a.mcastRTP+1, a.srt)
+}
+
+// writeConfigFor writes a config with a's addresses and the given extra YAML
+// (e.g. a paths: section) and returns the file.
+func writeConfigFor(t testing.TB, a serverAddrs, extra string) string {
+	t.Helper()
 	f, err := os.CreateTemp(t.TempDir(), "streamhub-*.yml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString(conf); err != nil {
+	if _, err := f.WriteString(a.yaml() + extra); err != nil {
 		t.Fatal(err)
 	}
-	return f.Name(), rtmpAddr, httpAddr
+	return f.Name()
+}
+
+// writeConfig writes a config with free ports and the given extra YAML
+// (e.g. a paths: section) and returns the file and the RTMP and HTTP
+// addresses.
+func writeConfig(t testing.TB, extra string) (file, rtmpAddr, httpAddr string) {
+	t.Helper()
+	a := freeAddrs(t)
+	return writeConfigFor(t, a, extra), a.rtmp, a.http
 }
 
 // startServer runs streamhub with a fresh config (extra YAML appended) and
-// waits until both ports accept. Cleanup stops it with SIGTERM and checks
-// that it exits in time with status 0; on failure the server log is shown.
+// waits until its RTMP, HTTP and RTSP ports accept. Cleanup stops it with
+// SIGTERM and checks that it exits in time with status 0; on failure the
+// server log is shown.
 func startServer(t *testing.T, extra string) *streamhub {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
-		file, rtmpAddr, httpAddr := writeConfig(t, extra)
-		s := &streamhub{proc: startProc(t, binPath, "--config", file), rtmpAddr: rtmpAddr, httpAddr: httpAddr}
-		err := s.waitReady(15 * time.Second)
+		a := freeAddrs(t)
+		s, err := launchServer(t, writeConfigFor(t, a, extra), a)
 		if err == nil {
-			t.Cleanup(func() {
-				s.stop(t)
-				if t.Failed() {
-					t.Logf("server log:\n%s", tail(s.stderr.String(), 60))
-				}
-			})
 			return s
 		}
-		s.kill()
-		// Another process may have taken a port between freePort and the
+		// Another process may have taken a port between picking it and the
 		// server's listen: try again with new ports.
 		if attempt < 3 && strings.Contains(s.stderr.String(), "address already in use") {
 			continue
@@ -282,14 +398,49 @@ func startServer(t *testing.T, extra string) *streamhub {
 	}
 }
 
+// restart starts a new server on s's config file and addresses, once s has
+// been stopped (s.stop), and waits until it is ready.
+func (s *streamhub) restart(t *testing.T) *streamhub {
+	t.Helper()
+	if !s.stopped {
+		t.Fatal("restart: the server still runs: stop it first")
+	}
+	n, err := launchServer(t, s.conf, s.addrs)
+	if err != nil {
+		t.Fatalf("server did not restart on %s: %v\nlog:\n%s", s.conf, err, tail(n.stderr.String(), 40))
+	}
+	return n
+}
+
+// launchServer starts streamhub with a config file whose addresses are a and
+// waits until it is ready. On error the process is gone and the returned
+// server has its log.
+func launchServer(t *testing.T, file string, a serverAddrs) (*streamhub, error) {
+	t.Helper()
+	s := &streamhub{proc: startProc(t, binPath, "--config", file), addrs: a, conf: file,
+		rtmpAddr: a.rtmp, httpAddr: a.http, rtspAddr: a.rtsp}
+	if err := s.waitReady(15 * time.Second); err != nil {
+		s.kill()
+		return s, err
+	}
+	t.Cleanup(func() {
+		s.stop(t)
+		if t.Failed() {
+			t.Logf("log of the server on %s:\n%s", s.rtspAddr, tail(s.stderr.String(), 60))
+		}
+	})
+	return s, nil
+}
+
 func (s *streamhub) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	addrs := []string{s.rtmpAddr, s.httpAddr, s.rtspAddr}
 	for {
 		if s.exited() {
 			return fmt.Errorf("exited with status %d", s.cmd.ProcessState.ExitCode())
 		}
 		ok := true
-		for _, a := range []string{s.rtmpAddr, s.httpAddr} {
+		for _, a := range addrs {
 			c, err := net.DialTimeout("tcp", a, time.Second)
 			if err != nil {
 				ok = false
@@ -301,7 +452,7 @@ func (s *streamhub) waitReady(timeout time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("ports %s and %s not accepting after %s", s.rtmpAddr, s.httpAddr, timeout)
+			return fmt.Errorf("ports %s not all accepting after %s", strings.Join(addrs, ", "), timeout)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -339,19 +490,25 @@ func (s *streamhub) stop(t testing.TB) time.Duration {
 
 func (s *streamhub) flvURL(path string) string  { return "http://" + s.httpAddr + "/" + path + ".flv" }
 func (s *streamhub) rtmpURL(path string) string { return "rtmp://" + s.rtmpAddr + "/" + path }
+func (s *streamhub) rtspURL(path string) string { return "rtsp://" + s.rtspAddr + "/" + path }
 
 // publisherArgs is an ffmpeg publish of a 320x240 30 fps test picture with
 // a sine tone, H264 (2 s GOP, fixed) and AAC, in real time. extra goes
 // right before the output (output options such as -t or -output_ts_offset).
 func publisherArgs(url string, extra ...string) []string {
+	return append(encoderArgs(extra...), "-f", "flv", url)
+}
+
+// encoderArgs is publisherArgs up to the output format: the inputs, the
+// encoders and extra.
+func encoderArgs(extra ...string) []string {
 	args := []string{"-hide_banner", "-nostdin", "-v", "error",
 		"-re", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=30",
 		"-re", "-f", "lavfi", "-i", "sine=frequency=440:sample_rate=44100",
 		"-c:v", "libx264", "-preset", "veryfast", "-tune", "zerolatency", "-threads", "1",
 		"-g", "60", "-keyint_min", "60", "-sc_threshold", "0", "-pix_fmt", "yuv420p",
 		"-c:a", "aac", "-b:a", "64k"}
-	args = append(args, extra...)
-	return append(args, "-f", "flv", url)
+	return append(args, extra...)
 }
 
 // startPublisher runs an ffmpeg publisher on the server's path.
@@ -365,21 +522,35 @@ func startPublisher(t testing.TB, url string, extra ...string) *proc {
 // The publisher must keep running meanwhile.
 func waitLive(t testing.TB, s *streamhub, path string, pub *proc) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
+	waitLiveURL(t, s.flvURL(path), path, pub)
+}
+
+// waitLiveURL is waitLive for an FLV URL as given (e.g. with ?key=).
+func waitLiveURL(t testing.TB, flvURL, path string, pub *proc) {
+	t.Helper()
+	if err := liveErr(flvURL, path, pub, 20*time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// liveErr is waitLiveURL returning why the stream is not live instead of
+// failing the test.
+func liveErr(flvURL, path string, pub *proc, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
 	for {
-		resp, err := http.Head(s.flvURL(path))
+		resp, err := http.Head(flvURL)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return
+				return nil
 			}
 		}
 		if pub != nil && pub.exited() {
-			t.Fatalf("publisher on %s exited with status %d before the stream was live; stderr:\n%s",
+			return fmt.Errorf("publisher on %s exited with status %d before the stream was live; stderr:\n%s",
 				path, pub.cmd.ProcessState.ExitCode(), tail(pub.stderr.String(), 20))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s not live after 20s (last HEAD: %v)", path, errOrStatus(resp, err))
+			return fmt.Errorf("%s not live after %s (last HEAD: %v)", path, timeout, errOrStatus(resp, err))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
@@ -404,9 +575,20 @@ type decoded struct {
 // (-f framemd5), with errors fatal (-xerror) and logged (-v error). It may
 // run on any goroutine; problems show in the result, for check.
 func decode(t testing.TB, url string, seconds int) decoded {
+	return decodeWith(t, url, seconds, nil, nil)
+}
+
+// decodeWith is decode with input options (before -i, e.g. -rtsp_transport)
+// and output options (before -t, e.g. filters).
+func decodeWith(t testing.TB, url string, seconds int, inOpts, outOpts []string) decoded {
 	d := decoded{url: url, code: -1}
-	p, err := tryStartProc(t, "ffmpeg", "-hide_banner", "-nostdin", "-v", "error", "-xerror",
-		"-i", url, "-t", strconv.Itoa(seconds), "-f", "framemd5", "-")
+	if len(inOpts) > 0 {
+		d.url += " (" + strings.Join(inOpts, " ") + ")"
+	}
+	args := append([]string{"-hide_banner", "-nostdin", "-v", "error", "-xerror"}, inOpts...)
+	args = append(append(args, "-i", url), outOpts...)
+	args = append(args, "-t", strconv.Itoa(seconds), "-f", "framemd5", "-")
+	p, err := tryStartProc(t, "ffmpeg", args...)
 	if err != nil {
 		d.stderr = err.Error() + " (install ffmpeg with scripts/test.sh)"
 		return d

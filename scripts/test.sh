@@ -1,13 +1,24 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
-# the browser-test npm packages), then runs every check: gofmt, go vet and
-# the whole test suite under the race detector.
+# GStreamer with its RTSP, x264 and libav elements, the browser-test npm
+# packages), then runs every check: gofmt, go vet and the whole test suite
+# under the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
+gst_ok=1
+command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0
+if [ "$gst_ok" -eq 1 ]; then
+  for e in videotestsrc x264enc rtspclientsink rtspsrc rtph264depay h264parse avdec_h264 rtpmp4gdepay aacparse avdec_aac fakesink; do
+    gst-inspect-1.0 --exists "$e" || { gst_ok=0; break; }
+  done
+fi
+[ "$gst_ok" -eq 1 ] || need+=(gstreamer1.0-tools gstreamer1.0-rtsp gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-ugly gstreamer1.0-plugins-bad gstreamer1.0-libav)
 if [ ${#need[@]} -gt 0 ]; then
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"

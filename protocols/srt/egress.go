@@ -123,7 +123,7 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 		o.waitKey = false
 	}
 	tt := o.byID[id]
-	pts, dts := rtpTS(u.PTS), rtpTS(u.DTS)
+	pts, dts := tsTime(u.PTS), tsTime(u.DTS)
 	o.buf = o.buf[:0]
 	var err error
 	switch u.Track.Codec {
@@ -160,8 +160,8 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 	return nil
 }
 
-// rtpTS converts hub time to the 90 kHz TS clock (the writer wraps it).
-func rtpTS(d time.Duration) int64 {
+// tsTime converts hub time to the 90 kHz TS clock (the writer wraps it).
+func tsTime(d time.Duration) int64 {
 	return int64(d/time.Second)*tsClock + int64(d%time.Second)*tsClock/int64(time.Second)
 }
 
