@@ -244,7 +244,7 @@ func TestPublishRefused(t *testing.T) {
 			t.Errorf("%s: ffmpeg exited with status 0, want a failure (refused)", name)
 		}
 	}
-	for _, want := range []string{"path is busy", "invalid path", "publish refused: wrong or missing key"} {
+	for _, want := range []string{"path is busy", "invalid path", "wrong or missing key"} {
 		if !strings.Contains(s.stderr.String(), want) {
 			t.Errorf("server log does not say %q", want)
 		}

@@ -830,7 +830,16 @@ func TestCatchUp(t *testing.T) {
 			for i, u := range units {
 				orig[i] = ts{u.PTS, u.DTS}
 			}
-			newest := units[len(units)-1].DTS
+			// The squeeze is anchored on the newest video unit; audio
+			// after it keeps its time.
+			last := units[len(units)-1].DTS
+			newest := last
+			for i := len(units) - 1; i >= 0; i-- {
+				if units[i].Track.IsVideo() {
+					newest = units[i].DTS
+					break
+				}
+			}
 			span := newest - units[0].DTS
 
 			r := mustRead(t, h, "live/cu")
@@ -875,8 +884,8 @@ func TestCatchUp(t *testing.T) {
 				t.Errorf("first DTS %v, want newest-catchUp = %v", first, newest-tc.catchUp)
 			}
 			for _, u := range got {
-				if u.DTS < newest-tc.catchUp-eps || u.DTS > newest {
-					t.Errorf("seq %d DTS %v outside the window [%v, %v]", seqOf(u), u.DTS, newest-tc.catchUp, newest)
+				if u.DTS < newest-tc.catchUp-eps || u.DTS > last {
+					t.Errorf("seq %d DTS %v outside the window [%v, %v]", seqOf(u), u.DTS, newest-tc.catchUp, last)
 				}
 				if !u.Track.IsVideo() {
 					if newest-u.DTS > tc.catchUp {
@@ -1238,5 +1247,42 @@ func TestWriteAllocs(t *testing.T) {
 	})
 	if allocs != 0 {
 		t.Errorf("Write with 100 idle readers allocates %v times", allocs)
+	}
+}
+
+// Audio that arrives ahead of the video (ffmpeg's RTSP publisher sends it
+// in bursts) must not pull the squeezed video past the next live picture.
+func TestCatchUpAudioAhead(t *testing.T) {
+	pc := testConf()
+	pc.CatchUp = 100 * time.Millisecond
+	h := newTestHub(t, pc)
+	p := mustPublish(t, h, "live/ahead", videoTracks())
+	defer p.Close()
+	var seq uint64
+	for i := range 50 { // a 2 s GOP, audio 85 ms ahead of each picture
+		dts := time.Duration(i) * 40 * time.Millisecond
+		p.Write(mkUnit(trackV, seq, i == 0, dts))
+		p.Write(mkUnit(trackA, seq+1, true, dts+85*time.Millisecond))
+		seq += 2
+	}
+	r := mustRead(t, h, "live/ahead")
+	p.Write(mkUnit(trackV, seq, false, 50*40*time.Millisecond)) // the next live picture
+	got, err := r.NextBatch(context.Background(), make([]*media.Unit, 0, 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	more, err := r.NextBatch(context.Background(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last time.Duration = -1
+	for _, u := range append(got, more...) {
+		if !u.Track.IsVideo() {
+			continue
+		}
+		if u.DTS <= last {
+			t.Fatalf("video DTS %v after %v: the catch-up overtook live", u.DTS, last)
+		}
+		last = u.DTS
 	}
 }

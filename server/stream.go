@@ -341,7 +341,17 @@ func catchUp(gop []*media.Unit, window time.Duration) []*media.Unit {
 	if len(gop) < 2 {
 		return gop
 	}
+	// Anchor on the newest video unit: audio often arrives ahead of the
+	// video (ffmpeg's RTSP publisher sends it in bursts), and squeezing
+	// video up to a later audio time would put the last cached picture
+	// after the next live one.
 	newest := gop[len(gop)-1].DTS
+	for i := len(gop) - 1; i >= 0; i-- {
+		if gop[i].Track.IsVideo() {
+			newest = gop[i].DTS
+			break
+		}
+	}
 	span := newest - gop[0].DTS
 	if span <= window {
 		return gop

@@ -43,9 +43,9 @@ type outStream struct {
 	// guarded by s.mu
 	refs      int // sessions using it
 	stale     bool
-	multi     *gortsplib.ServerStream
-	mcReaders int
-	mcStop    func()
+	multi     *gortsplib.ServerStream // the multicast group's stream, while it has sessions
+	mcReaders int                     // sessions set up for multicast
+	mcStop    func()                  // stops the group's feeder, once one plays
 }
 
 // trackOut turns one hub track's units into RTP payloads. It is also the
@@ -117,11 +117,20 @@ func (s *Server) release(o *outStream, multicast bool) {
 	o.refs--
 	if multicast {
 		o.mcReaders--
-		if o.mcReaders == 0 && o.mcStop != nil {
-			stop := o.mcStop
-			o.mcStop = nil
+		if o.mcReaders == 0 {
+			// The group is empty: stop its feeder and drop its stream, so
+			// the next group starts afresh (a kept stream would answer
+			// PLAY with the old group's RTP-Info while a new feeder
+			// numbers its packets anew, and players drop them).
+			stop, ms := o.mcStop, o.multi
+			o.mcStop, o.multi = nil, nil
 			s.mu.Unlock()
-			stop()
+			if stop != nil {
+				stop()
+			}
+			if ms != nil {
+				ms.Close()
+			}
 			s.mu.Lock()
 		}
 	}
@@ -177,8 +186,9 @@ func newOutStream(s *Server, path string, tracks []*media.Track) (*outStream, er
 
 var errNoRTSPTrack = errors.New("RTSP carries H264, H265, AV1, AAC, Opus, MP3 and G.711")
 
-// multicastStream returns the stream multicast SETUPs get, made on first use.
-func (o *outStream) multicastStream() (*gortsplib.ServerStream, error) {
+// joinMulticastStream counts a session into the multicast group and returns
+// the group's stream, made on first use. release counts it out.
+func (o *outStream) joinMulticastStream() (*gortsplib.ServerStream, error) {
 	o.s.mu.Lock()
 	defer o.s.mu.Unlock()
 	if o.multi == nil {
@@ -188,6 +198,7 @@ func (o *outStream) multicastStream() (*gortsplib.ServerStream, error) {
 		}
 		o.multi = ms
 	}
+	o.mcReaders++
 	return o.multi, nil
 }
 
@@ -495,12 +506,11 @@ func (s *Server) playLoop(ctx context.Context, r *server.Reader, p *player, retr
 	}
 }
 
-// joinMulticast counts a multicast player in and starts the path's feeder
-// for the first one. The returned stop is a no-op: release counts it out.
-func (s *Server) joinMulticast(o *outStream) (stop func()) {
+// playMulticast starts the group's feeder for its first player. The
+// returned stop is a no-op: release stops the feeder with the last session.
+func (s *Server) playMulticast(o *outStream) (stop func()) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	o.mcReaders++
 	if o.mcStop == nil && o.multi != nil {
 		ctx, cancel := context.WithCancel(s.ctx)
 		done := make(chan struct{})

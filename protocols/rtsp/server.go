@@ -146,7 +146,13 @@ type session struct {
 	// player
 	out       *outStream
 	multicast bool
-	stop      func() // ends the play loop, waiting for it
+	// own is a unicast player's own ServerStream (never written: the play
+	// loop writes to the session). One per session, because gortsplib
+	// v5.6.4's ServerStream reads its other sessions' transport fields
+	// without their lock when a session is added (a data race).
+	own      *gortsplib.ServerStream
+	mcStream *gortsplib.ServerStream // a multicast player's group stream
+	stop     func()                  // ends the play loop, waiting for it
 }
 
 var (
@@ -189,7 +195,10 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		if st.stop != nil {
 			st.stop()
 		}
-		s.release(st.out, st.multicast)
+		s.release(st.out, st.mcStream != nil)
+		if st.own != nil {
+			st.own.Close()
+		}
 	default:
 		return
 	}
@@ -274,13 +283,24 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 		s.mu.Unlock()
 	}
 	if st.multicast {
-		ms, err := st.out.multicastStream()
-		if err != nil {
-			return &base.Response{StatusCode: base.StatusInternalServerError, StatusMessage: reasonPhrase(err)}, nil, nil
+		ms := st.mcStream
+		if ms == nil {
+			var err error
+			if ms, err = st.out.joinMulticastStream(); err != nil {
+				return &base.Response{StatusCode: base.StatusInternalServerError, StatusMessage: reasonPhrase(err)}, nil, nil
+			}
+			st.mcStream = ms
 		}
 		return &base.Response{StatusCode: base.StatusOK}, ms, nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, st.out.unicast, nil
+	if st.own == nil {
+		own := &gortsplib.ServerStream{Server: s.lib, Desc: st.out.desc}
+		if err := own.Initialize(); err != nil {
+			return &base.Response{StatusCode: base.StatusInternalServerError, StatusMessage: reasonPhrase(err)}, nil, nil
+		}
+		st.own = own
+	}
+	return &base.Response{StatusCode: base.StatusOK}, st.own, nil
 }
 
 // OnPlay starts sending: a play loop of its own for a unicast player, the
@@ -291,7 +311,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 		return &base.Response{StatusCode: base.StatusOK}, nil // already playing
 	}
 	if st.multicast {
-		st.stop = s.joinMulticast(st.out)
+		st.stop = s.playMulticast(st.out)
 		return &base.Response{StatusCode: base.StatusOK}, nil
 	}
 	r, err := s.hub.Read(st.path)
