@@ -62,15 +62,9 @@ func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	}
 }
 
-// unitWriter is what ingest needs of a server.Publisher.
-type unitWriter interface {
-	Write(u *media.Unit)
-	UpdateTrack(t *media.Track)
-}
-
 // ingest converts gortmplib callbacks to hub units.
 type ingest struct {
-	pub    unitWriter
+	pub    units.Writer
 	tracks []*media.Track
 	lib    []*gortmplib.Track // lib[i] is tracks[i]'s gortmplib track
 	video  map[int]*units.Video

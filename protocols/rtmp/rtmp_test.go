@@ -49,35 +49,17 @@ const (
 
 // ---- environment ----
 
-// syncBuf collects log lines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	hub  *server.Hub
 	srv  *rtmp.Server
-	logs *syncBuf
+	logs *testfixtures.SyncBuffer
 	log  *slog.Logger
 	addr string
 }
 
 func newEnv(t *testing.T, conf rtmp.Config, pc func(string) server.PathConfig) *env {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testfixtures.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	if pc == nil {
 		pc = func(string) server.PathConfig {

@@ -39,12 +39,6 @@ type packetSource interface {
 	PacketPTS(medi *description.Media, pkt *rtp.Packet) (int64, bool)
 }
 
-// unitWriter is what ingest needs of a server.Publisher.
-type unitWriter interface {
-	Write(u *media.Unit)
-	UpdateTrack(t *media.Track)
-}
-
 // ingest turns an RTSP publisher's (or pulled source's) RTP into hub units:
 // one depacketizer per track, DTS computed once, parameter sets from the
 // SDP put in-band at every keyframe.
@@ -55,7 +49,7 @@ type ingest struct {
 	// mu guards pub and the inputs' state: gortsplib calls each track's
 	// callback from its own goroutine (UDP) or one reader (TCP).
 	mu  sync.Mutex
-	pub unitWriter
+	pub units.Writer
 
 	log  *slog.Logger // set by the owner before register
 	path string

@@ -29,6 +29,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -127,24 +128,7 @@ type env struct {
 	hub  *server.Hub
 	srv  *Server
 	addr string
-	logs *syncBuf
-}
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *testfixtures.SyncBuffer
 }
 
 func freeUDPPair(t testing.TB) (int, int) {
@@ -177,7 +161,7 @@ func freeUDPPair(t testing.TB) (int, int) {
 
 func newEnv(t *testing.T, paths func(string) server.PathConfig) *env {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testfixtures.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	hub := server.NewHub(server.HubConfig{PathConfig: paths, Logger: log})
 	rtpPort, rtcpPort := freeUDPPair(t)

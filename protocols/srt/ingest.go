@@ -23,17 +23,11 @@ const supportedCodecs = "H264 and H265 video; AAC (ADTS or LATM), Opus and MP3 a
 // tsClock is MPEG-TS's 90 kHz clock.
 const tsClock = 90000
 
-// unitWriter is what ingest needs of a server.Publisher.
-type unitWriter interface {
-	Write(u *media.Unit)
-	UpdateTrack(t *media.Track)
-}
-
 // ingest turns a demuxed MPEG-TS stream into hub units. The TS carries the
 // encoder's DTS, so B-frames keep their real decode times; 33-bit PTS/DTS
 // wrap is undone by one TimeDecoder shared by all tracks.
 type ingest struct {
-	pub    unitWriter
+	pub    units.Writer
 	tracks []*media.Track
 	td     *mpegts.TimeDecoder
 	video  map[int]*units.Video

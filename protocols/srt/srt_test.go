@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -34,33 +33,16 @@ func fixtureTS(t testing.TB) []byte {
 	return b
 }
 
-type syncBuf struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type env struct {
 	hub  *server.Hub
 	srv  *Server
 	addr string
-	logs *syncBuf
+	logs *testfixtures.SyncBuffer
 }
 
 func newEnv(t *testing.T, paths func(string) server.PathConfig) *env {
 	t.Helper()
-	logs := &syncBuf{}
+	logs := &testfixtures.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, nil))
 	hub := server.NewHub(server.HubConfig{PathConfig: paths, Logger: log})
 	srv := New(Config{Address: "127.0.0.1:0", Latency: 120 * time.Millisecond, ReadTimeout: 5 * time.Second, WriteTimeout: 2 * time.Second}, hub, log)

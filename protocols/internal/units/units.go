@@ -15,6 +15,12 @@ import (
 	"github.com/streamhub/streamhub/media"
 )
 
+// Writer is what ingest needs of a server.Publisher (tests fake it).
+type Writer interface {
+	Write(u *media.Unit)
+	UpdateTrack(t *media.Track)
+}
+
 // Video turns the access units of one H264, H265 or AV1 track into hub
 // units. It notices parameter-set changes (a new track generation), puts the
 // parameter sets in-band before every keyframe, and drops access unit
