@@ -261,8 +261,9 @@ func modeKey(m Mode) string {
 }
 
 func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
-	req.Reject(r.code)
+	// Log first: the caller may act on the rejection at once.
 	s.log.Info("connection refused", "path", id.Path, "remote", remote, "code", int(r.code), "reason", r.reason.Error())
+	req.Reject(r.code)
 }
 
 // conn is one accepted SRT connection.
