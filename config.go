@@ -14,6 +14,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
@@ -28,6 +29,7 @@ type Config struct {
 	RTMP  RTMPConfig  `yaml:"rtmp"`
 	RTSP  RTSPConfig  `yaml:"rtsp"`
 	SRT   SRTConfig   `yaml:"srt"`
+	HLS   HLSConfig   `yaml:"hls"`
 	HTTP  HTTPConfig  `yaml:"http"`
 	Paths PathsConfig `yaml:"paths"`
 
@@ -71,10 +73,21 @@ type SRTConfig struct {
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
 }
 
+// HLSConfig is the hls: section.
+type HLSConfig struct {
+	PartTarget   time.Duration `yaml:"partTarget"`
+	SegmentMin   time.Duration `yaml:"segmentMin"`
+	Window       int           `yaml:"window"`
+	IdleTimeout  time.Duration `yaml:"idleTimeout"`
+	BlockTimeout time.Duration `yaml:"blockTimeout"`
+}
+
 // HTTPConfig is the http: section.
 type HTTPConfig struct {
 	Address      string        `yaml:"address"`
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	TLSCert      string        `yaml:"tlsCert"`
+	TLSKey       string        `yaml:"tlsKey"`
 }
 
 // PathsConfig is the paths: section.
@@ -197,6 +210,24 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.RTSP.validate()...)
+	if c.HLS.PartTarget < 50*time.Millisecond || c.HLS.PartTarget > 2*time.Second {
+		bad("hls.partTarget", "must be between 50ms and 2s (got %s)", c.HLS.PartTarget)
+	}
+	if c.HLS.SegmentMin < c.HLS.PartTarget || c.HLS.SegmentMin > 30*time.Second {
+		bad("hls.segmentMin", "must be between hls.partTarget and 30s (got %s)", c.HLS.SegmentMin)
+	}
+	if c.HLS.Window < 3 || c.HLS.Window > 100 {
+		bad("hls.window", "must be between 3 and 100 segments (got %d)", c.HLS.Window)
+	}
+	if c.HLS.IdleTimeout < time.Second || c.HLS.IdleTimeout > time.Hour {
+		bad("hls.idleTimeout", "must be between 1s and 1h (got %s)", c.HLS.IdleTimeout)
+	}
+	if c.HLS.BlockTimeout < time.Second || c.HLS.BlockTimeout > time.Minute {
+		bad("hls.blockTimeout", "must be between 1s and 1m (got %s)", c.HLS.BlockTimeout)
+	}
+	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
+		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
+	}
 	if c.SRT.Latency < 20*time.Millisecond || c.SRT.Latency > 10*time.Second {
 		bad("srt.latency", "must be between 20ms and 10s (got %s)", c.SRT.Latency)
 	}
@@ -298,6 +329,12 @@ func (c *Config) RTSPServerConfig() rtsp.Config {
 		MulticastIPRange: r.MulticastIPRange, MulticastRTPPort: r.MulticastRTPPort, MulticastRTCPPort: r.MulticastRTCPPort,
 		ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, WriteQueueSize: r.WriteQueueSize,
 	}
+}
+
+// HLSServerConfig returns the hls package's Config.
+func (c *Config) HLSServerConfig() hls.Config {
+	return hls.Config{PartTarget: c.HLS.PartTarget, SegmentMin: c.HLS.SegmentMin, Window: c.HLS.Window,
+		IdleTimeout: c.HLS.IdleTimeout, BlockTimeout: c.HLS.BlockTimeout}
 }
 
 // SRTServerConfig returns the srt package's Config.

@@ -83,7 +83,8 @@ func TestUnknownKey(t *testing.T) {
 		{"paths:\n  default:\n    join: live\n    gopcache:\n      maxFrames: 3\n", "gopcache", "line 4"},
 		{"paths:\n  overrides:\n    - match: \"a/*\"\n      publishkey: x\n", "publishkey", "line 4"},
 		{"srt:\n  adress: \":8890\"\n", "adress", "line 2"},
-		{"hls:\n  address: \":8890\"\n", "hls", "line 1"},
+		{"hls:\n  address: \":8890\"\n", "address", "line 2"},
+		{"webrtc:\n  address: \":8890\"\n", "webrtc", "line 1"},
 	} {
 		_, err := loadConfig([]byte(tc.yml))
 		if err == nil {
@@ -119,6 +120,10 @@ func TestBadValues(t *testing.T) {
 		{"rtsp:\n  writeQueueSize: 1000\n", "rtsp.writeQueueSize", "power of two"},
 		{"rtsp:\n  readTimeout: 0s\n", "rtsp.readTimeout", "100ms"},
 		{"srt:\n  latency: 1ms\n", "srt.latency", "20ms"},
+		{"hls:\n  partTarget: 10ms\n", "hls.partTarget", "50ms"},
+		{"hls:\n  segmentMin: 100ms\n", "hls.segmentMin", "partTarget"},
+		{"hls:\n  window: 1\n", "hls.window", "3"},
+		{"http:\n  tlsCert: a.pem\n", "http.tlsCert", "both"},
 		{"srt:\n  address: \"8890\"\n", "srt.address", "PORT"},
 		{"paths:\n  default:\n    srtPublishPassphrase: short\n", "paths.default.srtPublishPassphrase", "10 to 79"},
 		{"paths:\n  default:\n    source: \"rtsp://cam/x\"\n", "paths.default.source", "override"},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
@@ -164,13 +165,20 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 	}
 	sources.StartAlways(conf.SourcePaths())
+	hlsH := hls.New(conf.HLSServerConfig(), hub, log)
 	httpSrv := &http.Server{
-		Handler:           router(flv, web.New(hub)),
+		Handler:           router(flv, hlsH, web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- httpSrv.Serve(ln) }()
+	go func() {
+		if conf.HTTP.TLSCert != "" {
+			httpDone <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+			return
+		}
+		httpDone <- httpSrv.Serve(ln)
+	}()
 	log.Info("listening", "proto", "http", "address", ln.Addr().String())
 
 	select {
@@ -194,6 +202,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtspSrv.Close()
 		srtSrv.Close()
 		flv.Close()
+		hlsH.Close()
 		httpSrv.Close()
 	}()
 	select {
@@ -207,13 +216,17 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	return nil
 }
 
-// router sends /PATH.flv to HTTP-FLV and everything else to the web pages.
-func router(flv http.Handler, web http.Handler) http.Handler {
+// router sends /PATH.flv to HTTP-FLV, /PATH/*.m3u8 and *.mp4 to HLS and
+// everything else to the web pages.
+func router(flv, hlsH, web http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if strings.HasSuffix(r.URL.Path, ".flv") {
+		switch {
+		case strings.HasSuffix(r.URL.Path, ".flv"):
 			flv.ServeHTTP(w, r)
-			return
+		case hls.IsHLS(r.URL.Path):
+			hlsH.ServeHTTP(w, r)
+		default:
+			web.ServeHTTP(w, r)
 		}
-		web.ServeHTTP(w, r)
 	})
 }

@@ -152,10 +152,21 @@ func keyMatches(want, got string) bool {
 	return want == "" || subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
 }
 
+// ReadOptions change how a reader starts.
+type ReadOptions struct {
+	// NoCatchUp starts at the cached GOP with its real timing, whatever
+	// the path's catchUp: for an HLS segmenter, whose first segment must
+	// last as long as the GOP did.
+	NoCatchUp bool
+}
+
 // Read attaches a new reader to path. It returns ErrStreamNotFound when
 // nothing is published there (a stream within its grace period counts as
 // published), ErrTooManyReaders, or a *PathError.
-func (h *Hub) Read(path string) (*Reader, error) {
+func (h *Hub) Read(path string) (*Reader, error) { return h.ReadWith(path, ReadOptions{}) }
+
+// ReadWith is Read with options.
+func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
 	if err := ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -173,7 +184,7 @@ func (h *Hub) Read(path string) (*Reader, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.conf.Join == JoinCache && s.conf.CatchUp > 0 {
+	if s.conf.Join == JoinCache && s.conf.CatchUp > 0 && !opts.NoCatchUp {
 		// The cached units are immutable, so this needs no lock.
 		r.pending = catchUp(r.pending, s.conf.CatchUp)
 	}

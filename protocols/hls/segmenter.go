@@ -1,0 +1,368 @@
+package hls
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
+	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// part is one LL-HLS partial segment: a moof+mdat.
+type part struct {
+	index       int // within its segment
+	data        []byte
+	dur         time.Duration
+	independent bool // starts with a keyframe (or is audio only)
+}
+
+// segment is a finished or growing media segment.
+type segment struct {
+	msn           uint64
+	parts         []*part
+	data          []byte // the parts concatenated, once complete
+	dur           time.Duration
+	startDTS      time.Duration
+	start         time.Time // wall time of its first unit (PROGRAM-DATE-TIME)
+	init          int       // init version it needs
+	discontinuity bool      // first segment after a republish or codec change
+	complete      bool
+	bytes         int
+}
+
+// trackOut is one fMP4 track of the current init.
+type trackOut struct {
+	hub       *media.Track
+	fmp4ID    int
+	timescale int64
+	samples   []*fmp4.Sample
+	base      int64       // DTS of samples[0], in timescale
+	pend      *media.Unit // video: the last unit, waiting for the next one for its duration
+}
+
+// segmenter cuts one stream into fMP4 parts and segments. Video drives the
+// cuts: a part ends before the frame that would make it longer than
+// partTarget, a segment at the first keyframe after segmentMin. Audio-only
+// streams are cut on audio time. It is not safe for concurrent use: the
+// muxer calls it from its one reader goroutine, under the muxer's lock.
+type segmenter struct {
+	partTarget, segmentMin time.Duration
+	window                 int // complete segments kept
+
+	session uint64
+	video   *trackOut
+	audio   *trackOut
+	inits   map[int][]byte
+	initID  int
+	origin  time.Duration // hub time that is 0 in the fMP4 timeline
+
+	segs      []*segment // oldest first; the last is the growing one
+	nextMSN   uint64
+	partSeq   uint32 // moof sequence number
+	partStart time.Duration
+	partKey   bool
+	discont   bool // the next segment starts after a discontinuity
+	started   bool
+	maxDur    time.Duration // longest segment so far (target duration)
+	discSeq   int           // discontinuities that left the window
+}
+
+func newSegmenter(partTarget, segmentMin time.Duration, window int) *segmenter {
+	return &segmenter{partTarget: partTarget, segmentMin: segmentMin, window: window, inits: map[int][]byte{}}
+}
+
+// tsOf converts hub time to a timescale, relative to the origin.
+func (s *segmenter) tsOf(d time.Duration, timescale int64) int64 {
+	d -= s.origin
+	return int64(d/time.Second)*timescale + int64(d%time.Second)*timescale/int64(time.Second)
+}
+
+// pickTracks returns the first video and audio track HLS carries.
+func pickTracks(tracks []*media.Track) (v, a *media.Track) {
+	for _, t := range tracks {
+		switch {
+		case v == nil && (t.Codec == media.CodecH264 || t.Codec == media.CodecH265):
+			v = t
+		case a == nil && (t.Codec == media.CodecAAC || t.Codec == media.CodecOpus):
+			a = t
+		}
+	}
+	return v, a
+}
+
+// errNoHLSTrack is returned for a stream without any track HLS carries.
+var errNoHLSTrack = fmt.Errorf("hls: the stream has no track HLS carries (H264, H265, AAC, Opus)")
+
+// setup makes a new init for tracks. It returns false while the video track
+// has no parameter sets yet (nothing to play).
+func (s *segmenter) setup(tracks []*media.Track) (bool, error) {
+	v, a := pickTracks(tracks)
+	if v == nil && a == nil {
+		return false, errNoHLSTrack
+	}
+	init := fmp4.Init{}
+	var video, audio *trackOut
+	if v != nil {
+		if v.SPS == nil || v.PPS == nil || (v.Codec == media.CodecH265 && v.VPS == nil) {
+			return false, nil
+		}
+		var c mp4codecs.Codec = &mp4codecs.H264{SPS: v.SPS, PPS: v.PPS}
+		if v.Codec == media.CodecH265 {
+			c = &mp4codecs.H265{VPS: v.VPS, SPS: v.SPS, PPS: v.PPS}
+		}
+		video = &trackOut{hub: v, fmp4ID: 1, timescale: 90000}
+		init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: 1, TimeScale: 90000, Codec: c})
+	}
+	if a != nil {
+		var c mp4codecs.Codec
+		rate := int64(a.SampleRate)
+		if a.Codec == media.CodecOpus {
+			c, rate = &mp4codecs.Opus{ChannelCount: max(a.Channels, 1)}, 48000
+		} else {
+			var asc mpeg4audio.AudioSpecificConfig
+			if err := asc.Unmarshal(a.AudioConfig); err != nil {
+				return false, fmt.Errorf("hls: AAC config: %w", err)
+			}
+			c = &mp4codecs.MPEG4Audio{Config: asc}
+		}
+		if rate > 0 {
+			audio = &trackOut{hub: a, fmp4ID: len(init.Tracks) + 1, timescale: rate}
+			init.Tracks = append(init.Tracks, &fmp4.InitTrack{ID: audio.fmp4ID, TimeScale: uint32(rate), Codec: c})
+		}
+	}
+	var buf seekablebuffer.Buffer
+	if err := init.Marshal(&buf); err != nil {
+		return false, fmt.Errorf("hls: init: %w", err)
+	}
+	s.video, s.audio = video, audio
+	s.initID++
+	s.inits[s.initID] = buf.Bytes()
+	return true, nil
+}
+
+// audioFrameDur is the duration of one audio frame in its timescale.
+func audioFrameDur(t *media.Track, u *media.Unit) int64 {
+	if t.Codec == media.CodecOpus {
+		if d := opus.PacketDuration2(u.Payload[0]); d > 0 {
+			return d
+		}
+		return 960
+	}
+	return mpeg4audio.SamplesPerAccessUnit
+}
+
+// layoutChanged reports whether u needs a new init: a new publisher, or
+// other codec parameters on its track.
+func (s *segmenter) layoutChanged(u *media.Unit) bool {
+	if u.Track.Session != s.session {
+		return true
+	}
+	to := s.audio
+	if u.Track.IsVideo() {
+		to = s.video
+	}
+	return to != nil && to.hub.ID == u.Track.ID && to.hub != u.Track && !to.hub.SameParams(u.Track)
+}
+
+// add takes the next unit of the stream (each track in DTS order) with the
+// stream's current tracks. It reports whether a part was finished.
+func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, error) {
+	cut := false
+	if !s.started || s.layoutChanged(u) {
+		if u.Track.IsVideo() && !u.KeyFrame {
+			return false, nil // a timeline starts at a keyframe
+		}
+		if s.started {
+			cut = s.endSegment()
+			s.discont = true
+			s.started = false
+		}
+		ok, err := s.setup(tracks())
+		if err != nil || !ok {
+			return cut, err
+		}
+		if s.video != nil && !u.Track.IsVideo() {
+			return cut, nil // with video, begin at its keyframe
+		}
+		if s.initID == 1 {
+			s.origin = u.DTS - 10*time.Second // room for audio a little ahead of or behind the video
+		}
+		s.session = u.Track.Session
+		s.started = true
+		s.startSegment(u.DTS, u.Wall, u.KeyFrame || s.video == nil)
+	}
+	switch {
+	case s.video != nil && u.Track.ID == s.video.hub.ID && u.Track.IsVideo():
+		if u.Track != s.video.hub && s.video.hub.SameParams(u.Track) {
+			s.video.hub = u.Track
+		}
+		return s.addVideo(u) || cut, nil
+	case s.audio != nil && u.Track.ID == s.audio.hub.ID && !u.Track.IsVideo():
+		return s.addAudio(u) || cut, nil
+	}
+	return cut, nil
+}
+
+func (s *segmenter) startSegment(dts time.Duration, wall time.Time, key bool) {
+	s.segs = append(s.segs, &segment{msn: s.nextMSN, startDTS: dts, start: wall, init: s.initID, discontinuity: s.discont})
+	s.nextMSN++
+	s.discont = false
+	s.partStart, s.partKey = dts, key
+	// Keep the window: complete segments beyond it go, with their inits.
+	for len(s.segs) > s.window+1 {
+		if s.segs[0].discontinuity {
+			s.discSeq++
+		}
+		s.segs = s.segs[1:]
+	}
+	for id := range s.inits {
+		if id < s.segs[0].init {
+			delete(s.inits, id)
+		}
+	}
+}
+
+func (s *segmenter) cur() *segment { return s.segs[len(s.segs)-1] }
+
+// addVideo adds the video unit that came before u (whose duration u tells)
+// and cuts before u where needed.
+func (s *segmenter) addVideo(u *media.Unit) bool {
+	v := s.video
+	p := v.pend
+	v.pend = u
+	if p == nil {
+		return false
+	}
+	d := u.DTS - p.DTS
+	s.appendVideo(p, d)
+	switch {
+	case u.KeyFrame && u.DTS-s.cur().startDTS >= s.segmentMin:
+		s.cutPart(u.DTS)
+		s.finishSegment()
+		s.startSegment(u.DTS, u.Wall, true)
+		return true
+	case u.DTS-s.partStart+d > s.partTarget+time.Millisecond:
+		s.cutPart(u.DTS)
+		s.partStart, s.partKey = u.DTS, u.KeyFrame
+		return true
+	}
+	return false
+}
+
+func (s *segmenter) appendVideo(u *media.Unit, dur time.Duration) {
+	v := s.video
+	payload, err := h264.AVCC(u.Payload).Marshal() // 4-byte lengths: the same layout for H265
+	if err != nil {
+		return
+	}
+	dts := s.tsOf(u.DTS, v.timescale)
+	if len(v.samples) == 0 {
+		v.base = dts
+	}
+	v.samples = append(v.samples, &fmp4.Sample{
+		Duration:        uint32(s.tsOf(u.DTS+dur, v.timescale) - dts),
+		PTSOffset:       int32(s.tsOf(u.PTS, v.timescale) - dts),
+		IsNonSyncSample: !u.KeyFrame,
+		Payload:         payload,
+	})
+}
+
+func (s *segmenter) addAudio(u *media.Unit) bool {
+	a := s.audio
+	if len(u.Payload) != 1 || len(u.Payload[0]) == 0 {
+		return false
+	}
+	if len(a.samples) == 0 {
+		a.base = s.tsOf(u.DTS, a.timescale)
+	}
+	fd := audioFrameDur(a.hub, u)
+	a.samples = append(a.samples, &fmp4.Sample{Duration: uint32(fd), Payload: u.Payload[0]})
+	if s.video != nil {
+		return false
+	}
+	// Audio only: cut on audio time; every part is independent.
+	end := u.DTS + time.Duration(fd)*time.Second/time.Duration(a.timescale)
+	switch {
+	case end-s.cur().startDTS >= s.segmentMin:
+		s.cutPart(end)
+		s.finishSegment()
+		s.startSegment(end, u.Wall, true)
+		return true
+	case end-s.partStart >= s.partTarget:
+		s.cutPart(end)
+		s.partStart, s.partKey = end, true
+		return true
+	}
+	return false
+}
+
+// cutPart ends the current part at hub time end with the samples gathered.
+func (s *segmenter) cutPart(end time.Duration) {
+	p := fmp4.Part{SequenceNumber: s.partSeq}
+	for _, t := range []*trackOut{s.video, s.audio} {
+		if t != nil && len(t.samples) > 0 {
+			p.Tracks = append(p.Tracks, &fmp4.PartTrack{ID: t.fmp4ID, BaseTime: uint64(t.base), Samples: t.samples})
+		}
+	}
+	if len(p.Tracks) == 0 {
+		return
+	}
+	var buf seekablebuffer.Buffer
+	if err := p.Marshal(&buf); err != nil {
+		return
+	}
+	for _, t := range []*trackOut{s.video, s.audio} {
+		if t != nil {
+			t.samples = nil
+		}
+	}
+	s.partSeq++
+	seg := s.cur()
+	seg.parts = append(seg.parts, &part{index: len(seg.parts), data: buf.Bytes(), dur: end - s.partStart, independent: s.partKey})
+	seg.bytes += buf.Len()
+}
+
+// finishSegment completes the growing segment.
+func (s *segmenter) finishSegment() {
+	seg := s.cur()
+	seg.complete = true
+	for _, p := range seg.parts {
+		seg.dur += p.dur
+		seg.data = append(seg.data, p.data...)
+	}
+	s.maxDur = max(s.maxDur, seg.dur)
+}
+
+// endSegment closes the growing segment where the stream stops (republish,
+// codec change): the pending video frame gets the last frame's duration.
+// It reports whether anything was cut.
+func (s *segmenter) endSegment() bool {
+	if len(s.segs) == 0 {
+		return false
+	}
+	if v := s.video; v != nil && v.pend != nil {
+		d := 40 * time.Millisecond
+		if n := len(v.samples); n > 0 {
+			d = time.Duration(v.samples[n-1].Duration) * time.Second / time.Duration(v.timescale)
+		}
+		end := v.pend.DTS + d
+		s.appendVideo(v.pend, d)
+		v.pend = nil
+		s.cutPart(end)
+	} else {
+		s.cutPart(s.partStart + s.partTarget)
+	}
+	seg := s.cur()
+	if len(seg.parts) == 0 {
+		s.segs = s.segs[:len(s.segs)-1] // nothing in it
+		return false
+	}
+	s.finishSegment()
+	return true
+}

@@ -1,0 +1,494 @@
+// Package hls serves low-latency HLS from our own fMP4 segmenter.
+//
+//	hub ──one Reader per stream──▶ muxer (segmenter: parts ~200 ms, segments at keyframes)
+//	                                  │ bounded window in memory
+//	GET /PATH/index.m3u8 ─────────────┤ multivariant playlist
+//	GET /PATH/stream.m3u8?_HLS_msn=…  ┤ media playlist (blocking reload, delta updates)
+//	GET /PATH/<id>init1.mp4, seg7.mp4, part8.2.mp4 (blocking for the hinted part)
+//
+// A muxer starts on the first request for a live stream, from the GOP
+// cache, so a stream live for a few seconds has a playable playlist at
+// once; it stops after idleTimeout without requests or when the stream ends.
+package hls
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// Config configures LL-HLS.
+type Config struct {
+	// PartTarget is the part duration aimed at (EXT-X-PART-INF).
+	PartTarget time.Duration
+	// SegmentMin is the shortest segment: segments are cut at the first
+	// keyframe after it.
+	SegmentMin time.Duration
+	// Window is how many complete segments a playlist lists.
+	Window int
+	// IdleTimeout stops a muxer nobody asked for in this long.
+	IdleTimeout time.Duration
+	// BlockTimeout bounds a blocking playlist or part request.
+	BlockTimeout time.Duration
+}
+
+// Handler serves LL-HLS for every hub stream. It is an http.Handler.
+type Handler struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex // mu guards muxers
+	muxers map[string]*muxer
+}
+
+// New returns a handler; Close stops its muxers.
+func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{}}
+}
+
+// Close stops every muxer and waits for them; waiting requests end.
+func (h *Handler) Close() {
+	h.cancel()
+	h.wg.Wait()
+}
+
+// IsHLS reports whether an URL path is one the handler serves.
+func IsHLS(p string) bool { return strings.HasSuffix(p, ".m3u8") || strings.HasSuffix(p, ".mp4") }
+
+// muxer is one stream's segmenter and what requests wait on.
+type muxer struct {
+	h      *Handler
+	path   string
+	prefix string
+
+	mu      sync.RWMutex // mu guards seg, err and changed
+	seg     *segmenter
+	err     error         // why the muxer stopped
+	changed chan struct{} // closed (and replaced) on every new part
+	tracks  []*media.Track
+
+	lastReq  time.Time // guarded by h.mu
+	done     chan struct{}
+	bytesOut uint64
+}
+
+// muxerFor returns the running muxer of path, starting one if the stream is
+// live (or an on-demand source starts).
+func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
+	h.mu.Lock()
+	if m := h.muxers[path]; m != nil {
+		m.lastReq = time.Now()
+		h.mu.Unlock()
+		return m, nil
+	}
+	h.mu.Unlock()
+	if h.hub.Stream(path) == nil {
+		r, err := h.hub.ReadWait(ctx, path) // starts an on-demand source
+		if err != nil {
+			return nil, err
+		}
+		r.Close()
+	}
+	r, err := h.hub.ReadWith(path, server.ReadOptions{NoCatchUp: true})
+	if err != nil {
+		return nil, err
+	}
+	var id [4]byte
+	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
+	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
+		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
+		done: make(chan struct{}), tracks: r.Tracks()}
+	h.mu.Lock()
+	if old := h.muxers[path]; old != nil { // another request won the race
+		h.mu.Unlock()
+		r.Close()
+		return old, nil
+	}
+	if h.ctx.Err() != nil {
+		h.mu.Unlock()
+		r.Close()
+		return nil, server.ErrHubClosed
+	}
+	h.muxers[path] = m
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go m.run(r)
+	return m, nil
+}
+
+// run feeds the segmenter until the stream ends, the muxer idles or the
+// handler closes.
+func (m *muxer) run(r *server.Reader) {
+	h := m.h
+	defer h.wg.Done()
+	defer close(m.done)
+	defer r.Close()
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				h.mu.Lock()
+				idle := time.Since(m.lastReq) > h.conf.IdleTimeout
+				h.mu.Unlock()
+				if idle {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	h.log.Info("muxer started", "path", m.path)
+	tracks := func() []*media.Track { return r.Stream().Tracks() }
+	batch := make([]*media.Unit, 0, 256)
+	var err error
+	for {
+		batch, err = r.NextBatch(ctx, batch[:0])
+		if err != nil {
+			break
+		}
+		m.mu.Lock()
+		cut := false
+		for _, u := range batch {
+			c, aerr := m.seg.add(u, tracks)
+			cut = cut || c
+			if aerr != nil && m.err == nil {
+				h.log.Warn("muxer cannot segment the stream", "path", m.path, "reason", aerr.Error())
+				m.err = aerr
+			}
+		}
+		if cut {
+			close(m.changed)
+			m.changed = make(chan struct{})
+		}
+		m.mu.Unlock()
+	}
+	h.mu.Lock()
+	if h.muxers[m.path] == m {
+		delete(h.muxers, m.path)
+	}
+	h.mu.Unlock()
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = err
+	}
+	close(m.changed) // wake every waiting request: they answer and end
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	reason := err.Error()
+	if ctx.Err() != nil && h.ctx.Err() == nil {
+		reason = "no requests for idleTimeout"
+	}
+	h.log.Info("muxer stopped", "path", m.path, "reason", reason)
+}
+
+// ServeHTTP serves /PATH/index.m3u8, /PATH/stream.m3u8 and the fMP4 files.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Headers", "Range")
+	switch req.Method {
+	case http.MethodOptions:
+		hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		hd.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	i := strings.LastIndexByte(req.URL.Path, '/')
+	if i <= 0 {
+		http.Error(w, "not an HLS URL: use /<path>/index.m3u8", http.StatusNotFound)
+		return
+	}
+	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
+	if err := h.hub.CheckRead(path, req.URL.Query().Get("key")); err != nil {
+		h.refuse(w, path, err)
+		return
+	}
+	m, err := h.muxerFor(req.Context(), path)
+	if err != nil {
+		h.refuse(w, path, err)
+		return
+	}
+	switch {
+	case file == "index.m3u8":
+		h.serveMultivariant(w, req, m)
+	case file == "stream.m3u8":
+		h.serveMedia(w, req, m)
+	case strings.HasPrefix(file, m.prefix) && strings.HasSuffix(file, ".mp4"):
+		h.serveFile(w, req, m, strings.TrimSuffix(strings.TrimPrefix(file, m.prefix), ".mp4"))
+	default:
+		// A file of an earlier muxer of this path (a player from before a
+		// restart) or a wrong name: the player reloads the playlist.
+		http.Error(w, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file), http.StatusNotFound)
+	}
+}
+
+func (h *Handler) refuse(w http.ResponseWriter, path string, err error) {
+	code := http.StatusInternalServerError
+	var pe *server.PathError
+	switch {
+	case errors.As(err, &pe):
+		code = http.StatusBadRequest
+	case errors.Is(err, server.ErrUnauthorized):
+		code = http.StatusUnauthorized
+	case errors.Is(err, server.ErrStreamNotFound):
+		code = http.StatusNotFound
+	case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
+		code = http.StatusServiceUnavailable
+	}
+	http.Error(w, fmt.Sprintf("%s: %v", path, err), code)
+}
+
+// waitFor waits until ready (checked under m.mu read lock) holds, the muxer
+// stops, the request ends or BlockTimeout passes; it reports whether ready
+// held. A waiting request costs its own goroutine (net/http's) and nothing
+// else: it selects on the muxer's change channel and its own context.
+func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func() bool) bool {
+	timer := time.NewTimer(h.conf.BlockTimeout)
+	defer timer.Stop()
+	for {
+		m.mu.RLock()
+		ok, ch, stopped := ready(), m.changed, m.err != nil
+		m.mu.RUnlock()
+		if ok || stopped {
+			return ok
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return false
+		case <-m.done:
+			return false
+		}
+	}
+}
+
+// hasPart reports whether segment msn has part idx (or is complete with
+// fewer parts, when idx is -1: the whole segment).
+func hasPart(segs []*segment, msn uint64, idx int) bool {
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		if s.msn < msn {
+			return false
+		}
+		if s.msn == msn {
+			if idx < 0 {
+				return s.complete
+			}
+			return idx < len(s.parts) || s.complete
+		}
+	}
+	return len(segs) > 0 && segs[0].msn > msn // already left the window
+}
+
+func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer) {
+	q := req.URL.Query()
+	if v := q.Get("_HLS_msn"); v != "" {
+		msn, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, "bad _HLS_msn", http.StatusBadRequest)
+			return
+		}
+		part := -1
+		if pv := q.Get("_HLS_part"); pv != "" {
+			if part, err = strconv.Atoi(pv); err != nil || part < 0 {
+				http.Error(w, "bad _HLS_part", http.StatusBadRequest)
+				return
+			}
+		}
+		m.mu.RLock()
+		next := m.seg.nextMSN
+		m.mu.RUnlock()
+		// RFC 8216bis 6.2.5.2: more than two segments ahead is an error.
+		if msn > next+1 {
+			http.Error(w, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next), http.StatusBadRequest)
+			return
+		}
+		if !h.waitFor(req.Context(), m, func() bool { return hasPart(m.seg.segs, msn, part) }) {
+			if req.Context().Err() != nil {
+				return // the player left
+			}
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+	} else {
+		// A stream that just started may have no part yet.
+		h.waitFor(req.Context(), m, func() bool { _, _, ok := lastPart(m.seg.segs); return ok })
+		w.Header().Set("Cache-Control", "max-age=1")
+	}
+	m.mu.RLock()
+	pl := m.playlist()
+	err := m.err
+	m.mu.RUnlock()
+	if len(pl.segs) == 0 {
+		code := http.StatusNotFound
+		if err == nil {
+			code = http.StatusServiceUnavailable
+			err = errors.New("no media yet: retry")
+		}
+		http.Error(w, fmt.Sprintf("%s: %v", m.path, err), code)
+		return
+	}
+	body := pl.render(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2")
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body) //nolint:errcheck // the player left
+	}
+}
+
+// playlist copies what a media playlist needs; m.mu must be held.
+func (m *muxer) playlist() *mediaPlaylist {
+	segs := append([]*segment(nil), m.seg.segs...)
+	// The growing segment is copied too: its parts slice grows under the lock.
+	if n := len(segs); n > 0 && !segs[n-1].complete {
+		c := *segs[n-1]
+		c.parts = append([]*part(nil), c.parts...)
+		segs[n-1] = &c
+	}
+	return &mediaPlaylist{prefix: m.prefix, partTarget: m.h.conf.PartTarget,
+		targetDur: targetDuration(m.seg.maxDur, m.h.conf.SegmentMin), segs: segs, discSeq: m.seg.discSeq}
+}
+
+func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer) {
+	// Wait for a first segment so the bandwidth is measured, bounded.
+	h.waitFor(req.Context(), m, func() bool { _, _, ok := lastPart(m.seg.segs); return ok })
+	m.mu.RLock()
+	v := variant{uri: "stream.m3u8"}
+	if m.seg.video != nil {
+		t := m.seg.video.hub
+		v.codecs = append(v.codecs, codecString(t))
+		v.width, v.height, v.fps = t.Width, t.Height, t.FPS
+	}
+	if m.seg.audio != nil {
+		v.codecs = append(v.codecs, codecString(m.seg.audio.hub))
+	}
+	var bytes int
+	var dur time.Duration
+	for _, s := range m.seg.segs {
+		if s.complete && s.dur > 0 {
+			bytes += len(s.data)
+			dur += s.dur
+			v.bandwidth = max(v.bandwidth, int(float64(len(s.data)*8)/s.dur.Seconds()))
+		}
+	}
+	if dur > 0 {
+		v.average = int(float64(bytes*8) / dur.Seconds())
+	}
+	if v.bandwidth == 0 { // no complete segment yet: estimate from the parts
+		for _, s := range m.seg.segs {
+			for _, p := range s.parts {
+				bytes += len(p.data)
+				dur += p.dur
+			}
+		}
+		if dur > 0 {
+			v.bandwidth = int(float64(bytes*8) / dur.Seconds())
+			v.average = v.bandwidth
+		}
+	}
+	m.mu.RUnlock()
+	body := renderMultivariant([]variant{v})
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Cache-Control", "max-age=1")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body) //nolint:errcheck
+	}
+}
+
+// serveFile serves init<N>, seg<N> and part<N>.<I>. A request for the next
+// part (the preload hint) waits until it exists.
+func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, name string) {
+	var data []byte
+	switch {
+	case strings.HasPrefix(name, "init"):
+		id, err := strconv.Atoi(name[4:])
+		if err == nil {
+			m.mu.RLock()
+			data = m.seg.inits[id]
+			m.mu.RUnlock()
+		}
+	case strings.HasPrefix(name, "seg"):
+		msn, err := strconv.ParseUint(name[3:], 10, 64)
+		if err == nil {
+			m.mu.RLock()
+			for _, s := range m.seg.segs {
+				if s.msn == msn && s.complete {
+					data = s.data
+				}
+			}
+			m.mu.RUnlock()
+		}
+	case strings.HasPrefix(name, "part"):
+		a, b, ok := strings.Cut(name[4:], ".")
+		msn, err1 := strconv.ParseUint(a, 10, 64)
+		idx, err2 := strconv.Atoi(b)
+		if ok && err1 == nil && err2 == nil && idx >= 0 && idx < 1000 {
+			// find returns the part, or gone when it will never exist
+			// (its segment ended with fewer parts, or left the window).
+			find := func() (d []byte, gone bool) {
+				if len(m.seg.segs) > 0 && msn < m.seg.segs[0].msn {
+					return nil, true
+				}
+				for _, s := range m.seg.segs {
+					if s.msn == msn {
+						if idx < len(s.parts) {
+							return s.parts[idx].data, false
+						}
+						return nil, s.complete
+					}
+				}
+				return nil, false
+			}
+			m.mu.RLock()
+			next := m.seg.nextMSN
+			m.mu.RUnlock()
+			if msn <= next { // the hinted part, or one just before: block for it
+				h.waitFor(req.Context(), m, func() bool { d, gone := find(); return d != nil || gone })
+			}
+			m.mu.RLock()
+			data, _ = find()
+			m.mu.RUnlock()
+		}
+	}
+	if data == nil {
+		http.Error(w, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name), http.StatusNotFound)
+		return
+	}
+	// Names are unique per muxer and never reused: caches may keep them.
+	w.Header().Set("Cache-Control", "public, max-age=3600, immutable")
+	w.Header().Set("Content-Type", "video/mp4")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	if req.Method != http.MethodHead {
+		w.Write(data) //nolint:errcheck
+	}
+}
