@@ -88,11 +88,12 @@ func raceEnabled() bool {
 
 // installHints says how to get each client program the e2e tests run.
 var installHints = map[string]string{
-	"ffmpeg":          "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
-	"ffprobe":         "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
-	"node":            "install node 20 and npm, then run scripts/test.sh (it installs Chromium and the npm packages of e2e/browser)",
-	"gst-launch-1.0":  "install it with scripts/test.sh (or: " + gstInstall + ")",
-	"gst-inspect-1.0": "install it with scripts/test.sh (or: " + gstInstall + ")",
+	"ffmpeg":            "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
+	"ffprobe":           "install it with scripts/test.sh (or: sudo apt-get install -y ffmpeg)",
+	"node":              "install node 20 and npm, then run scripts/test.sh (it installs Chromium and the npm packages of e2e/browser)",
+	"gst-launch-1.0":    "install it with scripts/test.sh (or: " + gstInstall + ")",
+	"gst-inspect-1.0":   "install it with scripts/test.sh (or: " + gstInstall + ")",
+	"srt-live-transmit": "install it with scripts/test.sh (or: sudo apt-get install -y srt-tools)",
 }
 
 // gstInstall installs GStreamer with every element the RTSP tests use.
@@ -232,6 +233,7 @@ type streamhub struct {
 	conf               string // the config file it runs with
 	rtmpAddr, httpAddr string
 	rtspAddr           string
+	srtAddr            string // UDP HOST:PORT
 	stopped            bool
 }
 
@@ -333,7 +335,7 @@ func freeAddrs(t testing.TB) serverAddrs {
 }
 
 // yaml is the config of a's addresses (log, rtmp, http, rtsp and srt
-// sections).
+// sections). The srt: section comes last: srtKeys relies on it.
 func (a serverAddrs) yaml() string {
 	return fmt.Sprintf(`log:
   level: debug
@@ -418,7 +420,7 @@ func (s *streamhub) restart(t *testing.T) *streamhub {
 func launchServer(t *testing.T, file string, a serverAddrs) (*streamhub, error) {
 	t.Helper()
 	s := &streamhub{proc: startProc(t, binPath, "--config", file), addrs: a, conf: file,
-		rtmpAddr: a.rtmp, httpAddr: a.http, rtspAddr: a.rtsp}
+		rtmpAddr: a.rtmp, httpAddr: a.http, rtspAddr: a.rtsp, srtAddr: a.srt}
 	if err := s.waitReady(15 * time.Second); err != nil {
 		s.kill()
 		return s, err
@@ -491,6 +493,25 @@ func (s *streamhub) stop(t testing.TB) time.Duration {
 func (s *streamhub) flvURL(path string) string  { return "http://" + s.httpAddr + "/" + path + ".flv" }
 func (s *streamhub) rtmpURL(path string) string { return "rtmp://" + s.rtmpAddr + "/" + path }
 func (s *streamhub) rtspURL(path string) string { return "rtsp://" + s.rtspAddr + "/" + path }
+
+// srtURL is the SRT URL of the server with a stream ID as given (any form:
+// "publish:live/a", "#!::r=live/a,m=request", "%23!::..."); further URL
+// options go after it as "&name=value".
+func (s *streamhub) srtURL(streamid string) string {
+	return "srt://" + s.srtAddr + "?streamid=" + streamid
+}
+
+// srtKeys is extra YAML for startServer setting keys of the srt: section
+// (e.g. "latency: 300ms"): serverAddrs.yaml ends with that section, so
+// indented lines at the start of extra continue it. A paths: section may
+// follow.
+func srtKeys(keys ...string) string {
+	var b strings.Builder
+	for _, k := range keys {
+		b.WriteString("  " + k + "\n")
+	}
+	return b.String()
+}
 
 // publisherArgs is an ffmpeg publish of a 320x240 30 fps test picture with
 // a sine tone, H264 (2 s GOP, fixed) and AAC, in real time. extra goes
@@ -600,8 +621,14 @@ func decodeWith(t testing.TB, url string, seconds int, inOpts, outOpts []string)
 		d.stderr = fmt.Sprintf("killed: did not finish within %s\n%s", timeout, p.stderr.String())
 		return d
 	}
-	out := p.stdout.String()
 	d.code, d.stderr = code, strings.TrimSpace(p.stderr.String())
+	d.video, d.audio = countFramemd5(p.stdout.String())
+	return d
+}
+
+// countFramemd5 counts the video and audio frames in ffmpeg's -f framemd5
+// output.
+func countFramemd5(out string) (video, audio int) {
 	kinds := map[string]string{} // stream index → video/audio
 	for _, line := range strings.Split(out, "\n") {
 		if rest, ok := strings.CutPrefix(line, "#media_type "); ok {
@@ -616,12 +643,12 @@ func decodeWith(t testing.TB, url string, seconds int, inOpts, outOpts []string)
 		idx, _, _ := strings.Cut(line, ",")
 		switch kinds[strings.TrimSpace(idx)] {
 		case "video":
-			d.video++
+			video++
 		case "audio":
-			d.audio++
+			audio++
 		}
 	}
-	return d
+	return video, audio
 }
 
 // check asserts a clean decode of at least minVideo video and minAudio

@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
-# GStreamer with its RTSP, x264 and libav elements, the browser-test npm
-# packages), then runs every check: gofmt, go vet and the whole test suite
-# under the race detector.
+# srt-live-transmit, GStreamer with its RTSP, x264 and libav elements, the
+# browser-test npm packages), then runs every check: gofmt, go vet and the
+# whole test suite under the race detector.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
 command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
+# The SRT e2e tests publish and read with srt-live-transmit too.
+command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0

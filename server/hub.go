@@ -188,6 +188,7 @@ func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
 		// The cached units are immutable, so this needs no lock.
 		r.pending = catchUp(r.pending, s.conf.CatchUp)
 	}
+	r.setAudioFloor()
 	return r, nil
 }
 

@@ -1286,3 +1286,47 @@ func TestCatchUpAudioAhead(t *testing.T) {
 		last = u.DTS
 	}
 }
+
+// Audio that arrives late (MPEG-TS publishers pack ~370 ms of audio per
+// PES) must not reach a joining reader from before its first picture, in
+// either join mode.
+func TestNoAudioBeforeFirstPicture(t *testing.T) {
+	for _, join := range []string{JoinCache, JoinLive} {
+		t.Run(join, func(t *testing.T) {
+			pc := testConf()
+			pc.Join = join
+			h := newTestHub(t, pc)
+			p := mustPublish(t, h, "live/late", videoTracks())
+			defer p.Close()
+			var seq uint64
+			write := func(from, to int) {
+				for i := from; i < to; i++ { // audio 300 ms behind the video it arrives with
+					dts := time.Duration(i) * 40 * time.Millisecond
+					p.Write(mkUnit(trackV, seq, i%25 == 0, dts))
+					if dts >= 300*time.Millisecond {
+						p.Write(mkUnit(trackA, seq+1, true, dts-300*time.Millisecond))
+					}
+					seq += 2
+				}
+			}
+			write(0, 40) // the cached GOP starts at frame 25 (1 s)
+			r := mustRead(t, h, "live/late")
+			write(40, 80)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var first time.Duration = -1
+			for n := 0; n < 40; n++ {
+				u, err := r.Next(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if u.Track.IsVideo() && first < 0 {
+					first = u.DTS
+				}
+				if !u.Track.IsVideo() && (first < 0 || u.DTS < first) {
+					t.Fatalf("audio at %v before the first picture at %v", u.DTS, first)
+				}
+			}
+		})
+	}
+}

@@ -21,6 +21,13 @@ type Reader struct {
 	pending  []*media.Unit // cached GOP copied at join, delivered first
 	cursor   uint64        // seq of the next ring unit to deliver
 	waitKey  bool          // skip everything until a video keyframe
+	// audioFloor (while floorOn) drops audio older than the reader's first
+	// picture: publishers that send audio late (ffmpeg's MPEG-TS muxer packs
+	// ~370 ms per PES) would otherwise hand a joining player audio from
+	// before its first frame, and players that sync tracks by time (RTCP
+	// sender reports) then move the audio back.
+	audioFloor time.Duration
+	floorOn    bool
 	caughtUp time.Time     // when cursor last reached head
 	err      error         // sticky end
 	lastOut  time.Time     // when NextBatch last returned units
@@ -111,6 +118,13 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 					continue
 				}
 				r.waitKey = false
+				r.audioFloor, r.floorOn = u.DTS, true
+			}
+			if r.floorOn && !u.Track.IsVideo() {
+				if u.DTS < r.audioFloor {
+					continue
+				}
+				r.floorOn = false
 			}
 			dst = append(dst, u)
 		}
@@ -137,6 +151,32 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 			return dst, ctx.Err()
 		}
 	}
+}
+
+// setAudioFloor drops the pending audio older than the first pending
+// picture and keeps dropping such audio from the ring (see audioFloor).
+func (r *Reader) setAudioFloor() {
+	for _, u := range r.pending {
+		if u.Track.IsVideo() {
+			r.audioFloor, r.floorOn = u.DTS, true
+			break
+		}
+	}
+	if !r.floorOn {
+		return
+	}
+	kept := r.pending[:0]
+	for _, u := range r.pending {
+		if !u.Track.IsVideo() && u.DTS < r.audioFloor {
+			continue
+		}
+		if !u.Track.IsVideo() {
+			r.floorOn = false // audio at or after the picture: the floor is passed
+		}
+		kept = append(kept, u)
+	}
+	clear(r.pending[len(kept):])
+	r.pending = kept
 }
 
 // waitPace waits d (if positive) or until ctx is done.

@@ -291,7 +291,7 @@ type ConnStats struct {
 	BytesSent, BytesRecv uint64
 	LossPackets          uint64 // packets detected lost (receiver) or reported lost (sender)
 	Retransmitted        uint64
-	Dropped              uint64 // packets dropped as too late (TLPKTDROP), both directions
+	Dropped              uint64 // packets dropped, both directions: too late (TLPKTDROP), and in gosrt's count duplicate retransmissions too
 	DecodeErrors         uint64 // MPEG-TS problems (continuity, corrupt PES) in a publisher's stream
 	SlowDrops            uint64 // units a reader skipped because its send queue was full
 }
