@@ -3,10 +3,23 @@
 # with ffmpeg (-c copy, looped), opens N readers with bench/flvload, and
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
-#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp] [-config FILE] [-baseline]
+#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|hls] [-config FILE] [-baseline]
+#
+# -proto hls opens N low-latency HLS clients with bench/hlsload instead
+# (blocking playlist reloads for each next part, then the part; PRELOAD=1
+# adds hls.js's preload-hint part request alongside each reload) at
+# /live/bench/index.m3u8; the figures are the same, per client-second.
 #
 # -baseline also runs the same load against bench/loopback (one FLV file
-# pushed in 32 KiB writes, no hub) right after, for a same-machine reference.
+# pushed in 32 KiB writes, no hub) right after, for a same-machine reference
+# (HTTP-FLV only).
+#
+# PPROF=SECONDS builds streamhub with a go build -overlay file that adds
+# net/http/pprof on a spare port (no change to the server's source), takes a
+# CPU profile of that many seconds from the middle of the load and writes
+# bench/out/cpu-PROTO.prof and the top functions to bench/out/pprof-PROTO.txt.
+# The profiler costs a little CPU itself: take the CPU figure from a run
+# without it.
 #
 # Results go to bench/out/ (text and JSON). Not part of the test command.
 set -euo pipefail
@@ -19,9 +32,11 @@ while [ $# -gt 0 ]; do
     -proto) PROTO=$2; shift 2 ;;
     -config) EXTRA_CONFIG=$2; shift 2 ;;
     -baseline) BASELINE=1; shift ;;
-    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp] [-config FILE] [-baseline]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls] [-config FILE] [-baseline]" >&2; exit 2 ;;
   esac
 done
+case "$PROTO" in http|rtmp|rtsp|hls) ;; *) echo "bench: -proto is http, rtmp, rtsp or hls" >&2; exit 2 ;; esac
+if [ "$PROTO" = hls ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV" >&2; exit 2; fi
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 8192
 out=bench/out
@@ -36,10 +51,38 @@ if [ ! -f "$src" ]; then
     -c:a aac -b:a 128k -f flv "$src"
 fi
 
-go build -o "$out/streamhub" .
-go build -o "$out/flvload" ./bench/flvload
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-RTMP_PORT=$(free_port) HTTP_PORT=$(free_port) RTSP_PORT=$(free_port)
+free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RTMP_PORT=$(free_port) HTTP_PORT=$(free_port) RTSP_PORT=$(free_port) SRT_PORT=$(free_udp_port)
+if [ -n "${PPROF:-}" ]; then
+  # An extra file in package main, given to the compiler through -overlay:
+  # the checkout stays as it is.
+  PPROF_PORT=$(free_port)
+  mkdir -p "$out/_pprof" # "_": go build ./... skips the directory
+  cat > "$out/_pprof/overlay.go" <<'GO'
+package main
+
+import (
+	"net/http"
+	_ "net/http/pprof"
+	"os"
+)
+
+func init() {
+	if a := os.Getenv("STREAMHUB_PPROF"); a != "" {
+		go http.ListenAndServe(a, nil) //nolint:errcheck
+	}
+}
+GO
+  printf '{"Replace":{"%s":"%s"}}\n' "$PWD/zz_bench_pprof.go" "$PWD/$out/_pprof/overlay.go" > "$out/pprof_overlay.json"
+  go build -overlay "$out/pprof_overlay.json" -o "$out/streamhub" .
+  export STREAMHUB_PPROF="127.0.0.1:$PPROF_PORT"
+else
+  go build -o "$out/streamhub" .
+fi
+LOADER=flvload
+[ "$PROTO" = hls ] && LOADER=hlsload
+go build -o "$out/$LOADER" "./bench/$LOADER"
 conf="$out/bench.yml"
 if [ -n "$EXTRA_CONFIG" ]; then cp "$EXTRA_CONFIG" "$conf"; else : > "$conf"; fi
 cat >> "$conf" <<YML
@@ -47,6 +90,7 @@ log: {level: warn}
 rtmp: {address: "127.0.0.1:$RTMP_PORT"}
 http: {address: "127.0.0.1:$HTTP_PORT"}
 rtsp: {address: "127.0.0.1:$RTSP_PORT", transports: [tcp]}
+srt: {address: "127.0.0.1:$SRT_PORT"}
 YML
 
 "$out/streamhub" --config "$conf" > "$out/server.log" 2>&1 &
@@ -65,19 +109,37 @@ c0=$(cpu); [ -n "${STRACE:-}" ] && (sleep 8; timeout 3 strace -c -f -p $SRV -o b
 case "$PROTO" in
   rtmp) URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench" ;;
   rtsp) URL="rtsp://127.0.0.1:$RTSP_PORT/live/bench" ;;
+  hls) URL="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8" ;;
   *) URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
 esac
-"$out/flvload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/flvload.json" | tee "$out/flvload.txt"
+if [ -n "${PPROF:-}" ]; then
+  # From the middle of the load: after the ramp (2 s by default) and a settling second.
+  ( sleep "${PPROF_AFTER:-4}"
+    curl -s -o "$out/cpu-$PROTO.prof" "http://$STREAMHUB_PPROF/debug/pprof/profile?seconds=$PPROF" &&
+      go tool pprof -top -nodecount=40 "$out/streamhub" "$out/cpu-$PROTO.prof" > "$out/pprof-$PROTO.txt" 2>&1 ) &
+  PPROF_JOB=$!
+fi
+UNIT=reader
+if [ "$PROTO" = hls ]; then
+  UNIT=client
+  "$out/hlsload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} ${PRELOAD:+-preload} -json "$out/hlsload.json" | tee "$out/hlsload.txt"
+else
+  "$out/flvload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/flvload.json" | tee "$out/flvload.txt"
+fi
 c1=$(cpu); cpusplit
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")
-secs=$(python3 -c "import json; print(json.load(open('$out/flvload.json'))['duration_s'])")
-python3 - "$c0" "$c1" "$TICK" "$N" "${T%s}" "$hwm" <<'PY' | tee -a "$out/flvload.txt"
+python3 - "$c0" "$c1" "$TICK" "$N" "${T%s}" "$hwm" "$UNIT" <<'PY' | tee -a "$out/$LOADER.txt"
 import sys
-c0, c1, tick, n, t, hwm = map(float, sys.argv[1:])
+c0, c1, tick, n, t, hwm = map(float, sys.argv[1:7])
+unit = sys.argv[7]
 cpu = (c1 - c0) / tick
-print(f"server CPU               {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per reader-second")
+print(f"server CPU               {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per {unit}-second")
 print(f"server peak RSS          {hwm/1024:.1f} MB")
 PY
+if [ -n "${PPROF:-}" ]; then
+  wait "$PPROF_JOB" || true
+  echo "profile: $out/cpu-$PROTO.prof, top: $out/pprof-$PROTO.txt"
+fi
 
 if [ -n "$BASELINE" ]; then
   kill "$PUB" "$SRV" 2>/dev/null || true

@@ -1,10 +1,11 @@
 // Command latency measures glass-to-glass latency of HTTP-FLV played by
-// mpegts.js in headless Chromium.
+// mpegts.js, or of low-latency HLS played by hls.js, in headless Chromium.
 //
 //	go run ./bench/latency                       # builds and starts streamhub itself
 //	go run ./bench/latency -rtmp rtmp://127.0.0.1:1935/live/latency \
 //	    -http http://127.0.0.1:8080/live/latency.flv   # a running server
 //	go run ./bench/latency -direct               # baseline without streamhub
+//	go run ./bench/latency -hls                  # LL-HLS (index.m3u8) in hls.js
 //
 // It generates raw yuv420p 320x240 frames at 30 fps in real time and paints
 // the wall-clock milliseconds of each frame into it as 48 black/white blocks
@@ -21,13 +22,21 @@
 // and the number of stalls (video "waiting" events), as text and as one JSON
 // line on stdout (and in the -json file).
 //
+// -hls plays http://HOST/live/latency/index.m3u8 with hls.js instead
+// (lowLatencyMode: true, otherwise its defaults, plus -player overrides;
+// -part sets hls.partTarget of the started server). The same frames, the
+// same decoding and the same stall count; the report adds hls.js's
+// non-fatal errors by detail (fatal ones are errors) and its own latency
+// estimate. With -rtmp, -http is then the index.m3u8 URL.
+//
 // -direct is the no-server baseline: ffmpeg writes FLV to its stdout and this
 // program serves that byte stream itself as HTTP-FLV (chunked, with CORS) to
 // the player; everything else is the same, so the difference to the normal
 // run is what streamhub (RTMP ingest, hub, HTTP-FLV egress, GOP join) adds.
 //
 // It needs ffmpeg, /usr/bin/chromium (or $CHROMIUM), node and the npm
-// packages of e2e/browser (scripts/test.sh runs npm ci there).
+// packages of e2e/browser (scripts/test.sh runs npm ci there): mpegts.js,
+// and hls.js for -hls.
 package main
 
 import (
@@ -40,6 +49,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math/bits"
 	"net"
 	"net/http"
@@ -164,6 +174,8 @@ type options struct {
 	bin              string
 	root             string
 	direct           bool
+	hls              bool
+	partTarget       string
 	audio            bool
 	duration, warmup time.Duration
 	player           string
@@ -177,15 +189,17 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.rtmpURL, "rtmp", "", "publish to this RTMP URL of a running server (with -http); default: start streamhub")
-	flag.StringVar(&o.httpURL, "http", "", "HTTP-FLV URL of the -rtmp stream on the running server")
+	flag.StringVar(&o.httpURL, "http", "", "HTTP-FLV URL (with -hls: index.m3u8 URL) of the -rtmp stream on the running server")
 	flag.StringVar(&o.bin, "bin", "", "streamhub binary to start (default: go build from the checkout)")
 	flag.StringVar(&o.root, "root", "", "repository root (default: found from the working directory)")
 	flag.BoolVar(&o.direct, "direct", false, "baseline without streamhub: ffmpeg's FLV output served by this program")
+	flag.BoolVar(&o.hls, "hls", false, "play LL-HLS (/PATH/index.m3u8) with hls.js, lowLatencyMode on, instead of HTTP-FLV with mpegts.js")
+	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
 	flag.BoolVar(&o.audio, "audio", true, "add a silent AAC track (PCM fed in lockstep with the video)")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measurement time of each run")
 	flag.IntVar(&o.runs, "runs", 1, "player sessions, one after the other on the same stream; the report pools their samples")
 	flag.DurationVar(&o.warmup, "warmup", 3*time.Second, "time between playback start and measurement")
-	flag.StringVar(&o.player, "player", "", `extra mpegts.js config as JSON, e.g. '{"liveBufferLatencyMaxLatency":0.5}'`)
+	flag.StringVar(&o.player, "player", "", `extra mpegts.js (or hls.js) config as JSON, e.g. '{"liveBufferLatencyMaxLatency":0.5}'`)
 	flag.StringVar(&o.join, "join", "", "paths.default.join for the started server (cache or live; default: the server's default)")
 	flag.StringVar(&o.catchUp, "catchup", "", "paths.default.catchUp for the started server, e.g. 500ms (default: the server's default)")
 	flag.StringVar(&o.jsonFile, "json", "", "also write the JSON result to this file")
@@ -196,6 +210,12 @@ func main() {
 	}
 	if o.direct && o.rtmpURL != "" {
 		fatalf("-direct does not use a server")
+	}
+	if o.direct && o.hls {
+		fatalf("-direct is HTTP-FLV only")
+	}
+	if o.partTarget != "" && (!o.hls || o.rtmpURL != "") {
+		fatalf("-part is for -hls with the started server")
 	}
 	if o.runs < 1 {
 		fatalf("-runs must be at least 1")
@@ -231,47 +251,63 @@ func fatalf(format string, a ...any) {
 
 // Run is one player session, as measure.mjs reports it.
 type Run struct {
-	DurationS        float64   `json:"duration_s"`
-	Samples          int       `json:"samples"`
-	DecodeFailures   int       `json:"decode_failures"`
-	MedianMs         float64   `json:"median_ms"`
-	P95Ms            float64   `json:"p95_ms"`
-	MinMs            float64   `json:"min_ms"`
-	MaxMs            float64   `json:"max_ms"`
-	DisplayMedianMs  float64   `json:"display_median_ms"` // with expectedDisplayTime instead of Date.now()
-	FirstSecMedianMs float64   `json:"first_second_median_ms"`
-	LastSecMedianMs  float64   `json:"last_second_median_ms"`
-	Stalls           int       `json:"stalls"`
-	StartupMs        float64   `json:"startup_ms"`
-	DroppedFrames    int       `json:"dropped_frames"`
-	PresentedFrames  int       `json:"presented_frames"`
-	RVFC             bool      `json:"rvfc"`
-	Errors           []string  `json:"errors"`
-	Latencies        []float64 `json:"latencies_ms,omitempty"` // every sample; dropped from the report
+	DurationS        float64  `json:"duration_s"`
+	Samples          int      `json:"samples"`
+	DecodeFailures   int      `json:"decode_failures"`
+	MedianMs         float64  `json:"median_ms"`
+	P95Ms            float64  `json:"p95_ms"`
+	MinMs            float64  `json:"min_ms"`
+	MaxMs            float64  `json:"max_ms"`
+	DisplayMedianMs  float64  `json:"display_median_ms"` // with expectedDisplayTime instead of Date.now()
+	FirstSecMedianMs float64  `json:"first_second_median_ms"`
+	LastSecMedianMs  float64  `json:"last_second_median_ms"`
+	Stalls           int      `json:"stalls"`
+	StallsAfterStart int      `json:"stalls_after_start"` // waiting events from the first frame on, warmup included
+	StartupMs        float64  `json:"startup_ms"`
+	DroppedFrames    int      `json:"dropped_frames"`
+	PresentedFrames  int      `json:"presented_frames"`
+	RVFC             bool     `json:"rvfc"`
+	Errors           []string `json:"errors"`
+	PlayerName       string   `json:"player"`
+	PlayerVersion    string   `json:"player_version"`
+	// Non-fatal player errors in the window by detail (hls.js).
+	PlayerWarnings map[string]int `json:"player_warnings"`
+	// hls.js's own view at the end of the window.
+	PlayerLatencyS       float64   `json:"player_latency_s"`
+	PlayerTargetLatencyS float64   `json:"player_target_latency_s"`
+	PlaybackRate         float64   `json:"playback_rate"`
+	ForwardBufferS       float64   `json:"forward_buffer_s"`       // buffered ahead of the playhead at the end of the window
+	PlayheadRate         float64   `json:"playhead_rate"`          // media seconds played per wall second in the window
+	BufferEndRate        float64   `json:"buffer_end_rate"`        // media seconds buffered per wall second in the window
+	Latencies            []float64 `json:"latencies_ms,omitempty"` // every sample; dropped from the report
 }
 
 // Result is the report: all runs pooled, and each run.
 type Result struct {
-	Mode            string          `json:"mode"` // streamhub or direct
-	URL             string          `json:"url"`
-	Audio           bool            `json:"audio"`
-	Player          json.RawMessage `json:"player,omitempty"`
-	ServerJoin      string          `json:"server_join,omitempty"`
-	ServerCatchUp   string          `json:"server_catchup,omitempty"`
-	Runs            int             `json:"runs"`
-	DurationS       float64         `json:"duration_s"` // measured, all runs
-	Samples         int             `json:"samples"`
-	DecodeFailures  int             `json:"decode_failures"`
-	MedianMs        float64         `json:"median_ms"`
-	P95Ms           float64         `json:"p95_ms"`
-	MinMs           float64         `json:"min_ms"`
-	MaxMs           float64         `json:"max_ms"`
-	Stalls          int             `json:"stalls"`
-	RunMediansMs    []float64       `json:"run_medians_ms"`
-	Errors          []string        `json:"errors"`
-	GeneratorLate   int64           `json:"generator_late_frames"`
-	FramesGenerated int64           `json:"frames_generated"`
-	PerRun          []Run           `json:"per_run"`
+	Mode             string          `json:"mode"` // streamhub or direct
+	URL              string          `json:"url"`
+	Audio            bool            `json:"audio"`
+	Client           string          `json:"client"` // "mpegts.js 1.8.2", "hls.js 1.7.4"
+	Player           json.RawMessage `json:"player,omitempty"`
+	ServerPart       string          `json:"server_part_target,omitempty"`
+	ServerJoin       string          `json:"server_join,omitempty"`
+	ServerCatchUp    string          `json:"server_catchup,omitempty"`
+	Runs             int             `json:"runs"`
+	DurationS        float64         `json:"duration_s"` // measured, all runs
+	Samples          int             `json:"samples"`
+	DecodeFailures   int             `json:"decode_failures"`
+	MedianMs         float64         `json:"median_ms"`
+	P95Ms            float64         `json:"p95_ms"`
+	MinMs            float64         `json:"min_ms"`
+	MaxMs            float64         `json:"max_ms"`
+	Stalls           int             `json:"stalls"`
+	StallsAfterStart int             `json:"stalls_after_start"`
+	PlayerWarnings   map[string]int  `json:"player_warnings,omitempty"`
+	RunMediansMs     []float64       `json:"run_medians_ms"`
+	Errors           []string        `json:"errors"`
+	GeneratorLate    int64           `json:"generator_late_frames"`
+	FramesGenerated  int64           `json:"frames_generated"`
+	PerRun           []Run           `json:"per_run"`
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -290,6 +326,16 @@ func (r *Result) add(run Run) {
 	r.Samples += run.Samples
 	r.DecodeFailures += run.DecodeFailures
 	r.Stalls += run.Stalls
+	r.StallsAfterStart += run.StallsAfterStart
+	for k, n := range run.PlayerWarnings {
+		if r.PlayerWarnings == nil {
+			r.PlayerWarnings = map[string]int{}
+		}
+		r.PlayerWarnings[k] += n
+	}
+	if run.PlayerName != "" {
+		r.Client = strings.TrimSpace(run.PlayerName + " " + run.PlayerVersion)
+	}
 	r.RunMediansMs = append(r.RunMediansMs, run.MedianMs)
 	for _, e := range run.Errors {
 		r.Errors = append(r.Errors, fmt.Sprintf("run %d: %s", r.Runs, e))
@@ -306,22 +352,45 @@ func (r *Result) pool(all []float64) {
 }
 
 func printText(w io.Writer, r Result) {
-	fmt.Fprintf(w, "glass-to-glass latency, HTTP-FLV in mpegts.js (%s, audio=%v)\n", r.Mode, r.Audio)
+	what := "HTTP-FLV in mpegts.js"
+	if strings.HasPrefix(r.Client, "hls.js") {
+		what = "LL-HLS in hls.js"
+	}
+	fmt.Fprintf(w, "glass-to-glass latency, %s (%s, audio=%v)\n", what, r.Mode, r.Audio)
 	fmt.Fprintf(w, "  url              %s\n", r.URL)
+	if r.Client != "" {
+		fmt.Fprintf(w, "  player           %s\n", r.Client)
+	}
 	if len(r.Player) > 0 {
 		fmt.Fprintf(w, "  player config    %s\n", r.Player)
 	}
 	if r.ServerJoin != "" || r.ServerCatchUp != "" {
 		fmt.Fprintf(w, "  server           join=%s catchUp=%s\n", r.ServerJoin, r.ServerCatchUp)
 	}
+	if r.ServerPart != "" {
+		fmt.Fprintf(w, "  server           hls.partTarget=%s\n", r.ServerPart)
+	}
 	fmt.Fprintf(w, "  measured         %d run(s), %.1f s, %d frames (%d undecodable)\n", r.Runs, r.DurationS, r.Samples, r.DecodeFailures)
 	fmt.Fprintf(w, "  median           %.0f ms\n", r.MedianMs)
 	fmt.Fprintf(w, "  p95              %.0f ms\n", r.P95Ms)
 	fmt.Fprintf(w, "  min / max        %.0f / %.0f ms\n", r.MinMs, r.MaxMs)
-	fmt.Fprintf(w, "  stalls           %d (video waiting events)\n", r.Stalls)
+	fmt.Fprintf(w, "  stalls           %d (video waiting events; %d from the first frame on, warmup included)\n", r.Stalls, r.StallsAfterStart)
+	if len(r.PlayerWarnings) > 0 {
+		keys := slices.Sorted(maps.Keys(r.PlayerWarnings))
+		var b strings.Builder
+		for _, k := range keys {
+			fmt.Fprintf(&b, " %s=%d", k, r.PlayerWarnings[k])
+		}
+		fmt.Fprintf(w, "  player warnings %s (non-fatal errors in the window)\n", b.String())
+	}
 	for i, run := range r.PerRun {
-		fmt.Fprintf(w, "  run %-2d           median %.0f, p95 %.0f, first/last s %.0f/%.0f ms, %d stalls, startup %.0f ms, %d dropped\n",
+		fmt.Fprintf(w, "  run %-2d           median %.0f, p95 %.0f, first/last s %.0f/%.0f ms, %d stalls, startup %.0f ms, %d dropped",
 			i+1, run.MedianMs, run.P95Ms, run.FirstSecMedianMs, run.LastSecMedianMs, run.Stalls, run.StartupMs, run.DroppedFrames)
+		fmt.Fprintf(w, ", buffer %.2f s, playhead/buffer-end speed %.4f/%.4f", run.ForwardBufferS, run.PlayheadRate, run.BufferEndRate)
+		if run.PlayerTargetLatencyS > 0 {
+			fmt.Fprintf(w, ", hls.js latency/target %.2f/%.2f s, rate %.2f", run.PlayerLatencyS, run.PlayerTargetLatencyS, run.PlaybackRate)
+		}
+		fmt.Fprintln(w)
 	}
 	fmt.Fprintf(w, "  generator        %d frames, %d late\n", r.FramesGenerated, r.GeneratorLate)
 	if len(r.Errors) > 0 {
@@ -335,7 +404,11 @@ func run(ctx context.Context, o options) (Result, error) {
 		return Result{}, err
 	}
 	nm := filepath.Join(root, "e2e", "browser", "node_modules")
-	for _, f := range []string{"playwright-core/package.json", "mpegts.js/dist/mpegts.js"} {
+	need := []string{"playwright-core/package.json", "mpegts.js/dist/mpegts.js"}
+	if o.hls {
+		need[1] = "hls.js/dist/hls.min.js"
+	}
+	for _, f := range need {
 		if _, err := os.Stat(filepath.Join(nm, f)); err != nil {
 			return Result{}, fmt.Errorf("%s missing: run (cd e2e/browser && npm ci) or scripts/test.sh", filepath.Join(nm, f))
 		}
@@ -347,7 +420,7 @@ func run(ctx context.Context, o options) (Result, error) {
 	}
 
 	gen := &generator{audio: o.audio, verbose: o.verbose}
-	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, Errors: []string{}}
+	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, ServerPart: o.partTarget, Errors: []string{}}
 	if o.player != "" {
 		res.Player = json.RawMessage(o.player)
 	}
@@ -360,8 +433,13 @@ func run(ctx context.Context, o options) (Result, error) {
 	default:
 		rtmpURL, httpURL := o.rtmpURL, o.httpURL
 		if rtmpURL == "" {
-			if rtmpURL, httpURL, err = startServer(ctx, o, root); err != nil {
+			var flvURL, hlsURL string
+			if rtmpURL, flvURL, hlsURL, err = startServer(ctx, o, root); err != nil {
 				return res, err
+			}
+			httpURL = flvURL
+			if o.hls {
+				httpURL = hlsURL
 			}
 		}
 		go func() {
@@ -369,7 +447,14 @@ func run(ctx context.Context, o options) (Result, error) {
 				fmt.Fprintf(os.Stderr, "latency: publisher: %v\n", err)
 			}
 		}()
-		if err := waitStream(ctx, httpURL, 20*time.Second); err != nil {
+		wait := httpURL
+		if o.hls {
+			// The media playlist answers 200 once the segmenter has a part.
+			if base, ok := strings.CutSuffix(httpURL, "index.m3u8"); ok {
+				wait = base + "stream.m3u8"
+			}
+		}
+		if err := waitStream(ctx, wait, 20*time.Second); err != nil {
 			return res, err
 		}
 		res.URL = httpURL
@@ -401,6 +486,9 @@ func measure(ctx context.Context, o options, root, flvURL string) (Run, error) {
 		"--warmup", fmt.Sprint(o.warmup.Seconds()), "--duration", fmt.Sprint(o.duration.Seconds())}
 	if o.player != "" {
 		args = append(args, "--player", o.player)
+	}
+	if o.hls {
+		args = append(args, "--hls")
 	}
 	nctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration+60*time.Second)
 	defer cancel()
@@ -511,10 +599,19 @@ func freeAddr() (string, error) {
 	return l.Addr().String(), nil
 }
 
-func startServer(ctx context.Context, o options, root string) (rtmpURL, httpURL string, err error) {
+func freeUDPAddr() (string, error) {
+	c, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	return c.LocalAddr().String(), nil
+}
+
+func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, hlsURL string, err error) {
 	dir, err := os.MkdirTemp("", "streamhub-latency-")
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	go func() { <-ctx.Done(); os.RemoveAll(dir) }()
 	bin := o.bin
@@ -523,18 +620,33 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, httpURL 
 		b := exec.Command("go", "build", "-o", bin, ".")
 		b.Dir = root
 		if out, err := b.CombinedOutput(); err != nil {
-			return "", "", fmt.Errorf("go build: %v\n%s", err, out)
+			return "", "", "", fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
 	ra, err := freeAddr()
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	ha, err := freeAddr()
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\n", ra, ha)
+	// RTSP and SRT on free ports too, so that nothing else on the machine
+	// (e2e tests, a server on the default ports) gets in the way.
+	rtspA, err := freeAddr()
+	if err != nil {
+		return "", "", "", err
+	}
+	srtA, err := freeUDPAddr()
+	if err != nil {
+		return "", "", "", err
+	}
+	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\n",
+		ra, ha, rtspA, srtA)
+	if o.partTarget != "" {
+		// segmentMin must not be below partTarget; 1 s keeps the GOP's segments.
+		conf += fmt.Sprintf("hls: {partTarget: %q}\n", o.partTarget)
+	}
 	if o.join != "" || o.catchUp != "" {
 		conf += "paths:\n  default:\n"
 		if o.join != "" {
@@ -546,7 +658,7 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, httpURL 
 	}
 	cf := filepath.Join(dir, "streamhub.yml")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--config", cf)
 	if o.verbose {
@@ -554,7 +666,7 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, httpURL 
 	}
 	procGroup(cmd)
 	if err := cmd.Start(); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -568,21 +680,21 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, httpURL 
 			}
 			select {
 			case err := <-exited:
-				return "", "", fmt.Errorf("streamhub exited: %v (run with -v for its log)", err)
+				return "", "", "", fmt.Errorf("streamhub exited: %v (run with -v for its log)", err)
 			default:
 			}
 			if time.Now().After(deadline) {
-				return "", "", fmt.Errorf("streamhub not listening on %s", a)
+				return "", "", "", fmt.Errorf("streamhub not listening on %s", a)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return "rtmp://" + ra + "/live/latency", "http://" + ha + "/live/latency.flv", nil
+	return "rtmp://" + ra + "/live/latency", "http://" + ha + "/live/latency.flv", "http://" + ha + "/live/latency/index.m3u8", nil
 }
 
 func waitStream(ctx context.Context, url string, d time.Duration) error {
 	deadline := time.Now().Add(d)
-	client := &http.Client{Timeout: 2 * time.Second}
+	client := &http.Client{Timeout: 8 * time.Second} // an HLS playlist may block for a part
 	for {
 		req, _ := http.NewRequestWithContext(ctx, http.MethodHead, url, nil)
 		resp, err := client.Do(req)

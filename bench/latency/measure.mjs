@@ -1,21 +1,38 @@
 // measure.mjs: the browser half of bench/latency. It plays an HTTP-FLV URL
-// with mpegts.js in headless Chromium and, on every presented video frame,
-// decodes the wall-clock milliseconds painted into the frame by
+// with mpegts.js (or, with --hls, an HLS multivariant playlist with hls.js,
+// lowLatencyMode on) in headless Chromium and, on every presented video
+// frame, decodes the wall-clock milliseconds painted into the frame by
 // bench/latency/main.go and records Date.now() minus them.
 //
-//	node measure.mjs --url URL --layout JSON [--warmup S] [--duration S] [--player JSON]
+//	node measure.mjs --url URL --layout JSON [--hls] [--warmup S] [--duration S] [--player JSON]
 //
 // It prints one JSON line: samples, median_ms, p95_ms, min/max/mean, stalls
 // (video "waiting" events in the window), errors, latencies_ms (every
-// sample), ... It uses the npm packages of e2e/browser (playwright-core,
-// mpegts.js) and the system Chromium (/usr/bin/chromium or $CHROMIUM), and
-// shares the static server, the Chromium launch and the cleanup with
-// e2e/browser/play.mjs through e2e/browser/lib.mjs.
+// sample), the player and its version, ... It uses the npm packages of
+// e2e/browser (playwright-core, mpegts.js, hls.js) and the system Chromium
+// (/usr/bin/chromium or $CHROMIUM), and shares the static server, the
+// Chromium launch and the cleanup with e2e/browser/play.mjs through
+// e2e/browser/lib.mjs. lib.mjs serves only mpegts.js, so hls.js is injected
+// with Playwright's addInitScript (no request interception, which would
+// route every HLS request of the page through node).
 
+import { readFileSync } from 'node:fs';
+import { join, dirname } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { session, errorLine, fatal, sleep } from '../../e2e/browser/lib.mjs';
 
+const nodeModules = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'e2e', 'browser', 'node_modules');
+const hlsPath = join(nodeModules, 'hls.js', 'dist', 'hls.min.js');
+const pkgVersion = (name) => {
+  try {
+    return JSON.parse(readFileSync(join(nodeModules, name, 'package.json'), 'utf8')).version;
+  } catch {
+    return '';
+  }
+};
+
 function parseArgs(argv) {
-  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {} };
+  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -27,25 +44,28 @@ function parseArgs(argv) {
     else if (a === '--warmup') o.warmup = Number(next());
     else if (a === '--duration') o.duration = Number(next());
     else if (a === '--player') o.player = JSON.parse(next());
+    else if (a === '--hls') o.hls = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--warmup S] [--duration S] [--player JSON]');
+  if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--hls] [--warmup S] [--duration S] [--player JSON]');
   return o;
 }
 
-// The page. Everything it measures lives in window.S.
-const page = `<!doctype html>
+// The page. Everything it measures lives in window.S. With hls it plays
+// with hls.js (window.Hls, injected before the page's scripts run),
+// otherwise with mpegts.js from the static server.
+const page = (hls) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>streamhub latency</title></head>
 <body>
 <video id="v" muted autoplay playsinline></video>
-<script src="/mpegts.js"></script>
+${hls ? '' : '<script src="/mpegts.js"></script>'}
 <script>
 const q = new URLSearchParams(location.search);
 const L = JSON.parse(q.get('layout'));
-const S = window.S = { errors: [], samples: [], fails: 0, presented: 0, stalls: 0, firstFrameAt: 0,
-  rvfc: 'requestVideoFrameCallback' in HTMLVideoElement.prototype };
+const S = window.S = { errors: [], samples: [], fails: 0, presented: 0, stalls: 0, stallsAfterStart: 0, firstFrameAt: 0,
+  warnings: [], rvfc: 'requestVideoFrameCallback' in HTMLVideoElement.prototype };
 const v = document.getElementById('v');
-v.addEventListener('waiting', () => { S.stalls++; });
+v.addEventListener('waiting', () => { S.stalls++; if (S.firstFrameAt) S.stallsAfterStart++; });
 const c = document.createElement('canvas');
 c.width = L.width; c.height = L.height;
 const g = c.getContext('2d', { willReadFrequently: true });
@@ -105,7 +125,26 @@ if (S.rvfc) {
   requestAnimationFrame(cb);
 }
 
-if (!window.mpegts || !mpegts.isSupported()) {
+if (q.get('hls')) {
+  if (!window.Hls || !Hls.isSupported()) {
+    S.errors.push('hls.js not supported in this browser (no MSE?)');
+  } else {
+    const cfg = Object.assign({ lowLatencyMode: true }, JSON.parse(q.get('player') || '{}'));
+    const h = window.H = new Hls(cfg);
+    // Fatal errors end the measurement; the others (buffer stalls, part
+    // retries) are counted by detail, with their time.
+    h.on(Hls.Events.ERROR, (ev, d) => {
+      if (d.fatal) S.errors.push('hls.js ' + d.type + ' ' + d.details + (d.response ? ' ' + JSON.stringify(d.response) : '') + (d.error ? ' ' + d.error : ''));
+      else S.warnings.push([Date.now(), d.details]);
+    });
+    h.on(Hls.Events.MANIFEST_PARSED, () => {
+      const pr = v.play();
+      if (pr && pr.catch) pr.catch((e) => S.errors.push('play(): ' + e));
+    });
+    h.loadSource(q.get('url'));
+    h.attachMedia(v);
+  }
+} else if (!window.mpegts || !mpegts.isSupported()) {
   S.errors.push('mpegts.js not supported in this browser (no MSE?)');
 } else {
   const cfg = Object.assign({ enableStashBuffer: false, liveBufferLatencyChasing: true }, JSON.parse(q.get('player') || '{}'));
@@ -136,15 +175,22 @@ async function main() {
     duration_s: 0, samples: 0, decode_failures: 0,
     median_ms: 0, p95_ms: 0, min_ms: 0, max_ms: 0, mean_ms: 0, display_median_ms: 0,
     first_second_median_ms: 0, last_second_median_ms: 0,
-    stalls: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
+    stalls: 0, stalls_after_start: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
+    player: o.hls ? 'hls.js' : 'mpegts.js', player_version: pkgVersion(o.hls ? 'hls.js' : 'mpegts.js'),
+    player_warnings: {}, player_latency_s: 0, player_target_latency_s: 0, playback_rate: 0, forward_buffer_s: 0,
+    playhead_rate: 0, buffer_end_rate: 0,
     latencies_ms: [],
   };
   const run = session(res, { timeoutMs: (o.warmup + o.duration + 40) * 1000, timeoutError: 'timeout' });
 
   try {
-    const base = await run.serve(page);
+    const base = await run.serve(page(o.hls));
     const pg = await run.launch('streamhub-latency-chromium-', { viewport: { width: 640, height: 480 } });
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
+    if (o.hls) {
+      qs.set('hls', '1');
+      await pg.addInitScript({ path: hlsPath });
+    }
     const t0 = Date.now();
     await pg.goto(`${base}?${qs}`, { timeout: 10000 });
 
@@ -162,13 +208,17 @@ async function main() {
     await sleep(o.warmup * 1000);
     const w0 = await pg.evaluate(() => {
       const v = document.getElementById('v');
-      return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames };
+      return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames,
+        ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0 };
     });
     await sleep(o.duration * 1000);
     const w1 = await pg.evaluate(() => {
       const v = document.getElementById('v');
       return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames,
-        samples: S.samples, errors: S.errors, rvfc: S.rvfc };
+        samples: S.samples, errors: S.errors, rvfc: S.rvfc, warnings: S.warnings, stallsAfterStart: S.stallsAfterStart,
+        version: window.Hls ? Hls.version : '', rate: v.playbackRate,
+        ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0,
+        latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0 };
     });
     const win = w1.samples.filter((s) => s[0] >= w0.t && s[0] <= w1.t);
     const lat = win.map((s) => s[1]).sort((a, b) => a - b);
@@ -180,6 +230,22 @@ async function main() {
     res.dropped_frames = w1.dropped - w0.dropped;
     res.stalls = w1.stalls - w0.stalls;
     res.rvfc = w1.rvfc;
+    res.stalls_after_start = w1.stallsAfterStart;
+    res.playback_rate = w1.rate;
+    res.forward_buffer_s = w1.end - w1.ct;
+    // Media seconds per wall second over the window: the playhead (below 1:
+    // the player plays slower than real time) and the buffered end (above
+    // 1: the media timeline runs faster than the source).
+    res.playhead_rate = (w1.ct - w0.ct) / res.duration_s;
+    res.buffer_end_rate = (w1.end - w0.end) / res.duration_s;
+    if (o.hls) {
+      res.player_version = w1.version || res.player_version;
+      res.player_latency_s = w1.latency || 0;
+      res.player_target_latency_s = w1.target || 0;
+    }
+    for (const [t, d] of w1.warnings) {
+      if (t >= w0.t && t <= w1.t) res.player_warnings[d] = (res.player_warnings[d] || 0) + 1;
+    }
     res.errors.push(...w1.errors);
     if (lat.length) {
       res.median_ms = quantile(lat, 0.5);
