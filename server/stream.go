@@ -46,6 +46,7 @@ type Stream struct {
 	needKey   bool            // drop video until a keyframe (a republish that starts mid-GOP)
 	lastDTS   time.Duration   // highest DTS written, on the stream timeline
 	trackDTS  []time.Duration // last DTS written per track ID
+	lastKey   time.Duration   // DTS of the last video keyframe
 	started   time.Time
 
 	// waiting is set by a reader (under RLock) that found nothing to read and
@@ -54,6 +55,8 @@ type Stream struct {
 
 	// readerCount is len(readers), for readers to read without the lock.
 	readerCount atomic.Int64
+	// keyInterval is the time between the last two video keyframes.
+	keyInterval atomic.Int64
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
@@ -75,6 +78,10 @@ func newStream(h *Hub, path string, pc PathConfig) *Stream {
 
 // Path returns the stream's path.
 func (s *Stream) Path() string { return s.path }
+
+// KeyframeInterval returns the time between the last two video keyframes
+// (the GOP length), 0 before the second one.
+func (s *Stream) KeyframeInterval() time.Duration { return time.Duration(s.keyInterval.Load()) }
 
 // ReaderCount returns how many readers the stream has now.
 func (s *Stream) ReaderCount() int { return int(s.readerCount.Load()) }
@@ -193,6 +200,12 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	s.lastDTS = max(s.lastDTS, u.DTS)
 	if id := u.Track.ID; id >= 0 && id < len(s.trackDTS) {
 		s.trackDTS[id] = u.DTS
+	}
+	if u.KeyFrame && u.Track.IsVideo() {
+		if s.lastKey > 0 && u.DTS > s.lastKey {
+			s.keyInterval.Store(int64(u.DTS - s.lastKey))
+		}
+		s.lastKey = u.DTS
 	}
 	s.cache.Add(u)
 	s.ring[s.head&s.mask] = u

@@ -78,11 +78,20 @@ type muxer struct {
 	path   string
 	prefix string
 
-	mu      sync.RWMutex // mu guards seg, err and changed
+	mu      sync.RWMutex // mu guards seg, err, changed and version
 	seg     *segmenter
 	err     error         // why the muxer stopped
 	changed chan struct{} // closed (and replaced) on every new part
+	version uint64        // counts the changes
 	tracks  []*media.Track
+
+	// The rendered media playlist (plain and delta update) of a version:
+	// every player woken by a new part asks for the same bytes.
+	plMu    sync.Mutex
+	plCache [2]struct {
+		version uint64
+		body    []byte
+	}
 
 	lastReq  time.Time // guarded by h.mu
 	done     chan struct{}
@@ -115,6 +124,9 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
 		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
 		done: make(chan struct{}), tracks: r.Tracks()}
+	// Segments are cut at keyframes, so they last at least a GOP: start the
+	// target duration there, since EXT-X-TARGETDURATION must not change.
+	m.seg.maxDur = r.Stream().KeyframeInterval()
 	h.mu.Lock()
 	if old := h.muxers[path]; old != nil { // another request won the race
 		h.mu.Unlock()
@@ -180,6 +192,7 @@ func (m *muxer) run(r *server.Reader) {
 			}
 		}
 		if cut {
+			m.version++
 			close(m.changed)
 			m.changed = make(chan struct{})
 		}
@@ -194,6 +207,7 @@ func (m *muxer) run(r *server.Reader) {
 	if m.err == nil {
 		m.err = err
 	}
+	m.version++
 	close(m.changed) // wake every waiting request: they answer and end
 	m.changed = make(chan struct{})
 	m.mu.Unlock()
@@ -312,6 +326,10 @@ func hasPart(segs []*segment, msn uint64, idx int) bool {
 
 func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer) {
 	q := req.URL.Query()
+	if q.Has("_HLS_part") && !q.Has("_HLS_msn") {
+		http.Error(w, "_HLS_part needs _HLS_msn", http.StatusBadRequest)
+		return
+	}
 	if v := q.Get("_HLS_msn"); v != "" {
 		msn, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
@@ -344,11 +362,8 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		h.waitFor(req.Context(), m, func() bool { _, _, ok := lastPart(m.seg.segs); return ok })
 		w.Header().Set("Cache-Control", "max-age=1")
 	}
-	m.mu.RLock()
-	pl := m.playlist()
-	err := m.err
-	m.mu.RUnlock()
-	if len(pl.segs) == 0 {
+	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2")
+	if body == nil {
 		code := http.StatusNotFound
 		if err == nil {
 			code = http.StatusServiceUnavailable
@@ -357,12 +372,43 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		http.Error(w, fmt.Sprintf("%s: %v", m.path, err), code)
 		return
 	}
-	body := pl.render(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2")
 	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if req.Method != http.MethodHead {
 		w.Write(body) //nolint:errcheck // the player left
 	}
+}
+
+// mediaPlaylist returns the rendered media playlist, nil (with the
+// muxer's error, if any) while there is no segment. It renders once per
+// change and delta-update flag.
+func (m *muxer) mediaPlaylist(skip bool) ([]byte, error) {
+	i := 0
+	if skip {
+		i = 1
+	}
+	m.mu.RLock()
+	v, err := m.version, m.err
+	m.mu.RUnlock()
+	m.plMu.Lock()
+	c := m.plCache[i]
+	m.plMu.Unlock()
+	if c.body != nil && c.version == v {
+		return c.body, nil
+	}
+	m.mu.RLock()
+	pl, v := m.playlist(), m.version
+	m.mu.RUnlock()
+	if len(pl.segs) == 0 {
+		return nil, err
+	}
+	body := pl.render(skip)
+	m.plMu.Lock()
+	if m.plCache[i].version <= v {
+		m.plCache[i].version, m.plCache[i].body = v, body
+	}
+	m.plMu.Unlock()
+	return body, nil
 }
 
 // playlist copies what a media playlist needs; m.mu must be held.
