@@ -18,9 +18,9 @@ type Reader struct {
 	s      *Stream
 	tracks []*media.Track
 
-	pending  []*media.Unit // cached GOP copied at join, delivered first
-	cursor   uint64        // seq of the next ring unit to deliver
-	waitKey  bool          // skip everything until a video keyframe
+	pending []*media.Unit // cached GOP copied at join, delivered first
+	cursor  uint64        // seq of the next ring unit to deliver
+	waitKey bool          // skip everything until a video keyframe
 	// audioFloor (while floorOn) drops audio older than the reader's first
 	// picture: publishers that send audio late (ffmpeg's MPEG-TS muxer packs
 	// ~370 ms per PES) would otherwise hand a joining player audio from
@@ -28,10 +28,10 @@ type Reader struct {
 	// sender reports) then move the audio back.
 	audioFloor time.Duration
 	floorOn    bool
-	caughtUp time.Time     // when cursor last reached head
-	err      error         // sticky end
-	lastOut  time.Time     // when NextBatch last returned units
-	pace     *time.Timer   // waits out the batch interval
+	caughtUp   time.Time   // when cursor last reached head
+	err        error       // sticky end
+	lastOut    time.Time   // when NextBatch last returned units
+	pace       *time.Timer // waits out the batch interval
 
 	closed          atomic.Bool
 	unitsOut, drops atomic.Uint64
