@@ -46,7 +46,8 @@ type Stream struct {
 	needKey   bool            // drop video until a keyframe (a republish that starts mid-GOP)
 	lastDTS   time.Duration   // highest DTS written, on the stream timeline
 	trackDTS  []time.Duration // last DTS written per track ID
-	lastKey   time.Duration   // DTS of the last video keyframe
+	lastKey   time.Duration   // DTS of the last video keyframe (with keySeen)
+	keySeen   bool
 	started   time.Time
 
 	// waiting is set by a reader (under RLock) that found nothing to read and
@@ -202,10 +203,10 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 		s.trackDTS[id] = u.DTS
 	}
 	if u.KeyFrame && u.Track.IsVideo() {
-		if s.lastKey > 0 && u.DTS > s.lastKey {
+		if s.keySeen && u.DTS > s.lastKey {
 			s.keyInterval.Store(int64(u.DTS - s.lastKey))
 		}
-		s.lastKey = u.DTS
+		s.lastKey, s.keySeen = u.DTS, true
 	}
 	s.cache.Add(u)
 	s.ring[s.head&s.mask] = u

@@ -222,6 +222,10 @@ func codecString(t *media.Track) string {
 		if asc.Unmarshal(t.AudioConfig) != nil {
 			return "mp4a.40.2"
 		}
+		switch asc.ExtensionType { // HE-AAC (SBR) and HE-AACv2 (PS)
+		case mpeg4audio.ObjectTypeSBR, mpeg4audio.ObjectTypePS:
+			return fmt.Sprintf("mp4a.40.%d", int(asc.ExtensionType))
+		}
 		return fmt.Sprintf("mp4a.40.%d", int(asc.Type))
 	case media.CodecOpus:
 		return "opus"

@@ -53,7 +53,13 @@ type trackOut struct {
 // muxer calls it from its one reader goroutine, under the muxer's lock.
 type segmenter struct {
 	partTarget, segmentMin time.Duration
-	window                 int // complete segments kept
+	// partTgt is the PART-TARGET announced: a whole number of frames as
+	// close to partTarget as the frame rate allows, fixed at the first
+	// frame pair (0 until then; audio-only streams use partTarget). Parts
+	// are never longer, and never shorter than 85 % of it but at the end
+	// of a segment, as the spec asks.
+	partTgt time.Duration
+	window  int // complete segments kept
 
 	session uint64
 	video   *trackOut
@@ -183,12 +189,13 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 			s.discont = true
 			s.started = false
 		}
-		ok, err := s.setup(tracks())
+		ts := tracks()
+		if v, _ := pickTracks(ts); v != nil && !u.Track.IsVideo() {
+			return cut, nil // with video, begin at its keyframe (one new init, not one per audio frame)
+		}
+		ok, err := s.setup(ts)
 		if err != nil || !ok {
 			return cut, err
-		}
-		if s.video != nil && !u.Track.IsVideo() {
-			return cut, nil // with video, begin at its keyframe
 		}
 		if s.initID == 1 {
 			s.origin = u.DTS - 10*time.Second // room for audio a little ahead of or behind the video
@@ -216,10 +223,12 @@ func (s *segmenter) startSegment(dts time.Duration, wall time.Time, key bool) {
 	s.partStart, s.partKey = dts, key
 	// Keep the window: complete segments beyond it go, with their inits.
 	for len(s.segs) > s.window+1 {
+		s.segs = s.segs[1:]
+		// The first segment's EXT-X-DISCONTINUITY is not rendered:
+		// EXT-X-DISCONTINUITY-SEQUENCE counts it instead.
 		if s.segs[0].discontinuity {
 			s.discSeq++
 		}
-		s.segs = s.segs[1:]
 	}
 	for id := range s.inits {
 		if id < s.segs[0].init {
@@ -240,6 +249,9 @@ func (s *segmenter) addVideo(u *media.Unit) bool {
 		return false
 	}
 	d := u.DTS - p.DTS
+	if s.partTgt == 0 && d > 0 {
+		s.partTgt = wholeFrames(s.partTarget, frameDuration(p.Track, d))
+	}
 	s.appendVideo(p, d)
 	switch {
 	case u.KeyFrame && u.DTS-s.cur().startDTS >= s.segmentMin:
@@ -247,12 +259,39 @@ func (s *segmenter) addVideo(u *media.Unit) bool {
 		s.finishSegment()
 		s.startSegment(u.DTS, u.Wall, true)
 		return true
-	case u.DTS-s.partStart+d > s.partTarget+time.Millisecond:
+	case u.DTS-s.partStart+d > s.partTgt:
 		s.cutPart(u.DTS)
 		s.partStart, s.partKey = u.DTS, u.KeyFrame
 		return true
 	}
 	return false
+}
+
+// frameDuration is a video track's frame duration: from its frame rate
+// when the parameter sets give one (exact, where timestamps may be rounded
+// to milliseconds), else the first frame interval seen.
+func frameDuration(t *media.Track, seen time.Duration) time.Duration {
+	if t.FPS > 1 && t.FPS < 1000 {
+		return time.Duration(float64(time.Second) / t.FPS)
+	}
+	return seen
+}
+
+// wholeFrames returns the part target for frames of duration fd: the
+// whole number of frames nearest target, rounded up to the millisecond,
+// plus a millisecond for timestamps rounded to milliseconds (29.97 fps
+// over RTMP gives 33 and 34 ms frames).
+func wholeFrames(target, fd time.Duration) time.Duration {
+	n := max(1, int((target+fd/2)/fd))
+	return (time.Duration(n)*fd+time.Millisecond-1)/time.Millisecond*time.Millisecond + time.Millisecond
+}
+
+// PartTarget returns the PART-TARGET to announce.
+func (s *segmenter) PartTarget() time.Duration {
+	if s.partTgt > 0 {
+		return s.partTgt
+	}
+	return s.partTarget
 }
 
 func (s *segmenter) appendVideo(u *media.Unit, dur time.Duration) {
@@ -287,14 +326,15 @@ func (s *segmenter) addAudio(u *media.Unit) bool {
 		return false
 	}
 	// Audio only: cut on audio time; every part is independent.
-	end := u.DTS + time.Duration(fd)*time.Second/time.Duration(a.timescale)
+	fdur := time.Duration(fd) * time.Second / time.Duration(a.timescale)
+	end := u.DTS + fdur
 	switch {
 	case end-s.cur().startDTS >= s.segmentMin:
 		s.cutPart(end)
 		s.finishSegment()
-		s.startSegment(end, u.Wall, true)
+		s.startSegment(end, u.Wall.Add(fdur), true) // the wall time of end
 		return true
-	case end-s.partStart >= s.partTarget:
+	case end+fdur-s.partStart > s.partTarget: // the next frame would not fit
 		s.cutPart(end)
 		s.partStart, s.partKey = end, true
 		return true

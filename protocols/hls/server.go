@@ -318,7 +318,12 @@ func hasPart(segs []*segment, msn uint64, idx int) bool {
 			if idx < 0 {
 				return s.complete
 			}
-			return idx < len(s.parts) || s.complete
+			if idx < len(s.parts) {
+				return true
+			}
+			// §6.2.5.2: a Part Index past the last part of a complete
+			// segment asks for part 0 of the next one.
+			return s.complete && hasPart(segs, msn+1, 0)
 		}
 	}
 	return len(segs) > 0 && segs[0].msn > msn // already left the window
@@ -358,8 +363,8 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		}
 		w.Header().Set("Cache-Control", "no-cache")
 	} else {
-		// A stream that just started may have no part yet.
-		h.waitFor(req.Context(), m, func() bool { _, _, ok := lastPart(m.seg.segs); return ok })
+		// A muxer that just started may have no complete segment yet.
+		h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
 		w.Header().Set("Cache-Control", "max-age=1")
 	}
 	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2")
@@ -420,13 +425,13 @@ func (m *muxer) playlist() *mediaPlaylist {
 		c.parts = append([]*part(nil), c.parts...)
 		segs[n-1] = &c
 	}
-	return &mediaPlaylist{prefix: m.prefix, partTarget: m.h.conf.PartTarget,
+	return &mediaPlaylist{prefix: m.prefix, partTarget: m.seg.PartTarget(),
 		targetDur: targetDuration(m.seg.maxDur, m.h.conf.SegmentMin), segs: segs, discSeq: m.seg.discSeq}
 }
 
 func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer) {
 	// Wait for a first segment so the bandwidth is measured, bounded.
-	h.waitFor(req.Context(), m, func() bool { _, _, ok := lastPart(m.seg.segs); return ok })
+	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
 	m.mu.RLock()
 	v := variant{uri: "stream.m3u8"}
 	if m.seg.video != nil {
@@ -537,4 +542,14 @@ func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, 
 	if req.Method != http.MethodHead {
 		w.Write(data) //nolint:errcheck
 	}
+}
+
+// hasCompleteSegment reports whether a playlist of segs lists a segment.
+func hasCompleteSegment(segs []*segment) bool {
+	for _, s := range segs {
+		if s.complete {
+			return true
+		}
+	}
+	return false
 }
