@@ -480,56 +480,48 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 // part (the preload hint) waits until it exists.
 func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, name string) {
 	var data []byte
+	ref, ok := parseFileName(name)
 	switch {
-	case strings.HasPrefix(name, "init"):
-		id, err := strconv.Atoi(name[4:])
-		if err == nil {
-			m.mu.RLock()
-			data = m.seg.inits[id]
-			m.mu.RUnlock()
+	case !ok:
+	case ref.kind == "init":
+		m.mu.RLock()
+		data = m.seg.inits[int(ref.n)]
+		m.mu.RUnlock()
+	case ref.kind == "seg":
+		m.mu.RLock()
+		for _, s := range m.seg.segs {
+			if s.msn == ref.n && s.complete {
+				data = s.data
+			}
 		}
-	case strings.HasPrefix(name, "seg"):
-		msn, err := strconv.ParseUint(name[3:], 10, 64)
-		if err == nil {
-			m.mu.RLock()
+		m.mu.RUnlock()
+	case ref.kind == "part":
+		msn, idx := ref.n, ref.idx
+		// find returns the part, or gone when it will never exist
+		// (its segment ended with fewer parts, or left the window).
+		find := func() (d []byte, gone bool) {
+			if len(m.seg.segs) > 0 && msn < m.seg.segs[0].msn {
+				return nil, true
+			}
 			for _, s := range m.seg.segs {
-				if s.msn == msn && s.complete {
-					data = s.data
-				}
-			}
-			m.mu.RUnlock()
-		}
-	case strings.HasPrefix(name, "part"):
-		a, b, ok := strings.Cut(name[4:], ".")
-		msn, err1 := strconv.ParseUint(a, 10, 64)
-		idx, err2 := strconv.Atoi(b)
-		if ok && err1 == nil && err2 == nil && idx >= 0 && idx < 1000 {
-			// find returns the part, or gone when it will never exist
-			// (its segment ended with fewer parts, or left the window).
-			find := func() (d []byte, gone bool) {
-				if len(m.seg.segs) > 0 && msn < m.seg.segs[0].msn {
-					return nil, true
-				}
-				for _, s := range m.seg.segs {
-					if s.msn == msn {
-						if idx < len(s.parts) {
-							return s.parts[idx].data, false
-						}
-						return nil, s.complete
+				if s.msn == msn {
+					if idx < len(s.parts) {
+						return s.parts[idx].data, false
 					}
+					return nil, s.complete
 				}
-				return nil, false
 			}
-			m.mu.RLock()
-			next := m.seg.nextMSN
-			m.mu.RUnlock()
-			if msn <= next { // the hinted part, or one just before: block for it
-				h.waitFor(req.Context(), m, func() bool { d, gone := find(); return d != nil || gone })
-			}
-			m.mu.RLock()
-			data, _ = find()
-			m.mu.RUnlock()
+			return nil, false
 		}
+		m.mu.RLock()
+		next := m.seg.nextMSN
+		m.mu.RUnlock()
+		if msn <= next { // the hinted part, or one just before: block for it
+			h.waitFor(req.Context(), m, func() bool { d, gone := find(); return d != nil || gone })
+		}
+		m.mu.RLock()
+		data, _ = find()
+		m.mu.RUnlock()
 	}
 	if data == nil {
 		http.Error(w, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name), http.StatusNotFound)
@@ -542,6 +534,39 @@ func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, 
 	if req.Method != http.MethodHead {
 		w.Write(data) //nolint:errcheck
 	}
+}
+
+// fileRef names one fMP4 file: init<n>, seg<n> or part<n>.<idx>.
+type fileRef struct {
+	kind string
+	n    uint64
+	idx  int
+}
+
+// parseFileName parses a file name (without the muxer prefix and ".mp4")
+// as the playlists write it (initURI, segURI, partURI).
+func parseFileName(name string) (fileRef, bool) {
+	num := func(s string) (uint64, bool) {
+		if s == "" || len(s) > 19 || (len(s) > 1 && s[0] == '0') {
+			return 0, false
+		}
+		v, err := strconv.ParseUint(s, 10, 64)
+		return v, err == nil
+	}
+	switch {
+	case strings.HasPrefix(name, "init"):
+		n, ok := num(name[4:])
+		return fileRef{kind: "init", n: n}, ok && n < 1<<31
+	case strings.HasPrefix(name, "seg"):
+		n, ok := num(name[3:])
+		return fileRef{kind: "seg", n: n}, ok
+	case strings.HasPrefix(name, "part"):
+		a, b, found := strings.Cut(name[4:], ".")
+		n, ok1 := num(a)
+		i, ok2 := num(b)
+		return fileRef{kind: "part", n: n, idx: int(i)}, found && ok1 && ok2 && i < 1000
+	}
+	return fileRef{}, false
 }
 
 // hasCompleteSegment reports whether a playlist of segs lists a segment.
