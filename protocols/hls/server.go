@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/httperr"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -242,12 +243,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
 	if err := h.hub.CheckRead(path, req.URL.Query().Get("key")); err != nil {
-		h.refuse(w, path, err)
+		httperr.Refuse(w, path, err)
 		return
 	}
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil {
-		h.refuse(w, path, err)
+		httperr.Refuse(w, path, err)
 		return
 	}
 	switch {
@@ -262,22 +263,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		// restart) or a wrong name: the player reloads the playlist.
 		http.Error(w, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file), http.StatusNotFound)
 	}
-}
-
-func (h *Handler) refuse(w http.ResponseWriter, path string, err error) {
-	code := http.StatusInternalServerError
-	var pe *server.PathError
-	switch {
-	case errors.As(err, &pe):
-		code = http.StatusBadRequest
-	case errors.Is(err, server.ErrUnauthorized):
-		code = http.StatusUnauthorized
-	case errors.Is(err, server.ErrStreamNotFound):
-		code = http.StatusNotFound
-	case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
-		code = http.StatusServiceUnavailable
-	}
-	http.Error(w, fmt.Sprintf("%s: %v", path, err), code)
 }
 
 // waitFor waits until ready (checked under m.mu read lock) holds, the muxer

@@ -24,6 +24,7 @@ import (
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
+	"github.com/streamhub/streamhub/protocols/internal/httperr"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -99,19 +100,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r, err = h.hub.ReadWait(req.Context(), path)
 	}
 	if err != nil {
-		code := http.StatusInternalServerError
-		var pe *server.PathError
-		switch {
-		case errors.As(err, &pe):
-			code = http.StatusBadRequest
-		case errors.Is(err, server.ErrUnauthorized):
-			code = http.StatusUnauthorized
-		case errors.Is(err, server.ErrStreamNotFound):
-			code = http.StatusNotFound
-		case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
-			code = http.StatusServiceUnavailable
-		}
-		http.Error(w, fmt.Sprintf("%s: %v", path, err), code)
+		httperr.Refuse(w, path, err)
 		return
 	}
 	defer r.Close()
