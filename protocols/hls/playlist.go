@@ -31,6 +31,7 @@ type mediaPlaylist struct {
 	segs       []*segment
 	discSeq    int // EXT-X-DISCONTINUITY-SEQUENCE
 	reports    []renditionReport
+	query      string // added to every URI ("?key=..." on a path with a read key)
 }
 
 // renditionReport is one sibling variant's last segment and part.
@@ -117,7 +118,7 @@ func (p *mediaPlaylist) render(skip bool) []byte {
 			b.WriteString("#EXT-X-DISCONTINUITY\n")
 		}
 		if s.init != lastInit {
-			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s\"\n", initURI(p.prefix, s.init))
+			fmt.Fprintf(&b, "#EXT-X-MAP:URI=\"%s%s\"\n", initURI(p.prefix, s.init), p.query)
 			lastInit = s.init
 		}
 		if !s.start.IsZero() {
@@ -125,7 +126,7 @@ func (p *mediaPlaylist) render(skip bool) []byte {
 		}
 		if idx >= len(p.segs)-partsListed {
 			for _, pt := range s.parts {
-				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s\"", seconds(pt.dur), partURI(p.prefix, s.msn, pt.index))
+				fmt.Fprintf(&b, "#EXT-X-PART:DURATION=%s,URI=\"%s%s\"", seconds(pt.dur), partURI(p.prefix, s.msn, pt.index), p.query)
 				if pt.independent {
 					b.WriteString(",INDEPENDENT=YES")
 				}
@@ -133,18 +134,18 @@ func (p *mediaPlaylist) render(skip bool) []byte {
 			}
 		}
 		if s.complete {
-			fmt.Fprintf(&b, "#EXTINF:%s,\n%s\n", seconds(s.dur), segURI(p.prefix, s.msn))
+			fmt.Fprintf(&b, "#EXTINF:%s,\n%s%s\n", seconds(s.dur), segURI(p.prefix, s.msn), p.query)
 		}
 	}
 	// The next part the player should ask for before it exists.
 	last := p.segs[len(p.segs)-1]
 	if last.complete {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", partURI(p.prefix, last.msn+1, 0))
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s%s\"\n", partURI(p.prefix, last.msn+1, 0), p.query)
 	} else {
-		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s\"\n", partURI(p.prefix, last.msn, len(last.parts)))
+		fmt.Fprintf(&b, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"%s%s\"\n", partURI(p.prefix, last.msn, len(last.parts)), p.query)
 	}
 	for _, r := range p.reports {
-		fmt.Fprintf(&b, "#EXT-X-RENDITION-REPORT:URI=\"%s\",LAST-MSN=%d,LAST-PART=%d\n", r.uri, r.lastMSN, r.lastPart)
+		fmt.Fprintf(&b, "#EXT-X-RENDITION-REPORT:URI=\"%s%s\",LAST-MSN=%d,LAST-PART=%d\n", r.uri, p.query, r.lastMSN, r.lastPart)
 	}
 	return []byte(b.String())
 }

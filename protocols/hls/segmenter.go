@@ -254,10 +254,14 @@ func (s *segmenter) addVideo(u *media.Unit) bool {
 	}
 	s.appendVideo(p, d)
 	switch {
-	case u.KeyFrame && u.DTS-s.cur().startDTS >= s.segmentMin:
+	case u.KeyFrame && u.DTS-s.cur().startDTS >= s.segmentMin,
+		u.DTS-s.cur().startDTS >= s.segmentMax():
+		// A segment ends at a keyframe; a source that sends none
+		// (intra refresh, a huge GOP) is cut anyway, so memory and
+		// part numbers stay bounded.
 		s.cutPart(u.DTS)
 		s.finishSegment()
-		s.startSegment(u.DTS, u.Wall, true)
+		s.startSegment(u.DTS, u.Wall, u.KeyFrame)
 		return true
 	case u.DTS-s.partStart+d > s.partTgt:
 		s.cutPart(u.DTS)
@@ -266,6 +270,9 @@ func (s *segmenter) addVideo(u *media.Unit) bool {
 	}
 	return false
 }
+
+// segmentMax is the longest a segment grows without a keyframe.
+func (s *segmenter) segmentMax() time.Duration { return max(10*s.segmentMin, 20*time.Second) }
 
 // frameDuration is a video track's frame duration: from its frame rate
 // when the parameter sets give one (exact, where timestamps may be rounded
@@ -400,7 +407,8 @@ func (s *segmenter) endSegment() bool {
 	}
 	seg := s.cur()
 	if len(seg.parts) == 0 {
-		s.segs = s.segs[:len(s.segs)-1] // nothing in it
+		s.segs = s.segs[:len(s.segs)-1] // nothing in it: its number is not used
+		s.nextMSN--
 		return false
 	}
 	s.finishSegment()

@@ -19,6 +19,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -79,9 +80,10 @@ type muxer struct {
 	path   string
 	prefix string
 
-	mu      sync.RWMutex // mu guards seg, err, changed and version
+	mu      sync.RWMutex // mu guards seg, err, stopped, changed and version
 	seg     *segmenter
-	err     error         // why the muxer stopped
+	err     error         // the last segmenting error, or why the muxer stopped
+	stopped bool          // the muxer ended: waiting is pointless
 	changed chan struct{} // closed (and replaced) on every new part
 	version uint64        // counts the changes
 	tracks  []*media.Track
@@ -187,9 +189,12 @@ func (m *muxer) run(r *server.Reader) {
 		for _, u := range batch {
 			c, aerr := m.seg.add(u, tracks)
 			cut = cut || c
-			if aerr != nil && m.err == nil {
+			switch {
+			case aerr != nil && m.err == nil:
 				h.log.Warn("muxer cannot segment the stream", "path", m.path, "reason", aerr.Error())
 				m.err = aerr
+			case aerr == nil && c:
+				m.err = nil // segmenting again (a republish with other codecs)
 			}
 		}
 		if cut {
@@ -208,6 +213,7 @@ func (m *muxer) run(r *server.Reader) {
 	if m.err == nil {
 		m.err = err
 	}
+	m.stopped = true
 	m.version++
 	close(m.changed) // wake every waiting request: they answer and end
 	m.changed = make(chan struct{})
@@ -274,7 +280,7 @@ func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func() bool) bool
 	defer timer.Stop()
 	for {
 		m.mu.RLock()
-		ok, ch, stopped := ready(), m.changed, m.err != nil
+		ok, ch, stopped := ready(), m.changed, m.stopped
 		m.mu.RUnlock()
 		if ok || stopped {
 			return ok
@@ -352,7 +358,7 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
 		w.Header().Set("Cache-Control", "max-age=1")
 	}
-	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2")
+	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2", keyQuery(q.Get("key")))
 	if body == nil {
 		code := http.StatusNotFound
 		if err == nil {
@@ -372,7 +378,7 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 // mediaPlaylist returns the rendered media playlist, nil (with the
 // muxer's error, if any) while there is no segment. It renders once per
 // change and delta-update flag.
-func (m *muxer) mediaPlaylist(skip bool) ([]byte, error) {
+func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 	i := 0
 	if skip {
 		i = 1
@@ -383,7 +389,7 @@ func (m *muxer) mediaPlaylist(skip bool) ([]byte, error) {
 	m.plMu.Lock()
 	c := m.plCache[i]
 	m.plMu.Unlock()
-	if c.body != nil && c.version == v {
+	if query == "" && c.body != nil && c.version == v {
 		return c.body, nil
 	}
 	m.mu.RLock()
@@ -392,7 +398,11 @@ func (m *muxer) mediaPlaylist(skip bool) ([]byte, error) {
 	if len(pl.segs) == 0 {
 		return nil, err
 	}
+	pl.query = query
 	body := pl.render(skip)
+	if query != "" {
+		return body, nil // per viewer: not cached
+	}
 	m.plMu.Lock()
 	if m.plCache[i].version <= v {
 		m.plCache[i].version, m.plCache[i].body = v, body
@@ -418,7 +428,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 	// Wait for a first segment so the bandwidth is measured, bounded.
 	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
 	m.mu.RLock()
-	v := variant{uri: "stream.m3u8"}
+	v := variant{uri: "stream.m3u8" + keyQuery(req.URL.Query().Get("key"))}
 	if m.seg.video != nil {
 		t := m.seg.video.hub
 		v.codecs = append(v.codecs, codecString(t))
@@ -519,6 +529,16 @@ func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, 
 	if req.Method != http.MethodHead {
 		w.Write(data) //nolint:errcheck
 	}
+}
+
+// keyQuery is the query every URI of a playlist carries when the player
+// gave a read key: players resolve playlist URIs without the query of the
+// playlist they came from.
+func keyQuery(key string) string {
+	if key == "" {
+		return ""
+	}
+	return "?key=" + url.QueryEscape(key)
 }
 
 // fileRef names one fMP4 file: init<n>, seg<n> or part<n>.<idx>.
