@@ -247,6 +247,20 @@ func (c *Config) Validate() []error {
 			bad(at+".source", "needs a match that is one path, not a pattern (got %q)", c.Paths.Overrides[i].Match)
 		}
 	}
+	// The first match wins: an earlier override that matches a source's
+	// path would hide the source without a word.
+	for i, o := range c.overrides {
+		if o.conf.Source == "" || !isLiteralPath(c.Paths.Overrides[i].Match) {
+			continue
+		}
+		for j := range i {
+			if m := c.overrides[j].m; m != nil && m.Match(c.Paths.Overrides[i].Match) {
+				bad(fmt.Sprintf("paths.overrides[%d].source", i), "is never used: paths.overrides[%d] (match %q) comes first and matches %q; move this override above it",
+					j, c.Paths.Overrides[j].Match, c.Paths.Overrides[i].Match)
+				break
+			}
+		}
+	}
 	return errs
 }
 

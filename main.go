@@ -195,14 +195,17 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
+		// End the streams and the HTTP handlers' own waits first: an LL-HLS
+		// player nearly always has a blocking request open, which Shutdown
+		// would otherwise wait out.
 		sources.Close()
 		hub.Close()
+		flv.Close()
+		hlsH.Close()
+		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
 		rtmpSrv.Close()
 		rtspSrv.Close()
 		srtSrv.Close()
-		flv.Close()
-		hlsH.Close()
 		httpSrv.Close()
 	}()
 	select {

@@ -207,8 +207,11 @@ func (h *Hub) ReadWait(ctx context.Context, path string) (*Reader, error) {
 	defer cancel()
 	for {
 		h.mu.Lock()
-		s, published := h.streams[path], h.published
+		s, published, closed := h.streams[path], h.published, h.closed
 		h.mu.Unlock()
+		if closed {
+			return nil, ErrHubClosed
+		}
 		if s != nil {
 			if r, err = h.Read(path); err != ErrStreamNotFound {
 				return r, err
@@ -244,6 +247,9 @@ func (h *Hub) Streams() []*Stream {
 // read what was queued) and refuses new publishers and readers.
 func (h *Hub) Close() {
 	h.mu.Lock()
+	if !h.closed {
+		close(h.published) // wakes ReadWait, which then sees closed
+	}
 	h.closed = true
 	streams := h.streams
 	h.streams = map[string]*Stream{}

@@ -468,7 +468,7 @@ func isQueueFull(err error) bool {
 
 // startPlay runs a unicast player's loop until the session ends, the
 // stream ends or stop is called. stop waits for the loop.
-func (s *Server) startPlay(ss *gortsplib.ServerSession, o *outStream, r *server.Reader) (stop func()) {
+func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStream, r *server.Reader) (stop func()) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
 	p := newPlayer(o, ss.WritePacketRTPWithNTP)
@@ -478,10 +478,12 @@ func (s *Server) startPlay(ss *gortsplib.ServerSession, o *outStream, r *server.
 		defer close(done)
 		defer r.Close()
 		err := s.playLoop(ctx, r, p, true)
+		st.drops = p.drops
 		if ctx.Err() == nil {
 			// The stream ended or the player cannot follow it: end the
-			// session (OnSessionClose logs it).
-			s.log.Info("player stopped", "path", o.path, "reason", err.Error(), "drops", p.drops)
+			// session; OnSessionClose logs this reason (read after stop,
+			// which waits for this goroutine).
+			st.endReason = err.Error()
 			ss.Close()
 		}
 	}()
@@ -520,18 +522,17 @@ func (s *Server) playMulticast(o *outStream) (stop func()) {
 			defer s.wg.Done()
 			defer close(done)
 			r, err := s.hub.Read(o.path)
-			if err != nil {
-				s.log.Info("multicast feeder not started", "path", o.path, "reason", err.Error())
-				return
+			if err == nil {
+				err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP), false)
+				r.Close()
 			}
-			defer r.Close()
-			err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP), false)
 			if ctx.Err() == nil {
-				// The stream ended: end the group's sessions with it.
+				// The stream ended (or could not be read): end the group's
+				// sessions with it, so no group stays without a feeder.
 				s.log.Info("multicast feeder stopped", "path", o.path, "reason", err.Error())
 				s.mu.Lock()
 				if o.multi == ms {
-					o.multi = nil
+					o.multi, o.mcStop = nil, nil
 				}
 				s.mu.Unlock()
 				ms.Close()

@@ -153,6 +153,9 @@ type session struct {
 	own      *gortsplib.ServerStream
 	mcStream *gortsplib.ServerStream // a multicast player's group stream
 	stop     func()                  // ends the play loop, waiting for it
+	// Written by the play loop, read after stop returned.
+	endReason string // why the server ended the session ("" if the client did)
+	drops     uint64 // units skipped because the player's queue stayed full
 }
 
 var (
@@ -203,10 +206,13 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 		return
 	}
 	reason := "closed by the client"
-	if ctx.Error != nil && !isNormalEnd(ctx.Error) {
+	switch {
+	case st.endReason != "":
+		reason = st.endReason
+	case ctx.Error != nil && !isNormalEnd(ctx.Error):
 		reason = ctx.Error.Error()
 	}
-	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "reason", reason)
+	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "reason", reason, "drops", st.drops)
 }
 
 // isNormalEnd reports whether err is a client leaving or the server
@@ -318,7 +324,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 	if err != nil {
 		return refusal(err), nil
 	}
-	st.stop = s.startPlay(ctx.Session, st.out, r)
+	st.stop = s.startPlay(ctx.Session, st, st.out, r)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 

@@ -36,15 +36,22 @@ type Sources struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu      sync.Mutex // mu guards running
-	running map[string]bool
+	mu       sync.Mutex // mu guards running and demanded
+	running  map[string]*pull
+	demanded map[string]time.Time // last Demand per path: a waiting reader counts as one
+}
+
+// pull is one running source.
+type pull struct {
+	ctx  context.Context // cancelled when the source stops (idle or shutdown)
+	done chan struct{}
 }
 
 // NewSources returns a source manager; conf gives the timeouts.
 func NewSources(conf Config, hub *server.Hub, log *slog.Logger) *Sources {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Sources{hub: hub, log: log.With("proto", "rtsp-source"), conf: conf, ctx: ctx, cancel: cancel,
-		running: map[string]bool{}}
+		running: map[string]*pull{}, demanded: map[string]time.Time{}}
 }
 
 // StartAlways starts the sources of paths that are pulled always.
@@ -64,6 +71,17 @@ func (m *Sources) Demand(path string) bool {
 	if pc.Source == "" {
 		return false
 	}
+	m.mu.Lock()
+	m.demanded[path] = time.Now()
+	p := m.running[path]
+	m.mu.Unlock()
+	if p != nil && p.ctx.Err() != nil {
+		// Stopping (idle): let it finish, then start anew.
+		select {
+		case <-p.done:
+		case <-time.After(time.Second):
+		}
+	}
 	m.start(path, pc)
 	return true
 }
@@ -77,28 +95,36 @@ func (m *Sources) Close() {
 func (m *Sources) start(path string, pc server.PathConfig) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if m.running[path] || m.ctx.Err() != nil {
+	if p := m.running[path]; (p != nil && p.ctx.Err() == nil) || m.ctx.Err() != nil {
 		return
 	}
-	m.running[path] = true
+	ctx, cancel := context.WithCancel(m.ctx)
+	p := &pull{ctx: ctx, done: make(chan struct{})}
+	m.running[path] = p
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
-		m.run(path, pc)
+		defer close(p.done)
+		m.run(ctx, cancel, path, pc)
 		m.mu.Lock()
-		delete(m.running, path)
+		if m.running[path] == p {
+			delete(m.running, path)
+		}
 		m.mu.Unlock()
 	}()
 }
 
-// run pulls one source until the server closes or, on demand, the path
-// stays without readers.
-func (m *Sources) run(path string, pc server.PathConfig) {
-	ctx, cancel := context.WithCancel(m.ctx)
+// run pulls one source until ctx ends: the server closes or, on demand,
+// the path stays without readers.
+func (m *Sources) run(ctx context.Context, cancel context.CancelFunc, path string, pc server.PathConfig) {
 	defer cancel()
 	log := m.log.With("path", path, "source", server.RedactURL(pc.Source))
 	if pc.SourceOnDemand {
-		go m.idleWatch(ctx, cancel, path, pc.SourceIdleTimeout)
+		m.wg.Add(1)
+		go func() {
+			defer m.wg.Done()
+			m.idleWatch(ctx, cancel, path, pc.SourceIdleTimeout)
+		}()
 	}
 	log.Info("source starting", "onDemand", pc.SourceOnDemand)
 	wait := backoffMin
@@ -144,9 +170,16 @@ func (m *Sources) idleWatch(ctx context.Context, cancel context.CancelFunc, path
 		case <-ctx.Done():
 			return
 		case now := <-tick.C:
-			if st := m.hub.Stream(path); st != nil && st.ReaderCount() > 0 {
+			m.mu.Lock()
+			demanded := m.demanded[path]
+			m.mu.Unlock()
+			st := m.hub.Stream(path)
+			switch {
+			case st != nil && st.ReaderCount() > 0:
 				last = now
-			} else if now.Sub(last) >= idle {
+			case st == nil && now.Sub(demanded) < server.OnDemandTimeout:
+				last = now // not published yet: a reader may still be waiting for it
+			case now.Sub(last) >= idle:
 				cancel()
 				return
 			}

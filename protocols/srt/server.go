@@ -24,6 +24,10 @@ import (
 	"github.com/streamhub/streamhub/server"
 )
 
+// onDemandWait bounds how long a reader's handshake waits for an
+// on-demand source to publish.
+const onDemandWait = 2500 * time.Millisecond
+
 // PayloadSize is the SRT message size: seven 188-byte TS packets.
 const PayloadSize = 7 * 188
 
@@ -201,7 +205,9 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		}
 		// Attach before accepting, so a missing stream is a clear reject
 		// code rather than an accepted connection that closes at once.
-		ctx, cancel := context.WithTimeout(s.ctx, server.OnDemandTimeout)
+		// Callers give up on a handshake after about 3 s (libsrt's
+		// connect timeout): an on-demand source gets less than that.
+		ctx, cancel := context.WithTimeout(s.ctx, onDemandWait)
 		r, err = s.hub.ReadWait(ctx, id.Path)
 		cancel()
 		if err != nil {
