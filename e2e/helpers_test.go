@@ -154,12 +154,20 @@ func startProc(t testing.TB, name string, args ...string) *proc {
 	return p
 }
 
-// tryStartProc is startProc for any goroutine: it returns the error.
-func tryStartProc(t testing.TB, name string, args ...string) (*proc, error) {
+// startProcIO is tryStartProc with the process's stdin and stdout given
+// (nil keeps tryStartProc's: no stdin, stdout recorded). It may run on any
+// goroutine.
+func startProcIO(t testing.TB, stdin io.Reader, stdout io.Writer, name string, args ...string) (*proc, error) {
 	p := &proc{name: name, done: make(chan struct{})}
 	p.cmd = exec.Command(name, args...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
+	if stdin != nil {
+		p.cmd.Stdin = stdin
+	}
+	if stdout != nil {
+		p.cmd.Stdout = stdout
+	}
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %v", name, err)
 	}
@@ -170,6 +178,11 @@ func tryStartProc(t testing.TB, name string, args ...string) (*proc, error) {
 	}()
 	t.Cleanup(p.kill)
 	return p, nil
+}
+
+// tryStartProc is startProc for any goroutine: it returns the error.
+func tryStartProc(t testing.TB, name string, args ...string) (*proc, error) {
+	return startProcIO(t, nil, nil, name, args...)
 }
 
 // kill ends the process group (if the process still runs) and waits.

@@ -9,10 +9,8 @@ package e2e
 import (
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -76,32 +74,6 @@ func decodeSRT(t testing.TB, url string, seconds int) decoded {
 func srtHandshakeRace(l string) bool {
 	return strings.Contains(l, "processConnectResponse: CONFUSED: expected UMSG_HANDSHAKE as connection not yet established, got: ack") ||
 		strings.Contains(l, "AsyncOrRND: PACKET NOT HANDSHAKE - re-requesting handshake from peer")
-}
-
-// startProcIO is tryStartProc with the process's stdin and stdout given
-// (nil keeps tryStartProc's: no stdin, stdout recorded). It may run on any
-// goroutine.
-func startProcIO(t testing.TB, stdin io.Reader, stdout io.Writer, name string, args ...string) (*proc, error) {
-	p := &proc{name: name, done: make(chan struct{})}
-	p.cmd = exec.Command(name, args...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	p.cmd.Stdout, p.cmd.Stderr = &p.stdout, &p.stderr
-	if stdin != nil {
-		p.cmd.Stdin = stdin
-	}
-	if stdout != nil {
-		p.cmd.Stdout = stdout
-	}
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %v", name, err)
-	}
-	p.started = time.Now()
-	go func() {
-		p.cmd.Wait() //nolint:errcheck // the exit status is read from ProcessState
-		close(p.done)
-	}()
-	t.Cleanup(p.kill)
-	return p, nil
 }
 
 // startPipe runs a | b (each a program and its arguments): a's stdout is

@@ -285,16 +285,7 @@ func (p *publisher) stop() {
 // waitPublished waits until the hub has path.
 func waitPublished(t *testing.T, e *env, path string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if st := e.hub.Stream(path); st != nil && st.Stats().Publishing {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not published after 5s", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testfixtures.WaitPublished(t, e.hub, path)
 }
 
 // An RTSP publisher's media becomes hub units: parameter sets from the SDP

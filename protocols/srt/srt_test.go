@@ -107,16 +107,7 @@ func publish(t *testing.T, c gosrt.Conn, speed float64) (stop func()) {
 
 func waitPublished(t *testing.T, e *env, path string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if st := e.hub.Stream(path); st != nil && st.Stats().Publishing {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s not published after 5s", path)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testfixtures.WaitPublished(t, e.hub, path)
 }
 
 // Every stream ID form publishes; the hub gets H264 with the source's DTS
