@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -34,6 +33,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/pion/rtp"
 
+	"github.com/streamhub/streamhub/bench/internal/stats"
 	flv "github.com/streamhub/streamhub/protocols/httpflv"
 )
 
@@ -340,20 +340,10 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 			}
 		}
 	}
-	s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax = pct(keys, 50), pct(keys, 95), pct(keys, 100)
-	s.KbpsMedian, s.KbpsMin = pct(kbps, 50), pct(kbps, 0)
-	s.PlayoutDelayMed, s.PlayoutDelayP95 = pct(delays, 50), pct(delays, 95)
+	s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax = stats.Pct(keys, 50), stats.Pct(keys, 95), stats.Pct(keys, 100)
+	s.KbpsMedian, s.KbpsMin = stats.Pct(kbps, 50), stats.Pct(kbps, 0)
+	s.PlayoutDelayMed, s.PlayoutDelayP95 = stats.Pct(delays, 50), stats.Pct(delays, 95)
 	return s
-}
-
-// pct returns the p-th percentile (nearest rank) of v, 0 for none.
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	i := int(p / 100 * float64(len(v)-1))
-	return v[i]
 }
 
 func printText(s Summary) {

@@ -46,6 +46,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	bstats "github.com/streamhub/streamhub/bench/internal/stats"
 )
 
 // partRef names a part: its media sequence number and index.
@@ -621,22 +623,12 @@ func summarize(u string, cs []*client, d time.Duration) Summary {
 		s.PlaylistBytesAvg = float64(plBytes) / float64(s.Playlists)
 	}
 	s.LagSamples = len(lags)
-	s.LagMedian, s.LagP95, s.LagP99, s.LagMax = pct(lags, 50), pct(lags, 95), pct(lags, 99), pct(lags, 100)
-	s.BlockMedian, s.BlockP95 = pct(blocks, 50), pct(blocks, 95)
-	s.PartGetMedian, s.PartGetP95, s.PartGetP99 = pct(gets, 50), pct(gets, 95), pct(gets, 99)
-	s.FirstPartMedian, s.FirstPartP95 = pct(firsts, 50), pct(firsts, 95)
-	s.KbpsMedian, s.KbpsMin = pct(kbps, 50), pct(kbps, 0)
+	s.LagMedian, s.LagP95, s.LagP99, s.LagMax = bstats.Pct(lags, 50), bstats.Pct(lags, 95), bstats.Pct(lags, 99), bstats.Pct(lags, 100)
+	s.BlockMedian, s.BlockP95 = bstats.Pct(blocks, 50), bstats.Pct(blocks, 95)
+	s.PartGetMedian, s.PartGetP95, s.PartGetP99 = bstats.Pct(gets, 50), bstats.Pct(gets, 95), bstats.Pct(gets, 99)
+	s.FirstPartMedian, s.FirstPartP95 = bstats.Pct(firsts, 50), bstats.Pct(firsts, 95)
+	s.KbpsMedian, s.KbpsMin = bstats.Pct(kbps, 50), bstats.Pct(kbps, 0)
 	return s
-}
-
-// pct returns the p-th percentile (nearest rank) of v, 0 for none.
-func pct(v []float64, p float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	slices.Sort(v)
-	i := int(p / 100 * float64(len(v)-1))
-	return v[i]
 }
 
 func printText(s Summary) {
