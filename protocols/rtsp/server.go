@@ -226,16 +226,26 @@ func isNormalEnd(err error) bool {
 // OnDescribe answers with the SDP of a live hub stream, starting an
 // on-demand source if the path has one.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
-	path := trimPath(ctx.Path)
-	if err := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); err != nil {
-		res, err := refuse(err)
+	out, res, err := s.readOut(ctx.Conn, ctx.Request, trimPath(ctx.Path), ctx.Query)
+	if out == nil {
 		return res, nil, err
+	}
+	return &base.Response{StatusCode: base.StatusOK}, out.unicast, nil
+}
+
+// readOut checks that path may be read with the request's credentials and
+// returns its outStream (starting an on-demand source), or the refusal
+// (response and handler error, see refuse).
+func (s *Server) readOut(c *gortsplib.ServerConn, req *base.Request, path, query string) (*outStream, *base.Response, error) {
+	if err := s.authorizeRead(c, req, path, query); err != nil {
+		res, err := refuse(err)
+		return nil, res, err
 	}
 	out, err := s.outFor(path, true)
 	if err != nil {
-		return refusal(err), nil, nil
+		return nil, refusal(err), nil
 	}
-	return &base.Response{StatusCode: base.StatusOK}, out.unicast, nil
+	return out, nil, nil
 }
 
 // OnAnnounce checks that path may be published with this session's
@@ -275,13 +285,9 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	}
 	path := trimPath(ctx.Path)
 	if st.out == nil {
-		if err := s.authorizeRead(ctx.Conn, ctx.Request, path, ctx.Query); err != nil {
-			res, err := refuse(err)
+		out, res, err := s.readOut(ctx.Conn, ctx.Request, path, ctx.Query)
+		if out == nil {
 			return res, nil, err
-		}
-		out, err := s.outFor(path, true)
-		if err != nil {
-			return refusal(err), nil, nil
 		}
 		st.path, st.out, st.multicast = path, out, tr == gortsplib.ProtocolUDPMulticast
 		s.mu.Lock()
