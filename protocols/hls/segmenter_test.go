@@ -11,8 +11,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 )
 
 // history checks what must hold across successive renders of one media

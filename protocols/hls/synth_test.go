@@ -17,8 +17,8 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 )
 
 // aacConfig is an AudioSpecificConfig: AAC LC, 48 kHz, stereo.

@@ -7,8 +7,8 @@ import (
 	"github.com/bluenviron/gortmplib"
 	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
 
+	"github.com/streamhub/streamhub/internal/units"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/units"
 	"github.com/streamhub/streamhub/server"
 )
 

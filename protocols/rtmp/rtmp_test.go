@@ -23,10 +23,10 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/server"
 )

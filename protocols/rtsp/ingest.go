@@ -21,8 +21,8 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
+	"github.com/streamhub/streamhub/internal/units"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/units"
 )
 
 // supportedCodecs is said to publishers whose SDP has nothing we carry.

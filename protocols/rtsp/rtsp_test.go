@@ -28,8 +28,8 @@ import (
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	"github.com/pion/rtp"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -40,7 +40,7 @@ type frame struct {
 	au       [][]byte
 }
 
-// fixture is protocols/internal/testfixtures/bframes.ts (ffmpeg: 160x120 H264 main profile with
+// fixture is internal/testfixtures/bframes.ts (ffmpeg: 160x120 H264 main profile with
 // B-frames, GOP 25 at 25 fps, AAC 48 kHz; 2 s), demuxed once.
 type fixture struct {
 	sps, pps []byte
@@ -58,7 +58,7 @@ var (
 func loadFixture(t testing.TB) *fixture {
 	t.Helper()
 	fixOnce.Do(func() {
-		f, err := os.Open("../internal/testfixtures/bframes.ts")
+		f, err := os.Open("../../internal/testfixtures/bframes.ts")
 		if err != nil {
 			fixErr = err
 			return

@@ -16,9 +16,8 @@ import (
 	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
 	gosrt "github.com/datarhei/gosrt"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
-	"github.com/streamhub/streamhub/protocols/internal/units"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -26,7 +25,7 @@ import (
 // AAC, made by ffmpeg.
 func fixtureTS(t testing.TB) []byte {
 	t.Helper()
-	b, err := os.ReadFile("../internal/testfixtures/bframes.ts")
+	b, err := os.ReadFile("../../internal/testfixtures/bframes.ts")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -367,48 +366,3 @@ func TestFullQueueSkipsToKeyframe(t *testing.T) {
 	}
 }
 
-type collect struct{ units []*media.Unit }
-
-func (c *collect) Write(u *media.Unit)        { c.units = append(c.units, u) }
-func (c *collect) UpdateTrack(t *media.Track) {}
-
-// MPEG-TS timestamps wrap at 2^33 (26.5 hours at 90 kHz): the hub's
-// timeline goes on increasing.
-func TestPTSWrap(t *testing.T) {
-	v := &media.Track{ID: 0, Codec: media.CodecH264}
-	a := &media.Track{ID: 1, Codec: media.CodecAAC, SampleRate: 48000}
-	in := &ingest{td: mpegts.NewTimeDecoder(), video: map[int]*units.Video{0: units.NewVideo(v)},
-		tracks: []*media.Track{v, a}, lastDTS: map[int]time.Duration{}, onError: func(err error) { t.Log(err) }}
-	out := &collect{}
-	in.pub = out
-	const wrap = int64(1) << 33
-	start := wrap - 10*3600
-	for i := int64(0); i < 20; i++ {
-		ts := (start + i*3600) % wrap
-		au := [][]byte{{0x41, 0x9a, byte(i)}}
-		if i == 0 {
-			au = [][]byte{testfixtures.H264SPS, testfixtures.H264PPS, {0x65, 0x88, 0x84}}
-		}
-		in.videoAU(0, ts, ts, au)
-		in.audio(1, ts, [][]byte{{1, 2, 3}}, func([]byte) int64 { return 1024 }, 48000)
-	}
-	var lastV, lastA time.Duration = -1, -1
-	nv := 0
-	for _, u := range out.units {
-		last := &lastA
-		if u.Track.IsVideo() {
-			last = &lastV
-			nv++
-		}
-		if *last >= 0 && u.DTS <= *last {
-			t.Fatalf("%s DTS %v after %v across the 33-bit wrap", u.Track.Codec, u.DTS, *last)
-		}
-		if u.Track.IsVideo() && *last >= 0 && u.DTS-*last != 40*time.Millisecond {
-			t.Fatalf("video step %v, want 40ms", u.DTS-*last)
-		}
-		*last = u.DTS
-	}
-	if nv != 20 {
-		t.Fatalf("%d video units, want 20", nv)
-	}
-}

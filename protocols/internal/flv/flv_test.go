@@ -11,8 +11,8 @@ import (
 	"github.com/abema/go-mp4"
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 )
 
 var (

@@ -4,8 +4,8 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 )
 
 // After a republish with another track layout (audio moves from ID 1 to

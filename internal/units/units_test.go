@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/protocols/internal/testfixtures"
 )
 
 // Real parameter sets (from gortmplib's tests).

@@ -1,0 +1,136 @@
+package tsconv
+
+import (
+	"errors"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+	tscodecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts/codecs"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// ErrNoTrack is returned by NewMuxer when no track of the stream fits MPEG-TS.
+var ErrNoTrack = errors.New("no track of the stream fits MPEG-TS (H264, H265, AAC, Opus, MP3)")
+
+// Muxer turns a reader's units into MPEG-TS, one access unit at a time. It
+// follows a republish: a new publisher whose tracks differ gets new tables.
+type Muxer struct {
+	w       *mpegts.Writer
+	buf     []byte          // the TS packets of the unit being muxed
+	byID    []*mpegts.Track // hub track ID → TS track; nil: not carried
+	codecs  []media.Codec   // what byID was made for
+	session uint64
+	hasVid  bool
+}
+
+// Write collects the writer's output; Mux returns it per access unit.
+func (m *Muxer) Write(p []byte) (int, error) {
+	m.buf = append(m.buf, p...)
+	return len(p), nil
+}
+
+// NewMuxer makes the TS tracks for the hub tracks MPEG-TS can carry, or
+// returns ErrNoTrack.
+func NewMuxer(tracks []*media.Track) (*Muxer, error) {
+	m := &Muxer{}
+	if err := m.setup(tracks); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// HasVideo reports whether the muxer carries a video track.
+func (m *Muxer) HasVideo() bool { return m.hasVid }
+
+func (m *Muxer) setup(tracks []*media.Track) error {
+	m.byID, m.codecs = make([]*mpegts.Track, len(tracks)), make([]media.Codec, len(tracks))
+	var list []*mpegts.Track
+	m.hasVid = false
+	for _, t := range tracks {
+		var c tscodecs.Codec
+		switch t.Codec {
+		case media.CodecH264:
+			c = &tscodecs.H264{}
+		case media.CodecH265:
+			c = &tscodecs.H265{}
+		case media.CodecAAC:
+			var asc mpeg4audio.AudioSpecificConfig
+			if asc.Unmarshal(t.AudioConfig) != nil {
+				continue
+			}
+			c = &tscodecs.MPEG4Audio{Config: asc}
+		case media.CodecOpus:
+			c = &tscodecs.Opus{ChannelCount: max(t.Channels, 1)}
+		case media.CodecMP3:
+			c = &tscodecs.MPEG1Audio{}
+		default:
+			continue // AV1 and G.711 have no MPEG-TS mapping here
+		}
+		if t.ID < 0 || t.ID >= len(tracks) {
+			continue
+		}
+		tt := &mpegts.Track{Codec: c}
+		m.byID[t.ID], m.codecs[t.ID] = tt, t.Codec
+		m.hasVid = m.hasVid || t.IsVideo()
+		list = append(list, tt)
+	}
+	if len(list) == 0 {
+		return ErrNoTrack
+	}
+	m.w = &mpegts.Writer{W: m, Tracks: list}
+	return m.w.Initialize()
+}
+
+// Mux returns the TS packets of u, nil for a unit of a track the muxer does
+// not carry or cannot take. tracks returns the stream's current tracks; it
+// is called when u comes from a new publisher. The bytes are valid until
+// the next call.
+func (m *Muxer) Mux(u *media.Unit, tracks func() []*media.Track) ([]byte, error) {
+	id := u.Track.ID
+	if u.Track.Session != m.session {
+		// A new publisher may lay its tracks out differently.
+		if m.session != 0 && !sameCodecs(m.codecs, tracks()) {
+			m.buf = m.buf[:0]
+			if err := m.setup(tracks()); err != nil {
+				return nil, err
+			}
+		}
+		m.session = u.Track.Session
+	}
+	if id < 0 || id >= len(m.byID) || m.byID[id] == nil || m.codecs[id] != u.Track.Codec {
+		return nil, nil
+	}
+	tt := m.byID[id]
+	pts, dts := TSTime(u.PTS), TSTime(u.DTS)
+	m.buf = m.buf[:0]
+	var err error
+	switch u.Track.Codec {
+	case media.CodecH264:
+		err = m.w.WriteH264(tt, pts, dts, u.Payload)
+	case media.CodecH265:
+		err = m.w.WriteH265(tt, pts, dts, u.Payload)
+	case media.CodecAAC:
+		err = m.w.WriteMPEG4Audio(tt, pts, u.Payload)
+	case media.CodecOpus:
+		err = m.w.WriteOpus(tt, pts, u.Payload)
+	case media.CodecMP3:
+		err = m.w.WriteMPEG1Audio(tt, pts, u.Payload)
+	}
+	if err != nil {
+		return nil, nil // a unit the muxer cannot take is skipped
+	}
+	return m.buf, nil
+}
+
+func sameCodecs(c []media.Codec, tracks []*media.Track) bool {
+	if len(c) != len(tracks) {
+		return false
+	}
+	for i, t := range tracks {
+		if c[i] != t.Codec {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,115 @@
+package tsconv
+
+import (
+	"bytes"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
+
+	"github.com/streamhub/streamhub/internal/testfixtures"
+	"github.com/streamhub/streamhub/internal/units"
+	"github.com/streamhub/streamhub/media"
+)
+
+func fixtureTS(t testing.TB) []byte {
+	t.Helper()
+	b, err := os.ReadFile("../testfixtures/bframes.ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// checkWriter checks what ingest hands the hub.
+type checkWriter struct {
+	t       *testing.T
+	lastDTS map[int]time.Duration
+}
+
+func (w *checkWriter) Write(u *media.Unit) {
+	if u.Track == nil || len(u.Payload) == 0 {
+		w.t.Fatalf("unit without track or payload")
+	}
+	if last, ok := w.lastDTS[u.Track.ID]; ok && u.DTS < last {
+		w.t.Fatalf("track %d DTS went back: %v after %v", u.Track.ID, u.DTS, last)
+	}
+	w.lastDTS[u.Track.ID] = u.DTS
+	for _, p := range u.Payload {
+		if len(p) == 0 {
+			w.t.Fatal("empty NALU or frame")
+		}
+	}
+}
+
+func (w *checkWriter) UpdateTrack(*media.Track) {}
+
+// FuzzTSIngest feeds arbitrary MPEG-TS, as an SRT publisher could send it,
+// through the demuxer and the unit building.
+func FuzzTSIngest(f *testing.F) {
+	ts := fixtureTS(f)
+	f.Add(ts[:min(len(ts), 188*60)])
+	f.Add(ts[188*10 : 188*40])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := &mpegts.Reader{R: bytes.NewReader(data)}
+		if r.Initialize() != nil {
+			return
+		}
+		in, err := NewIngest(r, func(error) {})
+		if err != nil {
+			return
+		}
+		in.SetWriter(&checkWriter{t: t, lastDTS: map[int]time.Duration{}})
+		r.OnDecodeError(func(error) {})
+		for r.Read() == nil {
+		}
+	})
+}
+
+type collect struct{ units []*media.Unit }
+
+func (c *collect) Write(u *media.Unit)        { c.units = append(c.units, u) }
+func (c *collect) UpdateTrack(t *media.Track) {}
+
+// MPEG-TS timestamps wrap at 2^33 (26.5 hours at 90 kHz): the hub's
+// timeline goes on increasing.
+func TestPTSWrap(t *testing.T) {
+	v := &media.Track{ID: 0, Codec: media.CodecH264}
+	a := &media.Track{ID: 1, Codec: media.CodecAAC, SampleRate: 48000}
+	in := newIngest(func(err error) { t.Log(err) })
+	in.video[0] = units.NewVideo(v)
+	in.tracks = []*media.Track{v, a}
+	out := &collect{}
+	in.pub = out
+	const wrap = int64(1) << 33
+	start := wrap - 10*3600
+	for i := int64(0); i < 20; i++ {
+		ts := (start + i*3600) % wrap
+		au := [][]byte{{0x41, 0x9a, byte(i)}}
+		if i == 0 {
+			au = [][]byte{testfixtures.H264SPS, testfixtures.H264PPS, {0x65, 0x88, 0x84}}
+		}
+		in.videoAU(0, ts, ts, au)
+		in.audio(1, ts, [][]byte{{1, 2, 3}}, func([]byte) int64 { return 1024 }, 48000)
+	}
+	var lastV, lastA time.Duration = -1, -1
+	nv := 0
+	for _, u := range out.units {
+		last := &lastA
+		if u.Track.IsVideo() {
+			last = &lastV
+			nv++
+		}
+		if *last >= 0 && u.DTS <= *last {
+			t.Fatalf("%s DTS %v after %v across the 33-bit wrap", u.Track.Codec, u.DTS, *last)
+		}
+		if u.Track.IsVideo() && *last >= 0 && u.DTS-*last != 40*time.Millisecond {
+			t.Fatalf("video step %v, want 40ms", u.DTS-*last)
+		}
+		*last = u.DTS
+	}
+	if nv != 20 {
+		t.Fatalf("%d video units, want 20", nv)
+	}
+}
