@@ -32,6 +32,11 @@ type HubConfig struct {
 	// It starts the path's source (a pull) and reports whether it did, or
 	// whether one is already starting; ReadWait then waits for the publish.
 	OnDemand func(path string) bool
+	// OnPublish and OnUnpublish, if set, are called after a publisher
+	// attached to or left path, outside the hub's locks; derived tells a
+	// ladder rung (PublishOptions.Derived). They must not block: the
+	// transcoder starts and stops its workers from them.
+	OnPublish, OnUnpublish func(path string, derived bool)
 }
 
 // Hub maps paths to live streams. It is safe for concurrent use.
@@ -62,6 +67,11 @@ type PublishOptions struct {
 	Key string
 	// Protocol and Remote are for logs and stats ("rtmp", "1.2.3.4:5678").
 	Protocol, Remote string
+	// Derived marks a stream made by streamhub itself from another (a
+	// ladder rung): it never gets a transcoder of its own, its publisher
+	// needs no key, and its timestamps are kept as given across a
+	// republish (they are the source's, so the rungs stay aligned with it).
+	Derived bool
 }
 
 // Publish makes the caller the publisher of path with the given tracks
@@ -74,11 +84,27 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
-	pc, err := h.checkPath(path, opts.Key)
+	key := opts.Key
+	if opts.Derived {
+		key = h.conf.PathConfig(path).PublishKey // streamhub's own: no key to give
+	}
+	pc, err := h.checkPath(path, key)
 	if err != nil {
 		return nil, err
 	}
+	p, err := h.attach(path, pc, tracks, opts)
+	if err != nil {
+		return nil, err
+	}
+	h.log.Info("stream publishing", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "tracks", describeTracks(tracks))
+	if h.conf.OnPublish != nil {
+		h.conf.OnPublish(path, opts.Derived)
+	}
+	return p, nil
+}
 
+// attach makes a publisher for path under the hub lock.
+func (h *Hub) attach(path string, pc PathConfig, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -95,7 +121,6 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	}
 	close(h.published)
 	h.published = make(chan struct{})
-	h.log.Info("stream publishing", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "tracks", describeTracks(tracks))
 	return p, nil
 }
 

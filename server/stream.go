@@ -49,6 +49,7 @@ type Stream struct {
 	lastKey   time.Duration   // DTS of the last video keyframe (with keySeen)
 	keySeen   bool
 	started   time.Time
+	derived   bool // the stream is a ladder rung (PublishOptions.Derived)
 
 	// waiting is set by a reader (under RLock) that found nothing to read and
 	// is about to wait on wake; Write (under Lock) clears it when it wakes them.
@@ -86,6 +87,22 @@ func (s *Stream) KeyframeInterval() time.Duration { return time.Duration(s.keyIn
 
 // ReaderCount returns how many readers the stream has now.
 func (s *Stream) ReaderCount() int { return int(s.readerCount.Load()) }
+
+// Derived reports whether the stream is made by streamhub from another (a
+// ladder rung).
+func (s *Stream) Derived() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.derived
+}
+
+// Publishing reports whether the stream has a publisher now (false in the
+// grace period).
+func (s *Stream) Publishing() bool {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.publisher != nil
+}
 
 // Config returns the path settings the stream was created with.
 func (s *Stream) Config() PathConfig { return s.conf }
@@ -147,7 +164,7 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 		s.cache = gopcache.New(s.conf.GOPCache.Limits(), hasVideo)
 	} else {
 		s.cache.Reset(hasVideo) // a new publisher's readers start at its own keyframe
-		s.newPub = true
+		s.newPub = !opts.Derived
 		// Readers that stay attached across the republish read on from the
 		// ring: they must not get the new source's video before its first
 		// keyframe (it refers to pictures they never had).
@@ -158,6 +175,7 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 		t.Session = session
 	}
 	s.publisher = &Publisher{s: s, opts: opts}
+	s.derived = opts.Derived
 	return s.publisher, nil
 }
 
@@ -246,6 +264,10 @@ func (s *Stream) detachPublisher(p *Publisher) {
 		return
 	}
 	s.publisher = nil
+	derived := s.derived
+	if f := s.hub.conf.OnUnpublish; f != nil {
+		defer f(s.path, derived) // after the unlocks below
+	}
 	if s.conf.GracePeriod <= 0 || len(s.readers) == 0 {
 		if s.hub.streams[s.path] == s {
 			delete(s.hub.streams, s.path)

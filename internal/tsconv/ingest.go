@@ -41,6 +41,8 @@ type Ingest struct {
 	latm map[int]*mpeg4audio.StreamMuxConfig
 	// onError counts a problem in the stream (it does not end the session).
 	onError func(error)
+	// base is added to every timestamp (see SetTimeBase).
+	base time.Duration
 }
 
 // NewIngest maps the TS tracks of an initialized reader to hub tracks and
@@ -108,6 +110,19 @@ func (in *Ingest) Tracks() []*media.Track { return in.tracks }
 // SetWriter sets where the units go (a server.Publisher).
 func (in *Ingest) SetWriter(w units.Writer) { in.pub = w }
 
+// SetTimeBase makes the stream's timestamps absolute: a TS timestamp equal
+// to base on the 90 kHz clock (modulo 2^33) becomes base, and the others
+// follow from it, unwrapped. Without it the first timestamp becomes zero.
+// The ladder uses it to give each rung the very timestamps of the source
+// it was fed (FFmpeg keeps them with -copyts). Call it before the first Read.
+func (in *Ingest) SetTimeBase(base time.Duration) {
+	in.base = base
+	in.td.Decode(TSTime(base) & maxTS)
+}
+
+// maxTS masks a timestamp to the 33 bits MPEG-TS carries.
+const maxTS = 1<<33 - 1
+
 // Ticks converts the 90 kHz clock to hub time.
 func Ticks(v int64) time.Duration {
 	return time.Duration(v/Clock)*time.Second + time.Duration(v%Clock)*time.Second/Clock
@@ -131,7 +146,7 @@ func (in *Ingest) monotonic(id int, dts time.Duration) bool {
 
 func (in *Ingest) videoAU(id int, pts, dts int64, au [][]byte) {
 	v := in.video[id]
-	d := Ticks(in.td.Decode(dts))
+	d := in.base + Ticks(in.td.Decode(dts))
 	p := d + Ticks(pts-dts) // PTS-DTS is small and never wraps meaningfully
 	u, changed := v.Unit(p, d, au)
 	if changed {
@@ -148,7 +163,7 @@ func (in *Ingest) videoAU(id int, pts, dts int64, au [][]byte) {
 // audio writes the frames of one PES, each one frame duration (in rate Hz,
 // from dur) after the previous.
 func (in *Ingest) audio(id int, pts int64, frames [][]byte, dur func([]byte) int64, rate int64) {
-	base := Ticks(in.td.Decode(pts))
+	base := in.base + Ticks(in.td.Decode(pts))
 	if rate <= 0 {
 		return
 	}

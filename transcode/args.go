@@ -1,0 +1,86 @@
+package transcode
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Input describes the source a worker feeds FFmpeg.
+type Input struct {
+	// HasAudio: the source has an audio track MPEG-TS carries; each rung
+	// gets it re-encoded to AAC.
+	HasAudio bool
+}
+
+// Args returns FFmpeg's argv (without the binary) for one process that
+// decodes the MPEG-TS on stdin once and encodes every rung, rung i written
+// as MPEG-TS to file descriptor 3+i. No shell sees it.
+//
+// Every rung keeps the source's timestamps (-copyts, -muxdelay 0, one
+// output frame per input frame) and puts its keyframes where the source
+// has them (-force_key_frames source, no scene cuts, a GOP bound far above
+// any source's), so segments and parts line up across the variants.
+func Args(c Config, rungs []Rung, in Input) []string {
+	a := []string{"-hide_banner", "-nostdin", "-nostats", "-loglevel", "warning"}
+	for _, r := range rungs {
+		if r.Encoder == EncoderVAAPI {
+			a = append(a, "-vaapi_device", c.VAAPIDevice)
+			break
+		}
+	}
+	if c.Threads > 0 {
+		a = append(a, "-filter_complex_threads", strconv.Itoa(c.Threads))
+	}
+	// The GOP cache comes first as a burst: a short analysis suffices.
+	a = append(a, "-protocol_whitelist", "pipe", "-analyzeduration", "1000000", "-probesize", "2000000",
+		"-copyts", "-f", "mpegts", "-i", "pipe:0")
+
+	var fc strings.Builder
+	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(rungs))
+	for i := range rungs {
+		fmt.Fprintf(&fc, "[s%d]", i)
+	}
+	for i, r := range rungs {
+		fmt.Fprintf(&fc, ";[s%d]scale=-2:%d", i, r.Height)
+		switch r.Encoder {
+		case EncoderVAAPI:
+			fc.WriteString(",format=nv12,hwupload")
+		case EncoderQSV, EncoderNVENC:
+			fc.WriteString(",format=nv12")
+		default:
+			fc.WriteString(",format=yuv420p")
+		}
+		fmt.Fprintf(&fc, "[v%d]", i)
+	}
+	a = append(a, "-filter_complex", fc.String())
+
+	for i, r := range rungs {
+		a = append(a, "-map", fmt.Sprintf("[v%d]", i))
+		if in.HasAudio {
+			a = append(a, "-map", "0:a:0")
+		}
+		a = append(a, "-c:v", r.Encoder, "-preset", r.Preset)
+		switch r.Encoder {
+		case EncoderX264:
+			// zerolatency: no lookahead and no B-frames, so a frame leaves
+			// the encoder as soon as it is coded.
+			a = append(a, "-tune", "zerolatency", "-sc_threshold", "0", "-profile:v", "high")
+		case EncoderNVENC:
+			a = append(a, "-tune", "ll", "-no-scenecut", "1", "-forced-idr", "1")
+		case EncoderQSV:
+			a = append(a, "-forced_idr", "1")
+		}
+		if c.Threads > 0 {
+			a = append(a, "-threads", strconv.Itoa(c.Threads))
+		}
+		a = append(a, "-b:v", r.VideoBitrate.String(), "-maxrate", r.maxRate().String(), "-bufsize", r.bufSize().String(),
+			"-g", "600", "-force_key_frames", "source", "-fps_mode", "passthrough")
+		if in.HasAudio {
+			a = append(a, "-c:a", "aac", "-b:a", r.AudioBitrate.String())
+		}
+		a = append(a, "-f", "mpegts", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
+			"-protocol_whitelist", "pipe", "pipe:"+strconv.Itoa(3+i))
+	}
+	return a
+}

@@ -1,0 +1,256 @@
+// Package transcode runs the FFmpeg bitrate ladder: one FFmpeg process per
+// source stream decodes it once and encodes every rung, and each rung comes
+// back into the hub as an ordinary stream, <path>/<rung>.
+//
+//	hub Reader(live/test) ──MPEG-TS──▶ stdin ┐
+//	                                         FFmpeg (split, scale, encode ×N)
+//	hub Publisher(live/test/480p) ◀──MPEG-TS── fd 3 ┘
+//	hub Publisher(live/test/240p) ◀──MPEG-TS── fd 4 ┘
+//
+// The Manager starts a worker when a source is published (mode always) or
+// when a rung or the multivariant playlist is first asked for (mode
+// onDemand), and stops it when the source's publisher leaves or, on
+// demand, when no one has read a rung for IdleTimeout. A worker supervises
+// its process: restart with backoff, a watchdog, stop with stdin closed →
+// SIGTERM → SIGKILL, and the process dies with the server.
+package transcode
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// Plan is what the configuration says of one path's ladder.
+type Plan struct {
+	// Mode is ModeOff, ModeOnDemand or ModeAlways.
+	Mode string
+	// Rungs are the rungs the path may get, highest first; those at or
+	// above the source's height are skipped.
+	Rungs []Rung
+}
+
+// Rendition is one rung a live source has (or will have once its ladder
+// started), for the multivariant playlist.
+type Rendition struct {
+	Name                        string
+	Height                      int
+	Bandwidth, AverageBandwidth int
+}
+
+// Manager owns every ladder worker. Its methods are safe for concurrent use.
+type Manager struct {
+	conf   Config
+	hub    *server.Hub
+	log    *slog.Logger
+	plan   func(path string) Plan
+	ffmpeg string // the resolved binary; "" when off
+	offErr error  // why the ladder is off, nil when it works
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu      sync.Mutex // mu guards workers
+	workers map[string]*worker
+}
+
+// New returns a manager for hub. plan resolves a path's ladder. When the
+// FFmpeg binary cannot be found, the manager logs once that the ladder is
+// off and why, and does nothing else.
+func New(conf Config, hub *server.Hub, log *slog.Logger, plan func(path string) Plan) *Manager {
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &Manager{conf: conf, hub: hub, log: log.With("component", "transcode"), plan: plan, ctx: ctx, cancel: cancel,
+		workers: map[string]*worker{}}
+	bin, err := exec.LookPath(conf.FFmpeg)
+	switch {
+	case len(conf.Ladder) == 0:
+		m.offErr = errors.New("transcode.ladder is empty")
+	case err != nil:
+		m.offErr = fmt.Errorf("FFmpeg not found (transcode.ffmpeg %q: %w); install it (apt-get install ffmpeg) or set transcode.ffmpeg to its path", conf.FFmpeg, err)
+	default:
+		m.ffmpeg = bin
+	}
+	if m.offErr != nil {
+		m.log.Warn("bitrate ladder off", "reason", m.offErr)
+	}
+	return m
+}
+
+// Err returns why the ladder is off, or nil.
+func (m *Manager) Err() error { return m.offErr }
+
+// Close stops every worker and waits until their processes have exited.
+func (m *Manager) Close() {
+	m.cancel()
+	m.wg.Wait()
+}
+
+// OnPublish starts the ladder of a source whose mode is always. It is the
+// hub's HubConfig.OnPublish and does not block.
+func (m *Manager) OnPublish(path string, derived bool) {
+	if derived || m.offErr != nil {
+		return
+	}
+	if m.plan(path).Mode == ModeAlways {
+		m.start(path)
+	}
+}
+
+// OnUnpublish stops the ladder of a source whose publisher left; a new
+// publisher starts a new one. It is the hub's HubConfig.OnUnpublish and does
+// not block.
+func (m *Manager) OnUnpublish(path string, derived bool) {
+	if derived {
+		return
+	}
+	m.mu.Lock()
+	w := m.workers[path]
+	delete(m.workers, path)
+	m.mu.Unlock()
+	if w != nil {
+		w.cancel(errSourceLeft)
+	}
+}
+
+// Demand starts the ladder that would publish path, a rung path such as
+// live/test/480p, and reports whether it did or one is running: the hub's
+// HubConfig.OnDemand calls it for a path nobody publishes, and then waits
+// for the rung to appear.
+func (m *Manager) Demand(path string) bool {
+	i := strings.LastIndexByte(path, '/')
+	if i <= 0 || m.offErr != nil {
+		return false
+	}
+	source, name := path[:i], path[i+1:]
+	for _, r := range m.renditions(source) {
+		if r.Name == name {
+			m.start(source)
+			return true
+		}
+	}
+	return false
+}
+
+// Renditions returns the rungs the live source at path gets, and starts
+// its ladder if it is on demand. It returns nil when the path has no ladder
+// (mode off, no FFmpeg, no video, nothing below the source's height, or the
+// path is itself a rung).
+func (m *Manager) Renditions(path string) []Rendition {
+	rs := m.renditions(path)
+	if len(rs) > 0 {
+		m.start(path)
+	}
+	return rs
+}
+
+func (m *Manager) renditions(path string) []Rendition {
+	if m.offErr != nil {
+		return nil
+	}
+	p := m.plan(path)
+	if p.Mode == ModeOff {
+		return nil
+	}
+	s := m.hub.Stream(path)
+	if s == nil || s.Derived() || !s.Publishing() {
+		return nil
+	}
+	var out []Rendition
+	for _, r := range rungsBelow(p.Rungs, s.Tracks()) {
+		out = append(out, Rendition{Name: r.Name, Height: r.Height, Bandwidth: r.Bandwidth(), AverageBandwidth: r.AverageBandwidth()})
+	}
+	return out
+}
+
+// rungsBelow returns the rungs lower than the first video track, which
+// must be one FFmpeg can read from MPEG-TS.
+func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
+	h := 0
+	for _, t := range tracks {
+		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
+			h = t.Height
+			break
+		}
+	}
+	var out []Rung
+	for _, r := range rungs {
+		if r.Height < h {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// start runs the worker of source unless one runs; either way it counts as
+// a demand (it holds an on-demand ladder for IdleTimeout).
+func (m *Manager) start(source string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if w := m.workers[source]; w != nil {
+		w.touch()
+		return
+	}
+	if m.ctx.Err() != nil {
+		return
+	}
+	w := newWorker(m, source, m.plan(source))
+	m.workers[source] = w
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		w.run()
+		m.mu.Lock()
+		if m.workers[source] == w {
+			delete(m.workers, source)
+		}
+		m.mu.Unlock()
+	}()
+}
+
+// Status is what the API shows of a source's ladder.
+type Status struct {
+	// State is starting, running, backoff or stopped.
+	State    string
+	Rungs    []string
+	PID      int
+	Restarts int
+	// LastExit is how the last process ended ("exit status 1", "signal:
+	// killed (watchdog: no output for 10s)"), "" before the first end.
+	LastExit string
+	// Stderr holds the last lines FFmpeg wrote to stderr.
+	Stderr []string
+	Since  time.Time
+}
+
+// Status returns the ladder of source, and false when none runs.
+func (m *Manager) Status(source string) (Status, bool) {
+	m.mu.Lock()
+	w := m.workers[source]
+	m.mu.Unlock()
+	if w == nil {
+		return Status{}, false
+	}
+	return w.status(), true
+}
+
+// PIDs returns the process IDs of the running FFmpeg processes.
+func (m *Manager) PIDs() []int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []int
+	for _, w := range m.workers {
+		if st := w.status(); st.PID > 0 {
+			out = append(out, st.PID)
+		}
+	}
+	return out
+}
