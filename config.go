@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -18,6 +19,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/transcode"
 )
 
 //go:embed config.yml
@@ -25,13 +27,15 @@ var defaultConfigYAML []byte
 
 // Config is the whole configuration; its yaml names are the config keys.
 type Config struct {
-	Log   LogConfig   `yaml:"log"`
-	RTMP  RTMPConfig  `yaml:"rtmp"`
-	RTSP  RTSPConfig  `yaml:"rtsp"`
-	SRT   SRTConfig   `yaml:"srt"`
-	HLS   HLSConfig   `yaml:"hls"`
-	HTTP  HTTPConfig  `yaml:"http"`
-	Paths PathsConfig `yaml:"paths"`
+	Log  LogConfig  `yaml:"log"`
+	RTMP RTMPConfig `yaml:"rtmp"`
+	RTSP RTSPConfig `yaml:"rtsp"`
+	SRT  SRTConfig  `yaml:"srt"`
+	HLS  HLSConfig  `yaml:"hls"`
+	HTTP HTTPConfig `yaml:"http"`
+	// Transcode is the FFmpeg ladder.
+	Transcode transcode.Config `yaml:"transcode"`
+	Paths     PathsConfig      `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -139,6 +143,7 @@ func loadConfig(data []byte) (*Config, error) {
 		}
 		c.overrides = append(c.overrides, resolvedOverride{conf: pc})
 	}
+	c.Transcode.Normalize()
 	return c, nil
 }
 
@@ -245,6 +250,18 @@ func (c *Config) Validate() []error {
 		errs = append(errs, c.overrides[i].conf.Validate(at)...)
 		if c.overrides[i].conf.Source != "" && !isLiteralPath(c.Paths.Overrides[i].Match) {
 			bad(at+".source", "needs a match that is one path, not a pattern (got %q)", c.Paths.Overrides[i].Match)
+		}
+	}
+	errs = append(errs, c.Transcode.Validate()...)
+	for i, pc := range append([]server.PathConfig{c.Paths.Default}, overrideConfs(c.overrides)...) {
+		at := "paths.default"
+		if i > 0 {
+			at = fmt.Sprintf("paths.overrides[%d]", i-1)
+		}
+		for _, name := range pc.Ladder {
+			if _, ok := c.Transcode.Rung(name); !ok {
+				bad(at+".ladder", "%q is not a rung of transcode.ladder (it has %s)", name, strings.Join(c.rungNames(), ", "))
+			}
 		}
 	}
 	// The first match wins: an earlier override that matches a source's
@@ -356,9 +373,65 @@ func (c *Config) SRTServerConfig() srt.Config {
 	return srt.Config{Address: c.SRT.Address, Latency: c.SRT.Latency, ReadTimeout: c.SRT.ReadTimeout, WriteTimeout: c.SRT.WriteTimeout}
 }
 
+func overrideConfs(o []resolvedOverride) []server.PathConfig {
+	out := make([]server.PathConfig, len(o))
+	for i := range o {
+		out[i] = o[i].conf
+	}
+	return out
+}
+
+func (c *Config) rungNames() []string {
+	var out []string
+	for _, r := range c.Transcode.Ladder {
+		out = append(out, r.Name)
+	}
+	return out
+}
+
 // PathConfig returns the settings for path: the first matching override, or
-// paths.default. Call it only after Validate returned no error.
+// paths.default. A ladder rung (live/test/480p of a live/test whose ladder
+// has 480p) has the settings of its source, keys included, with no ladder
+// and no pull source of its own. Call it only after Validate returned no
+// error.
 func (c *Config) PathConfig(path string) server.PathConfig {
+	if i := strings.LastIndexByte(path, '/'); i > 0 {
+		if source, name := path[:i], path[i+1:]; c.isRung(source, name) {
+			pc := c.pathConfig(source)
+			pc.Transcode, pc.Ladder, pc.Source = server.TranscodeOff, nil, ""
+			return pc
+		}
+	}
+	return c.pathConfig(path)
+}
+
+// isRung reports whether name is a rung of source's ladder.
+func (c *Config) isRung(source, name string) bool {
+	for _, r := range c.LadderPlan(source).Rungs {
+		if r.Name == name {
+			return true
+		}
+	}
+	return false
+}
+
+// LadderPlan returns the ladder of path: its mode and rungs.
+func (c *Config) LadderPlan(path string) transcode.Plan {
+	pc := c.pathConfig(path)
+	p := transcode.Plan{Mode: pc.Transcode}
+	if p.Mode == server.TranscodeOff {
+		return p
+	}
+	for _, r := range c.Transcode.Ladder {
+		if len(pc.Ladder) == 0 || slices.Contains(pc.Ladder, r.Name) {
+			p.Rungs = append(p.Rungs, r)
+		}
+	}
+	return p
+}
+
+// pathConfig is the first matching override, or paths.default.
+func (c *Config) pathConfig(path string) server.PathConfig {
 	for _, o := range c.overrides {
 		if o.m != nil && o.m.Match(path) {
 			return o.conf

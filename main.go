@@ -1,5 +1,6 @@
-// Command streamhub is a live media server in one static binary: RTMP in,
-// HTTP-FLV and RTMP out, with a GOP cache for instant start.
+// Command streamhub is a live media server in one static binary: RTMP, SRT
+// and RTSP in; HTTP-FLV, LL-HLS, RTSP, RTMP and SRT out; a GOP cache for
+// instant start and an FFmpeg bitrate ladder.
 package main
 
 import (
@@ -25,6 +26,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
 
@@ -134,10 +136,17 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	log := newLogger(conf.Log, logOut)
 	log.Info("starting", "version", versionString())
 
-	var sources *rtsp.Sources
+	var (
+		sources *rtsp.Sources
+		ladder  *transcode.Manager
+	)
 	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log,
-		OnDemand: func(path string) bool { return sources.Demand(path) }})
+		OnDemand:    func(path string) bool { return sources.Demand(path) || ladder.Demand(path) },
+		OnPublish:   func(path string, derived bool) { ladder.OnPublish(path, derived) },
+		OnUnpublish: func(path string, derived bool) { ladder.OnUnpublish(path, derived) },
+	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
+	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
 	rtmpSrv := rtmp.New(rtmp.Config{
 		Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
 		ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
@@ -165,7 +174,15 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 	}
 	sources.StartAlways(conf.SourcePaths())
-	hlsH := hls.New(conf.HLSServerConfig(), hub, log)
+	hlsConf := conf.HLSServerConfig()
+	hlsConf.Renditions = func(path string) []hls.Rendition {
+		var out []hls.Rendition
+		for _, r := range ladder.Renditions(path) {
+			out = append(out, hls.Rendition{Name: r.Name, Bandwidth: r.Bandwidth, AverageBandwidth: r.AverageBandwidth})
+		}
+		return out
+	}
+	hlsH := hls.New(hlsConf, hub, log)
 	httpSrv := &http.Server{
 		Handler:           router(flv, hlsH, web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -200,6 +217,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		// would otherwise wait out.
 		sources.Close()
 		hub.Close()
+		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
 		flv.Close()
 		hlsH.Close()
 		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway

@@ -75,7 +75,25 @@ type PathConfig struct {
 	// SourceTransport is how RTP comes from the source: tcp, udp, or auto
 	// (udp, falling back to tcp).
 	SourceTransport string `yaml:"sourceTransport"`
+
+	// Transcode is the path's bitrate ladder: TranscodeOff,
+	// TranscodeOnDemand or TranscodeAlways.
+	Transcode string `yaml:"transcode"`
+	// Ladder names the rungs of transcode.ladder the path gets; empty means
+	// all of them.
+	Ladder []string `yaml:"ladder"`
 }
+
+// Ladder modes (PathConfig.Transcode).
+const (
+	// TranscodeOff runs no ladder.
+	TranscodeOff = "off"
+	// TranscodeOnDemand starts the ladder when a rung or the multivariant
+	// playlist is first asked for and stops it when no one reads a rung.
+	TranscodeOnDemand = "onDemand"
+	// TranscodeAlways runs the ladder while the path is published.
+	TranscodeAlways = "always"
+)
 
 // Source transports (PathConfig.SourceTransport).
 const (
@@ -158,6 +176,11 @@ func (c *PathConfig) Validate(at string) []error {
 	default:
 		bad("sourceTransport", "must be %q, %q or %q (got %q)", SourceTCP, SourceUDP, SourceAuto, c.SourceTransport)
 	}
+	switch c.Transcode {
+	case TranscodeOff, TranscodeOnDemand, TranscodeAlways:
+	default:
+		bad("transcode", "must be %q, %q or %q (got %q)", TranscodeOff, TranscodeOnDemand, TranscodeAlways, c.Transcode)
+	}
 	return errs
 }
 
@@ -176,6 +199,7 @@ func DefaultPathConfig() PathConfig {
 
 		SourceIdleTimeout: 10 * time.Second,
 		SourceTransport:   SourceTCP,
+		Transcode:         TranscodeOnDemand,
 	}
 }
 

@@ -8,18 +8,21 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/streamhub/streamhub/server"
 )
 
-// Modes of a path's ladder (paths.*.transcode).
+// Modes of a path's ladder (paths.*.transcode), as the hub's path
+// settings name them.
 const (
 	// ModeOff runs no ladder for the path.
-	ModeOff = "off"
+	ModeOff = server.TranscodeOff
 	// ModeOnDemand starts the ladder when a rung or the multivariant
 	// playlist is first asked for, and stops it after Config.IdleTimeout
 	// without readers of any rung.
-	ModeOnDemand = "onDemand"
+	ModeOnDemand = server.TranscodeOnDemand
 	// ModeAlways runs the ladder as long as the path is published.
-	ModeAlways = "always"
+	ModeAlways = server.TranscodeAlways
 )
 
 // Encoders a rung may use.

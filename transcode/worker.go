@@ -62,6 +62,8 @@ type worker struct {
 	// last holds, per rung and track, the DTS last written, so a restarted
 	// process's output joins on without going back in time.
 	last map[string]map[int]time.Duration
+	// walls maps the source's pictures to their arrival times.
+	walls wallClock
 
 	mu       sync.Mutex // mu guards the status fields below
 	state    string
@@ -356,6 +358,9 @@ func (w *worker) feed(ctx context.Context, r *server.Reader, mux *tsconv.Muxer, 
 				close(baseSet)
 				first = false
 			}
+			if u.Track.IsVideo() {
+				w.walls.add(u.DTS, u.Wall)
+			}
 			if _, err := stdin.Write(b); err != nil {
 				return err
 			}
@@ -392,16 +397,19 @@ func (w *worker) readRung(name string, out *os.File, lastOut *atomic.Int64, base
 		return
 	}
 	defer pub.Close()
-	in.SetWriter(&monotonic{pub: pub, last: w.last[name]})
+	in.SetWriter(&monotonic{pub: pub, last: w.last[name], walls: &w.walls})
 	for tr.Read() == nil {
 	}
 }
 
 // monotonic drops what a restarted process writes again: its output starts
-// at the source's cached keyframe, which the rung may already have had.
+// at the source's cached keyframe, which the rung may already have had. It
+// gives each unit the arrival time of the source picture it was made from,
+// so the variants' PROGRAM-DATE-TIMEs agree (players align them by it).
 type monotonic struct {
-	pub  *server.Publisher
-	last map[int]time.Duration // owned by this rung's reader goroutine
+	pub   *server.Publisher
+	last  map[int]time.Duration // owned by this rung's reader goroutine
+	walls *wallClock
 }
 
 func (m *monotonic) Write(u *media.Unit) {
@@ -409,7 +417,44 @@ func (m *monotonic) Write(u *media.Unit) {
 		return
 	}
 	m.last[u.Track.ID] = u.DTS
+	if wall, ok := m.walls.at(u.DTS); ok {
+		u.Wall = wall
+	}
 	m.pub.Write(u)
+}
+
+// wallClock maps the source's video DTS to its arrival time, for the last
+// wallClockSize pictures fed.
+type wallClock struct {
+	mu   sync.Mutex // mu guards ring and n
+	ring [wallClockSize]struct {
+		dts  time.Duration
+		wall time.Time
+	}
+	n int
+}
+
+const wallClockSize = 1024
+
+func (c *wallClock) add(dts time.Duration, wall time.Time) {
+	c.mu.Lock()
+	e := &c.ring[c.n%wallClockSize]
+	e.dts, e.wall = dts, wall
+	c.n++
+	c.mu.Unlock()
+}
+
+// at returns the arrival time of the newest picture at or before dts, moved
+// on by the difference; false when none is known.
+func (c *wallClock) at(dts time.Duration) (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := c.n - 1; i >= 0 && i >= c.n-wallClockSize; i-- {
+		if e := c.ring[i%wallClockSize]; e.dts <= dts {
+			return e.wall.Add(dts - e.dts), true
+		}
+	}
+	return time.Time{}, false
 }
 
 func (m *monotonic) UpdateTrack(t *media.Track) { m.pub.UpdateTrack(t) }

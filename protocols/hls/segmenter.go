@@ -198,7 +198,11 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 			return cut, err
 		}
 		if s.initID == 1 {
-			s.origin = u.DTS - 10*time.Second // room for audio a little ahead of or behind the video
+			// One origin for every muxer: the variants of a ladder carry
+			// the source's timestamps, and a player switching between
+			// them needs equal times in their fragments. The 10 s leave
+			// room for audio a little ahead of the video at the start.
+			s.origin = min(-10*time.Second, u.DTS-10*time.Second)
 		}
 		s.session = u.Track.Session
 		s.started = true

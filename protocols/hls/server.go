@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -43,6 +44,18 @@ type Config struct {
 	IdleTimeout time.Duration
 	// BlockTimeout bounds a blocking playlist or part request.
 	BlockTimeout time.Duration
+	// Renditions, if set, returns the ladder rungs of a live source path
+	// (and starts an on-demand ladder); the multivariant playlist lists
+	// each as <name>/stream.m3u8 beside the source.
+	Renditions func(path string) []Rendition
+}
+
+// Rendition is one ladder rung of a source, published as <path>/<Name>.
+type Rendition struct {
+	Name string
+	// Bandwidth and AverageBandwidth are the rung's peak and average bits
+	// per second, from its encoder settings.
+	Bandwidth, AverageBandwidth int
 }
 
 // Handler serves LL-HLS for every hub stream. It is an http.Handler.
@@ -398,6 +411,7 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 	if len(pl.segs) == 0 {
 		return nil, err
 	}
+	pl.reports = m.h.reports(m)
 	pl.query = query
 	body := pl.render(skip)
 	if query != "" {
@@ -425,10 +439,65 @@ func (m *muxer) playlist() *mediaPlaylist {
 }
 
 func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer) {
+	var rends []Rendition
+	if h.conf.Renditions != nil {
+		rends = h.conf.Renditions(m.path) // starts an on-demand ladder now, while we wait below
+	}
+	deadline := time.Now().Add(h.conf.BlockTimeout)
 	// Wait for a first segment so the bandwidth is measured, bounded.
 	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+	key := keyQuery(req.URL.Query().Get("key"))
+	vs := []variant{m.variant("stream.m3u8" + key)}
+	for _, r := range rends {
+		tracks := h.waitRung(req.Context(), m.path+"/"+r.Name, deadline)
+		if tracks == nil {
+			continue // not up in time: players see it on their next load
+		}
+		v := variant{uri: r.Name + "/stream.m3u8" + key, bandwidth: r.Bandwidth, average: r.AverageBandwidth}
+		if vt, at := pickTracks(tracks); vt != nil {
+			v.codecs = append(v.codecs, codecString(vt))
+			v.width, v.height, v.fps = vt.Width, vt.Height, vt.FPS
+			if at != nil {
+				v.codecs = append(v.codecs, codecString(at))
+			}
+		}
+		vs = append(vs, v)
+	}
+	body := renderMultivariant(vs)
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Cache-Control", "max-age=1")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body) //nolint:errcheck
+	}
+}
+
+// waitRung waits until the rung at path is published with a video track
+// whose parameters are known, and returns its tracks; nil at the deadline.
+func (h *Handler) waitRung(ctx context.Context, path string, deadline time.Time) []*media.Track {
+	for {
+		if s := h.hub.Stream(path); s != nil && s.Publishing() {
+			if vt, _ := pickTracks(s.Tracks()); vt != nil && vt.SPS != nil && vt.Width > 0 {
+				return s.Tracks()
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// variant describes the muxer's own stream, its bandwidth measured from
+// its segments.
+func (m *muxer) variant(uri string) variant {
 	m.mu.RLock()
-	v := variant{uri: "stream.m3u8" + keyQuery(req.URL.Query().Get("key"))}
+	defer m.mu.RUnlock()
+	v := variant{uri: uri}
 	if m.seg.video != nil {
 		t := m.seg.video.hub
 		v.codecs = append(v.codecs, codecString(t))
@@ -461,14 +530,54 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 			v.average = v.bandwidth
 		}
 	}
-	m.mu.RUnlock()
-	body := renderMultivariant([]variant{v})
-	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
-	w.Header().Set("Cache-Control", "max-age=1")
-	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
-	if req.Method != http.MethodHead {
-		w.Write(body) //nolint:errcheck
+	return v
+}
+
+// reports returns the rendition reports of the variants beside m's
+// stream: the source and the other rungs of a rung, the rungs of a
+// source, each with a URI relative to m's media playlist.
+func (h *Handler) reports(m *muxer) []renditionReport {
+	parent := func(p string) (string, string) {
+		i := strings.LastIndexByte(p, '/')
+		if i < 0 {
+			return "", p
+		}
+		return p[:i], p[i+1:]
 	}
+	derived := func(p string) bool { s := h.hub.Stream(p); return s != nil && s.Derived() }
+	mParent, _ := parent(m.path)
+	mDerived := derived(m.path)
+	h.mu.Lock()
+	var sibs []*muxer
+	for p, o := range h.muxers {
+		if o != m && (p == mParent || strings.HasPrefix(p, m.path+"/") || (mParent != "" && strings.HasPrefix(p, mParent+"/"))) {
+			sibs = append(sibs, o)
+		}
+	}
+	h.mu.Unlock()
+	var out []renditionReport
+	for _, o := range sibs {
+		oParent, oName := parent(o.path)
+		var uri string
+		switch {
+		case mDerived && o.path == mParent:
+			uri = "../stream.m3u8"
+		case oParent == m.path && derived(o.path):
+			uri = oName + "/stream.m3u8"
+		case mDerived && oParent == mParent && derived(o.path):
+			uri = "../" + oName + "/stream.m3u8"
+		default:
+			continue
+		}
+		o.mu.RLock()
+		msn, part, ok := lastPart(o.seg.segs)
+		o.mu.RUnlock()
+		if ok {
+			out = append(out, renditionReport{uri: uri, lastMSN: msn, lastPart: part})
+		}
+	}
+	slices.SortFunc(out, func(a, b renditionReport) int { return strings.Compare(a.uri, b.uri) })
+	return out
 }
 
 // serveFile serves init<N>, seg<N> and part<N>.<I>. A request for the next

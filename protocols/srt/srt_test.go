@@ -365,4 +365,3 @@ func TestFullQueueSkipsToKeyframe(t *testing.T) {
 		t.Fatalf("a queue full for longer than writeTimeout: %v, want errTooSlow", err)
 	}
 }
-
