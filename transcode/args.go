@@ -17,8 +17,8 @@ type Input struct {
 // decodes the MPEG-TS on stdin once and encodes every rung, rung i written
 // as MPEG-TS to file descriptor 3+i. No shell sees it.
 //
-// Every rung keeps the source's timestamps (-copyts, -muxdelay 0, one
-// output frame per input frame) and puts its keyframes where the source
+// Every rung keeps the source's timestamps (-copyts, -muxdelay 0, no
+// shift for negative times, one output frame per input frame) and puts its keyframes where the source
 // has them (-force_key_frames source, no scene cuts, a GOP bound far above
 // any source's), so segments and parts line up across the variants.
 func Args(c Config, rungs []Rung, in Input) []string {
@@ -79,7 +79,10 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		if in.HasAudio {
 			a = append(a, "-c:a", "aac", "-b:a", r.AudioBitrate.String())
 		}
-		a = append(a, "-f", "mpegts", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
+		// The AAC encoder's priming makes the first audio timestamp
+		// negative; shifting everything to avoid that would move the
+		// video off the source's times.
+		a = append(a, "-f", "mpegts", "-avoid_negative_ts", "disabled", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
 			"-protocol_whitelist", "pipe", "pipe:"+strconv.Itoa(3+i))
 	}
 	return a

@@ -162,6 +162,15 @@ func (w *worker) once() error {
 	}
 	defer r.Close()
 	tracks := r.Tracks()
+	// A source over MPEG-TS or RTSP may be published before its first
+	// SPS: its picture size comes with the first keyframe.
+	first, err := w.firstPicture(r, tracks)
+	if err != nil {
+		return err
+	}
+	if first != nil {
+		tracks = r.Stream().Tracks()
+	}
 	rungs := rungsBelow(w.plan.Rungs, tracks)
 	if len(rungs) == 0 {
 		return &noLadderError{reason: "the source has no H264 or H265 video of known height above a rung of the ladder"}
@@ -242,7 +251,7 @@ func (w *worker) once() error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		feedErr <- w.feed(feedCtx, r, mux, p.stdin, &lastIn, baseSet, &baseDTS)
+		feedErr <- w.feed(feedCtx, r, first, mux, p.stdin, &lastIn, baseSet, &baseDTS)
 	}()
 	go func() { exitErr <- p.cmd.Wait() }()
 
@@ -331,17 +340,53 @@ func (w *worker) idle() bool {
 	return true
 }
 
+// firstPicture returns nil when the video track's height is known;
+// otherwise it reads up to the first video keyframe (bounded by the
+// watchdog time) and returns what it read, which the feed sends first.
+func (w *worker) firstPicture(r *server.Reader, tracks []*media.Track) ([]*media.Unit, error) {
+	known := false
+	for _, t := range tracks {
+		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
+			known = t.Height > 0
+			break
+		}
+	}
+	if known || len(rungsBelow(w.plan.Rungs, []*media.Track{{Codec: media.CodecH264, Height: 1 << 20}})) == 0 {
+		return nil, nil
+	}
+	ctx, cancel := context.WithTimeout(w.ctx, w.m.conf.Watchdog)
+	defer cancel()
+	var read []*media.Unit
+	for {
+		u, err := r.Next(ctx)
+		if err != nil {
+			if ctx.Err() != nil && w.ctx.Err() == nil {
+				return nil, &noLadderError{reason: "no video keyframe within transcode.watchdog"}
+			}
+			return nil, err
+		}
+		read = append(read, u)
+		if u.Track.IsVideo() && u.KeyFrame {
+			return read, nil
+		}
+		if len(read) > 10000 {
+			return nil, &noLadderError{reason: "no video keyframe"}
+		}
+	}
+}
+
 // feed writes the source's units to FFmpeg's stdin as MPEG-TS until ctx
 // ends, the stream ends or the pipe breaks.
-func (w *worker) feed(ctx context.Context, r *server.Reader, mux *tsconv.Muxer, stdin io.Writer,
+func (w *worker) feed(ctx context.Context, r *server.Reader, pending []*media.Unit, mux *tsconv.Muxer, stdin io.Writer,
 	lastIn *atomic.Int64, baseSet chan struct{}, baseDTS *time.Duration) error {
 	tracks := func() []*media.Track { return r.Stream().Tracks() }
 	batch := make([]*media.Unit, 0, readBatch)
 	first := true
 	for {
 		var err error
-		batch, err = r.NextBatch(ctx, batch[:0])
-		if err != nil {
+		if len(pending) > 0 {
+			batch, pending = append(batch[:0], pending...), nil
+		} else if batch, err = r.NextBatch(ctx, batch[:0]); err != nil {
 			return err
 		}
 		for _, u := range batch {
