@@ -246,3 +246,59 @@ func FuzzConfig(f *testing.F) {
 func samePathConfig(a, b server.PathConfig) bool {
 	return fmt.Sprintf("%+v", a) == fmt.Sprintf("%+v", b)
 }
+
+// The transcode section and the per-path ladder: a rung path has its
+// source's settings (keys included) and no ladder or pull of its own.
+func TestTranscodeConfig(t *testing.T) {
+	c := mustLoad(t, `
+transcode:
+  ladder:
+    - {name: 480p, height: 480, videoBitrate: 1200k}
+    - {name: 240p, height: 240, videoBitrate: 400k, encoder: h264_nvenc}
+paths:
+  overrides:
+    - match: "private/*"
+      readKey: "k1"
+      ladder: [240p]
+    - match: "cam1"
+      source: "rtsp://cam/x"
+      transcode: always
+    - match: "plain/*"
+      transcode: "off"
+`)
+	if errs := c.Validate(); len(errs) > 0 {
+		t.Fatalf("%s", joinErrs(errs))
+	}
+	if r := c.Transcode.Ladder[1]; r.Preset != "p4" || r.AudioBitrate != 128000 {
+		t.Errorf("defaults not filled in: %+v", r)
+	}
+	if p := c.LadderPlan("live/x"); p.Mode != server.TranscodeOnDemand || len(p.Rungs) != 2 {
+		t.Errorf("live/x plan %+v", p)
+	}
+	if p := c.LadderPlan("private/x"); len(p.Rungs) != 1 || p.Rungs[0].Name != "240p" {
+		t.Errorf("private/x plan %+v", p)
+	}
+	if p := c.LadderPlan("plain/x"); p.Mode != server.TranscodeOff || p.Rungs != nil {
+		t.Errorf("plain/x plan %+v", p)
+	}
+	if pc := c.PathConfig("private/x/240p"); pc.ReadKey != "k1" || pc.Transcode != server.TranscodeOff {
+		t.Errorf("a rung of private/x: %+v, want the source's read key and no ladder", pc)
+	}
+	if pc := c.PathConfig("private/x/480p"); pc.ReadKey != "" {
+		t.Errorf("private/x/480p is not a rung of private/x (its ladder is [240p]) but got its settings")
+	}
+	if pc := c.PathConfig("cam1/480p"); pc.Source != "" || pc.Transcode != server.TranscodeOff {
+		t.Errorf("a rung of a pulled path pulls too: %+v", pc)
+	}
+	for _, tc := range []struct{ yaml, key string }{
+		{"paths:\n  default:\n    ladder: [999p]\n", "paths.default.ladder"},
+		{"paths:\n  default:\n    transcode: sometimes\n", "paths.default.transcode"},
+		{"transcode:\n  ladder:\n    - {name: x, height: 7, videoBitrate: 1M}\n", "transcode.ladder[0].height"},
+		{"transcode:\n  idleTimeout: 0s\n", "transcode.idleTimeout"},
+	} {
+		errs := mustLoad(t, tc.yaml).Validate()
+		if len(errs) == 0 || !strings.Contains(joinErrs(errs), tc.key+":") {
+			t.Errorf("%q: %v, want an error naming %s", tc.yaml, errs, tc.key)
+		}
+	}
+}

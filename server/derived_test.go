@@ -1,0 +1,77 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// A derived stream (a ladder rung) needs no publish key, keeps its
+// timestamps across a republish, and the hub tells OnPublish and
+// OnUnpublish about every publisher with the derived flag.
+func TestDerivedStream(t *testing.T) {
+	pc := testConf()
+	pc.GracePeriod = time.Minute
+	pc.PublishKey = "secret"
+	var mu sync.Mutex
+	var events []string
+	record := func(kind string) func(string, bool) {
+		return func(path string, derived bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			d := ""
+			if derived {
+				d = " derived"
+			}
+			events = append(events, kind+" "+path+d)
+		}
+	}
+	h := NewHub(HubConfig{PathConfig: func(string) PathConfig { return pc }, Logger: discardLogger(),
+		OnPublish: record("publish"), OnUnpublish: record("unpublish")})
+	t.Cleanup(h.Close)
+
+	if _, err := h.Publish("live/x/240p", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err != ErrUnauthorized {
+		t.Fatalf("a plain publisher without the key: %v, want ErrUnauthorized", err)
+	}
+	v := &media.Track{ID: 0, Codec: media.CodecH264}
+	p, err := h.Publish("live/x/240p", []*media.Track{v}, PublishOptions{Derived: true, Protocol: "transcode"})
+	if err != nil {
+		t.Fatalf("a derived publisher needs no key: %v", err)
+	}
+	if !p.Stream().Derived() || !p.Stream().Publishing() {
+		t.Fatal("the stream is not flagged derived and publishing")
+	}
+	r := mustRead(t, h, "live/x/240p")
+	p.Write(&media.Unit{Track: v, PTS: 10 * time.Second, DTS: 10 * time.Second, KeyFrame: true, Payload: [][]byte{{0x65}}})
+	p.Close()
+	// The restarted process goes on with the source's timestamps, 3 s later.
+	v2 := &media.Track{ID: 0, Codec: media.CodecH264}
+	p2, err := h.Publish("live/x/240p", []*media.Track{v2}, PublishOptions{Derived: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2.Write(&media.Unit{Track: v2, PTS: 13 * time.Second, DTS: 13 * time.Second, KeyFrame: true, Payload: [][]byte{{0x65}}})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, want := range []time.Duration{10 * time.Second, 13 * time.Second} {
+		u, err := r.Next(ctx)
+		if err != nil || u.DTS != want {
+			t.Fatalf("got %v (%v), want DTS %v: a derived stream keeps its timestamps", u, err, want)
+		}
+	}
+	p2.Close()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{"publish live/x/240p derived", "unpublish live/x/240p derived", "publish live/x/240p derived", "unpublish live/x/240p derived"}
+	if len(events) != len(want) {
+		t.Fatalf("events %q, want %q", events, want)
+	}
+	for i := range want {
+		if events[i] != want[i] {
+			t.Fatalf("events %q, want %q", events, want)
+		}
+	}
+}
