@@ -2,7 +2,12 @@
 // Chromium and reports whether video frames advanced and whether LL-HLS was
 // engaged.
 //
-//	node hls.mjs URL [--play SECONDS] [--timeout SECONDS]
+//	node hls.mjs URL [--play SECONDS] [--timeout SECONDS] [--switch SECONDS]
+//
+// With --switch, every SECONDS of playback it sets hls.currentLevel to the
+// next level of the multivariant playlist (a bitrate ladder), and the
+// result lists the levels, the LEVEL_SWITCHED events and, per sample, the
+// level and the decoded picture height.
 //
 // It serves a tiny page from a static HTTP server on 127.0.0.1:0 (lib.mjs)
 // and hls.js from node_modules/hls.js/dist/hls.min.js (answered from the
@@ -35,11 +40,12 @@ const here = dirname(fileURLToPath(import.meta.url));
 const hlsPath = join(here, 'node_modules', 'hls.js', 'dist', 'hls.min.js');
 
 function parseArgs(argv) {
-  const o = { url: '', play: 10, timeout: 40 };
+  const o = { url: '', play: 10, timeout: 40, switchEvery: 0 };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--play') o.play = Number(argv[++i]);
     else if (a === '--timeout') o.timeout = Number(argv[++i]);
+    else if (a === '--switch') o.switchEvery = Number(argv[++i]);
     else if (!a.startsWith('--') && !o.url) o.url = a;
     else throw new Error(`unknown argument ${a}`);
   }
@@ -59,6 +65,7 @@ window.__warnings = [];
 window.__frames = 0;
 window.__stalls = 0;
 window.__details = null;
+window.__switched = [];
 const url = new URLSearchParams(location.search).get('url');
 const v = document.getElementById('v');
 v.addEventListener('waiting', () => { window.__stalls++; });
@@ -83,6 +90,10 @@ if (!window.Hls || !Hls.isSupported()) {
       partHoldBack: x.partHoldBack, targetduration: x.targetduration, live: x.live,
       parts: x.partList ? x.partList.length : 0,
     };
+  });
+  hls.on(Hls.Events.LEVEL_SWITCHED, (_, d) => {
+    const l = hls.levels[d.level];
+    window.__switched.push({ level: d.level, height: l ? l.height : 0, t: Date.now() });
   });
   hls.on(Hls.Events.MANIFEST_PARSED, () => {
     const p = v.play();
@@ -117,6 +128,8 @@ async function main() {
     partRequests: 0,
     segmentRequests: 0,
     sampleRequests: [],
+    levels: [],
+    switched: [],
     errors: [],
     warnings: [],
     console: [],
@@ -165,6 +178,9 @@ async function main() {
           details: window.__details,
           levelPartTargets: h && h.levels ? h.levels.map((l) => (l.details ? l.details.partTarget : null)) : [],
           latency: h ? h.latency : 0,
+          level: h ? h.currentLevel : -1,
+          levels: h && h.levels ? h.levels.map((l) => ({ height: l.height, bitrate: l.bitrate, url: l.url[0] })) : [],
+          switched: window.__switched.slice(),
         };
       });
 
@@ -180,9 +196,18 @@ async function main() {
     if (!s.errors.length) {
       process.stdout.write(JSON.stringify({ event: 'playing', t: Date.now() }) + '\n');
       const end = Date.now() + opts.play * 1000;
+      let nextSwitch = opts.switchEvery > 0 ? Date.now() + opts.switchEvery * 1000 : Infinity;
       while (Date.now() < end) {
+        if (Date.now() >= nextSwitch) {
+          nextSwitch += opts.switchEvery * 1000;
+          await pg.evaluate(() => {
+            const h = window.__hls;
+            const cur = h.currentLevel < 0 ? h.loadLevel : h.currentLevel;
+            h.currentLevel = (cur + 1) % h.levels.length;
+          });
+        }
         s = await snap();
-        res.samples.push({ t: s.t, frames: s.frames, ct: s.ct });
+        res.samples.push({ t: s.t, frames: s.frames, ct: s.ct, level: s.level, h: s.h });
         if (s.errors.length) break;
         await sleep(250);
       }
@@ -195,6 +220,8 @@ async function main() {
     res.canBlockReload = s.details ? s.details.canBlockReload : false;
     res.levelPartTargets = s.levelPartTargets;
     res.latency = s.latency;
+    res.levels = s.levels;
+    res.switched = s.switched;
     res.errors.unshift(...s.errors);
     res.warnings.push(...s.warnings);
     const first = res.samples[0];

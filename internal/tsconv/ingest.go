@@ -41,8 +41,8 @@ type Ingest struct {
 	latm map[int]*mpeg4audio.StreamMuxConfig
 	// onError counts a problem in the stream (it does not end the session).
 	onError func(error)
-	// base is added to every timestamp (see SetTimeBase).
-	base time.Duration
+	// base is added to every timestamp, in 90 kHz ticks (see SetTimeBase).
+	base int64
 }
 
 // NewIngest maps the TS tracks of an initialized reader to hub tracks and
@@ -116,8 +116,8 @@ func (in *Ingest) SetWriter(w units.Writer) { in.pub = w }
 // The ladder uses it to give each rung the very timestamps of the source
 // it was fed (FFmpeg keeps them with -copyts). Call it before the first Read.
 func (in *Ingest) SetTimeBase(base time.Duration) {
-	in.base = base
-	in.td.Decode(TSTime(base) & maxTS)
+	in.base = TSTime(base)
+	in.td.Decode(in.base & maxTS)
 }
 
 // maxTS masks a timestamp to the 33 bits MPEG-TS carries.
@@ -128,9 +128,13 @@ func Ticks(v int64) time.Duration {
 	return time.Duration(v/Clock)*time.Second + time.Duration(v%Clock)*time.Second/Clock
 }
 
-// TSTime converts hub time to the 90 kHz clock (the muxer wraps it).
+// TSTime converts hub time to the 90 kHz clock (the muxer wraps it),
+// rounding to the nearest tick so that TSTime(Ticks(v)) == v.
 func TSTime(d time.Duration) int64 {
-	return int64(d/time.Second)*Clock + int64(d%time.Second)*Clock/int64(time.Second)
+	if d < 0 {
+		return -TSTime(-d)
+	}
+	return int64(d/time.Second)*Clock + (int64(d%time.Second)*Clock+int64(time.Second)/2)/int64(time.Second)
 }
 
 // monotonic reports whether a unit at dts may be written on track id, and
@@ -146,7 +150,7 @@ func (in *Ingest) monotonic(id int, dts time.Duration) bool {
 
 func (in *Ingest) videoAU(id int, pts, dts int64, au [][]byte) {
 	v := in.video[id]
-	d := in.base + Ticks(in.td.Decode(dts))
+	d := Ticks(in.base + in.td.Decode(dts)) // on the tick: a source in ms or 90 kHz gets its times back exactly
 	p := d + Ticks(pts-dts) // PTS-DTS is small and never wraps meaningfully
 	u, changed := v.Unit(p, d, au)
 	if changed {
@@ -163,7 +167,7 @@ func (in *Ingest) videoAU(id int, pts, dts int64, au [][]byte) {
 // audio writes the frames of one PES, each one frame duration (in rate Hz,
 // from dur) after the previous.
 func (in *Ingest) audio(id int, pts int64, frames [][]byte, dur func([]byte) int64, rate int64) {
-	base := in.base + Ticks(in.td.Decode(pts))
+	base := Ticks(in.base + in.td.Decode(pts))
 	if rate <= 0 {
 		return
 	}

@@ -113,3 +113,51 @@ func TestPTSWrap(t *testing.T) {
 		t.Fatalf("%d video units, want 20", nv)
 	}
 }
+
+// SetTimeBase gives back absolute times: a muxed stream read with the
+// time base of its first unit has the very timestamps it was muxed with,
+// also across the 33-bit wrap.
+func TestTimeBaseRoundTrip(t *testing.T) {
+	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
+	m, err := NewMuxer([]*media.Track{v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start := Ticks(1<<33 - Clock/2) // half a second before the wrap, on the 90 kHz clock
+	var ts []byte
+	var want []time.Duration
+	for i := range 30 {
+		d := start + time.Duration(i)*33*time.Millisecond
+		au := [][]byte{{0x41, 0x9a, byte(i)}}
+		if i%10 == 0 {
+			au = [][]byte{testfixtures.H264SPS, testfixtures.H264PPS, {0x65, 0x88, 0x84}}
+		}
+		b, err := m.Mux(&media.Unit{Track: v, PTS: d, DTS: d, KeyFrame: i%10 == 0, Payload: au}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts = append(ts, b...)
+		want = append(want, d)
+	}
+	r := &mpegts.Reader{R: bytes.NewReader(ts)}
+	if err := r.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	in, err := NewIngest(r, func(err error) { t.Log(err) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	in.SetTimeBase(start)
+	out := &collect{}
+	in.SetWriter(out)
+	for r.Read() == nil {
+	}
+	if len(out.units) < 25 {
+		t.Fatalf("%d units back of 30", len(out.units))
+	}
+	for i, u := range out.units {
+		if u.DTS != want[i] {
+			t.Fatalf("unit %d: DTS %v, want %v", i, u.DTS, want[i])
+		}
+	}
+}
