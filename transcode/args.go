@@ -75,7 +75,11 @@ func Args(c Config, rungs []Rung, in Input) []string {
 			a = append(a, "-threads", strconv.Itoa(c.Threads))
 		}
 		a = append(a, "-b:v", r.VideoBitrate.String(), "-maxrate", r.maxRate().String(), "-bufsize", r.bufSize().String(),
-			"-g", "600", "-force_key_frames", "source", "-fps_mode", "passthrough")
+			"-g", "600", "-force_key_frames", "source", "-fps_mode", "passthrough",
+			// The encoder's clock is MPEG-TS's: with the default 1/fps a
+			// 30 fps source in milliseconds (RTMP) comes out rounded to
+			// whole frames, up to 16 ms off the source's times.
+			"-enc_time_base", "1:90000")
 		if in.HasAudio {
 			a = append(a, "-c:a", "aac", "-b:a", r.AudioBitrate.String())
 		}

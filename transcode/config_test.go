@@ -119,7 +119,7 @@ func TestArgs(t *testing.T) {
 		"-map [v0] -map 0:a:0 -c:v libx264 -preset veryfast", "-map [v1] -map 0:a:0",
 		"-b:v 1200k -maxrate 1320k -bufsize 2400k", "-b:v 400k -maxrate 440k -bufsize 800k",
 		"-c:a aac -b:a 128k", "-c:a aac -b:a 64k", "-threads 2", "-filter_complex_threads 2",
-		"-muxdelay 0", "pipe:3", "pipe:4",
+		"-muxdelay 0", "-enc_time_base 1:90000", "pipe:3", "pipe:4",
 	} {
 		if !strings.Contains(joined, want) {
 			t.Errorf("argv lacks %q:\n%s", want, joined)
