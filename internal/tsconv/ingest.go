@@ -150,7 +150,8 @@ func (in *Ingest) monotonic(id int, dts time.Duration) bool {
 
 func (in *Ingest) videoAU(id int, pts, dts int64, au [][]byte) {
 	v := in.video[id]
-	d := Ticks(in.base + in.td.Decode(dts)) // on the tick: a source in ms or 90 kHz gets its times back exactly
+	// On the tick: a source in ms or at 90 kHz gets its times back exactly.
+	d := Ticks(in.base + in.td.Decode(dts))
 	p := d + Ticks(pts-dts) // PTS-DTS is small and never wraps meaningfully
 	u, changed := v.Unit(p, d, au)
 	if changed {
