@@ -60,7 +60,8 @@ type worker struct {
 	lastDemand atomic.Int64 // unix nanoseconds of the last demand
 
 	// last holds, per rung and track, the DTS last written, so a restarted
-	// process's output joins on without going back in time.
+	// process's output joins on without going back in time. The outer map
+	// belongs to run's goroutine; each inner one to its rung's reader.
 	last map[string]map[int]time.Duration
 	// walls maps the source's pictures to their arrival times.
 	walls wallClock
@@ -238,13 +239,15 @@ func (w *worker) once() error {
 	}()
 	// Rungs: demux and publish.
 	for i, rg := range rungs {
-		if w.last[rg.Name] == nil {
-			w.last[rg.Name] = map[int]time.Duration{}
+		last := w.last[rg.Name]
+		if last == nil {
+			last = map[int]time.Duration{}
+			w.last[rg.Name] = last
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w.readRung(rg.Name, p.outs[i], &lastOut, baseSet, &baseDTS)
+			w.readRung(feedCtx, rg.Name, p.outs[i], last, &lastOut, baseSet, &baseDTS)
 		}()
 	}
 	// Feed: hub → MPEG-TS → stdin.
@@ -415,7 +418,7 @@ func (w *worker) feed(ctx context.Context, r *server.Reader, pending []*media.Un
 }
 
 // readRung demuxes one rung's MPEG-TS and publishes it as source/name.
-func (w *worker) readRung(name string, out *os.File, lastOut *atomic.Int64, baseSet chan struct{}, baseDTS *time.Duration) {
+func (w *worker) readRung(ctx context.Context, name string, out *os.File, last map[int]time.Duration, lastOut *atomic.Int64, baseSet chan struct{}, baseDTS *time.Duration) {
 	log := w.m.log.With("path", w.source+"/"+name)
 	defer io.Copy(io.Discard, out) //nolint:errcheck // FFmpeg must never block on a rung nobody takes
 	ar := &activityReader{r: out, last: lastOut}
@@ -433,7 +436,7 @@ func (w *worker) readRung(name string, out *os.File, lastOut *atomic.Int64, base
 	select {
 	case <-baseSet:
 		in.SetTimeBase(*baseDTS)
-	case <-w.ctx.Done():
+	case <-ctx.Done():
 		return
 	}
 	pub, err := w.m.hub.Publish(w.source+"/"+name, in.Tracks(), server.PublishOptions{Derived: true, Protocol: "transcode", Remote: "ffmpeg"})
@@ -442,7 +445,7 @@ func (w *worker) readRung(name string, out *os.File, lastOut *atomic.Int64, base
 		return
 	}
 	defer pub.Close()
-	in.SetWriter(&monotonic{pub: pub, last: w.last[name], walls: &w.walls})
+	in.SetWriter(&monotonic{pub: pub, last: last, walls: &w.walls})
 	for tr.Read() == nil {
 	}
 }
