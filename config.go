@@ -398,7 +398,7 @@ func (c *Config) PathConfig(path string) server.PathConfig {
 	if i := strings.LastIndexByte(path, '/'); i > 0 {
 		if source, name := path[:i], path[i+1:]; c.isRung(source, name) {
 			pc := c.pathConfig(source)
-			pc.Transcode, pc.Ladder, pc.Source = server.TranscodeOff, nil, ""
+			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
 			return pc
 		}
 	}
@@ -415,9 +415,10 @@ func (c *Config) isRung(source, name string) bool {
 	return false
 }
 
-// LadderPlan returns the ladder of path: its mode and rungs.
+// LadderPlan returns the ladder of path: its mode and rungs. A rung has
+// no ladder of its own.
 func (c *Config) LadderPlan(path string) transcode.Plan {
-	pc := c.pathConfig(path)
+	pc := c.PathConfig(path)
 	p := transcode.Plan{Mode: pc.Transcode}
 	if p.Mode == server.TranscodeOff {
 		return p

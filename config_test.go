@@ -281,7 +281,10 @@ paths:
 	if p := c.LadderPlan("plain/x"); p.Mode != server.TranscodeOff || p.Rungs != nil {
 		t.Errorf("plain/x plan %+v", p)
 	}
-	if pc := c.PathConfig("private/x/240p"); pc.ReadKey != "k1" || pc.Transcode != server.TranscodeOff {
+	if p := c.LadderPlan("private/x/240p"); p.Mode != server.TranscodeOff {
+		t.Errorf("a rung has a ladder of its own: %+v", p)
+	}
+	if pc := c.PathConfig("private/x/240p"); pc.ReadKey != "k1" || pc.Transcode != server.TranscodeOff || pc.RungOf != "private/x" {
 		t.Errorf("a rung of private/x: %+v, want the source's read key and no ladder", pc)
 	}
 	if pc := c.PathConfig("private/x/480p"); pc.ReadKey != "" {
@@ -295,6 +298,7 @@ paths:
 		{"paths:\n  default:\n    transcode: sometimes\n", "paths.default.transcode"},
 		{"transcode:\n  ladder:\n    - {name: x, height: 7, videoBitrate: 1M}\n", "transcode.ladder[0].height"},
 		{"transcode:\n  idleTimeout: 0s\n", "transcode.idleTimeout"},
+		{"transcode:\n  maxWorkers: -1\n", "transcode.maxWorkers"},
 	} {
 		errs := mustLoad(t, tc.yaml).Validate()
 		if len(errs) == 0 || !strings.Contains(joinErrs(errs), tc.key+":") {

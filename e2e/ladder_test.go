@@ -370,7 +370,7 @@ func TestLadderHLSBrowser(t *testing.T) {
 	}
 
 	node := startProc(t, "node", filepath.Join(browserDir, "hls.mjs"), s.hlsURL("live/abr", "index.m3u8"),
-		"--play", "15", "--switch", "3", "--timeout", "50")
+		"--play", "17", "--switch", "4", "--timeout", "50")
 	code, ok := node.wait(60 * time.Second)
 	if !ok {
 		syscall.Kill(-node.cmd.Process.Pid, syscall.SIGTERM) //nolint:errcheck
@@ -408,11 +408,12 @@ func TestLadderHLSBrowser(t *testing.T) {
 		decoded[s.H] = true
 	}
 	t.Logf("levels %+v; switched through %v; decoded heights %v", res.Levels, res.Switched, decoded)
-	if len(heights) < 3 {
-		t.Errorf("hls.js switched to %d different levels, want all 3", len(heights))
+	if len(heights) < 2 {
+		t.Errorf("hls.js reported switches to %d different levels, want at least 2", len(heights))
 	}
-	if len(decoded) < 2 {
-		t.Errorf("the video element decoded %d picture heights, want the rungs' too", len(decoded))
+	// What counts: the video element showed pictures of every variant.
+	if !decoded[360] || !decoded[240] || !decoded[160] {
+		t.Errorf("the video element decoded pictures of heights %v, want 360, 240 and 160", decoded)
 	}
 	// It kept playing: frames and time advance in every 3 s window.
 	for i := 12; i < len(res.Samples); i += 12 {

@@ -75,3 +75,48 @@ func TestDerivedStream(t *testing.T) {
 		}
 	}
 }
+
+// While a source is published, only its ladder may publish on its rung
+// paths; a restarted ladder takes its rung over from the stopping one.
+func TestRungPathReserved(t *testing.T) {
+	conf := func(path string) PathConfig {
+		pc := testConf()
+		if path == "live/x/240p" {
+			pc.RungOf = "live/x"
+		}
+		return pc
+	}
+	h := NewHub(HubConfig{PathConfig: conf, Logger: discardLogger()})
+	t.Cleanup(h.Close)
+	v := func() []*media.Track { return []*media.Track{{ID: 0, Codec: media.CodecH264}} }
+	// No source yet: the path is anyone's.
+	p, err := h.Publish("live/x/240p", v(), PublishOptions{})
+	if err != nil {
+		t.Fatalf("a rung path with no live source: %v", err)
+	}
+	p.Close()
+	src := mustPublish(t, h, "live/x", v())
+	if err := h.CheckPublish("live/x/240p", ""); err != ErrRungPath {
+		t.Fatalf("CheckPublish on a live source's rung: %v, want ErrRungPath", err)
+	}
+	if _, err := h.Publish("live/x/240p", v(), PublishOptions{Protocol: "rtmp"}); err != ErrRungPath {
+		t.Fatalf("Publish on a live source's rung: %v, want ErrRungPath", err)
+	}
+	old, err := h.Publish("live/x/240p", v(), PublishOptions{Derived: true})
+	if err != nil {
+		t.Fatalf("the ladder: %v", err)
+	}
+	next, err := h.Publish("live/x/240p", v(), PublishOptions{Derived: true})
+	if err != nil {
+		t.Fatalf("a restarted ladder does not take its rung over: %v", err)
+	}
+	old.Close() // the stopping process's late Close changes nothing
+	if !next.Stream().Publishing() {
+		t.Fatal("the old publisher's Close ended the new one's stream")
+	}
+	if _, err := h.Publish("live/x", v(), PublishOptions{Derived: true}); err != ErrPathBusy {
+		t.Fatalf("a derived publisher took a plain stream over: %v", err)
+	}
+	src.Close()
+	next.Close()
+}

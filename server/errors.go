@@ -14,6 +14,9 @@ var (
 	// ErrUnauthorized is returned by Hub.Publish and Hub.CheckRead when the
 	// path's publish or read key does not match.
 	ErrUnauthorized = errors.New("server: wrong or missing key (give it as ?key=..., as the RTSP password, or as SRT s=...)")
+	// ErrRungPath is returned by Hub.Publish for a path that is a rung of
+	// a live source's bitrate ladder (PathConfig.RungOf).
+	ErrRungPath = errors.New("server: this path is a rung of a live stream's bitrate ladder (<path>/<rung>): publish to another path")
 	// ErrTooManyReaders is returned by Hub.Read when the path has maxReaders readers.
 	ErrTooManyReaders = errors.New("server: too many readers on this path (paths.*.maxReaders)")
 	// ErrStreamClosed is returned by Reader.Next once the stream has ended and

@@ -110,6 +110,9 @@ func (h *Hub) attach(path string, pc PathConfig, tracks []*media.Track, opts Pub
 	if h.closed {
 		return nil, ErrHubClosed
 	}
+	if !opts.Derived && h.rungOfLiveLocked(pc) {
+		return nil, ErrRungPath
+	}
 	s := h.streams[path]
 	if s == nil {
 		s = newStream(h, path, pc)
@@ -124,16 +127,32 @@ func (h *Hub) attach(path string, pc PathConfig, tracks []*media.Track, opts Pub
 	return p, nil
 }
 
+// rungOfLiveLocked reports whether pc is a rung path of a source that is
+// published now; h.mu must be held.
+func (h *Hub) rungOfLiveLocked(pc PathConfig) bool {
+	if pc.RungOf == "" {
+		return false
+	}
+	src := h.streams[pc.RungOf]
+	return src != nil && src.Publishing() && !src.Derived()
+}
+
 // CheckPublish returns the error Publish would return right now for path
-// and key: a *PathError, ErrUnauthorized or ErrPathBusy. A protocol calls it
-// to refuse a publisher before reading its media; Publish checks again.
+// and key: a *PathError, ErrUnauthorized, ErrRungPath or ErrPathBusy. A
+// protocol calls it to refuse a publisher before reading its media;
+// Publish checks again.
 func (h *Hub) CheckPublish(path, key string) error {
-	if _, err := h.checkPath(path, key); err != nil {
+	pc, err := h.checkPath(path, key)
+	if err != nil {
 		return err
 	}
 	h.mu.Lock()
 	s := h.streams[path]
+	rung := h.rungOfLiveLocked(pc)
 	h.mu.Unlock()
+	if rung {
+		return ErrRungPath
+	}
 	if s != nil {
 		s.mu.RLock()
 		defer s.mu.RUnlock()

@@ -82,6 +82,11 @@ type PathConfig struct {
 	// Ladder names the rungs of transcode.ladder the path gets; empty means
 	// all of them.
 	Ladder []string `yaml:"ladder"`
+
+	// RungOf is set (not by the file: by the config resolution) on a path
+	// that is a rung of another path's ladder (live/x/480p of live/x):
+	// while live/x is published, only its ladder may publish here.
+	RungOf string `yaml:"-"`
 }
 
 // Ladder modes (PathConfig.Transcode).

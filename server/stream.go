@@ -147,7 +147,12 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.publisher != nil {
-		return nil, ErrPathBusy
+		if !opts.Derived || !s.derived {
+			return nil, ErrPathBusy
+		}
+		// A restarted ladder takes its rung over from the process that is
+		// still stopping; that one's Writes and Close are ignored from now.
+		s.publisher = nil
 	}
 	if s.grace != nil {
 		s.grace.Stop() // a callback already waiting for the lock sees graceGen moved on

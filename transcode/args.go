@@ -33,7 +33,7 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		a = append(a, "-filter_complex_threads", strconv.Itoa(c.Threads))
 	}
 	// The GOP cache comes first as a burst: a short analysis suffices.
-	a = append(a, "-protocol_whitelist", "pipe", "-analyzeduration", "1000000", "-probesize", "2000000",
+	a = append(a, "-protocol_whitelist", "pipe", "-analyzeduration", "300000", "-probesize", "2000000",
 		"-copyts", "-f", "mpegts", "-i", "pipe:0")
 
 	var fc strings.Builder

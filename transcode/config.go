@@ -45,6 +45,9 @@ type Config struct {
 	// Watchdog restarts a worker that has been fed but produced nothing
 	// for this long.
 	Watchdog time.Duration `yaml:"watchdog"`
+	// MaxWorkers caps the FFmpeg processes (one per source with a ladder);
+	// 0 means no cap.
+	MaxWorkers int `yaml:"maxWorkers"`
 	// VAAPIDevice is the render node h264_vaapi encodes on.
 	VAAPIDevice string `yaml:"vaapiDevice"`
 	// Ladder lists the rungs, from the highest; rungs at or above the
@@ -152,6 +155,9 @@ func (c *Config) Validate() []error {
 	}
 	if c.Threads < 0 || c.Threads > 64 {
 		bad("threads", "must be between 0 (FFmpeg chooses) and 64 (got %d)", c.Threads)
+	}
+	if c.MaxWorkers < 0 {
+		bad("maxWorkers", "must be 0 (no cap) or more (got %d)", c.MaxWorkers)
 	}
 	if c.IdleTimeout < time.Second || c.IdleTimeout > time.Hour {
 		bad("idleTimeout", "must be between 1s and 1h (got %s)", c.IdleTimeout)

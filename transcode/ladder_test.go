@@ -401,3 +401,51 @@ func TestNoFFmpeg(t *testing.T) {
 		t.Fatalf("said %d times that the ladder is off, want once:\n%s", n, e.logs.String())
 	}
 }
+
+// transcode.maxWorkers caps the FFmpeg processes: a ladder beyond it is
+// not started, and that is logged once.
+func TestLadderMaxWorkers(t *testing.T) {
+	e := newEnv(t, ModeAlways, func(c *Config) { c.MaxWorkers = 1 })
+	startSource(t, e.hub, "live/a")
+	waitFor(t, 10*time.Second, "rung of live/a", func() bool { return publishing(e.hub, "live/a/160p") })
+	startSource(t, e.hub, "live/b")
+	waitFor(t, 5*time.Second, "live/b", func() bool { return publishing(e.hub, "live/b") })
+	if e.m.Demand("live/b/160p") {
+		t.Fatal("Demand started a second ladder past maxWorkers")
+	}
+	time.Sleep(500 * time.Millisecond)
+	if _, ok := e.m.Status("live/b"); ok || publishing(e.hub, "live/b/160p") {
+		t.Fatal("a second ladder runs past maxWorkers: 1")
+	}
+	if n := strings.Count(e.logs.String(), "transcode.maxWorkers"); n != 1 {
+		t.Fatalf("the cap was logged %d times, want once", n)
+	}
+}
+
+// An on-demand ladder comes back when its source republishes while a rung
+// still has a reader (an encoder reconnecting).
+func TestLadderOnDemandRepublish(t *testing.T) {
+	e := newEnv(t, ModeOnDemand, nil)
+	src := startSource(t, e.hub, "live/t")
+	waitFor(t, 5*time.Second, "source", func() bool { return publishing(e.hub, "live/t") })
+	r, err := e.hub.ReadWait(context.Background(), "live/t/160p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	st, _ := e.m.Status("live/t")
+	src.stop()
+	waitFor(t, 6*time.Second, "the ladder stops with its source", func() bool { return !alive(st.PID) })
+	startSource(t, e.hub, "live/t")
+	waitFor(t, 10*time.Second, "the ladder back for the waiting reader", func() bool {
+		n, ok := e.m.Status("live/t")
+		return ok && n.State == "running" && n.PID != st.PID
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for n := 0; n < 50; n++ {
+		if _, err := r.Next(ctx); err != nil {
+			t.Fatalf("the rung reader got nothing after the republish: %v", err)
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/media"
@@ -61,6 +62,10 @@ type Manager struct {
 
 	mu      sync.Mutex // mu guards workers
 	workers map[string]*worker
+	// running counts workers until their process has exited (a stopping
+	// one included), for transcode.maxWorkers; full says it was logged.
+	running atomic.Int64
+	full    atomic.Bool
 }
 
 // New returns a manager for hub. plan resolves a path's ladder. When the
@@ -100,8 +105,18 @@ func (m *Manager) OnPublish(path string, derived bool) {
 	if derived || m.offErr != nil {
 		return
 	}
-	if m.plan(path).Mode == ModeAlways {
+	switch p := m.plan(path); p.Mode {
+	case ModeAlways:
 		m.start(path)
+	case ModeOnDemand:
+		// A republish (an encoder reconnecting): rung readers waiting in
+		// the grace period get their rungs back.
+		for _, r := range p.Rungs {
+			if s := m.hub.Stream(path + "/" + r.Name); s != nil && s.ReaderCount() > 0 {
+				m.start(path)
+				return
+			}
+		}
 	}
 }
 
@@ -110,6 +125,11 @@ func (m *Manager) OnPublish(path string, derived bool) {
 // not block.
 func (m *Manager) OnUnpublish(path string, derived bool) {
 	if derived {
+		return
+	}
+	if s := m.hub.Stream(path); s != nil && s.Publishing() {
+		// A new publisher attached before this callback ran: the worker
+		// reads on from the same stream.
 		return
 	}
 	m.mu.Lock()
@@ -131,10 +151,32 @@ func (m *Manager) Demand(path string) bool {
 		return false
 	}
 	source, name := path[:i], path[i+1:]
-	for _, r := range m.renditions(source) {
+	rs := m.renditions(source)
+	if rs == nil && m.heightUnknown(source) {
+		// A source over MPEG-TS or RTSP, just published: its picture size
+		// comes with its first keyframe. Start; the worker picks the rungs.
+		for _, r := range m.plan(source).Rungs {
+			rs = append(rs, Rendition{Name: r.Name})
+		}
+	}
+	for _, r := range rs {
 		if r.Name == name {
-			m.start(source)
-			return true
+			return m.start(source)
+		}
+	}
+	return false
+}
+
+// heightUnknown reports whether source is a live stream with H264 or H265
+// video whose height is not known yet.
+func (m *Manager) heightUnknown(source string) bool {
+	s := m.hub.Stream(source)
+	if s == nil || s.Derived() || !s.Publishing() {
+		return false
+	}
+	for _, t := range s.Tracks() {
+		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
+			return t.Height == 0
 		}
 	}
 	return false
@@ -146,8 +188,8 @@ func (m *Manager) Demand(path string) bool {
 // path is itself a rung).
 func (m *Manager) Renditions(path string) []Rendition {
 	rs := m.renditions(path)
-	if len(rs) > 0 {
-		m.start(path)
+	if len(rs) > 0 && !m.start(path) {
+		return nil
 	}
 	return rs
 }
@@ -191,29 +233,47 @@ func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
 }
 
 // start runs the worker of source unless one runs; either way it counts as
-// a demand (it holds an on-demand ladder for IdleTimeout).
-func (m *Manager) start(source string) {
+// a demand (it holds an on-demand ladder for IdleTimeout). With
+// transcode.maxWorkers processes running it starts nothing. It reports
+// whether a worker runs.
+func (m *Manager) start(source string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if w := m.workers[source]; w != nil {
 		w.touch()
-		return
+		return true
 	}
 	if m.ctx.Err() != nil {
-		return
+		return false
 	}
+	if m.conf.MaxWorkers > 0 && int(m.running.Load()) >= m.conf.MaxWorkers {
+		if m.full.CompareAndSwap(false, true) {
+			m.log.Warn("ladder not started: transcode.maxWorkers FFmpeg processes run already", "path", source, "maxWorkers", m.conf.MaxWorkers)
+		}
+		return false
+	}
+	m.full.Store(false)
 	w := newWorker(m, source, m.plan(source))
+	m.running.Add(1)
 	m.workers[source] = w
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
+		defer m.running.Add(-1) // counted until its process has exited
 		w.run()
-		m.mu.Lock()
-		if m.workers[source] == w {
-			delete(m.workers, source)
-		}
-		m.mu.Unlock()
+		m.forget(w)
 	}()
+	return true
+}
+
+// forget removes w from the running workers, if it is still the one of
+// its source: a stopping worker no longer answers demands.
+func (m *Manager) forget(w *worker) {
+	m.mu.Lock()
+	if m.workers[w.source] == w {
+		delete(m.workers, w.source)
+	}
+	m.mu.Unlock()
 }
 
 // Status is what the API shows of a source's ladder.

@@ -133,6 +133,10 @@ func (w *worker) run() {
 		wait := backoff/4*3 + rand.N(backoff/2+1)
 		log.Warn("FFmpeg ended; restarting", "err", err, "exit", st.LastExit, "in", wait.Round(time.Millisecond),
 			"stderr", lastLines(st.Stderr, 5))
+		if w.plan.Mode == ModeOnDemand && w.idle() {
+			log.Info("ladder stopped", "reason", errIdle)
+			return
+		}
 		w.setState("backoff")
 		t := time.NewTimer(wait)
 		select {
@@ -207,7 +211,7 @@ func (w *worker) once() error {
 	var (
 		wg       sync.WaitGroup
 		lastOut  atomic.Int64 // unix nanoseconds of the last rung output
-		lastIn   atomic.Int64 // of the last unit fed
+		lastIn   atomic.Int64 // of the last unit fed; negated while a write blocks
 		baseSet  = make(chan struct{})
 		baseDTS  time.Duration
 		feedErr  = make(chan error, 1)
@@ -280,14 +284,16 @@ loop:
 			break loop
 		case <-watchdog.C:
 			wd := w.m.conf.Watchdog
-			out, inT := time.Unix(0, lastOut.Load()), time.Unix(0, lastIn.Load())
-			if time.Since(out) > wd && time.Since(inT) < wd {
+			in := lastIn.Load()
+			fed := in < 0 || time.Since(time.Unix(0, in)) < wd // a write pending, or a recent one
+			if time.Since(time.Unix(0, lastOut.Load())) > wd && fed {
 				result = fmt.Errorf("transcode: watchdog: FFmpeg was fed but wrote nothing for %s", wd)
 				p.kill()
 				break loop
 			}
 			if w.plan.Mode == ModeOnDemand && w.idle() {
 				result = errIdle
+				w.m.forget(w) // a demand from now on starts a new worker
 				break loop
 			}
 		}
@@ -409,6 +415,9 @@ func (w *worker) feed(ctx context.Context, r *server.Reader, pending []*media.Un
 			if u.Track.IsVideo() {
 				w.walls.add(u.DTS, u.Wall)
 			}
+			// While a write blocks, FFmpeg has input it does not take: that
+			// counts as fed for the watchdog.
+			lastIn.Store(-time.Now().UnixNano())
 			if _, err := stdin.Write(b); err != nil {
 				return err
 			}

@@ -446,6 +446,9 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 	deadline := time.Now().Add(h.conf.BlockTimeout)
 	// Wait for a first segment so the bandwidth is measured, bounded.
 	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+	if len(rends) == 0 && h.conf.Renditions != nil {
+		rends = h.conf.Renditions(m.path) // a source over TS or RTSP knows its picture size only now
+	}
 	key := keyQuery(req.URL.Query().Get("key"))
 	vs := []variant{m.variant("stream.m3u8" + key)}
 	for _, r := range rends {
@@ -476,7 +479,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 // whose parameters are known, and returns its tracks; nil at the deadline.
 func (h *Handler) waitRung(ctx context.Context, path string, deadline time.Time) []*media.Track {
 	for {
-		if s := h.hub.Stream(path); s != nil && s.Publishing() {
+		if s := h.hub.Stream(path); s != nil && s.Publishing() && s.Derived() {
 			if vt, _ := pickTracks(s.Tracks()); vt != nil && vt.SPS != nil && vt.Width > 0 {
 				return s.Tracks()
 			}

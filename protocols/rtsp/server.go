@@ -438,7 +438,7 @@ func refusal(err error) *base.Response {
 		code = base.StatusNotFound
 	case errors.Is(err, server.ErrUnauthorized):
 		code = base.StatusForbidden
-	case errors.Is(err, server.ErrPathBusy):
+	case errors.Is(err, server.ErrPathBusy), errors.Is(err, server.ErrRungPath):
 		code = base.StatusForbidden
 	case errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
 		code = base.StatusServiceUnavailable

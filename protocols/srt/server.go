@@ -150,7 +150,7 @@ func refuseFor(err error) *refusal {
 		code = gosrt.REJX_BAD_REQUEST
 	case errors.Is(err, server.ErrUnauthorized):
 		code = gosrt.REJX_UNAUTHORIZED
-	case errors.Is(err, server.ErrPathBusy):
+	case errors.Is(err, server.ErrPathBusy), errors.Is(err, server.ErrRungPath):
 		code = gosrt.REJX_CONFLICT
 	case errors.Is(err, server.ErrStreamNotFound):
 		code = gosrt.REJX_NOTFOUND
