@@ -10,7 +10,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -30,6 +29,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 )
 
@@ -250,122 +250,17 @@ type streamhub struct {
 	stopped            bool
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// serverAddrs are the listen addresses of one test server: never the
-// defaults, so tests run in parallel and beside a running streamhub.
-type serverAddrs struct {
-	rtmp, http, rtsp string // TCP HOST:PORT
-	// udpRTP is the RTSP UDP unicast RTP port (even); RTCP is udpRTP+1.
-	udpRTP int
-	// mcastRange is a multicast range of this server alone, mcastRTP its
-	// RTP port (even); RTCP is mcastRTP+1.
-	mcastRange string
-	mcastRTP   int
-	// srt is the SRT listener (UDP HOST:PORT).
-	srt string
-}
-
-// udpPorts hands out even UDP port pairs and multicast ranges, each once per
-// test binary, so two servers of this process never share them.
-var udpPorts = struct {
-	sync.Mutex
-	ports  map[int]bool
-	ranges map[string]bool
-}{ports: map[int]bool{}, ranges: map[string]bool{}}
-
-// freeUDPPair returns an even port P such that P and P+1 are free as UDP
-// (on every address) and were not handed out before. The ports are below
-// Linux's ephemeral range, where the kernel does not put the clients' ports
-// (ffmpeg picks its RTP ports itself; startServer retries on a clash).
-func freeUDPPair(t testing.TB) int {
-	t.Helper()
-	udpPorts.Lock()
-	defer udpPorts.Unlock()
-	for range 200 {
-		p := 20000 + 2*rand.IntN(6000) // 20000..31998
-		if udpPorts.ports[p] {
-			continue
-		}
-		a, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		b, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p+1))
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		udpPorts.ports[p] = true
-		return p
-	}
-	t.Fatal("no free even UDP port pair found")
-	return 0
-}
-
-// freeMulticastRange returns a /24 in 239.0.0.0/8 (administratively scoped)
-// that no other server of this process got.
-func freeMulticastRange() string {
-	udpPorts.Lock()
-	defer udpPorts.Unlock()
-	for {
-		r := fmt.Sprintf("239.%d.%d.0/24", 1+rand.IntN(254), rand.IntN(256))
-		if !udpPorts.ranges[r] {
-			udpPorts.ranges[r] = true
-			return r
-		}
-	}
-}
+// serverAddrs are the listen addresses of one test server.
+type serverAddrs = testfixtures.Addrs
 
 // freeAddrs picks free addresses for a server.
 func freeAddrs(t testing.TB) serverAddrs {
 	t.Helper()
-	seen := map[int]bool{}
-	tcp := func() string {
-		p := freePort(t)
-		for seen[p] {
-			p = freePort(t)
-		}
-		seen[p] = true
-		return "127.0.0.1:" + strconv.Itoa(p)
+	a, err := testfixtures.FreeAddrs()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return serverAddrs{
-		rtmp: tcp(), http: tcp(), rtsp: tcp(),
-		udpRTP:     freeUDPPair(t),
-		mcastRange: freeMulticastRange(),
-		mcastRTP:   freeUDPPair(t),
-		srt:        "127.0.0.1:" + strconv.Itoa(freeUDPPair(t)),
-	}
-}
-
-// yaml is the config of a's addresses (log, rtmp, http, rtsp and srt
-// sections). The srt: section comes last: srtKeys relies on it.
-func (a serverAddrs) yaml() string {
-	return fmt.Sprintf(`log:
-  level: debug
-rtmp:
-  address: %q
-http:
-  address: %q
-rtsp:
-  address: %q
-  udpRTPAddress: "127.0.0.1:%d"
-  udpRTCPAddress: "127.0.0.1:%d"
-  multicastIPRange: %q
-  multicastRTPPort: %d
-  multicastRTCPPort: %d
-srt:
-  address: %q
-`, a.rtmp, a.http, a.rtsp, a.udpRTP, a.udpRTP+1, a.mcastRange, a.mcastRTP, a.mcastRTP+1, a.srt)
+	return a
 }
 
 // writeConfigFor writes a config with a's addresses and the given extra YAML
@@ -377,7 +272,7 @@ func writeConfigFor(t testing.TB, a serverAddrs, extra string) string {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	if _, err := f.WriteString(a.yaml() + extra); err != nil {
+	if _, err := f.WriteString(a.YAML("debug") + extra); err != nil {
 		t.Fatal(err)
 	}
 	return f.Name()
@@ -389,7 +284,7 @@ func writeConfigFor(t testing.TB, a serverAddrs, extra string) string {
 func writeConfig(t testing.TB, extra string) (file, rtmpAddr, httpAddr string) {
 	t.Helper()
 	a := freeAddrs(t)
-	return writeConfigFor(t, a, extra), a.rtmp, a.http
+	return writeConfigFor(t, a, extra), a.RTMP, a.HTTP
 }
 
 // startServer runs streamhub with a fresh config (extra YAML appended) and
@@ -433,7 +328,7 @@ func (s *streamhub) restart(t *testing.T) *streamhub {
 func launchServer(t *testing.T, file string, a serverAddrs) (*streamhub, error) {
 	t.Helper()
 	s := &streamhub{proc: startProc(t, binPath, "--config", file), addrs: a, conf: file,
-		rtmpAddr: a.rtmp, httpAddr: a.http, rtspAddr: a.rtsp, srtAddr: a.srt}
+		rtmpAddr: a.RTMP, httpAddr: a.HTTP, rtspAddr: a.RTSP, srtAddr: a.SRT}
 	if err := s.waitReady(15 * time.Second); err != nil {
 		s.kill()
 		return s, err
@@ -515,7 +410,7 @@ func (s *streamhub) srtURL(streamid string) string {
 }
 
 // srtKeys is extra YAML for startServer setting keys of the srt: section
-// (e.g. "latency: 300ms"): serverAddrs.yaml ends with that section, so
+// (e.g. "latency: 300ms"): serverAddrs.YAML ends with that section, so
 // indented lines at the start of extra continue it. A paths: section may
 // follow.
 func srtKeys(keys ...string) string {

@@ -185,6 +185,12 @@ func TestLadderRungs(t *testing.T) {
 			t.Errorf("%s: height %d, want %d", path, got, h)
 		}
 	}
+	// A rung is an ordinary stream: RTMP, RTSP and SRT play it too.
+	for _, url := range []string{s.rtmpURL("live/abr/160p"), s.rtspURL("live/abr/160p"), s.srtURL("read:live/abr/160p")} {
+		if got := probeHeight(t, url); got != 160 {
+			t.Errorf("%s: height %d, want 160", url, got)
+		}
+	}
 	paths := []string{"live/abr", "live/abr/240p", "live/abr/160p"}
 	packets := make([][]probePacket, len(paths))
 	done := make(chan int, len(paths))

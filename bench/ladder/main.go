@@ -55,7 +55,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -70,6 +69,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	flv "github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/transcode"
 )
@@ -644,19 +644,19 @@ func (s *server) flvURL(path string) string { return "http://" + s.http + "/" + 
 func (e *env) startServer(ctx context.Context, mode string) (*server, error) {
 	for attempt := 1; ; attempt++ {
 		e.runs++
-		a, err := freeAddrs()
+		a, err := testfixtures.FreeAddrs()
 		if err != nil {
 			return nil, err
 		}
 		conf := filepath.Join(e.dir, fmt.Sprintf("server-%d.yml", e.runs))
-		if err := os.WriteFile(conf, []byte(a.yaml()+ladderYAML(e.ladder, mode)), 0o644); err != nil {
+		if err := os.WriteFile(conf, []byte(a.YAML("warn")+ladderYAML(e.ladder, mode)), 0o644); err != nil {
 			return nil, err
 		}
 		p, err := startProc("streamhub", filepath.Join(e.dir, fmt.Sprintf("server-%d.log", e.runs)), e.bin, "--config", conf)
 		if err != nil {
 			return nil, err
 		}
-		s := &server{e: e, srv: p, rtmp: a.rtmp, http: a.http, rtsp: a.rtsp}
+		s := &server{e: e, srv: p, rtmp: a.RTMP, http: a.HTTP, rtsp: a.RTSP}
 		err = s.waitReady(ctx, 15*time.Second)
 		if err == nil {
 			return s, nil
@@ -855,89 +855,6 @@ func alive(pid int, start string) bool {
 }
 
 // ---- config ----
-
-// addrs are the listen addresses of one server, never the defaults.
-type addrs struct {
-	rtmp, http, rtsp string // TCP HOST:PORT
-	udpRTP           int    // RTSP UDP RTP port (even); RTCP is +1
-	mcastRange       string
-	mcastRTP         int
-	srt              string // UDP HOST:PORT
-}
-
-func freeAddrs() (addrs, error) {
-	var a addrs
-	seen := map[int]bool{}
-	for _, dst := range []*string{&a.rtmp, &a.http, &a.rtsp} {
-		for {
-			l, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				return a, err
-			}
-			p := l.Addr().(*net.TCPAddr).Port
-			l.Close()
-			if !seen[p] {
-				seen[p] = true
-				*dst = "127.0.0.1:" + strconv.Itoa(p)
-				break
-			}
-		}
-	}
-	var srt int
-	for _, dst := range []*int{&a.udpRTP, &a.mcastRTP, &srt} {
-		p, err := freeUDPPair(seen)
-		if err != nil {
-			return a, err
-		}
-		*dst = p
-	}
-	a.srt = "127.0.0.1:" + strconv.Itoa(srt)
-	a.mcastRange = fmt.Sprintf("239.%d.%d.0/24", 1+rand.IntN(254), rand.IntN(256))
-	return a, nil
-}
-
-// freeUDPPair returns an even port P, P and P+1 free as UDP, below Linux's
-// ephemeral range (where FFmpeg's own ports come from), not in seen.
-func freeUDPPair(seen map[int]bool) (int, error) {
-	for range 200 {
-		p := 20000 + 2*rand.IntN(6000)
-		if seen[p] || seen[p+1] {
-			continue
-		}
-		a, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p))
-		if err != nil {
-			continue
-		}
-		b, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p+1))
-		a.Close()
-		if err != nil {
-			continue
-		}
-		b.Close()
-		seen[p], seen[p+1] = true, true
-		return p, nil
-	}
-	return 0, errors.New("no free even UDP port pair found")
-}
-
-func (a addrs) yaml() string {
-	return fmt.Sprintf(`log:
-  level: warn
-rtmp:
-  address: %q
-http:
-  address: %q
-rtsp:
-  address: %q
-  udpRTPAddress: "127.0.0.1:%d"
-  udpRTCPAddress: "127.0.0.1:%d"
-  multicastIPRange: %q
-  multicastRTPPort: %d
-  multicastRTCPPort: %d
-srt:
-  address: %q
-`, a.rtmp, a.http, a.rtsp, a.udpRTP, a.udpRTP+1, a.mcastRange, a.mcastRTP, a.mcastRTP+1, a.srt)
-}
 
 // ladderYAML is the transcode: and paths: sections.
 func ladderYAML(rungs []transcode.Rung, mode string) string {

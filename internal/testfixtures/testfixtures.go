@@ -1,5 +1,6 @@
-// Package testfixtures holds real codec parameter sets that the tests of
-// several protocol packages share.
+// Package testfixtures holds what the tests of several packages and the
+// bench tools share: real codec parameter sets, free listen addresses for
+// a test server, a log buffer and a wait for a publish.
 package testfixtures
 
 // Parameter sets without start codes. The H264 and H265 ones are real

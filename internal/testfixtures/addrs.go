@@ -1,0 +1,138 @@
+package testfixtures
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strconv"
+	"sync"
+)
+
+// Addrs are the listen addresses of one test server: never the defaults, so
+// tests run in parallel and beside a running streamhub.
+type Addrs struct {
+	RTMP, HTTP, RTSP string // TCP HOST:PORT
+	// UDPRTP is the RTSP UDP unicast RTP port (even); RTCP is UDPRTP+1.
+	UDPRTP int
+	// MulticastRange is a multicast range of this server alone,
+	// MulticastRTP its RTP port (even); RTCP is MulticastRTP+1.
+	MulticastRange string
+	MulticastRTP   int
+	// SRT is the SRT listener (UDP HOST:PORT).
+	SRT string
+}
+
+// FreeAddrs picks free addresses for a server. The UDP port pairs and the
+// multicast range are handed out once per process, so two servers of this
+// process never share them.
+func FreeAddrs() (Addrs, error) {
+	var a Addrs
+	seen := map[int]bool{}
+	for _, dst := range []*string{&a.RTMP, &a.HTTP, &a.RTSP} {
+		for {
+			p, err := freePort()
+			if err != nil {
+				return a, err
+			}
+			if !seen[p] {
+				seen[p] = true
+				*dst = "127.0.0.1:" + strconv.Itoa(p)
+				break
+			}
+		}
+	}
+	var srt int
+	for _, dst := range []*int{&a.UDPRTP, &a.MulticastRTP, &srt} {
+		p, err := freeUDPPair()
+		if err != nil {
+			return a, err
+		}
+		*dst = p
+	}
+	a.SRT = "127.0.0.1:" + strconv.Itoa(srt)
+	a.MulticastRange = freeMulticastRange()
+	return a, nil
+}
+
+// freePort returns a free TCP port on 127.0.0.1.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// udpPorts hands out even UDP port pairs and multicast ranges, each once per
+// process, so two servers of this process never share them.
+var udpPorts = struct {
+	sync.Mutex
+	ports  map[int]bool
+	ranges map[string]bool
+}{ports: map[int]bool{}, ranges: map[string]bool{}}
+
+// freeUDPPair returns an even port P such that P and P+1 are free as UDP
+// (on every address) and were not handed out before. The ports are below
+// Linux's ephemeral range, where the kernel does not put the clients' ports
+// (ffmpeg picks its RTP ports itself; a caller retries on a clash).
+func freeUDPPair() (int, error) {
+	udpPorts.Lock()
+	defer udpPorts.Unlock()
+	for range 200 {
+		p := 20000 + 2*rand.IntN(6000) // 20000..31998
+		if udpPorts.ports[p] {
+			continue
+		}
+		a, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p))
+		if err != nil {
+			continue
+		}
+		b, err := net.ListenPacket("udp4", ":"+strconv.Itoa(p+1))
+		a.Close()
+		if err != nil {
+			continue
+		}
+		b.Close()
+		udpPorts.ports[p] = true
+		return p, nil
+	}
+	return 0, errors.New("no free even UDP port pair found")
+}
+
+// freeMulticastRange returns a /24 in 239.0.0.0/8 (administratively scoped)
+// that no other server of this process got.
+func freeMulticastRange() string {
+	udpPorts.Lock()
+	defer udpPorts.Unlock()
+	for {
+		r := fmt.Sprintf("239.%d.%d.0/24", 1+rand.IntN(254), rand.IntN(256))
+		if !udpPorts.ranges[r] {
+			udpPorts.ranges[r] = true
+			return r
+		}
+	}
+}
+
+// YAML is the config of a's addresses with the given log level (log, rtmp,
+// http, rtsp and srt sections). The srt: section comes last, so that extra
+// YAML appended to it may continue it with indented keys.
+func (a Addrs) YAML(logLevel string) string {
+	return fmt.Sprintf(`log:
+  level: %s
+rtmp:
+  address: %q
+http:
+  address: %q
+rtsp:
+  address: %q
+  udpRTPAddress: "127.0.0.1:%d"
+  udpRTCPAddress: "127.0.0.1:%d"
+  multicastIPRange: %q
+  multicastRTPPort: %d
+  multicastRTCPPort: %d
+srt:
+  address: %q
+`, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.SRT)
+}
