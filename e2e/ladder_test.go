@@ -12,6 +12,9 @@ import (
 	"time"
 )
 
+// The ladder tests are not parallel: their FFmpeg encoders take a core,
+// and the timing-sensitive tests (SRT loss, the browser) must not starve.
+
 // ladderConfig is extra YAML for a server with a two-rung ladder (240p and
 // 160p under a 640x360 source) in the given mode. catchUp is off so that
 // every reader gets the streams' own timestamps.
@@ -173,7 +176,6 @@ func keyTimes(pk []probePacket) []int64 {
 // rung's height and a bitrate near its setting, and the keyframes of every
 // rung are at the source's keyframe times.
 func TestLadderRungs(t *testing.T) {
-	t.Parallel()
 	s := startServer(t, ladderConfig("always"))
 	pub := startLadderPublisher(t, s, "live/abr")
 	waitLive(t, s, "live/abr", pub)
@@ -266,7 +268,6 @@ func TestLadderRungs(t *testing.T) {
 // on for its reader; the publisher stops: no FFmpeg within 6 s; kill -9 of
 // streamhub: its FFmpeg dies with it.
 func TestLadderProcesses(t *testing.T) {
-	t.Parallel()
 	s := startServer(t, ladderConfig("always"))
 	pub := startLadderPublisher(t, s, "live/abr")
 	waitLive(t, s, "live/abr", pub)
@@ -328,7 +329,6 @@ func mustSnapshot(r *flvReader) []flvTag {
 // On demand: no FFmpeg runs until a rung is asked for; it stops after the
 // idle period.
 func TestLadderOnDemand(t *testing.T) {
-	t.Parallel()
 	s := startServer(t, ladderConfig("onDemand"))
 	pub := startLadderPublisher(t, s, "live/abr")
 	waitLive(t, s, "live/abr", pub)
