@@ -35,6 +35,8 @@ type Config struct {
 	HTTP HTTPConfig `yaml:"http"`
 	// Transcode is the FFmpeg ladder.
 	Transcode transcode.Config `yaml:"transcode"`
+	Streams   StreamsConfig    `yaml:"streams"`
+	API       APIConfig        `yaml:"api"`
 	Paths     PathsConfig      `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
@@ -92,6 +94,27 @@ type HTTPConfig struct {
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
 	TLSCert      string        `yaml:"tlsCert"`
 	TLSKey       string        `yaml:"tlsKey"`
+}
+
+// StreamsConfig is the streams: section: registered streams and keys.
+type StreamsConfig struct {
+	// Database is the file registered streams and their key hashes live in.
+	Database string `yaml:"database"`
+	// Prefix is the path prefix of registered streams (live: live/<id>).
+	Prefix string `yaml:"prefix"`
+	// Open lets anyone publish on paths that are not registered streams
+	// (a single-user setup); false asks every publisher for a stream key.
+	Open bool `yaml:"open"`
+}
+
+// APIConfig is the api: section.
+type APIConfig struct {
+	// AdminToken guards the admin endpoints; "" allows them from the
+	// server's own loopback address only.
+	AdminToken string `yaml:"adminToken"`
+	// PublicHost is the host put in the URLs the API hands out; "" takes
+	// the request's.
+	PublicHost string `yaml:"publicHost"`
 }
 
 // PathsConfig is the paths: section.
@@ -253,6 +276,18 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.Transcode.Validate()...)
+	if strings.TrimSpace(c.Streams.Database) == "" {
+		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db")
+	}
+	if err := server.ValidatePath(c.Streams.Prefix); err != nil || strings.Contains(c.Streams.Prefix, "/") {
+		bad("streams.prefix", "must be one path segment of A-Z a-z 0-9 _ . -, e.g. live (got %q)", c.Streams.Prefix)
+	}
+	if t := c.API.AdminToken; t != "" && (len(t) < 16 || strings.ContainsAny(t, " \t\r\n")) {
+		bad("api.adminToken", "must be empty (admin from localhost only) or at least 16 characters without spaces")
+	}
+	if strings.ContainsAny(c.API.PublicHost, "/ :?#@") && net.ParseIP(c.API.PublicHost) == nil {
+		bad("api.publicHost", "must be a host name or IP address without scheme or port, e.g. stream.example.com (got %q)", c.API.PublicHost)
+	}
 	for i, pc := range append([]server.PathConfig{c.Paths.Default}, overrideConfs(c.overrides)...) {
 		at := "paths.default"
 		if i > 0 {

@@ -20,11 +20,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
+	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
@@ -136,14 +138,20 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	log := newLogger(conf.Log, logOut)
 	log.Info("starting", "version", versionString())
 
+	reg, err := registry.Open(conf.Streams.Database, conf.Streams.Prefix, conf.Streams.Open)
+	if err != nil {
+		return err
+	}
+	defer reg.Close()
 	var (
 		sources *rtsp.Sources
 		ladder  *transcode.Manager
 	)
 	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log,
-		OnDemand:    func(path string) bool { return sources.Demand(path) || ladder.Demand(path) },
-		OnPublish:   func(path string, derived bool) { ladder.OnPublish(path, derived) },
-		OnUnpublish: func(path string, derived bool) { ladder.OnUnpublish(path, derived) },
+		ResolvePublish: reg.Resolve,
+		OnDemand:       func(path string) bool { return sources.Demand(path) || ladder.Demand(path) },
+		OnPublish:      func(path string, derived bool) { ladder.OnPublish(path, derived) },
+		OnUnpublish:    func(path string, derived bool) { ladder.OnUnpublish(path, derived) },
 	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
@@ -183,8 +191,11 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		return out
 	}
 	hlsH := hls.New(hlsConf, hub, log)
+	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
+		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
+		HTTPS: conf.HTTP.TLSCert != "", Version: versionString()}, hub, reg, ladder, log)
 	httpSrv := &http.Server{
-		Handler:           router(flv, hlsH, web.New(hub)),
+		Handler:           router(flv, hlsH, apiH, web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -237,11 +248,13 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	return nil
 }
 
-// router sends /PATH.flv to HTTP-FLV, /PATH/*.m3u8 and *.mp4 to HLS and
-// everything else to the web pages.
-func router(flv, hlsH, web http.Handler) http.Handler {
+// router sends /api/ to the API, /PATH.flv to HTTP-FLV, /PATH/*.m3u8 and
+// *.mp4 to HLS and everything else to the web pages.
+func router(flv, hlsH, apiH, web http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
+		case strings.HasPrefix(r.URL.Path, "/api/"):
+			apiH.ServeHTTP(w, r)
 		case strings.HasSuffix(r.URL.Path, ".flv"):
 			flv.ServeHTTP(w, r)
 		case hls.IsHLS(r.URL.Path):

@@ -91,6 +91,7 @@ rtmp: {address: "127.0.0.1:$RTMP_PORT"}
 http: {address: "127.0.0.1:$HTTP_PORT"}
 rtsp: {address: "127.0.0.1:$RTSP_PORT", transports: [tcp]}
 srt: {address: "127.0.0.1:$SRT_PORT"}
+streams: {database: "$out/streams.db"}
 YML
 
 "$out/streamhub" --config "$conf" > "$out/server.log" 2>&1 &

@@ -260,6 +260,7 @@ func freeAddrs(t testing.TB) serverAddrs {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.Database = filepath.Join(t.TempDir(), "streams.db")
 	return a
 }
 

@@ -14,6 +14,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -32,6 +33,13 @@ type HubConfig struct {
 	// It starts the path's source (a pull) and reports whether it did, or
 	// whether one is already starting; ReadWait then waits for the publish.
 	OnDemand func(path string) bool
+	// ResolvePublish, if set, maps a publisher's path and key to the path it
+	// publishes on and the key that goes with it (a key given as the last
+	// path segment), and reports whether that key vouches for the path
+	// (then the path's publishKey is not asked); it must give the same
+	// answer for its own answer. An error refuses the publisher as
+	// ErrUnauthorized. The stream registry sets it.
+	ResolvePublish func(path, key string) (newPath, newKey string, vouched bool, err error)
 	// OnPublish and OnUnpublish, if set, are called after a publisher
 	// attached to or left path, outside the hub's locks; derived tells a
 	// ladder rung (PublishOptions.Derived). They must not block: the
@@ -72,6 +80,9 @@ type PublishOptions struct {
 	// needs no key, and its timestamps are kept as given across a
 	// republish (they are the source's, so the rungs stay aligned with it).
 	Derived bool
+	// OnKick, if set, ends the publisher's connection; Hub.KickPublisher
+	// calls it (in its own goroutine) after detaching the publisher.
+	OnKick func()
 }
 
 // Publish makes the caller the publisher of path with the given tracks
@@ -84,11 +95,9 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
-	key := opts.Key
-	if opts.Derived {
-		key = h.conf.PathConfig(path).PublishKey // streamhub's own: no key to give
-	}
-	pc, err := h.checkPath(path, key)
+	var pc PathConfig
+	var err error
+	path, opts.Key, pc, err = h.checkPublisher(path, opts.Key, opts.Derived)
 	if err != nil {
 		return nil, err
 	}
@@ -142,37 +151,60 @@ func (h *Hub) rungOfLiveLocked(pc PathConfig) bool {
 // protocol calls it to refuse a publisher before reading its media;
 // Publish checks again.
 func (h *Hub) CheckPublish(path, key string) error {
-	pc, err := h.checkPath(path, key)
+	_, _, err := h.ResolvePublish(path, key)
+	return err
+}
+
+// ResolvePublish is CheckPublish that also returns the path the publisher
+// publishes on and the key to give Publish with it: HubConfig.ResolvePublish
+// may map them (a stream key given as the path's last segment becomes the
+// stream's public id). A protocol calls it before it logs the path, so a
+// key in the URL is never logged.
+func (h *Hub) ResolvePublish(path, key string) (string, string, error) {
+	path, key, pc, err := h.checkPublisher(path, key, false)
 	if err != nil {
-		return err
+		return "", "", err
 	}
 	h.mu.Lock()
 	s := h.streams[path]
 	rung := h.rungOfLiveLocked(pc)
 	h.mu.Unlock()
 	if rung {
-		return ErrRungPath
+		return "", "", ErrRungPath
 	}
 	if s != nil {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.publisher != nil {
-			return ErrPathBusy
+			return "", "", ErrPathBusy
 		}
 	}
-	return nil
+	return path, key, nil
 }
 
-// checkPath validates path and the publish key given for it.
-func (h *Hub) checkPath(path, key string) (PathConfig, error) {
+// checkPublisher validates path, maps it and the key with
+// HubConfig.ResolvePublish and checks the publish key given for it. A
+// derived publisher (the ladder) is streamhub's own: no mapping, no key.
+func (h *Hub) checkPublisher(path, key string, derived bool) (string, string, PathConfig, error) {
 	if err := ValidatePath(path); err != nil {
-		return PathConfig{}, err
+		return "", "", PathConfig{}, err
+	}
+	vouched := derived
+	if !derived && h.conf.ResolvePublish != nil {
+		p, k, ok, err := h.conf.ResolvePublish(path, key)
+		if err != nil {
+			return "", "", PathConfig{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		}
+		if err := ValidatePath(p); err != nil {
+			return "", "", PathConfig{}, err
+		}
+		path, key, vouched = p, k, ok
 	}
 	pc := h.conf.PathConfig(path)
-	if !keyMatches(pc.PublishKey, key) {
-		return PathConfig{}, ErrUnauthorized
+	if !vouched && !keyMatches(pc.PublishKey, key) {
+		return "", "", PathConfig{}, ErrUnauthorized
 	}
-	return pc, nil
+	return path, key, pc, nil
 }
 
 // CheckRead returns a *PathError for an invalid path and ErrUnauthorized
@@ -318,4 +350,26 @@ func describeTracks(tracks []*media.Track) string {
 		}
 	}
 	return out
+}
+
+// KickPublisher detaches the publisher of path, as if it had closed, and
+// ends its connection (PublishOptions.OnKick). It reports whether there was
+// one. Readers wait out the grace period as after any publisher.
+func (h *Hub) KickPublisher(path string) bool {
+	s := h.Stream(path)
+	if s == nil {
+		return false
+	}
+	s.mu.RLock()
+	p := s.publisher
+	s.mu.RUnlock()
+	if p == nil {
+		return false
+	}
+	p.Close()
+	if p.opts.OnKick != nil {
+		go p.opts.OnKick()
+	}
+	h.log.Info("publisher kicked", "path", path, "protocol", p.opts.Protocol, "remote", p.opts.Remote)
+	return true
 }

@@ -1,5 +1,7 @@
 package server
 
+import "strings"
+
 // MaxPathLength caps a path name. Paths appear in URLs, logs, file names and HTML.
 const MaxPathLength = 200
 
@@ -32,4 +34,21 @@ func ValidatePath(p string) error {
 		}
 	}
 	return nil
+}
+
+// StreamKeyPrefix starts every stream key the registry makes, so a key
+// given in place of a path segment can be told apart (and kept out of logs).
+const StreamKeyPrefix = "sk_"
+
+// LogPath returns p for a log line, with any segment that looks like a
+// stream key replaced by "sk_***": a publisher may give its key as the
+// path's last segment, and keys are never logged.
+func LogPath(p string) string {
+	segs := strings.Split(p, "/")
+	for i, s := range segs {
+		if strings.HasPrefix(s, StreamKeyPrefix) {
+			segs[i] = StreamKeyPrefix + "***"
+		}
+	}
+	return strings.Join(segs, "/")
 }

@@ -125,6 +125,10 @@ type StreamStats struct {
 	Publishes  uint64 // how many publishers the stream has had
 	CachedGOP  int    // units in the GOP cache
 	Uptime     time.Duration
+	// Drops counts the units the current readers skipped (slow readers).
+	Drops uint64
+	// Derived is true for a ladder rung.
+	Derived bool
 }
 
 // Stats returns the stream's figures.
@@ -139,6 +143,10 @@ func (s *Stream) Stats() StreamStats {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
 	}
+	for r := range s.readers {
+		st.Drops += r.drops.Load()
+	}
+	st.Derived = s.derived
 	return st
 }
 

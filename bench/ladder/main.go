@@ -648,6 +648,7 @@ func (e *env) startServer(ctx context.Context, mode string) (*server, error) {
 		if err != nil {
 			return nil, err
 		}
+		a.Database = filepath.Join(e.dir, fmt.Sprintf("server-%d.db", e.runs))
 		conf := filepath.Join(e.dir, fmt.Sprintf("server-%d.yml", e.runs))
 		if err := os.WriteFile(conf, []byte(a.YAML("warn")+ladderYAML(e.ladder, mode)), 0o644); err != nil {
 			return nil, err

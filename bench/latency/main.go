@@ -641,8 +641,8 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 	if err != nil {
 		return "", "", "", err
 	}
-	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\n",
-		ra, ha, rtspA, srtA)
+	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\nstreams: {database: %q}\n",
+		ra, ha, rtspA, srtA, filepath.Join(dir, "streams.db"))
 	if o.partTarget != "" {
 		// segmentMin must not be below partTarget; 1 s keeps the GOP's segments.
 		conf += fmt.Sprintf("hls: {partTarget: %q}\n", o.partTarget)

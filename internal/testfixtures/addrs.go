@@ -21,6 +21,9 @@ type Addrs struct {
 	MulticastRTP   int
 	// SRT is the SRT listener (UDP HOST:PORT).
 	SRT string
+	// Database is the file of the registered streams; each server needs
+	// its own (the file is locked while a server runs). Set by the caller.
+	Database string
 }
 
 // FreeAddrs picks free addresses for a server. The UDP port pairs and the
@@ -132,7 +135,9 @@ rtsp:
   multicastIPRange: %q
   multicastRTPPort: %d
   multicastRTCPPort: %d
+streams:
+  database: %q
 srt:
   address: %q
-`, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.SRT)
+`, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.Database, a.SRT)
 }

@@ -44,6 +44,7 @@ func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	}
 	pub, err := c.srv.hub.Publish(c.path, in.tracks, server.PublishOptions{
 		Key: key, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
+		OnKick: func() { c.nc.Close() },
 	})
 	if err != nil {
 		return c.refuse(sc, "NetStream.Publish.BadName", err)

@@ -248,8 +248,16 @@ func (c *conn) run() error {
 	}
 	if sc.Publish {
 		c.mode = "publish"
-		c.log.Info("connection opened", "mode", c.mode, "path", path)
-		return c.publish(sc, key)
+		// A stream key may be the path's last segment: resolve it to the
+		// stream's public path before anything logs the path.
+		c.path = server.LogPath(path)
+		rp, rk, err := s.hub.ResolvePublish(path, key)
+		if err != nil {
+			return c.refuse(sc, "NetStream.Publish.BadName", err)
+		}
+		c.path = rp
+		c.log.Info("connection opened", "mode", c.mode, "path", rp)
+		return c.publish(sc, rk)
 	}
 	c.mode = "play"
 	c.nc.SetDeadline(time.Time{})

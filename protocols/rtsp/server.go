@@ -257,7 +257,10 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	if err != nil {
 		return refuse(err)
 	}
-	if err := s.hub.CheckPublish(path, key); err != nil {
+	// A stream key may be the path's last segment: from here on the session
+	// knows the stream's public path.
+	path, key, err = s.hub.ResolvePublish(path, key)
+	if err != nil {
 		return refusal(err), nil
 	}
 	in, err := newIngest(ctx.Description)
@@ -350,8 +353,10 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 	if st.in == nil {
 		return &base.Response{StatusCode: base.StatusBadRequest, StatusMessage: "Bad Request: RECORD without ANNOUNCE"}, nil
 	}
+	session := ctx.Session
 	pub, err := s.hub.Publish(st.path, st.in.tracks, server.PublishOptions{
 		Key: st.key, Protocol: "rtsp", Remote: st.remote,
+		OnKick: func() { session.Close() },
 	})
 	if err != nil {
 		return refusal(err), nil

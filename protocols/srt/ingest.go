@@ -44,7 +44,8 @@ func (c *conn) publish() error {
 	if err != nil {
 		return fmt.Errorf("srt: %w", err)
 	}
-	pub, err := s.hub.Publish(c.id.Path, in.Tracks(), server.PublishOptions{Key: c.id.Key, Protocol: "srt", Remote: c.remote})
+	pub, err := s.hub.Publish(c.id.Path, in.Tracks(), server.PublishOptions{Key: c.id.Key, Protocol: "srt", Remote: c.remote,
+		OnKick: func() { c.sc.Close() }})
 	if err != nil {
 		return err
 	}

@@ -194,10 +194,15 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 
 	var r *server.Reader
 	if id.Mode == ModePublish {
-		if err := s.hub.CheckPublish(id.Path, id.Key); err != nil {
+		// A stream key may be the path's last segment: resolve it to the
+		// stream's public path before anything logs the path.
+		p, k, err := s.hub.ResolvePublish(id.Path, id.Key)
+		if err != nil {
+			id.Path = server.LogPath(id.Path)
 			s.reject(req, remote, id, refuseFor(err))
 			return
 		}
+		id.Path, id.Key = p, k
 	} else {
 		if err := s.hub.CheckRead(id.Path, id.Key); err != nil {
 			s.reject(req, remote, id, refuseFor(err))

@@ -1,0 +1,469 @@
+// Package api serves the HTTP control plane under /api/v1: streams and
+// their keys (create, list, delete, rotate), live figures per stream, and
+// server info. Answers and errors are JSON; see openapi.yaml.
+//
+//	POST   /api/v1/streams                  admin: a new stream, its key and every URL
+//	GET    /api/v1/streams                  the registered streams with their live state
+//	GET    /api/v1/streams/{id}             one, with its live figures
+//	DELETE /api/v1/streams/{id}             key or admin: delete, kick its publisher
+//	POST   /api/v1/streams/{id}/rotate-key  key or admin: a new key, kick the publisher
+//	GET    /api/v1/paths                    admin: every live path (registered or not) with figures
+//	GET    /api/v1/info                     admin: version, uptime, counts
+//	GET    /api/v1/openapi.yaml             this API, described
+//
+// Admin requests carry "Authorization: Bearer <api.adminToken>"; with no
+// token configured they are taken from loopback addresses only. A stream's
+// own requests carry its stream key the same way.
+package api
+
+import (
+	"crypto/subtle"
+	_ "embed"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/registry"
+	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/transcode"
+)
+
+//go:embed openapi.yaml
+var openapi []byte
+
+// Config configures the API.
+type Config struct {
+	// AdminToken guards the admin endpoints; "" allows them from loopback
+	// addresses only.
+	AdminToken string
+	// PublicHost is the host name put in the URLs handed out; "" takes the
+	// request's Host (without its port).
+	PublicHost string
+	// The listen addresses, for the ports in the URLs.
+	RTMPAddr, RTSPAddr, SRTAddr, HTTPAddr string
+	// HTTPS: the HTTP server has TLS.
+	HTTPS bool
+	// Version is reported by /info.
+	Version string
+}
+
+// Ladder is what the API shows of the transcoder.
+type Ladder interface {
+	Status(source string) (transcode.Status, bool)
+}
+
+// Handler serves /api/v1/. It is an http.Handler.
+type Handler struct {
+	conf    Config
+	hub     *server.Hub
+	reg     *registry.Registry
+	ladder  Ladder
+	log     *slog.Logger
+	mux     *http.ServeMux
+	started time.Time
+
+	mu    sync.Mutex // mu guards rates
+	rates map[string]rateSample
+}
+
+type rateSample struct {
+	bytes uint64
+	at    time.Time
+	bps   float64
+}
+
+// New returns the API handler. ladder may be nil.
+func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, log *slog.Logger) *Handler {
+	h := &Handler{conf: conf, hub: hub, reg: reg, ladder: ladder, log: log.With("component", "api"), mux: http.NewServeMux(),
+		started: time.Now(), rates: map[string]rateSample{}}
+	h.mux.HandleFunc("POST /api/v1/streams", h.admin(h.createStream))
+	h.mux.HandleFunc("GET /api/v1/streams", h.listStreams)
+	h.mux.HandleFunc("GET /api/v1/streams/{id}", h.getStream)
+	h.mux.HandleFunc("DELETE /api/v1/streams/{id}", h.keyOrAdmin(h.deleteStream))
+	h.mux.HandleFunc("POST /api/v1/streams/{id}/rotate-key", h.keyOrAdmin(h.rotateKey))
+	h.mux.HandleFunc("GET /api/v1/paths", h.admin(h.listPaths))
+	h.mux.HandleFunc("GET /api/v1/info", h.admin(h.info))
+	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/yaml")
+		w.Write(openapi) //nolint:errcheck // client gone
+	})
+	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		fail(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path+" (see /api/v1/openapi.yaml)")
+	})
+	return h
+}
+
+// ServeHTTP serves the API.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Cache-Control", "no-store")
+	h.mux.ServeHTTP(w, r)
+}
+
+// reply writes v as JSON with status.
+func reply(w http.ResponseWriter, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		fail(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	w.Write(append(b, '\n')) //nolint:errcheck // client gone
+}
+
+// fail writes a JSON error with the reason.
+func fail(w http.ResponseWriter, status int, reason string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	b, _ := json.Marshal(map[string]string{"error": reason})
+	w.Write(append(b, '\n')) //nolint:errcheck // client gone
+}
+
+// bearer returns the request's bearer token, "" if none.
+func bearer(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if t, ok := strings.CutPrefix(a, "Bearer "); ok {
+		return strings.TrimSpace(t)
+	}
+	return ""
+}
+
+func isLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// isAdmin reports whether r carries the admin token (or, with none
+// configured, comes from a loopback address).
+func (h *Handler) isAdmin(r *http.Request) bool {
+	if h.conf.AdminToken == "" {
+		return isLoopback(r)
+	}
+	return subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(h.conf.AdminToken)) == 1
+}
+
+// refuse answers a failed authorization after a random delay of 100 to
+// 300 ms, which makes guessing slow.
+func refuse(w http.ResponseWriter, status int, reason string) {
+	time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+	fail(w, status, reason)
+}
+
+func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if !h.isAdmin(r) {
+			if h.conf.AdminToken == "" {
+				refuse(w, http.StatusForbidden, "admin endpoint: only from the server itself unless api.adminToken is set (then send Authorization: Bearer <token>)")
+				return
+			}
+			refuse(w, http.StatusUnauthorized, "admin endpoint: send Authorization: Bearer <api.adminToken>")
+			return
+		}
+		next(w, r)
+	}
+}
+
+func (h *Handler) keyOrAdmin(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id := r.PathValue("id")
+		if _, ok := h.reg.Get(id); !ok {
+			fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
+			return
+		}
+		if !h.reg.KeyMatches(id, bearer(r)) && !h.isAdmin(r) {
+			refuse(w, http.StatusUnauthorized, "send the stream's key (or the admin token) as Authorization: Bearer <key>")
+			return
+		}
+		next(w, r)
+	}
+}
+
+// Created is the answer to POST /api/v1/streams.
+type Created struct {
+	ID      string  `json:"id"`
+	Name    string  `json:"name"`
+	Key     string  `json:"key"`
+	Path    string  `json:"path"`
+	Publish Publish `json:"publish"`
+	Play    Play    `json:"play"`
+}
+
+// Publish holds the URLs a streamer publishes with; they contain the key.
+type Publish struct {
+	RTMPServer string `json:"rtmpServer"` // OBS "Server"
+	RTMPKey    string `json:"rtmpKey"`    // OBS "Stream Key"
+	RTMPURL    string `json:"rtmpURL"`    // ffmpeg
+	SRT        string `json:"srt"`
+	RTSP       string `json:"rtsp"`
+}
+
+// Play holds the viewers' URLs; they never contain the key.
+type Play struct {
+	FLV   string `json:"flv"`
+	HLS   string `json:"hls"`
+	RTSP  string `json:"rtsp"`
+	RTMP  string `json:"rtmp"`
+	SRT   string `json:"srt"`
+	Watch string `json:"watch"`
+}
+
+func (h *Handler) host(r *http.Request) string {
+	if h.conf.PublicHost != "" {
+		return h.conf.PublicHost
+	}
+	host, _, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		return r.Host
+	}
+	return host
+}
+
+// hostPort joins host and the port of a listen address.
+func hostPort(host, addr string) string {
+	_, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return host
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func (h *Handler) playURLs(r *http.Request, path string) Play {
+	host := h.host(r)
+	scheme := "http"
+	if h.conf.HTTPS {
+		scheme = "https"
+	}
+	web := scheme + "://" + hostPort(host, h.conf.HTTPAddr)
+	return Play{
+		FLV: web + "/" + path + ".flv", HLS: web + "/" + path + "/index.m3u8",
+		RTSP:  "rtsp://" + hostPort(host, h.conf.RTSPAddr) + "/" + path,
+		RTMP:  "rtmp://" + hostPort(host, h.conf.RTMPAddr) + "/" + path,
+		SRT:   "srt://" + hostPort(host, h.conf.SRTAddr) + "?streamid=read:" + path,
+		Watch: web + "/watch/" + path,
+	}
+}
+
+func (h *Handler) created(r *http.Request, s registry.Stream, key string) Created {
+	host := h.host(r)
+	path := h.reg.Path(s.ID)
+	rtmp := "rtmp://" + hostPort(host, h.conf.RTMPAddr) + "/" + h.reg.Prefix()
+	return Created{ID: s.ID, Name: s.Name, Key: key, Path: path,
+		Publish: Publish{RTMPServer: rtmp, RTMPKey: key, RTMPURL: rtmp + "/" + key,
+			SRT:  "srt://" + hostPort(host, h.conf.SRTAddr) + "?streamid=publish:" + h.reg.Prefix() + "/" + key,
+			RTSP: "rtsp://" + hostPort(host, h.conf.RTSPAddr) + "/" + h.reg.Prefix() + "/" + key},
+		Play: h.playURLs(r, path)}
+}
+
+func (h *Handler) createStream(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Name string `json:"name"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, "the body must be JSON {\"name\": \"...\"}: "+err.Error())
+		return
+	}
+	s, key, err := h.reg.Create(req.Name)
+	if err != nil {
+		status := http.StatusInternalServerError
+		if errors.Is(err, registry.ErrBadName) {
+			status = http.StatusBadRequest
+		}
+		fail(w, status, err.Error())
+		return
+	}
+	h.log.Info("stream created", "id", s.ID, "name", s.Name, "remote", r.RemoteAddr)
+	reply(w, http.StatusCreated, h.created(r, s, key))
+}
+
+// StreamInfo is a registered stream with its live state.
+type StreamInfo struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Path    string    `json:"path"`
+	Created time.Time `json:"created"`
+	Live    bool      `json:"live"`
+	Play    Play      `json:"play"`
+	// Figures is set while the stream is live.
+	Figures *Figures `json:"figures,omitempty"`
+}
+
+// Figures are a live path's numbers.
+type Figures struct {
+	Path          string       `json:"path"`
+	Publishing    bool         `json:"publishing"`
+	Publisher     string       `json:"publisher,omitempty"` // protocol and remote address
+	Tracks        []TrackInfo  `json:"tracks"`
+	BitrateIn     int          `json:"bitrateIn"` // bits per second, over the time since the last ask (or the uptime)
+	BytesIn       uint64       `json:"bytesIn"`
+	UnitsIn       uint64       `json:"unitsIn"`
+	Readers       int          `json:"readers"`
+	Drops         uint64       `json:"drops"`
+	UptimeSeconds float64      `json:"uptimeSeconds"`
+	Publishes     uint64       `json:"publishes"`
+	Renditions    []string     `json:"renditions,omitempty"`
+	Transcoder    *Transcoder  `json:"transcoder,omitempty"`
+	Rungs         []RungReader `json:"rungs,omitempty"`
+}
+
+// TrackInfo describes one track.
+type TrackInfo struct {
+	Codec      string  `json:"codec"`
+	Width      int     `json:"width,omitempty"`
+	Height     int     `json:"height,omitempty"`
+	FPS        float64 `json:"fps,omitempty"`
+	SampleRate int     `json:"sampleRate,omitempty"`
+	Channels   int     `json:"channels,omitempty"`
+}
+
+// RungReader is one ladder rung's readers.
+type RungReader struct {
+	Name    string `json:"name"`
+	Readers int    `json:"readers"`
+}
+
+// Transcoder is the ladder's state.
+type Transcoder struct {
+	State    string   `json:"state"`
+	PID      int      `json:"pid,omitempty"`
+	Restarts int      `json:"restarts"`
+	LastExit string   `json:"lastExit,omitempty"`
+	Stderr   []string `json:"stderr,omitempty"`
+}
+
+func (h *Handler) figures(s *server.Stream) *Figures {
+	st := s.Stats()
+	f := &Figures{Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
+		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes}
+	for _, t := range s.Tracks() {
+		f.Tracks = append(f.Tracks, trackInfo(t))
+	}
+	f.BitrateIn = h.rate(st.Path, st.BytesIn, st.Uptime)
+	for _, o := range h.hub.Streams() {
+		if rest, ok := strings.CutPrefix(o.Path(), st.Path+"/"); ok && o.Derived() && !strings.Contains(rest, "/") {
+			f.Renditions = append(f.Renditions, rest)
+			f.Rungs = append(f.Rungs, RungReader{Name: rest, Readers: o.ReaderCount()})
+		}
+	}
+	if h.ladder != nil {
+		if ts, ok := h.ladder.Status(st.Path); ok {
+			f.Transcoder = &Transcoder{State: ts.State, PID: ts.PID, Restarts: ts.Restarts, LastExit: ts.LastExit, Stderr: ts.Stderr}
+		}
+	}
+	return f
+}
+
+func trackInfo(t *media.Track) TrackInfo {
+	return TrackInfo{Codec: t.Codec.String(), Width: t.Width, Height: t.Height, FPS: t.FPS, SampleRate: t.SampleRate, Channels: t.Channels}
+}
+
+// rate returns the bits per second of path since it was last asked (at
+// least a second ago), or over its uptime the first time.
+func (h *Handler) rate(path string, bytes uint64, uptime time.Duration) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	now := time.Now()
+	last, ok := h.rates[path]
+	switch {
+	case ok && bytes >= last.bytes && now.Sub(last.at) >= time.Second:
+		bps := float64(bytes-last.bytes) * 8 / now.Sub(last.at).Seconds()
+		h.rates[path] = rateSample{bytes: bytes, at: now, bps: bps}
+		return int(bps)
+	case ok && bytes >= last.bytes:
+		return int(last.bps)
+	}
+	bps := 0.0
+	if uptime > 0 {
+		bps = float64(bytes) * 8 / uptime.Seconds()
+	}
+	if len(h.rates) > 10000 { // paths come and go: start over rather than grow
+		clear(h.rates)
+	}
+	h.rates[path] = rateSample{bytes: bytes, at: now, bps: bps}
+	return int(bps)
+}
+
+func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
+	live := 0
+	for _, s := range h.hub.Streams() {
+		if s.Publishing() {
+			live++
+		}
+	}
+	reply(w, http.StatusOK, map[string]any{"version": h.conf.Version, "uptimeSeconds": time.Since(h.started).Seconds(),
+		"livePaths": live, "registeredStreams": len(h.reg.List())})
+}
+
+func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
+	path := h.reg.Path(s.ID)
+	si := StreamInfo{ID: s.ID, Name: s.Name, Path: path, Created: s.Created, Play: h.playURLs(r, path)}
+	if hs := h.hub.Stream(path); hs != nil {
+		si.Live = hs.Publishing()
+		si.Figures = h.figures(hs)
+	}
+	return si
+}
+
+func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
+	out := []StreamInfo{}
+	for _, s := range h.reg.List() {
+		out = append(out, h.streamInfo(r, s))
+	}
+	reply(w, http.StatusOK, map[string]any{"streams": out})
+}
+
+func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
+	s, ok := h.reg.Get(r.PathValue("id"))
+	if !ok {
+		fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(r.PathValue("id")))
+		return
+	}
+	reply(w, http.StatusOK, h.streamInfo(r, s))
+}
+
+func (h *Handler) deleteStream(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := h.reg.Delete(id); err != nil {
+		fail(w, http.StatusNotFound, err.Error())
+		return
+	}
+	kicked := h.hub.KickPublisher(h.reg.Path(id))
+	h.log.Info("stream deleted", "id", id, "kicked", kicked, "remote", r.RemoteAddr)
+	reply(w, http.StatusOK, map[string]any{"deleted": id, "kicked": kicked})
+}
+
+func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	key, err := h.reg.RotateKey(id)
+	if err != nil {
+		fail(w, http.StatusNotFound, err.Error())
+		return
+	}
+	kicked := h.hub.KickPublisher(h.reg.Path(id))
+	h.log.Info("stream key rotated", "id", id, "kicked", kicked, "remote", r.RemoteAddr)
+	s, _ := h.reg.Get(id)
+	reply(w, http.StatusOK, h.created(r, s, key))
+}
+
+func (h *Handler) listPaths(w http.ResponseWriter, _ *http.Request) {
+	out := []*Figures{}
+	for _, s := range h.hub.Streams() {
+		out = append(out, h.figures(s))
+	}
+	slices.SortFunc(out, func(a, b *Figures) int { return strings.Compare(a.Path, b.Path) })
+	reply(w, http.StatusOK, map[string]any{"paths": out})
+}

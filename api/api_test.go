@@ -1,0 +1,212 @@
+package api
+
+import (
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/registry"
+	"github.com/streamhub/streamhub/server"
+)
+
+type env struct {
+	hub *server.Hub
+	reg *registry.Registry
+	h   *Handler
+	url string
+}
+
+func newEnv(t *testing.T, token string) *env {
+	t.Helper()
+	reg, err := registry.Open(filepath.Join(t.TempDir(), "s.db"), "live", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { reg.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := server.NewHub(server.HubConfig{Logger: log, ResolvePublish: reg.Resolve})
+	t.Cleanup(hub.Close)
+	h := New(Config{AdminToken: token, RTMPAddr: ":1935", RTSPAddr: ":8554", SRTAddr: ":8890", HTTPAddr: ":8080", Version: "test"}, hub, reg, nil, log)
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return &env{hub: hub, reg: reg, h: h, url: srv.URL}
+}
+
+func (e *env) do(t *testing.T, method, path, bearer, body string, into any) int {
+	t.Helper()
+	req, _ := http.NewRequest(method, e.url+path, strings.NewReader(body))
+	req.Host = "stream.example:8080"
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") && !strings.HasSuffix(path, ".yaml") {
+		t.Fatalf("%s %s: Content-Type %q", method, path, ct)
+	}
+	if into != nil {
+		if err := json.Unmarshal(b, into); err != nil {
+			t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	return resp.StatusCode
+}
+
+// create → publish with the key → live with figures → wrong key refused →
+// delete kicks the publisher.
+func TestStreamLifecycle(t *testing.T) {
+	const admin = "0123456789abcdef"
+	e := newEnv(t, admin) // with a token, loopback is no admin: the key is what counts
+	var c Created
+	if code := e.do(t, "POST", "/api/v1/streams", admin, `{"name":"My show"}`, &c); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	if c.Name != "My show" || !strings.HasPrefix(c.Key, "sk_") || c.Path != "live/"+c.ID ||
+		c.Publish.RTMPServer != "rtmp://stream.example:1935/live" || c.Publish.RTMPKey != c.Key ||
+		c.Publish.SRT != "srt://stream.example:8890?streamid=publish:live/"+c.Key ||
+		c.Play.FLV != "http://stream.example:8080/live/"+c.ID+".flv" || c.Play.Watch != "http://stream.example:8080/watch/live/"+c.ID ||
+		c.Play.HLS != "http://stream.example:8080/live/"+c.ID+"/index.m3u8" {
+		t.Fatalf("created %+v", c)
+	}
+	for _, u := range []string{c.Play.FLV, c.Play.HLS, c.Play.RTMP, c.Play.RTSP, c.Play.SRT, c.Play.Watch} {
+		if strings.Contains(u, c.Key) {
+			t.Fatalf("a viewer URL reveals the key: %s", u)
+		}
+	}
+	var bad map[string]string
+	if code := e.do(t, "POST", "/api/v1/streams", admin, `{"name":""}`, &bad); code != 400 || bad["error"] == "" {
+		t.Fatalf("an empty name: %d %v", code, bad)
+	}
+	if code := e.do(t, "POST", "/api/v1/streams", admin, `{"nom":"x"}`, &bad); code != 400 {
+		t.Fatalf("an unknown field: %d", code)
+	}
+
+	// Publish with the key as the stream name: the stream is live/<id>.
+	var kicked atomic.Bool
+	v := &media.Track{ID: 0, Codec: media.CodecH264, Width: 640, Height: 360, FPS: 30}
+	pub, err := e.hub.Publish("live/"+c.Key, []*media.Track{v}, server.PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5",
+		OnKick: func() { kicked.Store(true) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pub.Stream().Path() != c.Path {
+		t.Fatalf("published on %q, want %q", pub.Stream().Path(), c.Path)
+	}
+	for i := range 30 {
+		d := time.Duration(i) * 33 * time.Millisecond
+		pub.Write(&media.Unit{Track: v, PTS: d, DTS: d, KeyFrame: i == 0, Payload: [][]byte{make([]byte, 1000)}})
+	}
+	if _, err := e.hub.Publish(c.Path, []*media.Track{v}, server.PublishOptions{Key: "sk_wrong"}); err == nil {
+		t.Fatal("a wrong key published")
+	}
+	var list struct{ Streams []StreamInfo }
+	e.do(t, "GET", "/api/v1/streams", "", "", &list)
+	if len(list.Streams) != 1 || !list.Streams[0].Live || list.Streams[0].Figures == nil {
+		t.Fatalf("list %+v", list)
+	}
+	f := list.Streams[0].Figures
+	if f.BytesIn != 30000 || f.UnitsIn != 30 || f.Publisher != "rtmp 1.2.3.4:5" || len(f.Tracks) != 1 || f.Tracks[0].Height != 360 ||
+		f.Tracks[0].Codec != "H264" || f.BitrateIn <= 0 {
+		t.Fatalf("figures %+v", f)
+	}
+	raw := e.get(t, "/api/v1/streams")
+	if strings.Contains(raw, c.Key) || strings.Contains(raw, "keyHash") {
+		t.Fatal("the stream list reveals the key or its hash")
+	}
+
+	// Wrong key: refused after a delay; the right one deletes and kicks.
+	start := time.Now()
+	if code := e.do(t, "DELETE", "/api/v1/streams/"+c.ID, "sk_wrong", "", &bad); code != 401 {
+		t.Fatalf("delete with a wrong key: %d", code)
+	}
+	if time.Since(start) < 100*time.Millisecond {
+		t.Fatal("a failed authorization was answered without a delay")
+	}
+	var del map[string]any
+	if code := e.do(t, "DELETE", "/api/v1/streams/"+c.ID, c.Key, "", &del); code != 200 || del["kicked"] != true {
+		t.Fatalf("delete: %d %v", code, del)
+	}
+	deadline := time.Now().Add(2 * time.Second)
+	for !kicked.Load() && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if !kicked.Load() || pub.Stream().Publishing() {
+		t.Fatal("delete did not kick the publisher")
+	}
+	if code := e.do(t, "GET", "/api/v1/streams/"+c.ID, "", "", &bad); code != 404 {
+		t.Fatalf("get after delete: %d", code)
+	}
+}
+
+func (e *env) get(t *testing.T, path string) string {
+	resp, err := http.Get(e.url + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func TestRotateKey(t *testing.T) {
+	const admin = "0123456789abcdef"
+	e := newEnv(t, admin)
+	var c, r Created
+	e.do(t, "POST", "/api/v1/streams", admin, `{"name":"x"}`, &c)
+	if code := e.do(t, "POST", "/api/v1/streams/"+c.ID+"/rotate-key", c.Key, "", &r); code != 200 || r.Key == c.Key || r.ID != c.ID {
+		t.Fatalf("rotate: %d %+v", code, r)
+	}
+	if _, _, _, err := e.reg.Resolve("live/"+c.Key, ""); err == nil {
+		t.Fatal("the old key still publishes")
+	}
+	var bad map[string]string
+	if code := e.do(t, "POST", "/api/v1/streams/"+c.ID+"/rotate-key", c.Key, "", &bad); code != 401 {
+		t.Fatalf("rotate with the old key: %d", code)
+	}
+}
+
+// Admin endpoints: with a token they need it; without one, loopback only.
+func TestAdmin(t *testing.T) {
+	e := newEnv(t, "0123456789abcdef")
+	var out map[string]any
+	for _, p := range []struct{ method, path, body string }{
+		{"POST", "/api/v1/streams", `{"name":"x"}`}, {"GET", "/api/v1/paths", ""}, {"GET", "/api/v1/info", ""},
+	} {
+		if code := e.do(t, p.method, p.path, "", p.body, &out); code != 401 || out["error"] == nil {
+			t.Errorf("%s %s without the token: %d %v", p.method, p.path, code, out)
+		}
+		if code := e.do(t, p.method, p.path, "wrong-token-wrong", p.body, &out); code != 401 {
+			t.Errorf("%s %s with a wrong token: %d", p.method, p.path, code)
+		}
+		if code := e.do(t, p.method, p.path, "0123456789abcdef", p.body, &out); code != 200 && code != 201 {
+			t.Errorf("%s %s with the token: %d %v", p.method, p.path, code, out)
+		}
+	}
+	if code := e.do(t, "GET", "/api/v1/nothing", "", "", &out); code != 404 || out["error"] == nil {
+		t.Errorf("an unknown endpoint: %d %v", code, out)
+	}
+	// No token configured: a request from elsewhere is refused.
+	e2 := newEnv(t, "")
+	req := httptest.NewRequest("GET", "/api/v1/info", nil)
+	req.RemoteAddr = "203.0.113.9:4000"
+	w := httptest.NewRecorder()
+	e2.h.ServeHTTP(w, req)
+	if w.Code != 403 || !strings.Contains(w.Body.String(), "adminToken") {
+		t.Fatalf("from elsewhere without a token: %d %s", w.Code, w.Body)
+	}
+	if y := e.get(t, "/api/v1/openapi.yaml"); !strings.Contains(y, "openapi: 3") {
+		t.Fatal("no OpenAPI document")
+	}
+}

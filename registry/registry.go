@@ -1,0 +1,290 @@
+// Package registry keeps the streams a streamer created, each with a
+// public id (in its path and its viewers' URLs) and a secret stream key
+// (for publishing), in an embedded database file so they survive restarts.
+//
+//	POST /api/v1/streams ─▶ Create ─▶ bbolt file (id → name, sha256(key))
+//	publish rtmp://HOST/live/<key> ─▶ Resolve ─▶ live/<id>
+//
+// Keys are 128 random bits, stored as their SHA-256 only and compared in
+// constant time; they are never logged.
+package registry
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base32"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// Errors returned by the registry.
+var (
+	// ErrNotFound is returned for an id no stream has.
+	ErrNotFound = errors.New("registry: no stream with this id")
+	// ErrBadName is returned by Create for an empty, too long or
+	// control-character name.
+	ErrBadName = errors.New("registry: a stream name is 1 to 100 printable characters")
+	// ErrWrongKey is returned by Resolve when a registered stream's path is
+	// published without its key.
+	ErrWrongKey = errors.New("registry: wrong or missing stream key (publish to rtmp://HOST/<prefix>/<key>, or add ?key=<key>)")
+	// ErrKeyRequired is returned by Resolve for an unregistered path when
+	// publishing needs a key (streams.open: false).
+	ErrKeyRequired = errors.New("registry: publishing needs a stream key: create a stream (POST /api/v1/streams or the /broadcast page) and publish with its key")
+)
+
+// keyPrefix starts every stream key, so a key is never taken for an id
+// (and server.LogPath keeps it out of logs).
+const keyPrefix = server.StreamKeyPrefix
+
+var bucket = []byte("streams")
+
+// Stream is one registered stream. Its key is not in it: only its hash is
+// kept.
+type Stream struct {
+	ID      string    `json:"id"`
+	Name    string    `json:"name"`
+	Created time.Time `json:"created"`
+	// KeyHash is SHA-256 of the key.
+	KeyHash []byte `json:"keyHash"`
+}
+
+// Registry is the set of registered streams. It is safe for concurrent use.
+type Registry struct {
+	db     *bbolt.DB
+	prefix string
+	open   bool
+
+	mu    sync.RWMutex // mu guards byID and byKey, the database's contents in memory
+	byID  map[string]*Stream
+	byKey map[[sha256.Size]byte]*Stream
+}
+
+// Open opens (or creates) the database file. Streams live under prefix
+// (live: live/<id>); open allows publishing on unregistered paths without
+// a key (a single-user setup).
+func Open(file, prefix string, open bool) (*Registry, error) {
+	db, err := bbolt.Open(file, 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("registry: opening %s (streams.database): %w", file, err)
+	}
+	r := &Registry{db: db, prefix: strings.Trim(prefix, "/"), open: open, byID: map[string]*Stream{}, byKey: map[[sha256.Size]byte]*Stream{}}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists(bucket)
+		if err != nil {
+			return err
+		}
+		return b.ForEach(func(k, v []byte) error {
+			s := &Stream{}
+			if err := json.Unmarshal(v, s); err != nil || s.ID != string(k) || len(s.KeyHash) != sha256.Size {
+				return fmt.Errorf("stream %q: a damaged record", k)
+			}
+			r.byID[s.ID] = s
+			r.byKey[[sha256.Size]byte(s.KeyHash)] = s
+			return nil
+		})
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("registry: reading %s: %w", file, err)
+	}
+	return r, nil
+}
+
+// Close closes the database.
+func (r *Registry) Close() error { return r.db.Close() }
+
+// Path returns the hub path of the stream with id.
+func (r *Registry) Path(id string) string { return r.prefix + "/" + id }
+
+// Prefix returns the path prefix of registered streams (live).
+func (r *Registry) Prefix() string { return r.prefix }
+
+func hashKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
+
+func newKey() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // never fails on Linux
+	return keyPrefix + hex.EncodeToString(b[:])
+}
+
+var idEncoding = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+func newID() string {
+	var b [8]byte
+	rand.Read(b[:]) //nolint:errcheck // never fails on Linux
+	return idEncoding.EncodeToString(b[:])
+}
+
+func validName(name string) bool {
+	if name == "" || len([]rune(name)) > 100 {
+		return false
+	}
+	for _, c := range name {
+		if unicode.IsControl(c) {
+			return false
+		}
+	}
+	return true
+}
+
+func (r *Registry) put(s *Stream) error {
+	v, err := json.Marshal(s)
+	if err != nil {
+		return err
+	}
+	return r.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Put([]byte(s.ID), v) })
+}
+
+// Create registers a stream named name and returns it with its key, which
+// is not kept anywhere in clear: the caller must hand it over now.
+func (r *Registry) Create(name string) (Stream, string, error) {
+	name = strings.TrimSpace(name)
+	if !validName(name) {
+		return Stream{}, "", ErrBadName
+	}
+	key := newKey()
+	h := hashKey(key)
+	s := &Stream{ID: newID(), Name: name, Created: time.Now().UTC(), KeyHash: h[:]}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for r.byID[s.ID] != nil {
+		s.ID = newID()
+	}
+	if err := r.put(s); err != nil {
+		return Stream{}, "", fmt.Errorf("registry: saving: %w", err)
+	}
+	r.byID[s.ID] = s
+	r.byKey[h] = s
+	return *s, key, nil
+}
+
+// Get returns the stream with id.
+func (r *Registry) Get(id string) (Stream, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := r.byID[id]
+	if s == nil {
+		return Stream{}, false
+	}
+	return *s, true
+}
+
+// List returns every stream, oldest first.
+func (r *Registry) List() []Stream {
+	r.mu.RLock()
+	out := make([]Stream, 0, len(r.byID))
+	for _, s := range r.byID {
+		out = append(out, *s)
+	}
+	r.mu.RUnlock()
+	slices.SortFunc(out, func(a, b Stream) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// Delete removes the stream with id.
+func (r *Registry) Delete(id string) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byID[id]
+	if s == nil {
+		return ErrNotFound
+	}
+	if err := r.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(id)) }); err != nil {
+		return fmt.Errorf("registry: deleting: %w", err)
+	}
+	delete(r.byID, id)
+	delete(r.byKey, [sha256.Size]byte(s.KeyHash))
+	return nil
+}
+
+// RotateKey gives the stream a new key and returns it; the old one stops
+// working at once.
+func (r *Registry) RotateKey(id string) (string, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := r.byID[id]
+	if s == nil {
+		return "", ErrNotFound
+	}
+	key := newKey()
+	h := hashKey(key)
+	n := *s
+	n.KeyHash = h[:]
+	if err := r.put(&n); err != nil {
+		return "", fmt.Errorf("registry: saving: %w", err)
+	}
+	delete(r.byKey, [sha256.Size]byte(s.KeyHash))
+	r.byID[id] = &n
+	r.byKey[h] = &n
+	return key, nil
+}
+
+// KeyMatches reports, in constant time, whether key is the key of the
+// stream with id.
+func (r *Registry) KeyMatches(id, key string) bool {
+	r.mu.RLock()
+	s := r.byID[id]
+	r.mu.RUnlock()
+	if s == nil || key == "" {
+		return false
+	}
+	h := hashKey(key)
+	return subtle.ConstantTimeCompare(h[:], s.KeyHash) == 1
+}
+
+// byKeyLocked returns the stream whose key is key; r.mu must be held.
+func (r *Registry) byKeyLocked(key string) *Stream {
+	if !strings.HasPrefix(key, keyPrefix) {
+		return nil
+	}
+	return r.byKey[hashKey(key)]
+}
+
+// Resolve maps a publisher's path and key to the hub path it publishes
+// on and the key that goes with it, and reports whether the registry
+// vouched for it (a stream key matched: no path publish key is asked then).
+// Resolving its own answer gives the same answer.
+//   - <prefix>/<key>: the stream of that key, at <prefix>/<id>;
+//   - <prefix>/<id> with ?key=<key>: that stream, if the key is its own;
+//     without it, ErrWrongKey, also when publishing is open;
+//   - any other path: itself when publishing is open, else ErrKeyRequired.
+func (r *Registry) Resolve(path, key string) (string, string, bool, error) {
+	rest, ok := strings.CutPrefix(path, r.prefix+"/")
+	if ok && !strings.Contains(rest, "/") {
+		r.mu.RLock()
+		s := r.byKeyLocked(rest)
+		_, registered := r.byID[rest]
+		r.mu.RUnlock()
+		switch {
+		case s != nil:
+			return r.Path(s.ID), rest, true, nil
+		case registered && r.KeyMatches(rest, key):
+			return path, key, true, nil
+		case registered:
+			return "", "", false, ErrWrongKey
+		case strings.HasPrefix(rest, keyPrefix):
+			return "", "", false, ErrWrongKey // a key, but no stream's: never publish on a path named after it
+		}
+	}
+	if r.open {
+		return path, key, false, nil
+	}
+	return "", "", false, ErrKeyRequired
+}
