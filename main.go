@@ -195,7 +195,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
 		HTTPS: conf.HTTP.TLSCert != "", Version: versionString()}, hub, reg, ladder, log)
 	httpSrv := &http.Server{
-		Handler:           router(flv, hlsH, apiH, web.New(hub)),
+		Handler:           router(flv, hlsH, apiH, api.Metrics(hub, ladder), web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -248,13 +248,16 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	return nil
 }
 
-// router sends /api/ to the API, /PATH.flv to HTTP-FLV, /PATH/*.m3u8 and
-// *.mp4 to HLS and everything else to the web pages.
-func router(flv, hlsH, apiH, web http.Handler) http.Handler {
+// router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to
+// HTTP-FLV, /PATH/*.m3u8 and *.mp4 to HLS and everything else to the web
+// pages.
+func router(flv, hlsH, apiH, metrics, web http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/api/"):
 			apiH.ServeHTTP(w, r)
+		case r.URL.Path == "/metrics":
+			metrics.ServeHTTP(w, r)
 		case strings.HasSuffix(r.URL.Path, ".flv"):
 			flv.ServeHTTP(w, r)
 		case hls.IsHLS(r.URL.Path):

@@ -95,6 +95,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		}
 		if r.cursor < oldest { // overrun: the ring wrapped past this reader
 			r.drops.Add(oldest - r.cursor)
+			s.dropsTotal.Add(oldest - r.cursor)
 			r.overruns.Add(1)
 			r.cursor = oldest
 			r.waitKey = s.hasVideo
@@ -115,6 +116,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 				// so audio ahead of the picture would add up to a GOP of delay.
 				if !u.Track.IsVideo() || !u.KeyFrame {
 					r.drops.Add(1)
+					s.dropsTotal.Add(1)
 					continue
 				}
 				r.waitKey = false

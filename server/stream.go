@@ -62,6 +62,8 @@ type Stream struct {
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
+	// dropsTotal counts the units every reader of the stream ever skipped.
+	dropsTotal atomic.Uint64
 }
 
 func newStream(h *Hub, path string, pc PathConfig) *Stream {
@@ -125,8 +127,9 @@ type StreamStats struct {
 	Publishes  uint64 // how many publishers the stream has had
 	CachedGOP  int    // units in the GOP cache
 	Uptime     time.Duration
-	// Drops counts the units the current readers skipped (slow readers).
-	Drops uint64
+	// Drops counts the units the current readers skipped (slow readers);
+	// DropsTotal those of every reader the stream has had.
+	Drops, DropsTotal uint64
 	// Derived is true for a ladder rung.
 	Derived bool
 }
@@ -147,6 +150,7 @@ func (s *Stream) Stats() StreamStats {
 		st.Drops += r.drops.Load()
 	}
 	st.Derived = s.derived
+	st.DropsTotal = s.dropsTotal.Load()
 	return st
 }
 

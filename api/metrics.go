@@ -1,0 +1,83 @@
+package api
+
+import (
+	"net/http"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// Metrics returns the /metrics handler: per-stream figures read from the
+// hub at each scrape (nothing is counted twice on the hot path), the
+// ladder's, and the Go runtime's and the process's.
+func Metrics(hub *server.Hub, ladder Ladder) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		&hubCollector{hub: hub, ladder: ladder})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
+}
+
+var (
+	labels       = []string{"path"}
+	descUp       = prometheus.NewDesc("streamhub_stream_publisher_up", "1 while the path has a publisher (0 in the grace period).", []string{"path", "protocol"}, nil)
+	descReaders  = prometheus.NewDesc("streamhub_stream_readers", "Readers of the path now (players; an HLS muxer, a ladder counts as one).", labels, nil)
+	descBytesIn  = prometheus.NewDesc("streamhub_stream_bytes_in_total", "Payload bytes the publishers of the path sent.", labels, nil)
+	descUnitsIn  = prometheus.NewDesc("streamhub_stream_frames_in_total", "Access units (video frames and audio frames) the publishers of the path sent.", labels, nil)
+	descDrops    = prometheus.NewDesc("streamhub_stream_reader_drops_total", "Units slow readers of the path skipped.", labels, nil)
+	descUptime   = prometheus.NewDesc("streamhub_stream_uptime_seconds", "Time since the path's stream started.", labels, nil)
+	descPubs     = prometheus.NewDesc("streamhub_stream_publishes_total", "Publishers the path has had (republishes included).", labels, nil)
+	descRestarts = prometheus.NewDesc("streamhub_transcoder_restarts_total", "Restarts of the path's FFmpeg ladder process.", labels, nil)
+	descTxUp     = prometheus.NewDesc("streamhub_transcoder_up", "1 while the path's FFmpeg ladder process runs.", labels, nil)
+	descStreams  = prometheus.NewDesc("streamhub_streams", "Live paths (ladder rungs included).", nil, nil)
+)
+
+// hubCollector reads the hub at scrape time.
+type hubCollector struct {
+	hub    *server.Hub
+	ladder Ladder
+}
+
+var _ prometheus.Collector = (*hubCollector)(nil)
+
+// Describe sends every descriptor.
+func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams} {
+		ch <- d
+	}
+}
+
+// Collect sends the figures of every live path.
+func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
+	streams := c.hub.Streams()
+	ch <- prometheus.MustNewConstMetric(descStreams, prometheus.GaugeValue, float64(len(streams)))
+	for _, s := range streams {
+		st := s.Stats()
+		up, proto := 0.0, ""
+		if st.Publishing {
+			up = 1
+			proto, _, _ = strings.Cut(st.Publisher, " ")
+		}
+		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, st.Path, proto)
+		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.GaugeValue, float64(st.Readers), st.Path)
+		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(st.BytesIn), st.Path)
+		ch <- prometheus.MustNewConstMetric(descUnitsIn, prometheus.CounterValue, float64(st.UnitsIn), st.Path)
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.DropsTotal), st.Path)
+		ch <- prometheus.MustNewConstMetric(descUptime, prometheus.GaugeValue, st.Uptime.Seconds(), st.Path)
+		ch <- prometheus.MustNewConstMetric(descPubs, prometheus.CounterValue, float64(st.Publishes), st.Path)
+		if c.ladder == nil || st.Derived {
+			continue
+		}
+		if ts, ok := c.ladder.Status(st.Path); ok {
+			running := 0.0
+			if ts.State == "running" {
+				running = 1
+			}
+			ch <- prometheus.MustNewConstMetric(descRestarts, prometheus.CounterValue, float64(ts.Restarts), st.Path)
+			ch <- prometheus.MustNewConstMetric(descTxUp, prometheus.GaugeValue, running, st.Path)
+		}
+	}
+}
