@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/url"
 	"os"
 	"slices"
 	"strconv"
@@ -37,6 +38,7 @@ type Config struct {
 	Transcode transcode.Config `yaml:"transcode"`
 	Streams   StreamsConfig    `yaml:"streams"`
 	API       APIConfig        `yaml:"api"`
+	Auth      AuthConfig       `yaml:"auth"`
 	Paths     PathsConfig      `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
@@ -115,6 +117,19 @@ type APIConfig struct {
 	// PublicHost is the host put in the URLs the API hands out; "" takes
 	// the request's.
 	PublicHost string `yaml:"publicHost"`
+}
+
+// AuthConfig is the auth: section.
+type AuthConfig struct {
+	// HookURL, when set, is asked about every publisher and reader (POST
+	// JSON {action, path, protocol, remote, query}; 2xx allows).
+	HookURL     string        `yaml:"hookURL"`
+	HookTimeout time.Duration `yaml:"hookTimeout"`
+	// PlaySecret, when set, signs play links (POST /api/v1/sign): a reader
+	// giving a valid token as its key needs no read key.
+	PlaySecret string `yaml:"playSecret"`
+	// SignedPlayOnly makes every reader need a signed link.
+	SignedPlayOnly bool `yaml:"signedPlayOnly"`
 }
 
 // PathsConfig is the paths: section.
@@ -284,6 +299,20 @@ func (c *Config) Validate() []error {
 	}
 	if t := c.API.AdminToken; t != "" && (len(t) < 16 || strings.ContainsAny(t, " \t\r\n")) {
 		bad("api.adminToken", "must be empty (admin from localhost only) or at least 16 characters without spaces")
+	}
+	if c.Auth.HookURL != "" {
+		if u, err := url.Parse(c.Auth.HookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("auth.hookURL", "must be an http:// or https:// URL (got %q)", server.RedactURL(c.Auth.HookURL))
+		}
+	}
+	if c.Auth.HookTimeout < 100*time.Millisecond || c.Auth.HookTimeout > time.Minute {
+		bad("auth.hookTimeout", "must be between 100ms and 1m (got %s)", c.Auth.HookTimeout)
+	}
+	if s := c.Auth.PlaySecret; s != "" && len(s) < 16 {
+		bad("auth.playSecret", "must be empty (off) or at least 16 characters")
+	}
+	if c.Auth.SignedPlayOnly && c.Auth.PlaySecret == "" {
+		bad("auth.signedPlayOnly", "needs auth.playSecret to sign the links with")
 	}
 	if strings.ContainsAny(c.API.PublicHost, "/ :?#@") && net.ParseIP(c.API.PublicHost) == nil {
 		bad("api.publicHost", "must be a host name or IP address without scheme or port, e.g. stream.example.com (got %q)", c.API.PublicHost)

@@ -21,6 +21,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/streamhub/streamhub/api"
+	"github.com/streamhub/streamhub/auth"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
@@ -147,12 +148,19 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		sources *rtsp.Sources
 		ladder  *transcode.Manager
 	)
-	hub := server.NewHub(server.HubConfig{PathConfig: conf.PathConfig, Logger: log,
-		ResolvePublish: reg.Resolve,
-		OnDemand:       func(path string) bool { return sources.Demand(path) || ladder.Demand(path) },
-		OnPublish:      func(path string, derived bool) { ladder.OnPublish(path, derived) },
-		OnUnpublish:    func(path string, derived bool) { ladder.OnUnpublish(path, derived) },
-	})
+	var signer *auth.Signer
+	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve}
+	if conf.Auth.HookURL != "" {
+		hc.Authorize = auth.NewHook(conf.Auth.HookURL, conf.Auth.HookTimeout).Authorize
+	}
+	if conf.Auth.PlaySecret != "" {
+		signer = auth.NewSigner(conf.Auth.PlaySecret, conf.Auth.SignedPlayOnly)
+		hc.ReadToken = signer.Check
+	}
+	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
+	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
+	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
+	hub := server.NewHub(hc)
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
 	rtmpSrv := rtmp.New(rtmp.Config{
@@ -193,7 +201,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	hlsH := hls.New(hlsConf, hub, log)
 	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString()}, hub, reg, ladder, log)
+		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}, hub, reg, ladder, log)
 	httpSrv := &http.Server{
 		Handler:           router(flv, hlsH, apiH, api.Metrics(hub, ladder), web.New(hub)),
 		ReadHeaderTimeout: 10 * time.Second,

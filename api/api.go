@@ -31,6 +31,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhub/streamhub/auth"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
@@ -54,6 +55,8 @@ type Config struct {
 	HTTPS bool
 	// Version is reported by /info.
 	Version string
+	// Signer signs play links (POST /api/v1/sign); nil: off.
+	Signer *auth.Signer
 }
 
 // Ladder is what the API shows of the transcoder.
@@ -92,6 +95,7 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 	h.mux.HandleFunc("POST /api/v1/streams/{id}/rotate-key", h.keyOrAdmin(h.rotateKey))
 	h.mux.HandleFunc("GET /api/v1/paths", h.admin(h.listPaths))
 	h.mux.HandleFunc("GET /api/v1/info", h.admin(h.info))
+	h.mux.HandleFunc("POST /api/v1/sign", h.admin(h.sign))
 	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi) //nolint:errcheck // client gone
@@ -466,4 +470,46 @@ func (h *Handler) listPaths(w http.ResponseWriter, _ *http.Request) {
 	}
 	slices.SortFunc(out, func(a, b *Figures) int { return strings.Compare(a.Path, b.Path) })
 	reply(w, http.StatusOK, map[string]any{"paths": out})
+}
+
+// Signed is the answer to POST /api/v1/sign.
+type Signed struct {
+	Path    string    `json:"path"`
+	Key     string    `json:"key"`
+	Expires time.Time `json:"expires"`
+	Play    Play      `json:"play"`
+}
+
+// sign makes play links for a path that work until a time.
+func (h *Handler) sign(w http.ResponseWriter, r *http.Request) {
+	if h.conf.Signer == nil {
+		fail(w, http.StatusNotFound, "signed play links are off: set auth.playSecret")
+		return
+	}
+	var req struct {
+		Path string `json:"path"`
+		TTL  string `json:"ttl"`
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		fail(w, http.StatusBadRequest, "the body must be JSON {\"path\": \"live/x\", \"ttl\": \"1h\"}: "+err.Error())
+		return
+	}
+	if err := server.ValidatePath(req.Path); err != nil {
+		fail(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	ttl, err := time.ParseDuration(req.TTL)
+	if err != nil || ttl < time.Second || ttl > 366*24*time.Hour {
+		fail(w, http.StatusBadRequest, "ttl must be a duration from 1s to 8784h, e.g. \"1h\"")
+		return
+	}
+	exp := time.Now().Add(ttl).Truncate(time.Second)
+	key := h.conf.Signer.Sign(req.Path, exp)
+	p := h.playURLs(r, req.Path)
+	q := "?key=" + key
+	p.FLV, p.HLS, p.RTSP, p.RTMP, p.Watch = p.FLV+q, p.HLS+q, p.RTSP+q, p.RTMP+q, p.Watch+q
+	p.SRT = strings.Replace(p.SRT, "read:"+req.Path, "read:"+req.Path+q, 1)
+	reply(w, http.StatusOK, Signed{Path: req.Path, Key: key, Expires: exp.UTC(), Play: p})
 }

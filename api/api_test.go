@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhub/streamhub/auth"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
@@ -208,5 +209,35 @@ func TestAdmin(t *testing.T) {
 	}
 	if y := e.get(t, "/api/v1/openapi.yaml"); !strings.Contains(y, "openapi: 3") {
 		t.Fatal("no OpenAPI document")
+	}
+}
+
+// Signed play links: admin only, off without a secret, and the key they
+// carry is a token the signer accepts for that path.
+func TestSign(t *testing.T) {
+	e := newEnv(t, "0123456789abcdef")
+	var out map[string]any
+	if code := e.do(t, "POST", "/api/v1/sign", "0123456789abcdef", `{"path":"live/a","ttl":"1h"}`, &out); code != 404 {
+		t.Fatalf("sign without a secret: %d %v", code, out)
+	}
+	e.h.conf.Signer = auth.NewSigner("sign-secret-0123456789", false)
+	if code := e.do(t, "POST", "/api/v1/sign", "", `{"path":"live/a","ttl":"1h"}`, &out); code != 401 {
+		t.Fatalf("sign without the admin token: %d", code)
+	}
+	var s Signed
+	if code := e.do(t, "POST", "/api/v1/sign", "0123456789abcdef", `{"path":"live/a","ttl":"1h"}`, &s); code != 200 {
+		t.Fatalf("sign: %d", code)
+	}
+	if ok, err := e.h.conf.Signer.Check("live/a", s.Key); !ok || err != nil {
+		t.Fatalf("the signed key does not check: %v", err)
+	}
+	if !strings.HasSuffix(s.Play.FLV, "/live/a.flv?key="+s.Key) || !strings.Contains(s.Play.SRT, "read:live/a?key="+s.Key) ||
+		time.Until(s.Expires) < 59*time.Minute {
+		t.Fatalf("signed %+v", s)
+	}
+	for _, body := range []string{`{"path":"../x","ttl":"1h"}`, `{"path":"live/a","ttl":"forever"}`, `{"path":"live/a"}`} {
+		if code := e.do(t, "POST", "/api/v1/sign", "0123456789abcdef", body, &out); code != 400 {
+			t.Errorf("sign %s: %d, want 400", body, code)
+		}
 	}
 }

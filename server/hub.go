@@ -40,6 +40,14 @@ type HubConfig struct {
 	// answer for its own answer. An error refuses the publisher as
 	// ErrUnauthorized. The stream registry sets it.
 	ResolvePublish func(path, key string) (newPath, newKey string, vouched bool, err error)
+	// Authorize, if set, decides on every publisher (at ResolvePublish) and
+	// reader (at CheckReadFrom) that passed the keys: an error refuses it.
+	// The auth hook sets it.
+	Authorize func(ctx context.Context, req AuthRequest) error
+	// ReadToken, if set, checks a signed play token given as a reader's key:
+	// true lets the reader in without the path's read key; an error refuses
+	// it (an expired or forged token, or none where one is required).
+	ReadToken func(path, key string) (bool, error)
 	// OnPublish and OnUnpublish, if set, are called after a publisher
 	// attached to or left path, outside the hub's locks; derived tells a
 	// ladder rung (PublishOptions.Derived). They must not block: the
@@ -155,6 +163,21 @@ func (h *Hub) CheckPublish(path, key string) error {
 	return err
 }
 
+// ResolvePublishFrom is ResolvePublish for a known peer: once the keys
+// passed, the auth hook (HubConfig.Authorize) decides. A refusal comes after
+// a short random delay.
+func (h *Hub) ResolvePublishFrom(path, key string, from Peer) (string, string, error) {
+	p, k, err := h.ResolvePublish(path, key)
+	if err == nil {
+		err = h.authorize(ActionPublish, p, from)
+	}
+	if err != nil {
+		refusalDelay(err)
+		return "", "", err
+	}
+	return p, k, nil
+}
+
 // ResolvePublish is CheckPublish that also returns the path the publisher
 // publishes on and the key to give Publish with it: HubConfig.ResolvePublish
 // may map them (a stream key given as the path's last segment becomes the
@@ -205,19 +228,6 @@ func (h *Hub) checkPublisher(path, key string, derived bool) (string, string, Pa
 		return "", "", PathConfig{}, ErrUnauthorized
 	}
 	return path, key, pc, nil
-}
-
-// CheckRead returns a *PathError for an invalid path and ErrUnauthorized
-// when the path has a read key and key is not it. Protocols call it before
-// Read or ReadWait.
-func (h *Hub) CheckRead(path, key string) error {
-	if err := ValidatePath(path); err != nil {
-		return err
-	}
-	if !keyMatches(h.conf.PathConfig(path).ReadKey, key) {
-		return ErrUnauthorized
-	}
-	return nil
 }
 
 // PathConfig returns the settings for path.

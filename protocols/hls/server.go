@@ -261,7 +261,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
-	if err := h.hub.CheckRead(path, req.URL.Query().Get("key")); err != nil {
+	if err := h.hub.CheckReadFrom(path, req.URL.Query().Get("key"), server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}); err != nil {
 		httperr.Refuse(w, path, err)
 		return
 	}

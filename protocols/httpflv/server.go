@@ -94,7 +94,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not an FLV URL: use /<path>.flv", http.StatusNotFound)
 		return
 	}
-	err := h.hub.CheckRead(path, req.URL.Query().Get("key"))
+	err := h.hub.CheckReadFrom(path, req.URL.Query().Get("key"), server.Peer{Protocol: "httpflv", Remote: req.RemoteAddr, Query: req.URL.RawQuery})
 	var r *server.Reader
 	if err == nil {
 		r, err = h.hub.ReadWait(req.Context(), path)

@@ -30,7 +30,7 @@ const (
 // bodies are the FLV tag bodies, made once per unit and shared with every
 // RTMP and HTTP-FLV reader; only the chunking is per connection.
 func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
-	if err := c.srv.hub.CheckRead(c.path, key); err != nil {
+	if err := c.srv.hub.CheckReadFrom(c.path, key, c.peer(sc)); err != nil {
 		return c.refuse(sc, "NetStream.Play.Failed", err)
 	}
 	r, err := c.srv.hub.ReadWait(c.srv.ctx, c.path)

@@ -251,7 +251,7 @@ func (c *conn) run() error {
 		// A stream key may be the path's last segment: resolve it to the
 		// stream's public path before anything logs the path.
 		c.path = server.LogPath(path)
-		rp, rk, err := s.hub.ResolvePublish(path, key)
+		rp, rk, err := s.hub.ResolvePublishFrom(path, key, c.peer(sc))
 		if err != nil {
 			return c.refuse(sc, "NetStream.Publish.BadName", err)
 		}
@@ -276,4 +276,13 @@ func pathAndKey(sc *gortmplib.ServerConn) (string, string, error) {
 		return p, "", err
 	}
 	return p, sc.URL.Query().Get("key"), nil
+}
+
+// peer describes the connection for the auth hook.
+func (c *conn) peer(sc *gortmplib.ServerConn) server.Peer {
+	p := server.Peer{Protocol: "rtmp", Remote: c.nc.RemoteAddr().String()}
+	if sc.URL != nil {
+		p.Query = sc.URL.RawQuery
+	}
+	return p
 }

@@ -259,7 +259,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 	}
 	// A stream key may be the path's last segment: from here on the session
 	// knows the stream's public path.
-	path, key, err = s.hub.ResolvePublish(path, key)
+	path, key, err = s.hub.ResolvePublishFrom(path, key, server.Peer{Protocol: "rtsp", Remote: ctx.Conn.NetConn().RemoteAddr().String(), Query: ctx.Query})
 	if err != nil {
 		return refusal(err), nil
 	}
@@ -389,7 +389,7 @@ func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path,
 	if err != nil {
 		return err
 	}
-	return s.hub.CheckRead(path, key)
+	return s.hub.CheckReadFrom(path, key, server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query})
 }
 
 // authorize checks a path's key, given as ?key= or as the RTSP password
@@ -399,12 +399,12 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 	if err := server.ValidatePath(path); err != nil {
 		return "", err
 	}
-	if want == "" {
-		return "", nil
-	}
 	q, _ := url.ParseQuery(query)
 	if k := q.Get("key"); k != "" {
-		return k, nil // the hub compares it in constant time
+		return k, nil // the hub compares it in constant time (or checks a stream key or play token)
+	}
+	if want == "" {
+		return "", nil
 	}
 	user := "streamhub" // VerifyCredentials refuses an empty user before making its nonce
 	if v, ok := req.Header["Authorization"]; ok && len(v) == 1 {

@@ -196,7 +196,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	if id.Mode == ModePublish {
 		// A stream key may be the path's last segment: resolve it to the
 		// stream's public path before anything logs the path.
-		p, k, err := s.hub.ResolvePublish(id.Path, id.Key)
+		p, k, err := s.hub.ResolvePublishFrom(id.Path, id.Key, server.Peer{Protocol: "srt", Remote: remote})
 		if err != nil {
 			id.Path = server.LogPath(id.Path)
 			s.reject(req, remote, id, refuseFor(err))
@@ -204,7 +204,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		}
 		id.Path, id.Key = p, k
 	} else {
-		if err := s.hub.CheckRead(id.Path, id.Key); err != nil {
+		if err := s.hub.CheckReadFrom(id.Path, id.Key, server.Peer{Protocol: "srt", Remote: remote}); err != nil {
 			s.reject(req, remote, id, refuseFor(err))
 			return
 		}

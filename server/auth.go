@@ -1,0 +1,101 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"time"
+)
+
+// Peer says who asks to publish or read, for the auth hook and the logs.
+type Peer struct {
+	// Protocol is rtmp, rtsp, srt, httpflv or hls.
+	Protocol string
+	// Remote is the peer's address (HOST:PORT).
+	Remote string
+	// Query is the raw query of the URL the peer used, "" if none.
+	Query string
+}
+
+// AuthRequest is what HubConfig.Authorize decides on.
+type AuthRequest struct {
+	// Action is "publish" or "read".
+	Action string `json:"action"`
+	// Path is the stream path (for a publisher, after a stream key was
+	// resolved to the stream's public id).
+	Path     string `json:"path"`
+	Protocol string `json:"protocol"`
+	Remote   string `json:"remote"`
+	Query    string `json:"query"`
+}
+
+// Auth actions.
+const (
+	ActionPublish = "publish"
+	ActionRead    = "read"
+)
+
+// authTimeout bounds HubConfig.Authorize; the hook has its own, shorter one.
+const authTimeout = 30 * time.Second
+
+// authorize runs HubConfig.Authorize; any error refuses, as ErrUnauthorized.
+func (h *Hub) authorize(action, path string, from Peer) error {
+	if h.conf.Authorize == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	defer cancel()
+	err := h.conf.Authorize(ctx, AuthRequest{Action: action, Path: path, Protocol: from.Protocol, Remote: from.Remote, Query: from.Query})
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+	}
+	return nil
+}
+
+// refusalDelay makes guessing keys slow: a refused publisher or reader is
+// answered 100 to 300 ms late.
+func refusalDelay(err error) {
+	if errors.Is(err, ErrUnauthorized) {
+		time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+	}
+}
+
+// CheckRead returns a *PathError for an invalid path and ErrUnauthorized
+// when the path has a read key and key is not it. Protocols call it (or
+// CheckReadFrom) before Read or ReadWait.
+func (h *Hub) CheckRead(path, key string) error { return h.CheckReadFrom(path, key, Peer{}) }
+
+// CheckReadFrom is CheckRead for a known peer: a signed play token
+// (HubConfig.ReadToken) or the path's read key lets it in, then the auth
+// hook (HubConfig.Authorize) decides. A refusal comes after a short random
+// delay.
+func (h *Hub) CheckReadFrom(path, key string, from Peer) error {
+	err := h.checkRead(path, key, from)
+	refusalDelay(err)
+	return err
+}
+
+func (h *Hub) checkRead(path, key string, from Peer) error {
+	if err := ValidatePath(path); err != nil {
+		return err
+	}
+	pc := h.conf.PathConfig(path)
+	signed := false
+	if h.conf.ReadToken != nil {
+		ok, err := h.conf.ReadToken(path, key)
+		if !ok && pc.RungOf != "" {
+			if ok2, _ := h.conf.ReadToken(pc.RungOf, key); ok2 {
+				ok, err = true, nil // the source's token plays its rungs
+			}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrUnauthorized, err)
+		}
+		signed = ok
+	}
+	if !signed && !keyMatches(pc.ReadKey, key) {
+		return ErrUnauthorized
+	}
+	return h.authorize(ActionRead, path, from)
+}
