@@ -9,6 +9,9 @@
 //	POST   /api/v1/streams/{id}/rotate-key  key or admin: a new key, kick the publisher
 //	GET    /api/v1/paths                    admin: every live path (registered or not) with figures
 //	GET    /api/v1/info                     admin: version, uptime, counts
+//	GET    /api/v1/sessions                 admin: every publisher and player
+//	DELETE /api/v1/sessions/{id}            admin: kick one
+//	POST   /api/v1/sign                     admin: signed play links with an expiry
 //	GET    /api/v1/openapi.yaml             this API, described
 //
 // Admin requests carry "Authorization: Bearer <api.adminToken>"; with no
@@ -96,6 +99,8 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 	h.mux.HandleFunc("GET /api/v1/paths", h.admin(h.listPaths))
 	h.mux.HandleFunc("GET /api/v1/info", h.admin(h.info))
 	h.mux.HandleFunc("POST /api/v1/sign", h.admin(h.sign))
+	h.mux.HandleFunc("GET /api/v1/sessions", h.admin(h.sessions))
+	h.mux.HandleFunc("DELETE /api/v1/sessions/{id}", h.admin(h.kickSession))
 	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi) //nolint:errcheck // client gone
@@ -308,20 +313,24 @@ type StreamInfo struct {
 
 // Figures are a live path's numbers.
 type Figures struct {
-	Path          string       `json:"path"`
-	Publishing    bool         `json:"publishing"`
-	Publisher     string       `json:"publisher,omitempty"` // protocol and remote address
-	Tracks        []TrackInfo  `json:"tracks"`
-	BitrateIn     int          `json:"bitrateIn"` // bits per second, over the time since the last ask (or the uptime)
-	BytesIn       uint64       `json:"bytesIn"`
-	UnitsIn       uint64       `json:"unitsIn"`
-	Readers       int          `json:"readers"`
-	Drops         uint64       `json:"drops"`
-	UptimeSeconds float64      `json:"uptimeSeconds"`
-	Publishes     uint64       `json:"publishes"`
-	Renditions    []string     `json:"renditions,omitempty"`
-	Transcoder    *Transcoder  `json:"transcoder,omitempty"`
-	Rungs         []RungReader `json:"rungs,omitempty"`
+	Path       string      `json:"path"`
+	Publishing bool        `json:"publishing"`
+	Publisher  string      `json:"publisher,omitempty"` // protocol and remote address
+	Tracks     []TrackInfo `json:"tracks"`
+	BitrateIn  int         `json:"bitrateIn"` // bits per second, over the time since the last ask (or the uptime)
+	BytesIn    uint64      `json:"bytesIn"`
+	UnitsIn    uint64      `json:"unitsIn"`
+	Readers    int         `json:"readers"`
+	// ReadersByProtocol counts the players per protocol (hls: the one
+	// segmenter that serves every HLS player of the path).
+	ReadersByProtocol map[string]int `json:"readersByProtocol"`
+	BytesOut          uint64         `json:"bytesOut"`
+	Drops             uint64         `json:"drops"`
+	UptimeSeconds     float64        `json:"uptimeSeconds"`
+	Publishes         uint64         `json:"publishes"`
+	Renditions        []string       `json:"renditions,omitempty"`
+	Transcoder        *Transcoder    `json:"transcoder,omitempty"`
+	Rungs             []RungReader   `json:"rungs,omitempty"`
 }
 
 // TrackInfo describes one track.
@@ -352,7 +361,8 @@ type Transcoder struct {
 func (h *Handler) figures(s *server.Stream) *Figures {
 	st := s.Stats()
 	f := &Figures{Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
-		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes}
+		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
+		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut}
 	for _, t := range s.Tracks() {
 		f.Tracks = append(f.Tracks, trackInfo(t))
 	}
@@ -512,4 +522,21 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request) {
 	p.FLV, p.HLS, p.RTSP, p.RTMP, p.Watch = p.FLV+q, p.HLS+q, p.RTSP+q, p.RTMP+q, p.Watch+q
 	p.SRT = strings.Replace(p.SRT, "read:"+req.Path, "read:"+req.Path+q, 1)
 	reply(w, http.StatusOK, Signed{Path: req.Path, Key: key, Expires: exp.UTC(), Play: p})
+}
+
+func (h *Handler) sessions(w http.ResponseWriter, _ *http.Request) {
+	out := h.hub.Sessions()
+	if out == nil {
+		out = []server.Session{}
+	}
+	reply(w, http.StatusOK, map[string]any{"sessions": out})
+}
+
+func (h *Handler) kickSession(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !h.hub.KickSession(id) {
+		fail(w, http.StatusNotFound, "no session with id "+strconv.Quote(id)+" (see GET /api/v1/sessions)")
+		return
+	}
+	reply(w, http.StatusOK, map[string]any{"kicked": id})
 }

@@ -241,3 +241,39 @@ func TestSign(t *testing.T) {
 		}
 	}
 }
+
+func TestSessionsAPI(t *testing.T) {
+	const admin = "0123456789abcdef"
+	e := newEnv(t, admin)
+	v := &media.Track{ID: 0, Codec: media.CodecH264}
+	pub, err := e.hub.Publish("live/s", []*media.Track{v}, server.PublishOptions{Protocol: "srt", Remote: "1.2.3.4:5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, _ := e.hub.Read("live/s")
+	defer r.Close()
+	r.SetPeer(server.Peer{Protocol: "httpflv", Remote: "5.6.7.8:9"}, nil)
+	var out struct{ Sessions []server.Session }
+	if code := e.do(t, "GET", "/api/v1/sessions", "", "", nil); code != 401 {
+		t.Fatalf("sessions without the token: %d", code)
+	}
+	e.do(t, "GET", "/api/v1/sessions", admin, "", &out)
+	if len(out.Sessions) != 2 || out.Sessions[1].Protocol != "httpflv" {
+		t.Fatalf("sessions %+v", out)
+	}
+	var paths struct{ Paths []Figures }
+	e.do(t, "GET", "/api/v1/paths", admin, "", &paths)
+	if len(paths.Paths) != 1 || paths.Paths[0].ReadersByProtocol["httpflv"] != 1 || paths.Paths[0].Publisher != "srt 1.2.3.4:5" {
+		t.Fatalf("paths %+v", paths)
+	}
+	var res map[string]any
+	if code := e.do(t, "DELETE", "/api/v1/sessions/"+out.Sessions[0].ID, admin, "", &res); code != 200 {
+		t.Fatalf("kick: %d %v", code, res)
+	}
+	if pub.Stream().Publishing() {
+		t.Fatal("the kicked publisher still publishes")
+	}
+	if code := e.do(t, "DELETE", "/api/v1/sessions/p0", admin, "", &res); code != 404 {
+		t.Fatalf("kick of nothing: %d", code)
+	}
+}

@@ -33,6 +33,8 @@ var (
 	descRestarts = prometheus.NewDesc("streamhub_transcoder_restarts_total", "Restarts of the path's FFmpeg ladder process.", labels, nil)
 	descTxUp     = prometheus.NewDesc("streamhub_transcoder_up", "1 while the path's FFmpeg ladder process runs.", labels, nil)
 	descStreams  = prometheus.NewDesc("streamhub_streams", "Live paths (ladder rungs included).", nil, nil)
+	descByProto  = prometheus.NewDesc("streamhub_stream_protocol_readers", "Players of the path per protocol (hls: the one segmenter serving every HLS player).", []string{"path", "protocol"}, nil)
+	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players (HTTP-FLV, RTMP, SRT).", labels, nil)
 )
 
 // hubCollector reads the hub at scrape time.
@@ -45,7 +47,7 @@ var _ prometheus.Collector = (*hubCollector)(nil)
 
 // Describe sends every descriptor.
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams} {
+	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut} {
 		ch <- d
 	}
 }
@@ -68,6 +70,10 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.DropsTotal), st.Path)
 		ch <- prometheus.MustNewConstMetric(descUptime, prometheus.GaugeValue, st.Uptime.Seconds(), st.Path)
 		ch <- prometheus.MustNewConstMetric(descPubs, prometheus.CounterValue, float64(st.Publishes), st.Path)
+		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(st.BytesOut), st.Path)
+		for proto, n := range st.ReadersByProtocol {
+			ch <- prometheus.MustNewConstMetric(descByProto, prometheus.GaugeValue, float64(n), st.Path, proto)
+		}
 		if c.ladder == nil || st.Derived {
 			continue
 		}

@@ -120,3 +120,46 @@ func TestRungPathReserved(t *testing.T) {
 	src.Close()
 	next.Close()
 }
+
+// Sessions lists publishers and the readers that said who they are; a
+// kick ends one.
+func TestSessions(t *testing.T) {
+	h := newTestHub(t, testConf())
+	kickedPub := make(chan struct{})
+	v := &media.Track{ID: 0, Codec: media.CodecH264}
+	p, err := h.Publish("live/s", []*media.Track{v}, PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5", OnKick: func() { close(kickedPub) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r1 := mustRead(t, h, "live/s")
+	kickedReader := make(chan struct{})
+	r1.SetPeer(Peer{Protocol: "httpflv", Remote: "5.6.7.8:9"}, func() { close(kickedReader) })
+	r2 := mustRead(t, h, "live/s") // an internal reader: not listed
+	defer r2.Close()
+	r1.AddBytesOut(1234)
+	ss := h.Sessions()
+	if len(ss) != 2 || ss[0].Kind != "publisher" || ss[0].Protocol != "rtmp" || ss[1].Kind != "reader" || ss[1].Protocol != "httpflv" ||
+		ss[1].Bytes != 1234 || ss[1].Remote != "5.6.7.8:9" {
+		t.Fatalf("sessions %+v", ss)
+	}
+	if st := p.Stream().Stats(); st.ReadersByProtocol["httpflv"] != 1 || st.BytesOut != 1234 {
+		t.Fatalf("stats %+v", st)
+	}
+	if h.KickSession("r999999") || h.KickSession("x") || h.KickSession("") {
+		t.Fatal("kicked a session that does not exist")
+	}
+	if !h.KickSession(ss[1].ID) {
+		t.Fatal("reader not kicked")
+	}
+	<-kickedReader
+	if _, err := r1.Next(context.Background()); err != ErrReaderClosed {
+		t.Fatalf("a kicked reader: %v", err)
+	}
+	if !h.KickSession(ss[0].ID) {
+		t.Fatal("publisher not kicked")
+	}
+	<-kickedPub
+	if p.Stream().Publishing() {
+		t.Fatal("the kicked publisher still publishes")
+	}
+}

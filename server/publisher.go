@@ -1,12 +1,18 @@
 package server
 
-import "github.com/streamhub/streamhub/media"
+import (
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+)
 
 // Publisher feeds one stream. Its methods are safe to call from one
 // goroutine at a time (the publishing connection's).
 type Publisher struct {
-	s    *Stream
-	opts PublishOptions
+	s     *Stream
+	opts  PublishOptions
+	id    uint64 // for the session list
+	since time.Time
 }
 
 // Stream returns the stream this publisher feeds.

@@ -36,6 +36,12 @@ type Reader struct {
 	closed          atomic.Bool
 	unitsOut, drops atomic.Uint64
 	overruns        atomic.Uint64
+
+	// id, since, peer and bytesOut are for the session list (session.go).
+	id       uint64
+	since    time.Time
+	peer     atomic.Pointer[readerPeer]
+	bytesOut atomic.Uint64
 }
 
 // Tracks returns the stream's tracks at the time the reader joined. Units

@@ -62,8 +62,9 @@ type Stream struct {
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
-	// dropsTotal counts the units every reader of the stream ever skipped.
-	dropsTotal atomic.Uint64
+	// dropsTotal counts the units every reader of the stream ever skipped;
+	// bytesOut the bytes written to them (Reader.AddBytesOut).
+	dropsTotal, bytesOut atomic.Uint64
 }
 
 func newStream(h *Hub, path string, pc PathConfig) *Stream {
@@ -132,6 +133,10 @@ type StreamStats struct {
 	Drops, DropsTotal uint64
 	// Derived is true for a ladder rung.
 	Derived bool
+	// ReadersByProtocol counts the readers that said who they are
+	// (Reader.SetPeer); BytesOut the bytes written to readers.
+	ReadersByProtocol map[string]int
+	BytesOut          uint64
 }
 
 // Stats returns the stream's figures.
@@ -151,6 +156,8 @@ func (s *Stream) Stats() StreamStats {
 	}
 	st.Derived = s.derived
 	st.DropsTotal = s.dropsTotal.Load()
+	st.ReadersByProtocol = s.readersByProtocolLocked()
+	st.BytesOut = s.bytesOut.Load()
 	return st
 }
 
@@ -191,7 +198,7 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*P
 	for _, t := range tracks {
 		t.Session = session
 	}
-	s.publisher = &Publisher{s: s, opts: opts}
+	s.publisher = &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now()}
 	s.derived = opts.Derived
 	return s.publisher, nil
 }
@@ -363,7 +370,8 @@ func (s *Stream) addReader() (*Reader, error) {
 	if s.conf.MaxReaders > 0 && len(s.readers) >= s.conf.MaxReaders {
 		return nil, ErrTooManyReaders
 	}
-	r := &Reader{s: s, cursor: s.head, caughtUp: now, tracks: append([]*media.Track(nil), s.tracks...)}
+	r := &Reader{s: s, cursor: s.head, caughtUp: now, tracks: append([]*media.Track(nil), s.tracks...),
+		id: sessionIDs.Add(1), since: now}
 	if s.conf.Join == JoinLive {
 		r.waitKey = s.hasVideo
 	} else {

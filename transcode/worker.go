@@ -166,6 +166,7 @@ func (w *worker) once() error {
 		return err
 	}
 	defer r.Close()
+	r.SetPeer(server.Peer{Protocol: "transcode", Remote: "ffmpeg"}, nil)
 	tracks := r.Tracks()
 	// A source over MPEG-TS or RTSP may be published before its first
 	// SPS: its picture size comes with the first keyframe.

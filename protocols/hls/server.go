@@ -135,6 +135,9 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// One reader per path serves every HLS player: the session list shows
+	// the segmenter.
+	r.SetPeer(server.Peer{Protocol: "hls", Remote: "segmenter"}, nil)
 	var id [4]byte
 	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
 	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),

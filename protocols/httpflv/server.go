@@ -104,6 +104,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	defer r.Close()
+	r.SetPeer(server.Peer{Protocol: "httpflv", Remote: req.RemoteAddr, Query: req.URL.RawQuery}, nil)
 	w.Header().Set("Content-Type", "video/x-flv")
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	if req.Method == http.MethodHead {
@@ -182,6 +183,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 			bufs := net.Buffers(tags)
 			n, err := bufs.WriteTo(nc) // one writev
 			total += n
+			r.AddBytesOut(int(n))
 			if err != nil {
 				return total, fmt.Errorf("write: %w", err)
 			}
@@ -230,6 +232,7 @@ func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *serve
 		for _, t := range tags {
 			n, err := w.Write(t)
 			total += int64(n)
+			r.AddBytesOut(n)
 			if err != nil {
 				return total, fmt.Errorf("write: %w", err)
 			}

@@ -38,6 +38,7 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
 	}
 	defer r.Close()
+	r.SetPeer(c.peer(sc), func() { c.nc.Close() })
 
 	ctx, cancel := context.WithCancel(c.srv.ctx)
 	defer cancel()

@@ -333,6 +333,8 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 	if err != nil {
 		return refusal(err), nil
 	}
+	session := ctx.Session
+	r.SetPeer(server.Peer{Protocol: "rtsp", Remote: st.remote}, func() { session.Close() })
 	st.stop = s.startPlay(ctx.Session, st, st.out, r)
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }

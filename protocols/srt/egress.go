@@ -23,6 +23,7 @@ type tsOut struct {
 	waitKey bool      // skip to the next video keyframe (after a full send queue)
 	lastOK  time.Time // last successful send
 	drops   uint64
+	sent    int // bytes sent
 }
 
 // messageWriter is what tsOut needs of a gosrt.Conn.
@@ -70,6 +71,7 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 			return nil
 		}
 		b = b[n:]
+		o.sent += n
 	}
 	o.lastOK = time.Now()
 	return nil
@@ -79,6 +81,7 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 // ends or the reader falls too far behind.
 func (c *conn) read(r *server.Reader) error {
 	defer r.Close()
+	r.SetPeer(server.Peer{Protocol: "srt", Remote: c.remote}, func() { c.sc.Close() })
 	s := c.srv
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()
@@ -118,11 +121,13 @@ func (c *conn) read(r *server.Reader) error {
 			}
 			return fmt.Errorf("srt: %w", err)
 		}
+		before := out.sent
 		for _, u := range batch {
 			if err := out.write(u, tracks, s.conf.WriteTimeout); err != nil {
 				return err
 			}
 		}
+		r.AddBytesOut(out.sent - before)
 		c.mu.Lock()
 		c.slowDrops = out.drops
 		c.mu.Unlock()

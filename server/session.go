@@ -1,0 +1,120 @@
+package server
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// A session is one publisher or one reader as the API lists it: who, on
+// which path, since when, how much. Protocols describe their readers with
+// Reader.SetPeer; publishers describe themselves in PublishOptions.
+
+// sessionIDs numbers publishers and readers, process-wide.
+var sessionIDs atomic.Uint64
+
+// readerPeer is what SetPeer recorded.
+type readerPeer struct {
+	Peer
+	kick func()
+}
+
+// SetPeer records who reads (for the session list, the per-protocol
+// figures and the metrics) and how to end its connection (kick may be
+// nil: Kick then only closes the reader, which ends it at its next unit).
+func (r *Reader) SetPeer(p Peer, kick func()) {
+	r.peer.Store(&readerPeer{Peer: p, kick: kick})
+}
+
+// AddBytesOut counts n bytes written to the reader's peer.
+func (r *Reader) AddBytesOut(n int) {
+	r.bytesOut.Add(uint64(n))
+	r.s.bytesOut.Add(uint64(n))
+}
+
+// Session is one publisher or reader.
+type Session struct {
+	// ID is "p<n>" for a publisher, "r<n>" for a reader.
+	ID       string    `json:"id"`
+	Kind     string    `json:"kind"` // publisher or reader
+	Path     string    `json:"path"`
+	Protocol string    `json:"protocol"`
+	Remote   string    `json:"remote"`
+	Since    time.Time `json:"since"`
+	Bytes    uint64    `json:"bytes"` // in for a publisher, out for a reader
+	Drops    uint64    `json:"drops"`
+}
+
+// Sessions returns every publisher and every reader that said who it is,
+// by path and then age.
+func (h *Hub) Sessions() []Session {
+	var out []Session
+	for _, s := range h.Streams() {
+		s.mu.RLock()
+		if p := s.publisher; p != nil {
+			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
+				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
+		}
+		for r := range s.readers {
+			if rp := r.peer.Load(); rp != nil {
+				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
+					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
+			}
+		}
+		s.mu.RUnlock()
+	}
+	slices.SortFunc(out, func(a, b Session) int {
+		if c := strings.Compare(a.Path, b.Path); c != 0 {
+			return c
+		}
+		return a.Since.Compare(b.Since)
+	})
+	return out
+}
+
+// KickSession ends the publisher or reader with id and reports whether
+// it existed.
+func (h *Hub) KickSession(id string) bool {
+	n, err := strconv.ParseUint(id[min(1, len(id)):], 10, 64)
+	if err != nil || len(id) < 2 {
+		return false
+	}
+	for _, s := range h.Streams() {
+		s.mu.RLock()
+		var kick func()
+		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
+			kick = func() { h.KickPublisher(s.path) }
+		}
+		for r := range s.readers {
+			if rp := r.peer.Load(); id[0] == 'r' && r.id == n && rp != nil {
+				kick = func() {
+					r.Close()
+					if rp.kick != nil {
+						rp.kick()
+					}
+					h.log.Info("reader kicked", "path", s.path, "protocol", rp.Protocol, "remote", rp.Remote)
+				}
+			}
+		}
+		s.mu.RUnlock()
+		if kick != nil {
+			kick()
+			return true
+		}
+	}
+	return false
+}
+
+// readersByProtocol counts the readers that said who they are; s.mu must
+// be held.
+func (s *Stream) readersByProtocolLocked() map[string]int {
+	out := map[string]int{}
+	for r := range s.readers {
+		if rp := r.peer.Load(); rp != nil {
+			out[rp.Protocol]++
+		}
+	}
+	return out
+}
