@@ -227,7 +227,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 			r.Close()
 		}
 		// A wrong passphrase ends here (gosrt rejects with BADSECRET).
-		s.log.Info("connection refused", "path", id.Path, "mode", id.Mode.String(), "remote", remote,
+		s.log.Info("connection refused", "path", server.LogPath(id.Path), "mode", id.Mode.String(), "remote", remote,
 			"reason", "handshake failed (wrong passphrase?): "+err.Error())
 		return
 	}
@@ -273,7 +273,7 @@ func modeKey(m Mode) string {
 
 func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
 	// Log first: the caller may act on the rejection at once.
-	s.log.Info("connection refused", "path", id.Path, "remote", remote, "code", int(r.code), "reason", r.reason.Error())
+	s.log.Info("connection refused", "path", server.LogPath(id.Path), "remote", remote, "code", int(r.code), "reason", r.reason.Error())
 	req.Reject(r.code)
 }
 
