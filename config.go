@@ -21,6 +21,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
+	"github.com/streamhub/streamhub/web"
 )
 
 //go:embed config.yml
@@ -39,6 +40,7 @@ type Config struct {
 	Streams   StreamsConfig    `yaml:"streams"`
 	API       APIConfig        `yaml:"api"`
 	Auth      AuthConfig       `yaml:"auth"`
+	Web       WebConfig        `yaml:"web"`
 	Paths     PathsConfig      `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
@@ -130,6 +132,23 @@ type AuthConfig struct {
 	PlaySecret string `yaml:"playSecret"`
 	// SignedPlayOnly makes every reader need a signed link.
 	SignedPlayOnly bool `yaml:"signedPlayOnly"`
+}
+
+// WebConfig is the web: section: the pages' chat.
+type WebConfig struct {
+	ChatHistory    int           `yaml:"chatHistory"`
+	ChatMaxBytes   int           `yaml:"chatMaxBytes"`
+	ChatRate       int           `yaml:"chatRate"`
+	ChatRateWindow time.Duration `yaml:"chatRateWindow"`
+	ChatMaxConns   int           `yaml:"chatMaxConns"`
+}
+
+// WebServerConfig returns the web package's Config (without the functions
+// main adds).
+func (c *Config) WebServerConfig() web.Config {
+	w := c.Web
+	return web.Config{ChatHistory: w.ChatHistory, ChatMaxBytes: w.ChatMaxBytes, ChatRate: w.ChatRate,
+		ChatRateWindow: w.ChatRateWindow, ChatMaxConns: w.ChatMaxConns}
 }
 
 // PathsConfig is the paths: section.
@@ -299,6 +318,16 @@ func (c *Config) Validate() []error {
 	}
 	if t := c.API.AdminToken; t != "" && (len(t) < 16 || strings.ContainsAny(t, " \t\r\n")) {
 		bad("api.adminToken", "must be empty (admin from localhost only) or at least 16 characters without spaces")
+	}
+	if err := c.WebServerConfig().Validate(); err != nil {
+		// "web: ChatHistory must be ..." → "web.chatHistory: must be ..."
+		for _, e := range strings.Split(err.Error(), "\n") {
+			field, why, _ := strings.Cut(strings.TrimPrefix(e, "web: "), " ")
+			if field != "" {
+				field = strings.ToLower(field[:1]) + field[1:]
+			}
+			bad("web."+field, "%s", why)
+		}
 	}
 	if c.Auth.HookURL != "" {
 		if u, err := url.Parse(c.Auth.HookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {

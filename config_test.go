@@ -306,3 +306,16 @@ paths:
 		}
 	}
 }
+
+func TestWebConfig(t *testing.T) {
+	c := mustLoad(t, "web:\n  chatHistory: 0\n  chatRateWindow: 0s\n")
+	errs := joinErrs(c.Validate())
+	for _, want := range []string{"web.chatHistory: must be 1 to 10000", "web.chatRateWindow: must be more than 0"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("errors %q lack %q", errs, want)
+		}
+	}
+	if w := mustLoad(t, "").WebServerConfig(); w.ChatHistory != 50 || w.ChatRate != 5 || w.ChatMaxBytes != 500 {
+		t.Errorf("defaults %+v", w)
+	}
+}

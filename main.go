@@ -202,8 +202,30 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
 		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}, hub, reg, ladder, log)
+	wc := conf.WebServerConfig()
+	wc.Renditions = func(path string) []string {
+		var out []string
+		for _, r := range ladder.Rungs(path) {
+			out = append(out, r.Name)
+		}
+		return out
+	}
+	wc.Viewers = func(path string) int {
+		s := hub.Stream(path)
+		if s == nil {
+			return 0
+		}
+		n := 0
+		for proto, k := range s.Stats().ReadersByProtocol {
+			if proto != "transcode" {
+				n += k
+			}
+		}
+		return n
+	}
+	webH := web.NewWithConfig(hub, wc, log)
 	httpSrv := &http.Server{
-		Handler:           router(flv, hlsH, apiH, api.Metrics(hub, ladder), web.New(hub)),
+		Handler:           router(flv, hlsH, apiH, api.Metrics(hub, ladder), webH),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -239,6 +261,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
 		flv.Close()
 		hlsH.Close()
+		webH.Close()           // chat connections are hijacked: Shutdown does not see them
 		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
 		rtmpSrv.Close()
 		rtspSrv.Close()

@@ -31,6 +31,9 @@ fi
 if [ -f e2e/browser/package.json ]; then
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The web pages' player libraries, embedded by the build (the e2e tests
+# build the binary): the same step as scripts/run.sh.
+web/vendor.sh
 
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './e2e/browser/node_modules/*'))
 if [ -n "$unformatted" ]; then

@@ -194,6 +194,9 @@ func (m *Manager) Renditions(path string) []Rendition {
 	return rs
 }
 
+// Rungs is Renditions without starting anything.
+func (m *Manager) Rungs(path string) []Rendition { return m.renditions(path) }
+
 func (m *Manager) renditions(path string) []Rendition {
 	if m.offErr != nil {
 		return nil

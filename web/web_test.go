@@ -1,47 +1,263 @@
 package web
 
 import (
+	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"regexp"
+	"slices"
 	"strings"
 	"testing"
+	"testing/fstest"
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
-func TestIndexListsStreamsAndEscapes(t *testing.T) {
-	hub := server.NewHub(server.HubConfig{})
-	defer hub.Close()
-	p, err := hub.Publish("live/test", []*media.Track{{Codec: media.CodecAAC}}, server.PublishOptions{Protocol: "rtmp", Remote: "<b>1.2.3.4</b>"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer p.Close()
-	srv := httptest.NewServer(New(hub))
-	defer srv.Close()
+// quietLog discards the handler's logs.
+var quietLog = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-	resp, err := http.Get(srv.URL + "/")
+// newTestHub returns a hub with live/test (640x360 H264 and AAC) and its
+// ladder rung live/test/240p published.
+func newTestHub(t *testing.T) *server.Hub {
+	t.Helper()
+	hub := server.NewHub(server.HubConfig{Logger: quietLog})
+	t.Cleanup(hub.Close)
+	video := &media.Track{ID: 0, Codec: media.CodecH264, Width: 640, Height: 360}
+	audio := &media.Track{ID: 1, Codec: media.CodecAAC, SampleRate: 44100, Channels: 2}
+	p, err := hub.Publish("live/test", []*media.Track{video, audio}, server.PublishOptions{Protocol: "rtmp", Remote: "<b>1.2.3.4</b>"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	page := string(body)
-	if resp.StatusCode != 200 || !strings.Contains(page, `href="/live/test.flv"`) {
-		t.Fatalf("status %d, page does not link the stream:\n%s", resp.StatusCode, page)
+	t.Cleanup(p.Close)
+	rung := &media.Track{ID: 0, Codec: media.CodecH264, Width: 426, Height: 240}
+	r, err := hub.Publish("live/test/240p", []*media.Track{rung}, server.PublishOptions{Derived: true, Protocol: "transcode"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(r.Close)
+	return hub
+}
+
+// get GETs url and returns the status and the body.
+func get(t *testing.T, url string) (int, string) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+func newTestServer(t *testing.T, hub *server.Hub, conf Config) (*Handler, *httptest.Server) {
+	t.Helper()
+	h := NewWithConfig(hub, conf, quietLog)
+	srv := httptest.NewServer(h)
+	t.Cleanup(func() {
+		h.Close()
+		srv.Close()
+	})
+	return h, srv
+}
+
+func TestHomeListsLiveStreams(t *testing.T) {
+	_, srv := newTestServer(t, newTestHub(t), DefaultConfig())
+	code, page := get(t, srv.URL+"/")
+	if code != 200 {
+		t.Fatalf("GET /: status %d", code)
+	}
+	for _, want := range []string{`href="/watch/live/test"`, "640×360", "watching", `src="/static/home.js?v=`} {
+		if !strings.Contains(page, want) {
+			t.Errorf("home page lacks %q:\n%s", want, page)
+		}
+	}
+	if strings.Contains(page, "live/test/240p") {
+		t.Errorf("home page lists the ladder rung live/test/240p:\n%s", page)
 	}
 	if strings.Contains(page, "<b>1.2.3.4</b>") {
-		t.Fatal("publisher address is not HTML-escaped")
+		t.Error("home page shows the publisher address unescaped")
 	}
 
-	resp, err = http.Get(srv.URL + "/nope")
+	code, body := get(t, srv.URL+"/streams.json")
+	var list struct {
+		Streams []streamInfo `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(body), &list); code != 200 || err != nil {
+		t.Fatalf("GET /streams.json: status %d, %v: %s", code, err, body)
+	}
+	want := streamInfo{Path: "live/test", Watch: "/watch/live/test", Live: true, Width: 640, Height: 360,
+		Codecs: []string{media.CodecH264.String(), media.CodecAAC.String()}}
+	if len(list.Streams) != 1 {
+		t.Fatalf("streams.json lists %d streams, want 1 (no rung): %s", len(list.Streams), body)
+	}
+	got := list.Streams[0]
+	got.UptimeSeconds = 0
+	if got.Path != want.Path || got.Watch != want.Watch || !got.Live || got.Width != 640 || got.Height != 360 || !slices.Equal(got.Codecs, want.Codecs) {
+		t.Errorf("streams.json: got %+v, want %+v", got, want)
+	}
+}
+
+// TestTemplatesEscape renders every page with "<script>" in each string it
+// shows, and asks the server for URLs with it.
+func TestTemplatesEscape(t *testing.T) {
+	const evil = `<script>alert(1)</script>`
+	h := NewWithConfig(server.NewHub(server.HubConfig{Logger: quietLog}), DefaultConfig(), quietLog)
+	defer h.Close()
+	conf := watchConf{Path: "a" + evil, Mode: "flv", Rung: evil, Rungs: []string{evil}, HLS: evil, FLV: evil, Chat: evil,
+		Libs: map[string]string{"hls": evil}, Missing: evil}
+	for page, data := range map[string]any{
+		"home.html":      homePage{Streams: []streamInfo{{Path: evil, Watch: evil, Width: 1, Height: 1}}, Host: evil},
+		"watch.html":     watchPage{Path: evil, Conf: conf, Missing: []string{evil}, Hint: evil},
+		"error.html":     errorPage{Title: evil, Message: evil},
+		"broadcast.html": broadcastPage{API: evil},
+	} {
+		w := httptest.NewRecorder()
+		h.render(w, 200, page, data)
+		body := w.Body.String()
+		if w.Code != 200 || strings.Contains(body, evil) || strings.Contains(body, "<script>alert") {
+			t.Errorf("%s: status %d; %q appears unescaped:\n%s", page, w.Code, evil, body)
+		}
+		if csp := w.Header().Get("Content-Security-Policy"); !strings.Contains(csp, "script-src 'self'") {
+			t.Errorf("%s: Content-Security-Policy %q does not restrict scripts", page, csp)
+		}
+	}
+	// The watch page's settings survive the trip through the JSON script.
+	w := httptest.NewRecorder()
+	h.render(w, 200, "watch.html", watchPage{Path: "x", Conf: conf})
+	m := regexp.MustCompile(`(?s)<script type="application/json" id="watch-conf">(.*?)</script>`).FindStringSubmatch(w.Body.String())
+	var back watchConf
+	if m == nil || json.Unmarshal([]byte(m[1]), &back) != nil || back.Rung != evil || back.Path != conf.Path {
+		t.Errorf("watch-conf does not decode to the settings: %v\n%s", m, w.Body.String())
+	}
+
+	_, srv := newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), DefaultConfig())
+	for _, u := range []string{"/watch/%3Cscript%3Ealert(1)%3C/script%3E", "/%3Cscript%3Ealert(1)%3C/script%3E"} {
+		code, body := get(t, srv.URL+u)
+		if code != 404 || strings.Contains(body, "<script>alert") {
+			t.Errorf("GET %s: status %d (want 404), page:\n%s", u, code, body)
+		}
+	}
+}
+
+func TestWatchPage(t *testing.T) {
+	conf := DefaultConfig()
+	conf.Renditions = func(path string) []string {
+		if path == "live/test" {
+			return []string{"240p", "bad/rung", "160p"}
+		}
+		return nil
+	}
+	_, srv := newTestServer(t, newTestHub(t), conf)
+	watchConfOf := func(url string) watchConf {
+		t.Helper()
+		code, page := get(t, srv.URL+url)
+		if code != 200 {
+			t.Fatalf("GET %s: status %d:\n%s", url, code, page)
+		}
+		m := regexp.MustCompile(`(?s)id="watch-conf">(.*?)</script>`).FindStringSubmatch(page)
+		var c watchConf
+		if m == nil || json.Unmarshal([]byte(m[1]), &c) != nil {
+			t.Fatalf("GET %s: no watch-conf JSON:\n%s", url, page)
+		}
+		return c
+	}
+	c := watchConfOf("/watch/live/test")
+	if c.Path != "live/test" || c.Mode != "hls" || c.Rung != "" || c.HLS != "/live/test/index.m3u8" || c.FLV != "/live/test.flv" ||
+		c.Chat != "/chat/live/test" || !slices.Equal(c.Rungs, []string{"240p", "160p"}) {
+		t.Errorf("watch page settings: %+v", c)
+	}
+	c = watchConfOf("/watch/live/test?mode=flv&rung=120p")
+	if c.Mode != "flv" || c.Rung != "120p" || !slices.Equal(c.Rungs, []string{"240p", "160p", "120p"}) {
+		t.Errorf("?mode=flv&rung=120p: %+v", c)
+	}
+	c = watchConfOf("/watch/live/test?mode=nope&rung=..")
+	if c.Mode != "hls" || c.Rung != "" {
+		t.Errorf("?mode=nope&rung=..: %+v, want mode hls and the source", c)
+	}
+	// A rung of a live stream has a page too (it may start on demand).
+	if c = watchConfOf("/watch/live/test/160p"); c.Path != "live/test/160p" {
+		t.Errorf("rung page: %+v", c)
+	}
+	for _, u := range []string{"/watch/live/nobody", "/watch/live/test/999p", "/watch/", "/watch/a/../b"} {
+		if code, page := get(t, srv.URL+u); code != 404 || !strings.Contains(page, "<h1>") {
+			t.Errorf("GET %s: status %d, want a 404 page:\n%s", u, code, page)
+		}
+	}
+}
+
+func TestBroadcastPage(t *testing.T) {
+	_, srv := newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), DefaultConfig())
+	code, page := get(t, srv.URL+"/broadcast")
+	for _, want := range []string{`data-api="/api/v1/streams"`, `id="name"`, `id="token" name="token" type="password"`,
+		`id="obs-server"`, `id="obs-key"`, `id="srt-url"`, `id="watch-link"`, `src="/static/broadcast.js?v=`} {
+		if code != 200 || !strings.Contains(page, want) {
+			t.Errorf("broadcast page (status %d) lacks %q", code, want)
+		}
+	}
+	// Until the API is there, its URLs answer JSON errors the page shows.
+	resp, err := http.Post(srv.URL+"/api/v1/streams", "application/json", strings.NewReader(`{"name":"x"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e struct{ Error string }
+	json.NewDecoder(resp.Body).Decode(&e) //nolint:errcheck // checked below
+	resp.Body.Close()
+	if resp.StatusCode != 404 || e.Error == "" {
+		t.Errorf("POST /api/v1/streams without an API: status %d, error %q", resp.StatusCode, e.Error)
+	}
+}
+
+func TestStaticFiles(t *testing.T) {
+	a := newAssets(fstest.MapFS{
+		"static/style.css":     {Data: []byte("body{}")},
+		"static/vendor/README": {Data: []byte("x")},
+	})
+	if !slices.Equal(a.missingVendor(), []string{"web/static/vendor/hls.min.js", "web/static/vendor/mpegts.js"}) {
+		t.Errorf("missing vendor files: %v", a.missingVendor())
+	}
+	srv := httptest.NewServer(a)
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + a.url("style.css"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotFound {
-		t.Fatalf("unknown page: status %d, want 404", resp.StatusCode)
+	if resp.StatusCode != 200 || !strings.Contains(resp.Header.Get("Cache-Control"), "immutable") ||
+		!strings.HasPrefix(resp.Header.Get("Content-Type"), "text/css") {
+		t.Errorf("versioned style.css: status %d, headers %v", resp.StatusCode, resp.Header)
+	}
+	code, body := get(t, srv.URL+"/static/vendor/hls.min.js")
+	if code != 404 || !strings.Contains(body, "npm ci") || !strings.Contains(body, "scripts/run.sh") {
+		t.Errorf("missing vendor file: status %d: %s", code, body)
+	}
+	if code, _ := get(t, srv.URL+"/static/vendor/"); code != 404 {
+		t.Errorf("directory listing: status %d, want 404", code)
+	}
+
+	// The watch page says what to run when a library is missing.
+	h := NewWithConfig(newTestHub(t), DefaultConfig(), quietLog)
+	defer h.Close()
+	h.assets = a
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, httptest.NewRequest("GET", "/watch/live/test", nil))
+	if !strings.Contains(w.Body.String(), `id="missing"`) || !strings.Contains(w.Body.String(), "npm ci") {
+		t.Errorf("the watch page does not say how to install the missing player libraries:\n%s", w.Body.String())
+	}
+}
+
+func TestViewersHook(t *testing.T) {
+	conf := DefaultConfig()
+	conf.Viewers = func(path string) int { return len(path) }
+	_, srv := newTestServer(t, newTestHub(t), conf)
+	_, body := get(t, srv.URL+"/streams.json")
+	if !strings.Contains(body, `"viewers":9`) {
+		t.Errorf("streams.json with Config.Viewers: %s; want viewers 9 for live/test", body)
 	}
 }
