@@ -259,6 +259,16 @@ func TestLadderRungs(t *testing.T) {
 			t.Errorf("%s: %.0f kbit/s, set %.0f", c.name, c.got/1000, c.set/1000)
 		}
 	}
+	// HLS: a rung's muxer started later numbers its segments like the
+	// source's, so a player switching variants asks for numbers it has.
+	for range 6 { // asked for every 0.5 s: the muxer never idles (hls.idleTimeout 2s)
+		httpGetBody(t, s.hlsURL("live/abr", "stream.m3u8"))
+		time.Sleep(500 * time.Millisecond)
+	}
+	srcSeq, rungSeq := completeSegments(httpGetBody(t, s.hlsURL("live/abr", "stream.m3u8"))), completeSegments(httpGetBody(t, s.hlsURL("live/abr/240p", "stream.m3u8")))
+	if srcSeq < 3 || rungSeq < srcSeq-1 || rungSeq > srcSeq+1 {
+		t.Errorf("HLS media sequence: source at segment %d, 240p (muxer started 3 s later) at %d; want them equal\n%s", srcSeq, rungSeq, httpGetBody(t, s.hlsURL("live/abr", "stream.m3u8")))
+	}
 	if len(ffmpegChildren(s.cmd.Process.Pid)) != 1 {
 		t.Errorf("%d FFmpeg processes for one source, want one (decode once)", len(ffmpegChildren(s.cmd.Process.Pid)))
 	}
@@ -438,4 +448,19 @@ func httpGetBody(t testing.TB, url string) string {
 		t.Fatalf("GET %s: status %d: %s", url, code, b)
 	}
 	return string(b)
+}
+
+// completeSegments returns the media sequence number after the last
+// complete segment of a media playlist.
+func completeSegments(pl string) int {
+	seq, n := 0, 0
+	for _, l := range strings.Split(pl, "\n") {
+		if v, ok := strings.CutPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"); ok {
+			seq, _ = strconv.Atoi(strings.TrimSpace(v))
+		}
+		if strings.HasPrefix(l, "#EXTINF:") {
+			n++
+		}
+	}
+	return seq + n
 }

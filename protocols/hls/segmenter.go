@@ -68,8 +68,13 @@ type segmenter struct {
 	initID  int
 	origin  time.Duration // hub time that is 0 in the fMP4 timeline
 
-	segs      []*segment // oldest first; the last is the growing one
-	nextMSN   uint64
+	segs    []*segment // oldest first; the last is the growing one
+	nextMSN uint64
+	// firstMSN, if set, numbers the first segment (starting at dts) like
+	// a sibling variant's, so that the variants of a ladder share media
+	// sequence numbers: a player switching variants asks the new one for
+	// the number it was at.
+	firstMSN  func(dts time.Duration) (uint64, bool)
 	partSeq   uint32 // moof sequence number
 	partStart time.Duration
 	partKey   bool
@@ -221,6 +226,11 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 }
 
 func (s *segmenter) startSegment(dts time.Duration, wall time.Time, key bool) {
+	if len(s.segs) == 0 && s.nextMSN == 0 && s.firstMSN != nil {
+		if n, ok := s.firstMSN(dts); ok {
+			s.nextMSN = n
+		}
+	}
 	s.segs = append(s.segs, &segment{msn: s.nextMSN, startDTS: dts, start: wall, init: s.initID, discontinuity: s.discont})
 	s.nextMSN++
 	s.discont = false

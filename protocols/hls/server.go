@@ -146,6 +146,7 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	// Segments are cut at keyframes, so they last at least a GOP: start the
 	// target duration there, since EXT-X-TARGETDURATION must not change.
 	m.seg.maxDur = r.Stream().KeyframeInterval()
+	m.seg.firstMSN = func(dts time.Duration) (uint64, bool) { return h.siblingMSN(m, dts) }
 	h.mu.Lock()
 	if old := h.muxers[path]; old != nil { // another request won the race
 		h.mu.Unlock()
@@ -539,10 +540,16 @@ func (m *muxer) variant(uri string) variant {
 	return v
 }
 
-// reports returns the rendition reports of the variants beside m's
-// stream: the source and the other rungs of a rung, the rungs of a
-// source, each with a URI relative to m's media playlist.
-func (h *Handler) reports(m *muxer) []renditionReport {
+// sibling is another variant of m's ladder, with the URI of its media
+// playlist relative to m's.
+type sibling struct {
+	m   *muxer
+	uri string
+}
+
+// siblings returns the running muxers of the variants beside m's stream:
+// the source and the other rungs of a rung, the rungs of a source.
+func (h *Handler) siblings(m *muxer) []sibling {
 	parent := func(p string) (string, string) {
 		i := strings.LastIndexByte(p, '/')
 		if i < 0 {
@@ -554,32 +561,37 @@ func (h *Handler) reports(m *muxer) []renditionReport {
 	mParent, _ := parent(m.path)
 	mDerived := derived(m.path)
 	h.mu.Lock()
-	var sibs []*muxer
+	var cands []*muxer
 	for p, o := range h.muxers {
 		if o != m && (p == mParent || strings.HasPrefix(p, m.path+"/") || (mParent != "" && strings.HasPrefix(p, mParent+"/"))) {
-			sibs = append(sibs, o)
+			cands = append(cands, o)
 		}
 	}
 	h.mu.Unlock()
-	var out []renditionReport
-	for _, o := range sibs {
+	var out []sibling
+	for _, o := range cands {
 		oParent, oName := parent(o.path)
-		var uri string
 		switch {
 		case mDerived && o.path == mParent:
-			uri = "../stream.m3u8"
+			out = append(out, sibling{o, "../stream.m3u8"})
 		case oParent == m.path && derived(o.path):
-			uri = oName + "/stream.m3u8"
+			out = append(out, sibling{o, oName + "/stream.m3u8"})
 		case mDerived && oParent == mParent && derived(o.path):
-			uri = "../" + oName + "/stream.m3u8"
-		default:
-			continue
+			out = append(out, sibling{o, "../" + oName + "/stream.m3u8"})
 		}
-		o.mu.RLock()
-		msn, part, ok := lastPart(o.seg.segs)
-		o.mu.RUnlock()
+	}
+	return out
+}
+
+// reports returns the rendition reports of m's siblings.
+func (h *Handler) reports(m *muxer) []renditionReport {
+	var out []renditionReport
+	for _, o := range h.siblings(m) {
+		o.m.mu.RLock()
+		msn, part, ok := lastPart(o.m.seg.segs)
+		o.m.mu.RUnlock()
 		if ok {
-			out = append(out, renditionReport{uri: uri, lastMSN: msn, lastPart: part})
+			out = append(out, renditionReport{uri: o.uri, lastMSN: msn, lastPart: part})
 		}
 	}
 	slices.SortFunc(out, func(a, b renditionReport) int { return strings.Compare(a.uri, b.uri) })
@@ -697,4 +709,32 @@ func hasCompleteSegment(segs []*segment) bool {
 		}
 	}
 	return false
+}
+
+// siblingMSN numbers a muxer's first segment, starting at dts, like the
+// other variants of its ladder (the source and its rungs): the number of
+// their segment that starts at the same keyframe (the rungs have the
+// source's keyframes), else one past their newest. It is false when no
+// sibling runs. It is called with m.mu held, so it only tries the
+// siblings' locks: two muxers starting at once must not wait on each other.
+func (h *Handler) siblingMSN(m *muxer, dts time.Duration) (uint64, bool) {
+	var best uint64
+	found := false
+	for _, sib := range h.siblings(m) {
+		o := sib.m
+		if !o.mu.TryRLock() {
+			continue
+		}
+		for _, s := range o.seg.segs {
+			if s.startDTS == dts {
+				o.mu.RUnlock()
+				return s.msn, true
+			}
+		}
+		if n := len(o.seg.segs); n > 0 && o.seg.segs[n-1].msn+1 > best {
+			best, found = o.seg.segs[n-1].msn+1, true
+		}
+		o.mu.RUnlock()
+	}
+	return best, found
 }
