@@ -137,6 +137,18 @@ func fail(w http.ResponseWriter, status int, reason string) {
 	w.Write(append(b, '\n')) //nolint:errcheck // client gone
 }
 
+// decodeBody decodes the request's JSON body (at most 4 KiB, no unknown
+// field) into v, or answers 400 with the shape wanted and reports false.
+func decodeBody(w http.ResponseWriter, r *http.Request, v any, shape string) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		fail(w, http.StatusBadRequest, "the body must be JSON "+shape+": "+err.Error())
+		return false
+	}
+	return true
+}
+
 // bearer returns the request's bearer token, "" if none.
 func bearer(r *http.Request) string {
 	a := r.Header.Get("Authorization")
@@ -280,10 +292,7 @@ func (h *Handler) createStream(w http.ResponseWriter, r *http.Request) {
 	var req struct {
 		Name string `json:"name"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		fail(w, http.StatusBadRequest, "the body must be JSON {\"name\": \"...\"}: "+err.Error())
+	if !decodeBody(w, r, &req, `{"name": "..."}`) {
 		return
 	}
 	s, key, err := h.reg.Create(req.Name)
@@ -500,10 +509,7 @@ func (h *Handler) sign(w http.ResponseWriter, r *http.Request) {
 		Path string `json:"path"`
 		TTL  string `json:"ttl"`
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4096))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		fail(w, http.StatusBadRequest, "the body must be JSON {\"path\": \"live/x\", \"ttl\": \"1h\"}: "+err.Error())
+	if !decodeBody(w, r, &req, `{"path": "live/x", "ttl": "1h"}`) {
 		return
 	}
 	if err := server.ValidatePath(req.Path); err != nil {
