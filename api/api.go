@@ -28,6 +28,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"strings"
@@ -105,7 +106,18 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi) //nolint:errcheck // client gone
 	})
+	// The catch-all matches every method, so a known path asked with
+	// another method lands here too: that is a 405, not a 404.
+	known := http.NewServeMux()
+	for _, p := range []string{"/api/v1/streams", "/api/v1/streams/{id}", "/api/v1/streams/{id}/rotate-key", "/api/v1/paths",
+		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml"} {
+		known.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
+	}
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		if _, pattern := known.Handler(r); pattern != "" {
+			fail(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed on "+r.URL.Path+" (see /api/v1/openapi.yaml)")
+			return
+		}
 		fail(w, http.StatusNotFound, "no such API endpoint: "+r.Method+" "+r.URL.Path+" (see /api/v1/openapi.yaml)")
 	})
 	return h
@@ -114,6 +126,10 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 // ServeHTTP serves the API.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Cache-Control", "no-store")
+	if r.Method != http.MethodGet && r.Method != http.MethodHead && crossSite(r) {
+		fail(w, http.StatusForbidden, "a request from a page of another site may not change anything here")
+		return
+	}
 	h.mux.ServeHTTP(w, r)
 }
 
@@ -167,13 +183,43 @@ func isLoopback(r *http.Request) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
-// isAdmin reports whether r carries the admin token (or, with none
-// configured, comes from a loopback address).
+// isAdmin reports whether r carries the admin token or, with none
+// configured, comes from a loopback address to a loopback host name (a
+// page whose name was rebound to 127.0.0.1 sends its own) and was not
+// forwarded by a proxy.
 func (h *Handler) isAdmin(r *http.Request) bool {
 	if h.conf.AdminToken == "" {
-		return isLoopback(r)
+		return isLoopback(r) && loopbackHost(r.Host) && r.Header.Get("X-Forwarded-For") == "" && r.Header.Get("Forwarded") == ""
 	}
 	return subtle.ConstantTimeCompare([]byte(bearer(r)), []byte(h.conf.AdminToken)) == 1
+}
+
+// loopbackHost reports whether a Host header names this machine.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.Trim(host, "[]")
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// crossSite reports whether a browser sent r from a page of another site:
+// a state-changing request from there is refused (a form or a script of
+// any web page could otherwise rotate keys of this server).
+func crossSite(r *http.Request) bool {
+	switch r.Header.Get("Sec-Fetch-Site") {
+	case "cross-site", "same-site":
+		return true
+	}
+	if o := r.Header.Get("Origin"); o != "" {
+		u, err := url.Parse(o)
+		return err != nil || u.Host != r.Host
+	}
+	return false
 }
 
 // refuse answers a failed authorization after a random delay of 100 to
@@ -369,7 +415,7 @@ type Transcoder struct {
 
 func (h *Handler) figures(s *server.Stream) *Figures {
 	st := s.Stats()
-	f := &Figures{Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
+	f := &Figures{Tracks: []TrackInfo{}, Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
 		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
 		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut}
 	for _, t := range s.Tracks() {
@@ -437,6 +483,14 @@ func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 	if hs := h.hub.Stream(path); hs != nil {
 		si.Live = hs.Publishing()
 		si.Figures = h.figures(hs)
+		if !h.isAdmin(r) {
+			// Anyone may list streams: not the streamer's address, nor
+			// the transcoder's process and messages.
+			si.Figures.Publisher, _, _ = strings.Cut(si.Figures.Publisher, " ")
+			if t := si.Figures.Transcoder; t != nil {
+				si.Figures.Transcoder = &Transcoder{State: t.State, Restarts: t.Restarts}
+			}
+		}
 	}
 	return si
 }
@@ -461,7 +515,7 @@ func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) deleteStream(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := h.reg.Delete(id); err != nil {
-		fail(w, http.StatusNotFound, err.Error())
+		fail(w, registryStatus(err), err.Error())
 		return
 	}
 	kicked := h.hub.KickPublisher(h.reg.Path(id))
@@ -473,7 +527,7 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	key, err := h.reg.RotateKey(id)
 	if err != nil {
-		fail(w, http.StatusNotFound, err.Error())
+		fail(w, registryStatus(err), err.Error())
 		return
 	}
 	kicked := h.hub.KickPublisher(h.reg.Path(id))
@@ -545,4 +599,12 @@ func (h *Handler) kickSession(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	reply(w, http.StatusOK, map[string]any{"kicked": id})
+}
+
+// registryStatus is the HTTP status of a registry error.
+func registryStatus(err error) int {
+	if errors.Is(err, registry.ErrNotFound) {
+		return http.StatusNotFound
+	}
+	return http.StatusInternalServerError
 }

@@ -118,11 +118,20 @@ func TestStreamLifecycle(t *testing.T) {
 		t.Fatalf("list %+v", list)
 	}
 	f := list.Streams[0].Figures
-	if f.BytesIn != 30000 || f.UnitsIn != 30 || f.Publisher != "rtmp 1.2.3.4:5" || len(f.Tracks) != 1 || f.Tracks[0].Height != 360 ||
+	if f.BytesIn != 30000 || f.UnitsIn != 30 || f.Publisher != "rtmp" || len(f.Tracks) != 1 || f.Tracks[0].Height != 360 ||
 		f.Tracks[0].Codec != "H264" || f.BitrateIn <= 0 {
 		t.Fatalf("figures %+v", f)
 	}
+	// The streamer's address is for the admin only.
+	var one StreamInfo
+	e.do(t, "GET", "/api/v1/streams/"+c.ID, admin, "", &one)
+	if one.Figures == nil || one.Figures.Publisher != "rtmp 1.2.3.4:5" {
+		t.Fatalf("admin view %+v", one.Figures)
+	}
 	raw := e.get(t, "/api/v1/streams")
+	if strings.Contains(raw, "1.2.3.4") {
+		t.Fatal("the public stream list shows the publisher's address")
+	}
 	if strings.Contains(raw, c.Key) || strings.Contains(raw, "keyHash") {
 		t.Fatal("the stream list reveals the key or its hash")
 	}
@@ -197,6 +206,9 @@ func TestAdmin(t *testing.T) {
 	}
 	if code := e.do(t, "GET", "/api/v1/nothing", "", "", &out); code != 404 || out["error"] == nil {
 		t.Errorf("an unknown endpoint: %d %v", code, out)
+	}
+	if code := e.do(t, "PUT", "/api/v1/streams", "", "", &out); code != 405 || out["error"] == nil {
+		t.Errorf("a known endpoint with another method: %d %v", code, out)
 	}
 	// No token configured: a request from elsewhere is refused.
 	e2 := newEnv(t, "")
@@ -275,5 +287,45 @@ func TestSessionsAPI(t *testing.T) {
 	}
 	if code := e.do(t, "DELETE", "/api/v1/sessions/p0", admin, "", &res); code != 404 {
 		t.Fatalf("kick of nothing: %d", code)
+	}
+}
+
+// Without a token, admin is the server's own loopback to a loopback host
+// name, not a page whose name was rebound to 127.0.0.1, not a proxy; and
+// no page of another site may change anything.
+func TestAdminLoopbackOnly(t *testing.T) {
+	e := newEnv(t, "")
+	try := func(host, origin, site, fwd string) int {
+		req := httptest.NewRequest("POST", "/api/v1/streams", strings.NewReader(`{"name":"x"}`))
+		req.RemoteAddr = "127.0.0.1:5000"
+		req.Host = host
+		if origin != "" {
+			req.Header.Set("Origin", origin)
+		}
+		if site != "" {
+			req.Header.Set("Sec-Fetch-Site", site)
+		}
+		if fwd != "" {
+			req.Header.Set("X-Forwarded-For", fwd)
+		}
+		w := httptest.NewRecorder()
+		e.h.ServeHTTP(w, req)
+		return w.Code
+	}
+	for _, tc := range []struct {
+		host, origin, site, fwd string
+		want                    int
+	}{
+		{"127.0.0.1:8080", "", "", "", 201},
+		{"localhost:8080", "http://localhost:8080", "same-origin", "", 201},
+		{"[::1]:8080", "", "", "", 201},
+		{"evil.example:8080", "", "", "", 403},                 // DNS rebinding
+		{"127.0.0.1:8080", "http://evil.example", "", "", 403}, // a script of another site
+		{"127.0.0.1:8080", "", "cross-site", "", 403},          // a form of another site
+		{"127.0.0.1:8080", "", "", "203.0.113.5", 403},         // through a local proxy
+	} {
+		if got := try(tc.host, tc.origin, tc.site, tc.fwd); got != tc.want {
+			t.Errorf("host %q origin %q site %q fwd %q: %d, want %d", tc.host, tc.origin, tc.site, tc.fwd, got, tc.want)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,8 +43,12 @@ type Hook struct {
 }
 
 // CacheFor is how long an allowed read is remembered per path, protocol,
-// peer address and query.
-const CacheFor = 30 * time.Second
+// peer address and token (the query's token or auth parameter);
+// maxCache bounds the entries.
+const (
+	CacheFor = 30 * time.Second
+	maxCache = 10000
+)
 
 // NewHook returns a hook that posts to url.
 func NewHook(url string, timeout time.Duration) *Hook {
@@ -59,7 +64,11 @@ func (h *Hook) Authorize(ctx context.Context, req server.AuthRequest) error {
 		if err != nil {
 			host = req.Remote
 		}
-		key = req.Path + "\n" + req.Protocol + "\n" + host + "\n" + req.Query
+		// Not the whole query: hls.js puts a new _HLS_msn in every
+		// playlist request. What can change the answer is who asks for
+		// what, with which token.
+		q, _ := url.ParseQuery(req.Query)
+		key = req.Path + "\n" + req.Protocol + "\n" + host + "\n" + q.Get("token") + "\n" + q.Get("auth")
 		h.mu.Lock()
 		until, ok := h.cache[key]
 		h.mu.Unlock()
@@ -89,8 +98,16 @@ func (h *Hook) Authorize(ctx context.Context, req server.AuthRequest) error {
 	}
 	if key != "" {
 		h.mu.Lock()
-		if len(h.cache) > 100000 {
-			clear(h.cache)
+		if len(h.cache) >= maxCache {
+			now := time.Now()
+			for k, until := range h.cache {
+				if now.After(until) {
+					delete(h.cache, k)
+				}
+			}
+			if len(h.cache) >= maxCache {
+				clear(h.cache) // still full of live entries: start over
+			}
 		}
 		h.cache[key] = time.Now().Add(h.cacheFor)
 		h.mu.Unlock()

@@ -47,7 +47,7 @@ func newHub(t *testing.T, c server.HubConfig) *server.Hub {
 // The hook allows (2xx), denies (anything else) and fails closed when it
 // does not answer in time; the hub refuses with ErrUnauthorized.
 func TestHook(t *testing.T) {
-	from := server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:4321", Query: "token=abc"}
+	from := server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:4321", Query: "token=abc&key=sk_secret"}
 
 	srv, _, got := hookServer(t, http.StatusNoContent, 0)
 	hub := newHub(t, server.HubConfig{Authorize: NewHook(srv.URL, time.Second).Authorize})
@@ -56,7 +56,7 @@ func TestHook(t *testing.T) {
 		t.Fatalf("allowed publish: %q %v", p, err)
 	}
 	if r := <-got; r != (server.AuthRequest{Action: "publish", Path: "live/a", Protocol: "rtmp", Remote: "198.51.100.7:4321", Query: "token=abc"}) {
-		t.Fatalf("the hook got %+v", r)
+		t.Fatalf("the hook got %+v (the key must not leave the server)", r)
 	}
 	if err := hub.CheckReadFrom("live/a", "", from); err != nil {
 		t.Fatalf("allowed read: %v", err)

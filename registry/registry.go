@@ -42,13 +42,20 @@ var (
 	// ErrKeyRequired is returned by Resolve for an unregistered path when
 	// publishing needs a key (streams.open: false).
 	ErrKeyRequired = errors.New("registry: publishing needs a stream key: create a stream (POST /api/v1/streams or the /broadcast page) and publish with its key")
+	// ErrDeleted is returned by Resolve for the path of a deleted stream.
+	ErrDeleted = errors.New("registry: this stream was deleted: create a new one")
 )
 
 // keyPrefix starts every stream key, so a key is never taken for an id
 // (and server.LogPath keeps it out of logs).
 const keyPrefix = server.StreamKeyPrefix
 
-var bucket = []byte("streams")
+var (
+	bucket = []byte("streams")
+	// deletedBucket keeps the ids of deleted streams: their paths stay
+	// closed, so nobody takes over a deleted stream's viewers or links.
+	deletedBucket = []byte("deleted")
+)
 
 // Stream is one registered stream. Its key is not in it: only its hash is
 // kept.
@@ -66,9 +73,10 @@ type Registry struct {
 	prefix string
 	open   bool
 
-	mu    sync.RWMutex // mu guards byID and byKey, the database's contents in memory
-	byID  map[string]*Stream
-	byKey map[[sha256.Size]byte]*Stream
+	mu      sync.RWMutex // mu guards byID, byKey and deleted, the database's contents in memory
+	byID    map[string]*Stream
+	byKey   map[[sha256.Size]byte]*Stream
+	deleted map[string]bool
 }
 
 // Open opens (or creates) the database file. Streams live under prefix
@@ -79,8 +87,14 @@ func Open(file, prefix string, open bool) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: opening %s (streams.database): %w", file, err)
 	}
-	r := &Registry{db: db, prefix: strings.Trim(prefix, "/"), open: open, byID: map[string]*Stream{}, byKey: map[[sha256.Size]byte]*Stream{}}
+	r := &Registry{db: db, prefix: strings.Trim(prefix, "/"), open: open, byID: map[string]*Stream{}, byKey: map[[sha256.Size]byte]*Stream{},
+		deleted: map[string]bool{}}
 	err = db.Update(func(tx *bbolt.Tx) error {
+		d, err := tx.CreateBucketIfNotExists(deletedBucket)
+		if err != nil {
+			return err
+		}
+		d.ForEach(func(k, _ []byte) error { r.deleted[string(k)] = true; return nil }) //nolint:errcheck // never fails
 		b, err := tx.CreateBucketIfNotExists(bucket)
 		if err != nil {
 			return err
@@ -159,7 +173,7 @@ func (r *Registry) Create(name string) (Stream, string, error) {
 	s := &Stream{ID: newID(), Name: name, Created: time.Now().UTC(), KeyHash: h[:]}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	for r.byID[s.ID] != nil {
+	for r.byID[s.ID] != nil || r.deleted[s.ID] {
 		s.ID = newID()
 	}
 	if err := r.put(s); err != nil {
@@ -206,9 +220,16 @@ func (r *Registry) Delete(id string) error {
 	if s == nil {
 		return ErrNotFound
 	}
-	if err := r.db.Update(func(tx *bbolt.Tx) error { return tx.Bucket(bucket).Delete([]byte(id)) }); err != nil {
+	err := r.db.Update(func(tx *bbolt.Tx) error {
+		if err := tx.Bucket(deletedBucket).Put([]byte(id), []byte(time.Now().UTC().Format(time.RFC3339))); err != nil {
+			return err
+		}
+		return tx.Bucket(bucket).Delete([]byte(id))
+	})
+	if err != nil {
 		return fmt.Errorf("registry: deleting: %w", err)
 	}
+	r.deleted[id] = true
 	delete(r.byID, id)
 	delete(r.byKey, [sha256.Size]byte(s.KeyHash))
 	return nil
@@ -266,20 +287,27 @@ func (r *Registry) byKeyLocked(key string) *Stream {
 //     without it, ErrWrongKey, also when publishing is open;
 //   - any other path: itself when publishing is open, else ErrKeyRequired.
 func (r *Registry) Resolve(path, key string) (string, string, bool, error) {
-	rest, ok := strings.CutPrefix(path, r.prefix+"/")
-	if ok && !strings.Contains(rest, "/") {
+	if rest, ok := strings.CutPrefix(path, r.prefix+"/"); ok {
+		first, sub, _ := strings.Cut(rest, "/")
 		r.mu.RLock()
-		s := r.byKeyLocked(rest)
-		_, registered := r.byID[rest]
+		s := r.byKeyLocked(first)
+		_, registered := r.byID[first]
+		deleted := r.deleted[first]
 		r.mu.RUnlock()
 		switch {
+		case s != nil && sub == "":
+			return r.Path(s.ID), first, true, nil
 		case s != nil:
-			return r.Path(s.ID), rest, true, nil
-		case registered && r.KeyMatches(rest, key):
+			return r.Path(s.ID) + "/" + sub, first, true, nil // the owner's own sub-path
+		case registered && r.KeyMatches(first, key):
 			return path, key, true, nil
 		case registered:
+			// Its path and everything under it (where the ladder's rungs
+			// and a watch page's ?rung= play) are the owner's.
 			return "", "", false, ErrWrongKey
-		case strings.HasPrefix(rest, keyPrefix):
+		case deleted:
+			return "", "", false, ErrDeleted
+		case strings.HasPrefix(first, keyPrefix):
 			return "", "", false, ErrWrongKey // a key, but no stream's: never publish on a path named after it
 		}
 	}

@@ -124,3 +124,32 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatal("two registries opened one file")
 	}
 }
+
+// Nobody but the owner publishes under a registered stream's path, and a
+// deleted stream's path stays closed, also after a reopen.
+func TestResolveSubpathsAndDeleted(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "s.db")
+	r := open(t, file, true)
+	s, key, _ := r.Create("x")
+	path := "live/" + s.ID
+	if _, _, _, err := r.Resolve(path+"/evil", ""); !errors.Is(err, ErrWrongKey) {
+		t.Fatalf("a sub-path of a registered stream without its key: %v", err)
+	}
+	if p, _, ok, err := r.Resolve(path+"/cam2", key); p != path+"/cam2" || !ok || err != nil {
+		t.Fatalf("the owner's sub-path: %q %v %v", p, ok, err)
+	}
+	if p, _, _, err := r.Resolve("live/"+key+"/cam2", ""); p != path+"/cam2" || err != nil {
+		t.Fatalf("the owner's sub-path by key: %q %v", p, err)
+	}
+	if err := r.Delete(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r = open(t, file, true)
+	defer r.Close()
+	for _, p := range []string{path, path + "/240p"} {
+		if _, _, _, err := r.Resolve(p, ""); !errors.Is(err, ErrDeleted) {
+			t.Errorf("publish on %s of a deleted stream: %v, want ErrDeleted", p, err)
+		}
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net/url"
+	"strings"
 	"time"
 )
 
@@ -46,7 +48,7 @@ func (h *Hub) authorize(action, path string, from Peer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
 	defer cancel()
-	err := h.conf.Authorize(ctx, AuthRequest{Action: action, Path: path, Protocol: from.Protocol, Remote: from.Remote, Query: from.Query})
+	err := h.conf.Authorize(ctx, AuthRequest{Action: action, Path: path, Protocol: from.Protocol, Remote: from.Remote, Query: withoutKey(from.Query)})
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrUnauthorized, err)
 	}
@@ -98,4 +100,18 @@ func (h *Hub) checkRead(path, key string, from Peer) error {
 		return ErrUnauthorized
 	}
 	return h.authorize(ActionRead, path, from)
+}
+
+// withoutKey drops the key parameter from a raw query: a stream key never
+// leaves the server, not even to the auth hook.
+func withoutKey(query string) string {
+	if !strings.Contains(query, "key=") {
+		return query
+	}
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return ""
+	}
+	q.Del("key")
+	return q.Encode()
 }

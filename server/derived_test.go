@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -161,5 +162,20 @@ func TestSessions(t *testing.T) {
 	<-kickedPub
 	if p.Stream().Publishing() {
 		t.Fatal("the kicked publisher still publishes")
+	}
+}
+
+// A pulled source (paths.*.source) is the operator's: no registry, no key.
+func TestPulledSourceTrusted(t *testing.T) {
+	pc := testConf()
+	pc.PublishKey = "k"
+	h := NewHub(HubConfig{PathConfig: func(string) PathConfig { return pc }, Logger: discardLogger(),
+		ResolvePublish: func(string, string) (string, string, bool, error) { return "", "", false, errors.New("keys required") }})
+	t.Cleanup(h.Close)
+	if _, err := h.Publish("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err == nil {
+		t.Fatal("a plain publisher passed a refusing registry")
+	}
+	if _, err := h.Publish("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{Pulled: true}); err != nil {
+		t.Fatalf("a pulled source: %v", err)
 	}
 }

@@ -42,5 +42,5 @@ type PathError struct {
 // Error says what is wrong and what is allowed.
 func (e *PathError) Error() string {
 	return fmt.Sprintf("server: invalid path %q: %s; a path is 1-%d characters of segments made of A-Z a-z 0-9 _ . - separated by /, and no segment may be . or ..",
-		e.Path, e.Reason, MaxPathLength)
+		LogPath(e.Path), e.Reason, MaxPathLength)
 }

@@ -88,6 +88,9 @@ type PublishOptions struct {
 	// needs no key, and its timestamps are kept as given across a
 	// republish (they are the source's, so the rungs stay aligned with it).
 	Derived bool
+	// Pulled marks a source streamhub pulls itself (paths.*.source): the
+	// operator configured it, so it needs no key and no stream registry.
+	Pulled bool
 	// OnKick, if set, ends the publisher's connection; Hub.KickPublisher
 	// calls it (in its own goroutine) after detaching the publisher.
 	OnKick func()
@@ -105,7 +108,7 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	}
 	var pc PathConfig
 	var err error
-	path, opts.Key, pc, err = h.checkPublisher(path, opts.Key, opts.Derived)
+	path, opts.Key, pc, err = h.checkPublisher(path, opts.Key, opts.Derived || opts.Pulled)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +210,8 @@ func (h *Hub) ResolvePublish(path, key string) (string, string, error) {
 
 // checkPublisher validates path, maps it and the key with
 // HubConfig.ResolvePublish and checks the publish key given for it. A
-// derived publisher (the ladder) is streamhub's own: no mapping, no key.
+// publisher of streamhub's own (the ladder, a pulled source) is trusted:
+// no mapping, no key.
 func (h *Hub) checkPublisher(path, key string, derived bool) (string, string, PathConfig, error) {
 	if err := ValidatePath(path); err != nil {
 		return "", "", PathConfig{}, err

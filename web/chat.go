@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -93,10 +94,14 @@ type room struct {
 }
 
 // client is one chat connection.
+// maxChatPerHost bounds the chat connections from one address.
+const maxChatPerHost = 20
+
 type client struct {
 	conn   *websocket.Conn
 	path   string
 	remote string
+	host   string        // the remote's IP, for maxChatPerHost
 	send   chan []byte   // frames for writeLoop; never closed
 	done   chan struct{} // closed when readLoop ended: writeLoop returns
 
@@ -134,10 +139,30 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "chat: "+err.Error(), http.StatusNotFound)
 		return
 	}
+	// The chat of a stream is for those who may watch it, while it is live.
+	if err := h.hub.CheckReadFrom(p, r.URL.Query().Get("key"), server.Peer{Protocol: "chat", Remote: r.RemoteAddr, Query: r.URL.RawQuery}); err != nil {
+		http.Error(w, "chat: "+err.Error(), http.StatusForbidden)
+		return
+	}
+	if h.hub.Stream(p) == nil {
+		http.Error(w, "chat: "+p+" is not live", http.StatusNotFound)
+		return
+	}
 	ch := h.chat
+	host, _, _ := net.SplitHostPort(r.RemoteAddr)
 	ch.mu.Lock()
 	closed, full := ch.closed, len(ch.conns) >= ch.conf.ChatMaxConns
+	perHost := 0
+	for c := range ch.conns {
+		if c.host == host {
+			perHost++
+		}
+	}
 	ch.mu.Unlock()
+	if perHost >= maxChatPerHost {
+		http.Error(w, fmt.Sprintf("chat: at most %d chat connections per address", maxChatPerHost), http.StatusTooManyRequests)
+		return
+	}
 	switch {
 	case closed:
 		http.Error(w, errShutdown.Error(), http.StatusServiceUnavailable)
@@ -152,7 +177,7 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c := &client{
-		conn: conn, path: p, remote: r.RemoteAddr,
+		conn: conn, path: p, remote: r.RemoteAddr, host: host,
 		send: make(chan []byte, sendQueue), done: make(chan struct{}),
 		limiter: rateLimiter{n: ch.conf.ChatRate, window: ch.conf.ChatRateWindow},
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -27,7 +28,14 @@ type frame struct {
 // ws:// URL.
 func chatServer(t *testing.T, conf Config) (*Handler, *httptest.Server, string) {
 	t.Helper()
-	h, srv := newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), conf)
+	hub := server.NewHub(server.HubConfig{Logger: quietLog})
+	// A room is for a live stream: publish the paths the tests chat on.
+	for _, p := range []string{"live/a", "live/b", "live/x"} {
+		if _, err := hub.Publish(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	h, srv := newTestServer(t, hub, conf)
 	return h, srv, "ws" + strings.TrimPrefix(srv.URL, "http")
 }
 
@@ -300,5 +308,51 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within 5 s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// The chat of a stream is for its viewers: a read key or play token is
+// asked like for the media, an offline path has no room, and one address
+// gets at most maxChatPerHost connections.
+func TestChatAccess(t *testing.T) {
+	pc := server.DefaultPathConfig()
+	pc.ReadKey = "readkey-123"
+	hub := server.NewHub(server.HubConfig{Logger: quietLog, PathConfig: func(p string) server.PathConfig {
+		if p == "live/private" {
+			return pc
+		}
+		return server.DefaultPathConfig()
+	}})
+	for _, p := range []string{"live/private", "live/open"} {
+		if _, err := hub.Publish(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	_, srv := newTestServer(t, hub, DefaultConfig())
+	base := "ws" + strings.TrimPrefix(srv.URL, "http")
+	for _, tc := range []struct {
+		path string
+		code int
+	}{{"live/private", 403}, {"live/private?key=wrong", 403}, {"live/nothing", 404}} {
+		_, resp, err := websocket.DefaultDialer.Dial(base+"/chat/"+tc.path, nil)
+		if err == nil || resp == nil || resp.StatusCode != tc.code {
+			t.Errorf("chat %s: %v, want %d", tc.path, err, tc.code)
+		}
+	}
+	c, _ := dial(t, base, "live/private?key=readkey-123")
+	c.Close()
+	var conns []*websocket.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for range maxChatPerHost {
+		c, _ := dial(t, base, "live/open")
+		conns = append(conns, c)
+	}
+	_, resp, err := websocket.DefaultDialer.Dial(base+"/chat/live/open", nil)
+	if err == nil || resp == nil || resp.StatusCode != http.StatusTooManyRequests {
+		t.Fatalf("one address past %d connections: %v", maxChatPerHost, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net"
 	"net/http"
+	"net/url"
 	"slices"
 	"sort"
 	"strconv"
@@ -161,6 +162,9 @@ type watchConf struct {
 	HLS   string   `json:"hls"`   // the multivariant playlist
 	FLV   string   `json:"flv"`   // the source's HTTP-FLV URL
 	Chat  string   `json:"chat"`  // the chat room's URL path
+	// KeyQuery is "?key=..." when the page was opened with a read key or
+	// a signed play token, added to every URL above and to the rungs'.
+	KeyQuery string `json:"keyQuery"`
 	// Libs are the player libraries' URLs, "" when missing from the build.
 	Libs         map[string]string `json:"libs"`
 	Missing      string            `json:"missing"` // what to do when a library is missing
@@ -190,6 +194,12 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	conf := watchConf{
 		Path: p, Mode: "hls", HLS: "/" + p + "/index.m3u8", FLV: "/" + p + ".flv", Chat: "/chat/" + p,
 		Rungs: h.rungs(p), Libs: map[string]string{}, ChatMaxBytes: h.conf.ChatMaxBytes,
+	}
+	if k := q.Get("key"); k != "" {
+		conf.KeyQuery = "?key=" + url.QueryEscape(k)
+		conf.HLS += conf.KeyQuery
+		conf.FLV += conf.KeyQuery
+		conf.Chat += conf.KeyQuery
 	}
 	if q.Get("mode") == "flv" {
 		conf.Mode = "flv"

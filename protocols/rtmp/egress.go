@@ -74,6 +74,11 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 			bufs = appendTag(ch, bufs, tag)
 		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
+		n := 0
+		for _, b := range bufs {
+			n += len(b)
+		}
+		r.AddBytesOut(n)
 		if err := c.w.writev(bufs); err != nil {
 			return fmt.Errorf("rtmp: writing to player: %w", err)
 		}

@@ -123,7 +123,7 @@ func (s *Server) handle(nc net.Conn) {
 		c.log.Info("connection refused", "cause", causeText(err))
 		return
 	}
-	c.log.Info("connection closed", "mode", c.mode, "path", c.path, "cause", causeText(err))
+	c.log.Info("connection closed", "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
 }
 
 func causeText(err error) string {
@@ -261,7 +261,7 @@ func (c *conn) run() error {
 	}
 	c.mode = "play"
 	c.nc.SetDeadline(time.Time{})
-	c.log.Info("connection opened", "mode", c.mode, "path", path)
+	c.log.Info("connection opened", "mode", c.mode, "path", server.LogPath(path))
 	return c.play(sc, key)
 }
 

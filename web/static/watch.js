@@ -174,7 +174,7 @@
       setStatus('This browser cannot play HTTP-FLV (no Media Source Extensions); try HLS.', true);
       return;
     }
-    const path = state.rung ? '/' + conf.path + '/' + state.rung + '.flv' : conf.flv;
+    const path = state.rung ? '/' + conf.path + '/' + state.rung + '.flv' + conf.keyQuery : conf.flv;
     const p = mpegts.createPlayer(
       { type: 'flv', isLive: true, url: new URL(path, location.href).href },
       { enableStashBuffer: false, liveBufferLatencyChasing: true },
