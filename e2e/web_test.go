@@ -104,6 +104,7 @@ type webResult struct {
 		Created         webBroadcast `json:"created"`
 		Refused         webBroadcast `json:"refused"`
 		BadLink         webBroadcast `json:"badLink"`
+		Real            webBroadcast `json:"real"`
 		PwnedAfterClick string       `json:"pwnedAfterClick"`
 		Requests        []struct {
 			Method string `json:"method"`
@@ -293,4 +294,15 @@ func TestWebBrowser(t *testing.T) {
 		b.Requests[0].Body != `{"name":"my show"}` || b.Requests[1].Auth != "" {
 		t.Errorf("requests to /api/v1/streams: %+v; want POST {\"name\":...} with the token as Bearer only when given", b.Requests)
 	}
+
+	// The broadcast page against the real API: ffmpeg publishes with the
+	// key it shows, and the stream is live at the watch link's path.
+	real := b.Real
+	if !real.ResultShown || !strings.HasPrefix(real.Key, "sk_") || real.RTMPURL != "rtmp://"+s.rtmpAddr+"/live/"+real.Key ||
+		real.WatchHref == nil || !strings.Contains(*real.WatchHref, "/watch/live/") {
+		t.Fatalf("broadcast page with the real API: %+v", real)
+	}
+	path := (*real.WatchHref)[strings.Index(*real.WatchHref, "/watch/")+len("/watch/"):]
+	pub2 := startPublisher(t, real.RTMPURL)
+	waitLive(t, s, path, pub2)
 }

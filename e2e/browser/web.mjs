@@ -245,6 +245,26 @@ async function main() {
     res.broadcast.pwnedAfterClick = await pg.evaluate(() => typeof window.__pwned);
     res.broadcast.requests = requests;
 
+    // 7. The broadcast page against the server's real API (from this
+    // machine, so no admin token): the test then publishes with the key.
+    await pg.unroute(base + '/api/v1/streams');
+    await pg.goto(base + '/broadcast', { timeout: 10000 });
+    await pg.fill('#name', 'real show');
+    await pg.fill('#token', '');
+    await pg.click('#create-button');
+    await waitFor(() => pg.evaluate(() => !document.getElementById('result').hidden || !document.getElementById('error').hidden), 5000, 50);
+    res.broadcast.real = await pg.evaluate(() => ({
+      resultShown: !document.getElementById('result').hidden,
+      error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
+      server: document.getElementById('obs-server').value,
+      key: document.getElementById('obs-key').value,
+      rtmpURL: document.getElementById('rtmp-url').value,
+      srt: document.getElementById('srt-url').value,
+      watchHref: document.getElementById('watch-link').getAttribute('href'),
+      watchText: document.getElementById('watch-link').textContent,
+      pwned: typeof window.__pwned,
+    }));
+
     res.ok = true;
     await run.finish(0);
   } catch (e) {
