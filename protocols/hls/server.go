@@ -68,14 +68,18 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex // mu guards muxers
+	mu     sync.Mutex // mu guards muxers and groups
 	muxers map[string]*muxer
+	// groups holds the muxers of each ladder (a source and its rungs),
+	// by the source's path.
+	groups map[string]map[*muxer]struct{}
 }
 
 // New returns a handler; Close stops its muxers.
 func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{}}
+	return &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
+		groups: map[string]map[*muxer]struct{}{}}
 }
 
 // Close stops every muxer and waits for them; waiting requests end.
@@ -110,6 +114,7 @@ type muxer struct {
 	}
 
 	lastReq  time.Time // guarded by h.mu
+	group    string    // the ladder's source path: itself, or the parent of a rung
 	done     chan struct{}
 	bytesOut uint64
 }
@@ -119,7 +124,7 @@ type muxer struct {
 func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	h.mu.Lock()
 	if m := h.muxers[path]; m != nil {
-		m.lastReq = time.Now()
+		h.touchGroupLocked(m, time.Now())
 		h.mu.Unlock()
 		return m, nil
 	}
@@ -142,7 +147,10 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
 	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
 		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
-		done: make(chan struct{}), tracks: r.Tracks()}
+		done: make(chan struct{}), tracks: r.Tracks(), group: path}
+	if i := strings.LastIndexByte(path, '/'); i > 0 && r.Stream().Derived() {
+		m.group = path[:i]
+	}
 	// Segments are cut at keyframes, so they last at least a GOP: start the
 	// target duration there, since EXT-X-TARGETDURATION must not change.
 	m.seg.maxDur = r.Stream().KeyframeInterval()
@@ -159,10 +167,25 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 		return nil, server.ErrHubClosed
 	}
 	h.muxers[path] = m
+	if h.groups[m.group] == nil {
+		h.groups[m.group] = map[*muxer]struct{}{}
+	}
+	h.groups[m.group][m] = struct{}{}
 	h.wg.Add(1)
 	h.mu.Unlock()
 	go m.run(r)
 	return m, nil
+}
+
+// touchGroupLocked marks m and the other variants of its ladder (its
+// source, its rungs, its sibling rungs) as asked for: the variants a player
+// may switch to stay ready while any of them is watched, instead of
+// restarting behind the others. h.mu must be held.
+func (h *Handler) touchGroupLocked(m *muxer, now time.Time) {
+	m.lastReq = now
+	for o := range h.groups[m.group] {
+		o.lastReq = now
+	}
 }
 
 // run feeds the segmenter until the stream ends, the muxer idles or the
@@ -224,6 +247,12 @@ func (m *muxer) run(r *server.Reader) {
 	h.mu.Lock()
 	if h.muxers[m.path] == m {
 		delete(h.muxers, m.path)
+	}
+	if g := h.groups[m.group]; g != nil {
+		delete(g, m)
+		if len(g) == 0 {
+			delete(h.groups, m.group)
+		}
 	}
 	h.mu.Unlock()
 	m.mu.Lock()
