@@ -216,14 +216,9 @@ async function main() {
       await route.fulfill({ status: a.status, contentType: 'application/json', body: JSON.stringify(a.body) });
     });
     await pg.goto(base + '/broadcast', { timeout: 10000 });
-    const submit = async (name, token) => {
-      await pg.fill('#name', name);
-      await pg.fill('#token', token);
-      const n = requests.length;
-      await pg.click('#create-button');
-      await waitFor(() => requests.length > n, 5000, 50);
-      await waitFor(() => pg.evaluate(() => !document.getElementById('result').hidden || !document.getElementById('error').hidden), 5000, 50);
-      return pg.evaluate(() => ({
+    // What the broadcast page shows after a submit.
+    const readBroadcast = () =>
+      pg.evaluate(() => ({
         resultShown: !document.getElementById('result').hidden,
         error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
         server: document.getElementById('obs-server').value,
@@ -234,6 +229,14 @@ async function main() {
         watchText: document.getElementById('watch-link').textContent,
         pwned: typeof window.__pwned,
       }));
+    const submit = async (name, token) => {
+      await pg.fill('#name', name);
+      await pg.fill('#token', token);
+      const n = requests.length;
+      await pg.click('#create-button');
+      await waitFor(() => requests.length > n, 5000, 50);
+      await waitFor(() => pg.evaluate(() => !document.getElementById('result').hidden || !document.getElementById('error').hidden), 5000, 50);
+      return readBroadcast();
     };
     res.broadcast.created = await submit('my show', 'admin-secret');
     res.broadcast.refused = await submit('my show', '');
@@ -253,17 +256,7 @@ async function main() {
     await pg.fill('#token', '');
     await pg.click('#create-button');
     await waitFor(() => pg.evaluate(() => !document.getElementById('result').hidden || !document.getElementById('error').hidden), 5000, 50);
-    res.broadcast.real = await pg.evaluate(() => ({
-      resultShown: !document.getElementById('result').hidden,
-      error: document.getElementById('error').hidden ? '' : document.getElementById('error').textContent,
-      server: document.getElementById('obs-server').value,
-      key: document.getElementById('obs-key').value,
-      rtmpURL: document.getElementById('rtmp-url').value,
-      srt: document.getElementById('srt-url').value,
-      watchHref: document.getElementById('watch-link').getAttribute('href'),
-      watchText: document.getElementById('watch-link').textContent,
-      pwned: typeof window.__pwned,
-    }));
+    res.broadcast.real = await readBroadcast();
 
     res.ok = true;
     await run.finish(0);
