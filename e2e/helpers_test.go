@@ -344,29 +344,12 @@ func launchServer(t *testing.T, file string, a serverAddrs) (*streamhub, error) 
 }
 
 func (s *streamhub) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	addrs := []string{s.rtmpAddr, s.httpAddr, s.rtspAddr}
-	for {
+	return testfixtures.WaitListening(context.Background(), []string{s.rtmpAddr, s.httpAddr, s.rtspAddr}, timeout, func() error {
 		if s.exited() {
 			return fmt.Errorf("exited with status %d", s.cmd.ProcessState.ExitCode())
 		}
-		ok := true
-		for _, a := range addrs {
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err != nil {
-				ok = false
-				break
-			}
-			c.Close()
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("ports %s not all accepting after %s", strings.Join(addrs, ", "), timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 // stop sends SIGTERM and asserts that the server exits within stopTimeout

@@ -672,32 +672,12 @@ func (e *env) startServer(ctx context.Context, mode string) (*server, error) {
 }
 
 func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
+	return testfixtures.WaitListening(ctx, []string{s.rtmp, s.http, s.rtsp}, timeout, func() error {
 		if s.srv.exited() {
 			return fmt.Errorf("exited: %v", s.srv.err)
 		}
-		ok := true
-		for _, a := range []string{s.rtmp, s.http, s.rtsp} {
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err != nil {
-				ok = false
-				break
-			}
-			c.Close()
-		}
-		if ok {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("ports not accepting after %s", timeout)
-		}
-		select {
-		case <-time.After(20 * time.Millisecond):
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
+		return nil
+	})
 }
 
 // startPublisher publishes the source, looped in real time, to live/bench.

@@ -1,12 +1,15 @@
 package testfixtures
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
+	"time"
 )
 
 // Addrs are the listen addresses of one test server: never the defaults, so
@@ -140,4 +143,35 @@ streams:
 srt:
   address: %q
 `, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.Database, a.SRT)
+}
+
+// WaitListening waits until every TCP address accepts a connection, the
+// process ends (exited returns its reason), ctx ends or timeout passes.
+func WaitListening(ctx context.Context, addrs []string, timeout time.Duration, exited func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if err := exited(); err != nil {
+			return err
+		}
+		ok := true
+		for _, a := range addrs {
+			c, err := net.DialTimeout("tcp", a, time.Second)
+			if err != nil {
+				ok = false
+				break
+			}
+			c.Close()
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ports %s not all accepting after %s", strings.Join(addrs, ", "), timeout)
+		}
+		select {
+		case <-time.After(20 * time.Millisecond):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 }
