@@ -576,37 +576,22 @@ type sibling struct {
 	uri string
 }
 
-// siblings returns the running muxers of the variants beside m's stream:
-// the source and the other rungs of a rung, the rungs of a source.
+// siblings returns the running muxers of the variants beside m's stream
+// (its ladder group: the source and the other rungs of a rung, the rungs
+// of a source).
 func (h *Handler) siblings(m *muxer) []sibling {
-	parent := func(p string) (string, string) {
-		i := strings.LastIndexByte(p, '/')
-		if i < 0 {
-			return "", p
-		}
-		return p[:i], p[i+1:]
-	}
-	derived := func(p string) bool { s := h.hub.Stream(p); return s != nil && s.Derived() }
-	mParent, _ := parent(m.path)
-	mDerived := derived(m.path)
 	h.mu.Lock()
-	var cands []*muxer
-	for p, o := range h.muxers {
-		if o != m && (p == mParent || strings.HasPrefix(p, m.path+"/") || (mParent != "" && strings.HasPrefix(p, mParent+"/"))) {
-			cands = append(cands, o)
-		}
-	}
-	h.mu.Unlock()
+	defer h.mu.Unlock()
 	var out []sibling
-	for _, o := range cands {
-		oParent, oName := parent(o.path)
+	for o := range h.groups[m.group] {
 		switch {
-		case mDerived && o.path == mParent:
+		case o == m:
+		case m.path == m.group: // m is the source, o a rung
+			out = append(out, sibling{o, o.path[len(m.group)+1:] + "/stream.m3u8"})
+		case o.path == o.group: // o is the source
 			out = append(out, sibling{o, "../stream.m3u8"})
-		case oParent == m.path && derived(o.path):
-			out = append(out, sibling{o, oName + "/stream.m3u8"})
-		case mDerived && oParent == mParent && derived(o.path):
-			out = append(out, sibling{o, "../" + oName + "/stream.m3u8"})
+		default:
+			out = append(out, sibling{o, "../" + o.path[len(o.group)+1:] + "/stream.m3u8"})
 		}
 	}
 	return out
