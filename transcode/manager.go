@@ -174,12 +174,19 @@ func (m *Manager) heightUnknown(source string) bool {
 	if s == nil || s.Derived() || !s.Publishing() {
 		return false
 	}
-	for _, t := range s.Tracks() {
+	v := sourceVideo(s.Tracks())
+	return v != nil && v.Height == 0
+}
+
+// sourceVideo returns the track the ladder scales: the first H264 or H265
+// one (what FFmpeg can read from MPEG-TS), or nil.
+func sourceVideo(tracks []*media.Track) *media.Track {
+	for _, t := range tracks {
 		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
-			return t.Height == 0
+			return t
 		}
 	}
-	return false
+	return nil
 }
 
 // Renditions returns the rungs the live source at path gets, and starts
@@ -220,11 +227,8 @@ func (m *Manager) renditions(path string) []Rendition {
 // must be one FFmpeg can read from MPEG-TS.
 func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
 	h := 0
-	for _, t := range tracks {
-		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
-			h = t.Height
-			break
-		}
+	if v := sourceVideo(tracks); v != nil {
+		h = v.Height
 	}
 	var out []Rung
 	for _, r := range rungs {

@@ -354,14 +354,7 @@ func (w *worker) idle() bool {
 // otherwise it reads up to the first video keyframe (bounded by the
 // watchdog time) and returns what it read, which the feed sends first.
 func (w *worker) firstPicture(r *server.Reader, tracks []*media.Track) ([]*media.Unit, error) {
-	known := false
-	for _, t := range tracks {
-		if t.Codec == media.CodecH264 || t.Codec == media.CodecH265 {
-			known = t.Height > 0
-			break
-		}
-	}
-	if known || len(rungsBelow(w.plan.Rungs, []*media.Track{{Codec: media.CodecH264, Height: 1 << 20}})) == 0 {
+	if v := sourceVideo(tracks); (v != nil && v.Height > 0) || len(w.plan.Rungs) == 0 {
 		return nil, nil
 	}
 	ctx, cancel := context.WithTimeout(w.ctx, w.m.conf.Watchdog)
