@@ -41,6 +41,7 @@ type Config struct {
 	API       APIConfig        `yaml:"api"`
 	Auth      AuthConfig       `yaml:"auth"`
 	Web       WebConfig        `yaml:"web"`
+	Limits    LimitsConfig     `yaml:"limits"`
 	Paths     PathsConfig      `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
@@ -132,6 +133,17 @@ type AuthConfig struct {
 	PlaySecret string `yaml:"playSecret"`
 	// SignedPlayOnly makes every reader need a signed link.
 	SignedPlayOnly bool `yaml:"signedPlayOnly"`
+	// FailureBudget is how many failed keys, passwords and tokens one
+	// address may send per minute, over every protocol and the API,
+	// before it is refused without a check; 0 = no limit.
+	FailureBudget int `yaml:"failureBudget"`
+}
+
+// LimitsConfig is the limits: section: what one peer may hold.
+type LimitsConfig struct {
+	// MaxConnsPerAddress caps the connections one remote IP may hold open
+	// on each TCP listener (RTMP, RTSP, HTTP); 0 = no cap.
+	MaxConnsPerAddress int `yaml:"maxConnsPerAddress"`
 }
 
 // WebConfig is the web: section: the pages' chat.
@@ -339,6 +351,12 @@ func (c *Config) Validate() []error {
 	}
 	if s := c.Auth.PlaySecret; s != "" && len(s) < 16 {
 		bad("auth.playSecret", "must be empty (off) or at least 16 characters")
+	}
+	if c.Auth.FailureBudget < 0 {
+		bad("auth.failureBudget", "must be 0 (no limit) or more failures per minute (got %d)", c.Auth.FailureBudget)
+	}
+	if c.Limits.MaxConnsPerAddress < 0 {
+		bad("limits.maxConnsPerAddress", "must be 0 (no cap) or more (got %d)", c.Limits.MaxConnsPerAddress)
 	}
 	if c.Auth.SignedPlayOnly && c.Auth.PlaySecret == "" {
 		bad("auth.signedPlayOnly", "needs auth.playSecret to sign the links with")

@@ -22,6 +22,7 @@ import (
 
 	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
@@ -149,7 +150,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		ladder  *transcode.Manager
 	)
 	var signer *auth.Signer
-	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve}
+	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve,
+		AuthFailures: guard.NewBudget(conf.Auth.FailureBudget, time.Minute)}
 	if conf.Auth.HookURL != "" {
 		hc.Authorize = auth.NewHook(conf.Auth.HookURL, conf.Auth.HookTimeout).Authorize
 	}

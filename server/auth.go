@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/streamhub/streamhub/internal/guard"
 )
 
 // Peer says who asks to publish or read, for the auth hook and the logs.
@@ -57,10 +60,56 @@ func (h *Hub) authorize(action, path string, from Peer) error {
 
 // refusalDelay makes guessing keys slow: a refused publisher or reader is
 // answered 100 to 300 ms late.
-func refusalDelay(err error) {
-	if errors.Is(err, ErrUnauthorized) {
-		time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+func refusalDelay() {
+	time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+}
+
+// AuthGate returns ErrTooManyFailures, after the refusal delay, when
+// from's address has spent its failure budget (HubConfig.AuthFailures),
+// else nil. CheckReadFrom and ResolvePublishFrom call it; a protocol or
+// the API calls it before checking a credential of its own (an RTSP
+// password, an API token), and AuthFailed after a wrong one, so that every
+// way in shares one budget per address.
+func (h *Hub) AuthGate(from Peer) error {
+	if from.Remote == "" || h.conf.AuthFailures.Allow(guard.HostOfString(from.Remote)) {
+		return nil
 	}
+	refusalDelay()
+	return ErrTooManyFailures
+}
+
+// AuthFailed spends one of from's address's failures and waits the
+// refusal delay: a credential from from was wrong.
+func (h *Hub) AuthFailed(from Peer) {
+	if from.Remote != "" {
+		h.conf.AuthFailures.Fail(guard.HostOfString(from.Remote))
+	}
+	refusalDelay()
+}
+
+// authOutcome ends a credential check: a refusal for a wrong key or the
+// hook is counted and delayed (AuthFailed).
+func (h *Hub) authOutcome(err error, from Peer) error {
+	if errors.Is(err, ErrUnauthorized) {
+		h.AuthFailed(from)
+	}
+	return err
+}
+
+// LogRefusal logs a refused connection or request at Info, summarized per
+// remote address across every protocol: the first in a window is written
+// (with how many were left out before it), the others only counted. A
+// protocol logs every refusal through it, so an address that retries in a
+// loop costs one line per window.
+func (h *Hub) LogRefusal(log *slog.Logger, remote, msg string, attrs ...any) {
+	ok, more := h.refusals.Note(guard.HostOfString(remote))
+	if !ok {
+		return
+	}
+	if more > 0 {
+		attrs = append(attrs, "refusals_not_logged", more)
+	}
+	log.Info(msg, attrs...)
 }
 
 // CheckRead returns a *PathError for an invalid path and ErrUnauthorized
@@ -73,9 +122,10 @@ func (h *Hub) CheckRead(path, key string) error { return h.CheckReadFrom(path, k
 // hook (HubConfig.Authorize) decides. A refusal comes after a short random
 // delay.
 func (h *Hub) CheckReadFrom(path, key string, from Peer) error {
-	err := h.checkRead(path, key, from)
-	refusalDelay(err)
-	return err
+	if err := h.AuthGate(from); err != nil {
+		return err
+	}
+	return h.authOutcome(h.checkRead(path, key, from), from)
 }
 
 func (h *Hub) checkRead(path, key string, from Peer) error {

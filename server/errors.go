@@ -14,6 +14,10 @@ var (
 	// ErrUnauthorized is returned by Hub.Publish and Hub.CheckRead when the
 	// path's publish or read key does not match.
 	ErrUnauthorized = errors.New("server: wrong or missing key (give it as ?key=..., as the RTSP password, or as SRT s=...)")
+	// ErrTooManyFailures is returned instead of checking a key when the
+	// peer's address has failed too often (auth.failureBudget). It wraps
+	// ErrUnauthorized, so protocols answer it as a wrong key.
+	ErrTooManyFailures = fmt.Errorf("%w: too many failed attempts from this address (auth.failureBudget): wait a minute and try again", ErrUnauthorized)
 	// ErrRungPath is returned by Hub.Publish for a path that is a rung of
 	// a live source's bitrate ladder (PathConfig.RungOf).
 	ErrRungPath = errors.New("server: this path is a rung of a live stream's bitrate ladder (<path>/<rung>): publish to another path")

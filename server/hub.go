@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 )
 
@@ -53,12 +54,20 @@ type HubConfig struct {
 	// ladder rung (PublishOptions.Derived). They must not block: the
 	// transcoder starts and stops its workers from them.
 	OnPublish, OnUnpublish func(path string, derived bool)
+	// AuthFailures, if set, throttles addresses that keep failing keys,
+	// passwords, tokens and the hook (AuthGate); nil throttles nothing.
+	AuthFailures *guard.Budget
 }
+
+// refusalLogWindow is how often LogRefusal writes a line about one address.
+const refusalLogWindow = 10 * time.Second
 
 // Hub maps paths to live streams. It is safe for concurrent use.
 type Hub struct {
 	conf HubConfig
 	log  *slog.Logger
+
+	refusals *guard.Summary // LogRefusal's lines per address
 
 	mu        sync.Mutex // mu guards streams, published and closed
 	streams   map[string]*Stream
@@ -74,7 +83,7 @@ func NewHub(c HubConfig) *Hub {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Hub{conf: c, log: c.Logger, streams: map[string]*Stream{}, published: make(chan struct{})}
+	return &Hub{conf: c, log: c.Logger, refusals: guard.NewSummary(refusalLogWindow), streams: map[string]*Stream{}, published: make(chan struct{})}
 }
 
 // PublishOptions describe who publishes.
@@ -170,13 +179,15 @@ func (h *Hub) CheckPublish(path, key string) error {
 // passed, the auth hook (HubConfig.Authorize) decides. A refusal comes after
 // a short random delay.
 func (h *Hub) ResolvePublishFrom(path, key string, from Peer) (string, string, error) {
+	if err := h.AuthGate(from); err != nil {
+		return "", "", err
+	}
 	p, k, err := h.ResolvePublish(path, key)
 	if err == nil {
 		err = h.authorize(ActionPublish, p, from)
 	}
 	if err != nil {
-		refusalDelay(err)
-		return "", "", err
+		return "", "", h.authOutcome(err, from)
 	}
 	return p, k, nil
 }
