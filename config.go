@@ -97,8 +97,13 @@ type HLSConfig struct {
 type HTTPConfig struct {
 	Address      string        `yaml:"address"`
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
-	TLSCert      string        `yaml:"tlsCert"`
-	TLSKey       string        `yaml:"tlsKey"`
+	// ReadTimeout bounds reading one request, headers and body.
+	ReadTimeout time.Duration `yaml:"readTimeout"`
+	// IdleTimeout closes a keep-alive connection with no request for
+	// this long.
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
+	TLSCert     string        `yaml:"tlsCert"`
+	TLSKey      string        `yaml:"tlsKey"`
 }
 
 // StreamsConfig is the streams: section: registered streams and keys.
@@ -351,6 +356,19 @@ func (c *Config) Validate() []error {
 	}
 	if s := c.Auth.PlaySecret; s != "" && len(s) < 16 {
 		bad("auth.playSecret", "must be empty (off) or at least 16 characters")
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{{"http.readTimeout", c.HTTP.ReadTimeout}, {"http.idleTimeout", c.HTTP.IdleTimeout}} {
+		if d.v < time.Second || d.v > time.Hour {
+			bad(d.key, "must be between 1s and 1h (got %s)", d.v)
+		}
+	}
+	if c.HTTP.ReadTimeout <= c.HLS.BlockTimeout {
+		// net/http cancels a request once its read deadline passes, even
+		// while the handler waits: a blocking playlist would end early.
+		bad("http.readTimeout", "must be longer than hls.blockTimeout (%s), or blocking HLS requests are cut (got %s)", c.HLS.BlockTimeout, c.HTTP.ReadTimeout)
 	}
 	if c.Auth.FailureBudget < 0 {
 		bad("auth.failureBudget", "must be 0 (no limit) or more failures per minute (got %d)", c.Auth.FailureBudget)

@@ -184,13 +184,14 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		return err
 	}
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
-	ln, err := net.Listen("tcp", conf.HTTP.Address)
+	rawLn, err := net.Listen("tcp", conf.HTTP.Address)
 	if err != nil {
 		rtmpSrv.Close()
 		rtspSrv.Close()
 		srtSrv.Close()
 		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 	}
+	ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
 	sources.StartAlways(conf.SourcePaths())
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.Renditions = func(path string) []hls.Rendition {
@@ -226,9 +227,16 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		return n
 	}
 	webH := web.NewWithConfig(hub, wc, log)
+	// Every connection has a deadline: headers and body within
+	// readTimeout, an idle keep-alive closed after idleTimeout, a response
+	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
+	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           router(flv, hlsH, apiH, api.Metrics(hub, ladder), webH),
-		ReadHeaderTimeout: 10 * time.Second,
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder), webH)),
+		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
+		ReadTimeout:       conf.HTTP.ReadTimeout,
+		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
+		IdleTimeout:       conf.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	httpDone := make(chan error, 1)

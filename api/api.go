@@ -25,7 +25,6 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -36,6 +35,7 @@ import (
 	"time"
 
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
@@ -222,21 +222,44 @@ func crossSite(r *http.Request) bool {
 	return false
 }
 
-// refuse answers a failed authorization after a random delay of 100 to
-// 300 ms, which makes guessing slow.
-func refuse(w http.ResponseWriter, status int, reason string) {
-	time.Sleep(100*time.Millisecond + rand.N(200*time.Millisecond))
+// refuse answers a failed authorization after the hub's refusal delay
+// (100 to 300 ms, which makes guessing slow), spending one of the
+// address's failures (auth.failureBudget), and logs it summarized per
+// address.
+func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
+	h.hub.AuthFailed(peerOf(r))
+	h.hub.LogRefusal(h.log, r.RemoteAddr, "api request refused", "remote", r.RemoteAddr,
+		"method", r.Method, "path", guard.Truncate(r.URL.Path), "status", status)
 	fail(w, status, reason)
+}
+
+// throttled answers 429 when r's address has spent its failure budget:
+// its credential is not even checked.
+func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) bool {
+	if h.hub.AuthGate(peerOf(r)) == nil {
+		return false
+	}
+	h.hub.LogRefusal(h.log, r.RemoteAddr, "api request refused", "remote", r.RemoteAddr,
+		"method", r.Method, "path", guard.Truncate(r.URL.Path), "status", http.StatusTooManyRequests)
+	fail(w, http.StatusTooManyRequests, "too many failed attempts from this address (auth.failureBudget): wait a minute and try again")
+	return true
+}
+
+func peerOf(r *http.Request) server.Peer {
+	return server.Peer{Protocol: "api", Remote: r.RemoteAddr}
 }
 
 func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if h.throttled(w, r) {
+			return
+		}
 		if !h.isAdmin(r) {
 			if h.conf.AdminToken == "" {
-				refuse(w, http.StatusForbidden, "admin endpoint: only from the server itself unless api.adminToken is set (then send Authorization: Bearer <token>)")
+				h.refuse(w, r, http.StatusForbidden, "admin endpoint: only from the server itself unless api.adminToken is set (then send Authorization: Bearer <token>)")
 				return
 			}
-			refuse(w, http.StatusUnauthorized, "admin endpoint: send Authorization: Bearer <api.adminToken>")
+			h.refuse(w, r, http.StatusUnauthorized, "admin endpoint: send Authorization: Bearer <api.adminToken>")
 			return
 		}
 		next(w, r)
@@ -250,8 +273,11 @@ func (h *Handler) keyOrAdmin(next http.HandlerFunc) http.HandlerFunc {
 			fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
 			return
 		}
+		if h.throttled(w, r) {
+			return
+		}
 		if !h.reg.KeyMatches(id, bearer(r)) && !h.isAdmin(r) {
-			refuse(w, http.StatusUnauthorized, "send the stream's key (or the admin token) as Authorization: Bearer <key>")
+			h.refuse(w, r, http.StatusUnauthorized, "send the stream's key (or the admin token) as Authorization: Bearer <key>")
 			return
 		}
 		next(w, r)

@@ -2,17 +2,20 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
@@ -328,4 +331,60 @@ func TestAdminLoopbackOnly(t *testing.T) {
 			t.Errorf("host %q origin %q site %q fwd %q: %d, want %d", tc.host, tc.origin, tc.site, tc.fwd, got, tc.want)
 		}
 	}
+}
+
+// Wrong tokens spend the address's failure budget, shared with every
+// protocol: past it even the right token is answered 429, and the address
+// is refused by the hub too; another address is not affected.
+func TestFailureBudget(t *testing.T) {
+	reg, err := registry.Open(filepath.Join(t.TempDir(), "s.db"), "live", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close()
+	var logBuf strings.Builder
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf}, nil))
+	hub := server.NewHub(server.HubConfig{Logger: log, AuthFailures: guard.NewBudget(3, time.Minute)})
+	defer hub.Close()
+	h := New(Config{AdminToken: "0123456789abcdef", Version: "test"}, hub, reg, nil, log)
+	ask := func(remote, token string) int {
+		req := httptest.NewRequest("GET", "/api/v1/info", nil)
+		req.RemoteAddr = remote
+		req.Header.Set("Authorization", "Bearer "+token)
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		return w.Code
+	}
+	start := time.Now()
+	for i := range 3 {
+		if code := ask("198.51.100.7:1000", "wrong"); code != 401 {
+			t.Fatalf("wrong token %d: %d, want 401", i, code)
+		}
+	}
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Errorf("3 refusals took %s: each should wait at least 100 ms", d)
+	}
+	if code := ask("198.51.100.7:1001", "0123456789abcdef"); code != 429 {
+		t.Fatalf("the right token past the budget: %d, want 429", code)
+	}
+	if err := hub.CheckReadFrom("live/x", "", server.Peer{Protocol: "rtsp", Remote: "198.51.100.7:2000"}); !errors.Is(err, server.ErrTooManyFailures) {
+		t.Fatalf("the hub let the throttled address try a read: %v", err)
+	}
+	if code := ask("198.51.100.8:1000", "0123456789abcdef"); code != 200 {
+		t.Fatalf("another address with the right token: %d, want 200", code)
+	}
+	if n := strings.Count(logBuf.String(), "api request refused"); n != 1 {
+		t.Errorf("%d refusal lines for 4 refusals from one address in one window, want 1:\n%s", n, logBuf.String())
+	}
+}
+
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

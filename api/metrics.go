@@ -8,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -17,7 +18,10 @@ import (
 func Metrics(hub *server.Hub, ladder Ladder) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&hubCollector{hub: hub, ladder: ladder})
+		&hubCollector{hub: hub, ladder: ladder},
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamhub_panics_total",
+			Help: "Panics caught in a session, request or worker: each ended that one session (the stack is in the log)."},
+			func() float64 { return float64(guard.Panics()) }))
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 

@@ -92,7 +92,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("readers %v", n)
 	}
 	body, _ := httpGet(srv.URL + "/metrics")
-	for _, want := range []string{`streamhub_stream_publisher_up{path="live/m",protocol="srt"} 1`, "go_goroutines", "process_resident_memory_bytes"} {
+	for _, want := range []string{`streamhub_stream_publisher_up{path="live/m",protocol="srt"} 1`, "go_goroutines", "process_resident_memory_bytes", "streamhub_panics_total "} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"runtime/debug"
 	"sync/atomic"
 	"unicode/utf8"
@@ -86,4 +87,24 @@ func Truncate(s string) string {
 		cut--
 	}
 	return fmt.Sprintf("%s…(%d bytes)", s[:cut], len(s))
+}
+
+// HTTPHandler wraps h so that a panic in a request is logged and counted
+// as Recover does, then aborts that one connection (http.ErrAbortHandler,
+// which net/http does not log again). net/http already keeps the process
+// alive; this makes the panic visible in Panics and with its request.
+func HTTPHandler(log *slog.Logger, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			v := recover()
+			if v == nil {
+				return
+			}
+			if v != http.ErrAbortHandler { //nolint:errorlint // net/http compares it the same way
+				logPanic(log, "http request", v, []any{"method", r.Method, "uri", Truncate(r.RequestURI), "remote", r.RemoteAddr})
+			}
+			panic(http.ErrAbortHandler)
+		}()
+		h.ServeHTTP(w, r)
+	})
 }

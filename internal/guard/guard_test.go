@@ -3,8 +3,11 @@ package guard
 import (
 	"bytes"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"syscall"
@@ -273,4 +276,37 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+func TestHTTPHandler(t *testing.T) {
+	var buf syncBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	h := HTTPHandler(log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/boom" {
+			panic("boom")
+		}
+		io.WriteString(w, "ok")
+	}))
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	before := Panics()
+	if resp, err := http.Get(srv.URL + "/boom"); err == nil {
+		resp.Body.Close()
+		t.Fatalf("a panicking request got an answer: %s", resp.Status)
+	}
+	if got := Panics() - before; got != 1 {
+		t.Fatalf("Panics grew by %d, want 1", got)
+	}
+	resp, err := http.Get(srv.URL + "/fine")
+	if err != nil {
+		t.Fatalf("the server stopped answering after a panic: %v", err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(b) != "ok" {
+		t.Fatalf("after a panic: %q", b)
+	}
+	if !strings.Contains(buf.String(), "uri=/boom") {
+		t.Errorf("the panic line does not name the request:\n%s", buf.String())
+	}
 }
