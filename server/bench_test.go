@@ -3,8 +3,10 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/streamhub/streamhub/media"
 )
@@ -135,5 +137,68 @@ func BenchmarkJoin(b *testing.B) {
 			b.Fatal(err)
 		}
 		r.Close()
+	}
+}
+
+// BenchmarkWriteUnderStats measures Publisher.Write with 1000 readers (half
+// draining) while other goroutines poll what the API, the home page and a
+// Prometheus scrape read: Stream.Stats, Stream.Tracks and Hub.Sessions, in
+// a loop. It reports the p99 and max latency of one Write: a reader-count
+// walk under the lock Write needs would show there.
+func BenchmarkWriteUnderStats(b *testing.B) {
+	pc := testConf()
+	pc.ReaderQueue = 1024
+	pc.MaxReaders = 0
+	h := newTestHub(b, pc)
+	p := mustPublish(b, h, "live/bench", videoTracks())
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for i := range 1000 {
+		r := mustRead(b, h, "live/bench")
+		r.SetPeer(Peer{Protocol: "httpflv", Remote: "127.0.0.1:1"}, nil)
+		if i%2 == 1 {
+			continue
+		}
+		wg.Go(func() {
+			buf := make([]*media.Unit, 0, 64)
+			for {
+				var err error
+				buf, err = r.NextBatch(ctx, buf[:0])
+				if err != nil {
+					return
+				}
+			}
+		})
+	}
+	s := h.Stream("live/bench")
+	for range 2 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				s.Stats()
+				s.Tracks()
+				h.Sessions()
+			}
+		})
+	}
+	units := benchUnits()
+	lat := make([]time.Duration, 0, 1<<16)
+	i := 0
+	for b.Loop() {
+		t0 := time.Now()
+		p.Write(units[i%len(units)])
+		if len(lat) < cap(lat) {
+			lat = append(lat, time.Since(t0))
+		}
+		i++
+	}
+	b.StopTimer()
+	cancel()
+	p.Close()
+	wg.Wait()
+	slices.Sort(lat)
+	if len(lat) > 0 {
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds()), "p99-ns")
+		b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds()), "p99.9-ns")
+		b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "max-ns")
 	}
 }

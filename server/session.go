@@ -57,13 +57,15 @@ func (h *Hub) Sessions() []Session {
 			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
 				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
 		}
+		s.mu.RUnlock()
+		s.readersMu.Lock()
 		for r := range s.readers {
 			if rp := r.peer.Load(); rp != nil {
 				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
 					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
 			}
 		}
-		s.mu.RUnlock()
+		s.readersMu.Unlock()
 	}
 	slices.SortFunc(out, func(a, b Session) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {
@@ -87,6 +89,8 @@ func (h *Hub) KickSession(id string) bool {
 		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
 			kick = func() { h.KickPublisher(s.path) }
 		}
+		s.mu.RUnlock()
+		s.readersMu.Lock()
 		for r := range s.readers {
 			if rp := r.peer.Load(); id[0] == 'r' && r.id == n && rp != nil {
 				kick = func() {
@@ -98,7 +102,7 @@ func (h *Hub) KickSession(id string) bool {
 				}
 			}
 		}
-		s.mu.RUnlock()
+		s.readersMu.Unlock()
 		if kick != nil {
 			kick()
 			return true
@@ -107,8 +111,8 @@ func (h *Hub) KickSession(id string) bool {
 	return false
 }
 
-// readersByProtocol counts the readers that said who they are; s.mu must
-// be held.
+// readersByProtocolLocked counts the readers that said who they are;
+// s.readersMu must be held.
 func (s *Stream) readersByProtocolLocked() map[string]int {
 	out := map[string]int{}
 	for r := range s.readers {

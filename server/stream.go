@@ -1,5 +1,22 @@
 package server
 
+// Locks of the hub, what each guards, and who takes it:
+//
+//	lock               guards                                   taken by
+//	Hub.mu             streams, published, closed               Publish, Read, detach, grace expiry (first)
+//	Stream.mu (RW)     tracks, publisher, cache, ring, head,    Write, attach/detach (exclusive, O(1) work);
+//	                   wake, grace, offsets, timeline fields    readers copying from the ring, Tracks, Stats,
+//	                                                            Sessions (shared, O(1) work)
+//	Stream.readersMu   readers (the set)                        addReader (after mu), removeReader, Stats,
+//	                                                            Sessions, KickSession: never by Write
+//	atomics            counters (units, bytes, drops, readers,  anyone, lock-free
+//	                   publishes, key interval), waiting
+//
+// Lock order: Hub.mu, then Stream.mu, then Stream.readersMu. Nothing that
+// only reads takes Stream.mu exclusively, and nothing walks the readers
+// under it, so a scrape or an API listing never stalls Publisher.Write for
+// work proportional to the number of readers.
+
 import (
 	"math/bits"
 	"sync"
@@ -24,9 +41,11 @@ type Stream struct {
 	path string
 	conf PathConfig
 
-	// mu guards every field below it but waiting. Write holds it for a few
-	// pointer stores; nothing under it allocates per reader or touches a
-	// socket. Readers take it shared (RLock) to copy units out of the ring.
+	// mu guards every field below it up to waiting. Write holds it for a
+	// few pointer stores; nothing under it allocates per reader or touches
+	// a socket. Readers take it shared (RLock) to copy units out of the
+	// ring; whatever only reads (Tracks, Stats) takes it shared and does
+	// O(1) work under it, so a scrape never holds Write up.
 	mu        sync.RWMutex
 	tracks    []*media.Track
 	hasVideo  bool
@@ -37,7 +56,6 @@ type Stream struct {
 	head      uint64        // seq of the next unit written
 	wake      chan struct{} // closed (and replaced) to wake the waiting readers
 	lastWake  time.Time     // when wake was last closed
-	readers   map[*Reader]struct{}
 	ended     bool
 	grace     *time.Timer
 	graceGen  uint64          // counts grace periods; a timer acts only for its own
@@ -50,6 +68,12 @@ type Stream struct {
 	keySeen   bool
 	started   time.Time
 	derived   bool // the stream is a ladder rung (PublishOptions.Derived)
+
+	// readersMu guards readers, the set the session listings, Stats and
+	// the reader cap walk. Write never takes it, so a walk over thousands
+	// of readers never stalls the publisher. Lock order: mu, then readersMu.
+	readersMu sync.Mutex
+	readers   map[*Reader]struct{}
 
 	// waiting is set by a reader (under RLock) that found nothing to read and
 	// is about to wait on wake; Write (under Lock) clears it when it wakes them.
@@ -112,8 +136,8 @@ func (s *Stream) Config() PathConfig { return s.conf }
 
 // Tracks returns the current tracks.
 func (s *Stream) Tracks() []*media.Track {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
+	defer s.mu.RUnlock()
 	return append([]*media.Track(nil), s.tracks...)
 }
 
@@ -139,25 +163,27 @@ type StreamStats struct {
 	BytesOut          uint64
 }
 
-// Stats returns the stream's figures.
+// Stats returns the stream's figures. It holds Write up for O(1) work
+// only: the per-reader figures are summed under readersMu.
 func (s *Stream) Stats() StreamStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
 	st := StreamStats{
-		Path: s.path, Readers: len(s.readers), UnitsIn: s.unitsIn.Load(), BytesIn: s.bytesIn.Load(),
+		Path: s.path, UnitsIn: s.unitsIn.Load(), BytesIn: s.bytesIn.Load(),
 		Publishes: s.publishes.Load(), CachedGOP: s.cache.Len(), Uptime: time.Since(s.started),
+		Derived: s.derived, DropsTotal: s.dropsTotal.Load(), BytesOut: s.bytesOut.Load(),
 	}
 	if s.publisher != nil {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
 	}
+	s.mu.RUnlock()
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
+	st.Readers = len(s.readers)
 	for r := range s.readers {
 		st.Drops += r.drops.Load()
 	}
-	st.Derived = s.derived
-	st.DropsTotal = s.dropsTotal.Load()
 	st.ReadersByProtocol = s.readersByProtocolLocked()
-	st.BytesOut = s.bytesOut.Load()
 	return st
 }
 
@@ -292,7 +318,7 @@ func (s *Stream) detachPublisher(p *Publisher) {
 	if f := s.hub.conf.OnUnpublish; f != nil {
 		defer f(s.path, derived) // after the unlocks below
 	}
-	if s.conf.GracePeriod <= 0 || len(s.readers) == 0 {
+	if s.conf.GracePeriod <= 0 || s.readerCount.Load() == 0 {
 		if s.hub.streams[s.path] == s {
 			delete(s.hub.streams, s.path)
 		}
@@ -367,6 +393,8 @@ func (s *Stream) addReader() (*Reader, error) {
 	if s.ended {
 		return nil, ErrStreamNotFound
 	}
+	s.readersMu.Lock()
+	defer s.readersMu.Unlock()
 	if s.conf.MaxReaders > 0 && len(s.readers) >= s.conf.MaxReaders {
 		return nil, ErrTooManyReaders
 	}
@@ -386,10 +414,10 @@ func (s *Stream) addReader() (*Reader, error) {
 }
 
 func (s *Stream) removeReader(r *Reader) {
-	s.mu.Lock()
+	s.readersMu.Lock()
 	delete(s.readers, r)
 	s.readerCount.Store(int64(len(s.readers)))
-	s.mu.Unlock()
+	s.readersMu.Unlock()
 }
 
 // catchUp retimes a cached GOP so that a player starting at its first unit
