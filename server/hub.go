@@ -281,16 +281,11 @@ func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
 	if s == nil {
 		return nil, ErrStreamNotFound
 	}
-	r, err := s.addReader()
-	if err != nil {
-		return nil, err
+	window := s.conf.CatchUp
+	if opts.NoCatchUp {
+		window = 0
 	}
-	if s.conf.Join == JoinCache && s.conf.CatchUp > 0 && !opts.NoCatchUp {
-		// The cached units are immutable, so this needs no lock.
-		r.pending = catchUp(r.pending, s.conf.CatchUp)
-	}
-	r.setAudioFloor()
-	return r, nil
+	return s.addReader(window)
 }
 
 // OnDemandTimeout bounds how long ReadWait waits for an on-demand source.

@@ -161,32 +161,6 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 	}
 }
 
-// setAudioFloor drops the pending audio older than the first pending
-// picture and keeps dropping such audio from the ring (see audioFloor).
-func (r *Reader) setAudioFloor() {
-	for _, u := range r.pending {
-		if u.Track.IsVideo() {
-			r.audioFloor, r.floorOn = u.DTS, true
-			break
-		}
-	}
-	if !r.floorOn {
-		return
-	}
-	kept := r.pending[:0]
-	for _, u := range r.pending {
-		if !u.Track.IsVideo() && u.DTS < r.audioFloor {
-			continue
-		}
-		if !u.Track.IsVideo() {
-			r.floorOn = false // audio at or after the picture: the floor is passed
-		}
-		kept = append(kept, u)
-	}
-	clear(r.pending[len(kept):])
-	r.pending = kept
-}
-
 // waitPace waits d (if positive) or until ctx is done.
 func (r *Reader) waitPace(ctx context.Context, d time.Duration) error {
 	if d <= 0 {

@@ -75,6 +75,9 @@ type Stream struct {
 	readersMu sync.Mutex
 	readers   map[*Reader]struct{}
 
+	// joins keeps the last join plan (join.go).
+	joins joinMemo
+
 	// waiting is set by a reader (under RLock) that found nothing to read and
 	// is about to wait on wake; Write (under Lock) clears it when it wakes them.
 	waiting atomic.Bool
@@ -383,33 +386,44 @@ func (s *Stream) wakeLocked(now time.Time) {
 	s.lastWake = now
 }
 
-// addReader is Hub.Read for this stream. The join is atomic: under the lock
-// Write takes, the reader gets a copy of the cached GOP and a cursor at the
-// next unit to be written, so there is no gap and no duplicate.
-func (s *Stream) addReader() (*Reader, error) {
+// addReader is Hub.Read for this stream, with the catch-up window to
+// apply (0: none). The join is atomic: under the stream lock (shared: it
+// only reads), the reader gets the cached GOP and a cursor at the next
+// unit to be written, so there is no gap and no duplicate. The plan is
+// made outside the lock, once per cache state (joinMemo).
+func (s *Stream) addReader(window time.Duration) (*Reader, error) {
 	now := time.Now()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.mu.RLock()
 	if s.ended {
+		s.mu.RUnlock()
 		return nil, ErrStreamNotFound
 	}
 	s.readersMu.Lock()
-	defer s.readersMu.Unlock()
 	if s.conf.MaxReaders > 0 && len(s.readers) >= s.conf.MaxReaders {
+		s.readersMu.Unlock()
+		s.mu.RUnlock()
 		return nil, ErrTooManyReaders
 	}
 	r := &Reader{s: s, cursor: s.head, caughtUp: now, tracks: append([]*media.Track(nil), s.tracks...),
 		id: sessionIDs.Add(1), since: now}
-	if s.conf.Join == JoinLive {
-		r.waitKey = s.hasVideo
-	} else {
-		r.pending = s.cache.AppendTo(nil) // retimed by the caller, outside the lock
-		// Nothing cached (no keyframe yet, or the GOP overflowed the cache):
-		// start at the next keyframe, as a live join does.
-		r.waitKey = s.hasVideo && len(r.pending) == 0
-	}
 	s.readers[r] = struct{}{}
 	s.readerCount.Store(int64(len(s.readers)))
+	s.readersMu.Unlock()
+	key := joinKey{head: s.head, publishes: s.publishes.Load(), window: window}
+	plan, ok := s.joins.lookup(key)
+	var gop []*media.Unit
+	if !ok && s.conf.Join != JoinLive {
+		gop = s.cache.AppendTo(nil)
+	}
+	hasVideo := s.hasVideo
+	s.mu.RUnlock()
+	if !ok {
+		plan = planJoin(gop, hasVideo, s.conf.Join, window)
+		s.joins.store(key, plan)
+	}
+	// The reader consumes its own copy of the slice; the units are shared.
+	r.pending = append([]*media.Unit(nil), plan.units...)
+	r.waitKey, r.audioFloor, r.floorOn = plan.waitKey, plan.audioFloor, plan.floorOn
 	return r, nil
 }
 
@@ -418,51 +432,4 @@ func (s *Stream) removeReader(r *Reader) {
 	delete(s.readers, r)
 	s.readerCount.Store(int64(len(s.readers)))
 	s.readersMu.Unlock()
-}
-
-// catchUp retimes a cached GOP so that a player starting at its first unit
-// plays through it within window and then runs at live delay. Video units
-// older than the newest cached unit by more than window are squeezed
-// (t -> newest - (newest-t)*window/span) in order, and audio units older than
-// window are dropped, since squeezed audio is noise. The result holds fresh
-// copies wherever a timestamp changed: cached units are shared and immutable.
-func catchUp(gop []*media.Unit, window time.Duration) []*media.Unit {
-	if len(gop) < 2 {
-		return gop
-	}
-	// Anchor on the newest video unit: audio often arrives ahead of the
-	// video (ffmpeg's RTSP publisher sends it in bursts), and squeezing
-	// video up to a later audio time would put the last cached picture
-	// after the next live one.
-	newest := gop[len(gop)-1].DTS
-	for i := len(gop) - 1; i >= 0; i-- {
-		if gop[i].Track.IsVideo() {
-			newest = gop[i].DTS
-			break
-		}
-	}
-	span := newest - gop[0].DTS
-	if span <= window {
-		return gop
-	}
-	squeeze := func(t time.Duration) time.Duration {
-		if t >= newest {
-			return t
-		}
-		return newest - time.Duration(float64(newest-t)*float64(window)/float64(span))
-	}
-	out := gop[:0:0]
-	for _, u := range gop {
-		if newest-u.DTS <= window && !u.Track.IsVideo() {
-			out = append(out, u)
-			continue
-		}
-		if !u.Track.IsVideo() {
-			continue
-		}
-		c := &media.Unit{Track: u.Track, PTS: squeeze(u.PTS), DTS: squeeze(u.DTS), KeyFrame: u.KeyFrame,
-			Payload: u.Payload, Wall: u.Wall, Size: u.Size}
-		out = append(out, c)
-	}
-	return out
 }
