@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -321,5 +322,27 @@ func TestWebConfig(t *testing.T) {
 	}
 	if w := mustLoad(t, "").WebServerConfig(); w.ChatHistory != 50 || w.ChatRate != 5 || w.ChatMaxBytes != 500 {
 		t.Errorf("defaults %+v", w)
+	}
+}
+
+// docs/configuration.md is config.yml's comments as tables: it cannot
+// drift, because this fails when it differs (regenerate it with
+// `go run . config reference > docs/configuration.md`).
+func TestConfigReference(t *testing.T) {
+	want, err := configReference(defaultConfigYAML)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile("docs/configuration.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != want {
+		t.Fatal("docs/configuration.md differs from config.yml: run `go run . config reference > docs/configuration.md`")
+	}
+	for _, key := range []string{"`rtmp.address`", "`paths.default.gracePeriod`", "`limits.maxConnsPerAddress`", "`http.idleTimeout`"} {
+		if !strings.Contains(want, key) {
+			t.Errorf("the reference lacks %s", key)
+		}
 	}
 }

@@ -92,6 +92,18 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			return nil
 		},
 	}, &cobra.Command{
+		Use:   "reference",
+		Short: "Print the configuration reference (docs/configuration.md) made from the embedded config.yml",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ref, err := configReference(defaultConfigYAML)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(cmd.OutOrStdout(), ref)
+			return err
+		},
+	}, &cobra.Command{
 		Use:   "default",
 		Short: "Print the embedded default config.yml",
 		Args:  cobra.NoArgs,
