@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -362,6 +363,7 @@ type packetWriter func(m *description.Media, p *rtp.Packet, ntp time.Time) error
 type player struct {
 	out    *outStream
 	write  packetWriter
+	on     []bool // by hub track ID: the output has the track (a player may set up only some)
 	seq    []uint16
 	base   []uint32
 	origin time.Time // NTP of hub time 0 for sender reports
@@ -371,16 +373,24 @@ type player struct {
 	drops   uint64
 }
 
-func newPlayer(o *outStream, w packetWriter) *player {
-	p := &player{out: o, write: w, seq: make([]uint16, len(o.byID)), base: make([]uint32, len(o.byID))}
+// newPlayer returns a player writing the tracks of o whose media is in
+// setup (a session's set-up medias, in any order and any subset), or every
+// track of o when setup is nil (the multicast stream).
+func newPlayer(o *outStream, w packetWriter, setup []*description.Media) *player {
+	p := &player{out: o, write: w, on: make([]bool, len(o.byID)), seq: make([]uint16, len(o.byID)), base: make([]uint32, len(o.byID))}
 	var b [6]byte
 	rand.Read(b[:]) //nolint:errcheck // never fails on Linux; a zero base is valid anyway
 	for i := range p.base {
 		p.base[i] = binary.BigEndian.Uint32(b[:4]) + uint32(i)*0x10000000
 		p.seq[i] = binary.BigEndian.Uint16(b[4:]) + uint16(i)*0x1000
 	}
-	for _, t := range o.tracks {
-		p.hasVid = p.hasVid || t.IsVideo()
+	for id, to := range o.byID {
+		if to == nil || (setup != nil && !slices.Contains(setup, to.media)) {
+			continue
+		}
+		p.on[id] = true
+		// Only a video track the player gets can end a wait for a keyframe.
+		p.hasVid = p.hasVid || to.media.Type == description.MediaTypeVideo
 	}
 	return p
 }
@@ -409,10 +419,10 @@ func (p *player) send(ctx context.Context, batch []*media.Unit, retryFull bool) 
 		if id < 0 || id >= len(p.out.byID) {
 			continue
 		}
-		to := p.out.byID[id]
-		if to == nil {
-			continue
+		if !p.on[id] {
+			continue // not offered over RTSP, or not set up by this player
 		}
+		to := p.out.byID[id]
 		if to.codec != u.Track.Codec {
 			return errLayoutChanged
 		}
@@ -471,7 +481,7 @@ func isQueueFull(err error) bool {
 func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStream, r *server.Reader) (stop func()) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
-	p := newPlayer(o, ss.WritePacketRTPWithNTP)
+	p := newPlayer(o, ss.WritePacketRTPWithNTP, ss.Medias())
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -523,7 +533,7 @@ func (s *Server) playMulticast(o *outStream) (stop func()) {
 			defer close(done)
 			r, err := s.hub.Read(o.path)
 			if err == nil {
-				err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP), false)
+				err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP, nil), false)
 				r.Close()
 			}
 			if ctx.Err() == nil {
