@@ -488,6 +488,7 @@ func (c *Config) RTSPServerConfig() rtsp.Config {
 		UDPRTPAddress: r.UDPRTPAddress, UDPRTCPAddress: r.UDPRTCPAddress,
 		MulticastIPRange: r.MulticastIPRange, MulticastRTPPort: r.MulticastRTPPort, MulticastRTCPPort: r.MulticastRTCPPort,
 		ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, WriteQueueSize: r.WriteQueueSize,
+		MaxConnsPerAddr: c.Limits.MaxConnsPerAddress,
 	}
 }
 

@@ -55,6 +55,18 @@ func RecoverErr(log *slog.Logger, what string, err *error, attrs ...any) {
 	}
 }
 
+// Report logs and counts a panic value that the caller recovered itself
+// (when the deferred function must do more than Recover does, such as
+// answer the peer or close its session).
+//
+//	defer func() {
+//		if v := recover(); v != nil {
+//			guard.Report(log, "rtsp play loop", v)
+//			session.Close()
+//		}
+//	}()
+func Report(log *slog.Logger, what string, v any, attrs ...any) { logPanic(log, what, v, attrs) }
+
 func logPanic(log *slog.Logger, what string, v any, attrs []any) {
 	panics.Add(1)
 	if log == nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5"
@@ -17,9 +18,14 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
+
+// rtpHeaderSize is the RTP header our packets carry (no CSRC, no
+// extension), counted in the bytes sent to a player.
+const rtpHeaderSize = 12
 
 // playBatch is how many units a play loop takes from its reader at once.
 const playBatch = 256
@@ -371,6 +377,7 @@ type player struct {
 	// waitKey skips units until a video keyframe (after a drop).
 	waitKey bool
 	drops   uint64
+	sent    int // bytes written since playLoop last counted them
 }
 
 // newPlayer returns a player writing the tracks of o whose media is in
@@ -465,6 +472,7 @@ func (p *player) send(ctx context.Context, batch []*media.Unit, retryFull bool) 
 			if err != nil {
 				return err
 			}
+			p.sent += rtpHeaderSize + len(payload)
 			p.seq[id]++
 		}
 	}
@@ -487,6 +495,13 @@ func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStrea
 		defer s.wg.Done()
 		defer close(done)
 		defer r.Close()
+		defer func() {
+			if v := recover(); v != nil {
+				guard.Report(s.log, "rtsp play loop", v, "path", st.path, "remote", st.remote)
+				st.endReason = guard.ErrPanic.Error()
+				ss.Close()
+			}
+		}()
 		err := s.playLoop(ctx, r, p, true)
 		st.drops = p.drops
 		if ctx.Err() == nil {
@@ -503,16 +518,28 @@ func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStrea
 	}
 }
 
+// testHookPlay, when set by a test, is called with the path before each
+// batch a play loop sends (to inject a fault into one session).
+var testHookPlay atomic.Pointer[func(path string)]
+
 // playLoop feeds p from r until an error.
 func (s *Server) playLoop(ctx context.Context, r *server.Reader, p *player, retryFull bool) error {
 	batch := make([]*media.Unit, 0, playBatch)
 	for {
+		if hook := testHookPlay.Load(); hook != nil {
+			(*hook)(p.out.path)
+		}
 		var err error
 		batch, err = r.NextBatch(ctx, batch[:0])
 		if err != nil {
 			return err
 		}
-		if err := p.send(ctx, batch, retryFull); err != nil {
+		err = p.send(ctx, batch, retryFull)
+		if p.sent > 0 {
+			r.AddBytesOut(p.sent)
+			p.sent = 0
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -531,6 +558,12 @@ func (s *Server) playMulticast(o *outStream) (stop func()) {
 		go func() {
 			defer s.wg.Done()
 			defer close(done)
+			defer func() {
+				if v := recover(); v != nil {
+					guard.Report(s.log, "rtsp multicast feeder", v, "path", o.path)
+					ms.Close() // ends the group's sessions; release drops the group
+				}
+			}()
 			r, err := s.hub.Read(o.path)
 			if err == nil {
 				err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP, nil), false)

@@ -24,6 +24,8 @@ func (f *fakeSource) OnPacketRTP(m *description.Media, _ format.Format, cb gorts
 	f.cbs[m] = cb
 }
 
+func (f *fakeSource) Close() {}
+
 func (f *fakeSource) PacketPTS(_ *description.Media, pkt *rtp.Packet) (int64, bool) {
 	return int64(pkt.Timestamp), true
 }

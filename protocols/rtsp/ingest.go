@@ -21,6 +21,7 @@ import (
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/internal/units"
 	"github.com/streamhub/streamhub/media"
 )
@@ -37,6 +38,7 @@ var errNoSupportedMedia = errors.New("rtsp: the SDP has no track streamhub can t
 type packetSource interface {
 	OnPacketRTP(medi *description.Media, forma format.Format, cb gortsplib.OnPacketRTPFunc)
 	PacketPTS(medi *description.Media, pkt *rtp.Packet) (int64, bool)
+	Close()
 }
 
 // ingest turns an RTSP publisher's (or pulled source's) RTP into hub units:
@@ -244,6 +246,14 @@ func (in *ingest) register(src packetSource) {
 	for _, inp := range in.inputs {
 		inp := inp
 		src.OnPacketRTP(inp.medi, inp.forma, func(pkt *rtp.Packet) {
+			// A panic here would unwind gortsplib's reading goroutine and
+			// end the process: it ends this publisher instead.
+			defer func() {
+				if v := recover(); v != nil {
+					guard.Report(in.log, "rtsp ingest", v, "path", in.path)
+					go src.Close() // a client's Close waits for this goroutine
+				}
+			}()
 			pts, ok := src.PacketPTS(inp.medi, pkt)
 			if !ok {
 				return

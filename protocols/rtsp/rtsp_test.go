@@ -161,15 +161,27 @@ func freeUDPPair(t testing.TB) (int, int) {
 
 func newEnv(t *testing.T, paths func(string) server.PathConfig) *env {
 	t.Helper()
+	return newEnvWith(t, server.HubConfig{PathConfig: paths}, nil)
+}
+
+// newEnvWith is newEnv with the hub's config (its Logger is set here) and
+// a change to the server's config.
+func newEnvWith(t testing.TB, hc server.HubConfig, change func(*Config)) *env {
+	t.Helper()
 	logs := &testfixtures.SyncBuffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	hub := server.NewHub(server.HubConfig{PathConfig: paths, Logger: log})
+	hc.Logger = log
+	hub := server.NewHub(hc)
 	rtpPort, rtcpPort := freeUDPPair(t)
-	srv := New(Config{
+	conf := Config{
 		Address: "127.0.0.1:0", Transports: []string{TransportTCP, TransportUDP},
 		UDPRTPAddress: fmt.Sprintf(":%d", rtpPort), UDPRTCPAddress: fmt.Sprintf(":%d", rtcpPort),
 		ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second, WriteQueueSize: 1024,
-	}, hub, log)
+	}
+	if change != nil {
+		change(&conf)
+	}
+	srv := New(conf, hub, log)
 	if err := srv.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -59,6 +60,8 @@ type Config struct {
 	ReadTimeout, WriteTimeout time.Duration
 	// WriteQueueSize is the packets queued per player (a power of two).
 	WriteQueueSize int
+	// MaxConnsPerAddr caps the TCP connections of one remote IP; 0 = no cap.
+	MaxConnsPerAddr int
 }
 
 func (c *Config) has(transport string) bool {
@@ -101,6 +104,16 @@ func (s *Server) Start() error {
 		ReadTimeout:    s.conf.ReadTimeout,
 		WriteTimeout:   s.conf.WriteTimeout,
 		WriteQueueSize: s.conf.WriteQueueSize,
+		// gortsplib's accept loop returns on the first error (EMFILE) and
+		// nothing restarts it: guard.Listen retries instead.
+		Listen: func(network, address string) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &listener{Listener: guard.Listen(l, guard.ListenerConfig{Name: "rtsp", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log}),
+				readTimeout: s.conf.ReadTimeout}, nil
+		},
 	}
 	if s.conf.has(TransportUDP) {
 		s.lib.UDPRTPAddress, s.lib.UDPRTCPAddress = s.conf.UDPRTPAddress, s.conf.UDPRTCPAddress
@@ -112,7 +125,7 @@ func (s *Server) Start() error {
 	if err := s.lib.Start(); err != nil {
 		return fmt.Errorf("rtsp: %w", err)
 	}
-	s.log.Info("listening", "address", s.conf.Address, "transports", strings.Join(s.conf.Transports, ","))
+	s.log.Info("listening", "address", s.Addr().String(), "transports", strings.Join(s.conf.Transports, ","))
 	return nil
 }
 
@@ -174,6 +187,7 @@ var (
 
 // OnConnClose logs why a connection ended, once.
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
+	defer guard.Recover(s.log, "rtsp OnConnClose")
 	if ctx.Error != nil && !isNormalEnd(ctx.Error) {
 		s.log.Info("connection closed", "remote", ctx.Conn.NetConn().RemoteAddr().String(), "reason", ctx.Error.Error())
 	}
@@ -181,12 +195,14 @@ func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 
 // OnSessionOpen attaches the session state.
 func (s *Server) OnSessionOpen(ctx *gortsplib.ServerHandlerOnSessionOpenCtx) {
+	defer guard.Recover(s.log, "rtsp OnSessionOpen")
 	ctx.Session.SetUserData(&session{remote: ctx.Conn.NetConn().RemoteAddr().String()})
 }
 
 // OnSessionClose ends the session's publisher or player; the session's one
 // log line says why it ended.
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
+	defer guard.Recover(s.log, "rtsp OnSessionClose")
 	st := ctx.Session.UserData().(*session)
 	mode := ""
 	switch {
@@ -215,6 +231,41 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "reason", reason, "drops", st.drops)
 }
 
+// recoverRes, deferred by a callback that answers a request, turns a
+// panic into a 500 answer and an error, which makes gortsplib end that
+// connection and its session: the server and every other session go on.
+func (s *Server) recoverRes(what string, res **base.Response, err *error) {
+	if v := recover(); v != nil {
+		guard.Report(s.log, what, v)
+		*res = &base.Response{StatusCode: base.StatusInternalServerError, StatusMessage: "Internal Server Error"}
+		*err = guard.ErrPanic
+	}
+}
+
+// badTransport returns why no transport a SETUP offers can work (channels
+// or ports out of range, or a pair that is reversed), or "" when one of
+// them can: gortsplib answers 200 to values it cannot use.
+func badTransport(v base.HeaderValue) string {
+	var ts headers.Transports
+	if err := ts.Unmarshal(v); err != nil {
+		return reasonPhrase(err)
+	}
+	why := ""
+	for _, t := range ts {
+		switch {
+		case t.InterleavedIDs != nil && !pairOK(t.InterleavedIDs, 0, 255):
+			why = fmt.Sprintf("interleaved=%d-%d: channels are 0 to 255, the second after the first", t.InterleavedIDs[0], t.InterleavedIDs[1])
+		case t.ClientPorts != nil && !pairOK(t.ClientPorts, 1, 65535):
+			why = fmt.Sprintf("client_port=%d-%d: ports are 1 to 65535, the RTCP port after the RTP port", t.ClientPorts[0], t.ClientPorts[1])
+		default:
+			return ""
+		}
+	}
+	return why
+}
+
+func pairOK(p *[2]int, lo, hi int) bool { return p[0] >= lo && p[1] <= hi && p[1] > p[0] }
+
 // isNormalEnd reports whether err is a client leaving or the server
 // shutting down, not a fault worth a reason in the log.
 func isNormalEnd(err error) bool {
@@ -225,7 +276,8 @@ func isNormalEnd(err error) bool {
 
 // OnDescribe answers with the SDP of a live hub stream, starting an
 // on-demand source if the path has one.
-func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (res *base.Response, stream *gortsplib.ServerStream, err error) {
+	defer s.recoverRes("rtsp DESCRIBE", &res, &err)
 	out, res, err := s.readOut(ctx.Conn, ctx.Request, trimPath(ctx.Path), ctx.Query)
 	if out == nil {
 		return res, nil, err
@@ -250,7 +302,8 @@ func (s *Server) readOut(c *gortsplib.ServerConn, req *base.Request, path, query
 
 // OnAnnounce checks that path may be published with this session's
 // credentials and that the SDP has a track the hub carries.
-func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Response, error) {
+func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (res *base.Response, err error) {
+	defer s.recoverRes("rtsp ANNOUNCE", &res, &err)
 	st := ctx.Session.UserData().(*session)
 	path := trimPath(ctx.Path)
 	key, err := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey)
@@ -274,7 +327,11 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (*base.Re
 
 // OnSetup accepts a publisher's tracks, or gives a player the path's stream
 // (the multicast one for a multicast SETUP).
-func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (res *base.Response, stream *gortsplib.ServerStream, err error) {
+	defer s.recoverRes("rtsp SETUP", &res, &err)
+	if why := badTransport(ctx.Request.Header["Transport"]); why != "" {
+		return &base.Response{StatusCode: base.StatusUnsupportedTransport, StatusMessage: "Unsupported Transport: " + why}, nil, nil
+	}
 	st := ctx.Session.UserData().(*session)
 	tr := ctx.Transport.Protocol
 	if (tr == gortsplib.ProtocolTCP && !s.conf.has(TransportTCP)) ||
@@ -320,7 +377,8 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 
 // OnPlay starts sending: a play loop of its own for a unicast player, the
 // path's multicast feeder for a multicast one.
-func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Response, err error) {
+	defer s.recoverRes("rtsp PLAY", &res, &err)
 	st := ctx.Session.UserData().(*session)
 	if st.stop != nil {
 		return &base.Response{StatusCode: base.StatusOK}, nil // already playing
@@ -340,7 +398,8 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, 
 }
 
 // OnPause stops sending; a later PLAY starts again at a cached keyframe.
-func (s *Server) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (*base.Response, error) {
+func (s *Server) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (res *base.Response, err error) {
+	defer s.recoverRes("rtsp PAUSE", &res, &err)
 	st := ctx.Session.UserData().(*session)
 	if st.out != nil && !st.multicast && st.stop != nil { // a multicast group plays on for the others
 		st.stop()
@@ -350,7 +409,8 @@ func (s *Server) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (*base.Response
 }
 
 // OnRecord makes the session the path's publisher.
-func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Response, error) {
+func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (res *base.Response, err error) {
+	defer s.recoverRes("rtsp RECORD", &res, &err)
 	st := ctx.Session.UserData().(*session)
 	if st.in == nil {
 		return &base.Response{StatusCode: base.StatusBadRequest, StatusMessage: "Bad Request: RECORD without ANNOUNCE"}, nil
@@ -372,6 +432,7 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (*base.Respon
 // OnDecodeError counts undecodable RTP/RTCP from a publisher; it does not
 // end the session (a lossy camera still streams).
 func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
+	defer guard.Recover(s.log, "rtsp OnDecodeError")
 	if st, ok := ctx.Session.UserData().(*session); ok && st.in != nil {
 		st.in.decodeError(ctx.Error)
 	}
@@ -379,6 +440,7 @@ func (s *Server) OnDecodeError(ctx *gortsplib.ServerHandlerOnDecodeErrorCtx) {
 
 // OnPacketsLost counts RTP packets a publisher lost.
 func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
+	defer guard.Recover(s.log, "rtsp OnPacketsLost")
 	if st, ok := ctx.Session.UserData().(*session); ok && st.in != nil {
 		st.in.lost.Add(ctx.Lost)
 	}
@@ -409,14 +471,30 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 		return "", nil
 	}
 	user := "streamhub" // VerifyCredentials refuses an empty user before making its nonce
-	if v, ok := req.Header["Authorization"]; ok && len(v) == 1 {
+	v, sent := req.Header["Authorization"]
+	if sent && len(v) == 1 {
 		var a headers.Authorization
 		if a.Unmarshal(v) == nil && a.Username != "" {
 			user = a.Username
 		}
 	}
+	// A password is a key like ?key=: the same failure budget per address,
+	// refusal delay and (summarized) log line. The first request of a
+	// client, without credentials, only gets the challenge.
+	peer := server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query}
+	if sent {
+		if err := s.hub.AuthGate(peer); err != nil {
+			s.hub.LogRefusal(s.log, peer.Remote, "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
+			return "", err
+		}
+	}
 	if c.VerifyCredentials(req, user, want) {
 		return want, nil
+	}
+	if sent {
+		s.hub.AuthFailed(peer)
+		s.hub.LogRefusal(s.log, peer.Remote, "refused", "remote", peer.Remote, "path", server.LogPath(path),
+			"cause", "wrong RTSP password", "user", guard.Truncate(user))
 	}
 	return "", liberrors.ErrServerAuth{}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -114,6 +115,13 @@ func (m *Sources) start(path string, pc server.PathConfig) {
 	}()
 }
 
+// pullSafe is pull with a panic turned into an error: the source is
+// retried with backoff, as after any failure.
+func (m *Sources) pullSafe(ctx context.Context, path string, pc server.PathConfig, log *slog.Logger) (err error) {
+	defer guard.RecoverErr(log, "rtsp source", &err)
+	return m.pull(ctx, path, pc, log)
+}
+
 // run pulls one source until ctx ends: the server closes or, on demand,
 // the path stays without readers.
 func (m *Sources) run(ctx context.Context, cancel context.CancelFunc, path string, pc server.PathConfig) {
@@ -130,7 +138,7 @@ func (m *Sources) run(ctx context.Context, cancel context.CancelFunc, path strin
 	wait := backoffMin
 	for {
 		began := time.Now()
-		err := m.pull(ctx, path, pc, log)
+		err := m.pullSafe(ctx, path, pc, log)
 		if ctx.Err() != nil {
 			log.Info("source stopped", "reason", stopReason(m.ctx))
 			return

@@ -56,6 +56,16 @@ func TestPlaySubsetOfTracks(t *testing.T) {
 	if all.count("video") <= before {
 		t.Fatal("the player of every track stopped getting video")
 	}
+	// Its bytes are counted for the session list and the metrics.
+	var bytes uint64
+	for _, ss := range e.hub.Sessions() {
+		if ss.Kind == "reader" && ss.Protocol == "rtsp" {
+			bytes += ss.Bytes
+		}
+	}
+	if bytes == 0 {
+		t.Fatal("RTSP players' bytes are not counted")
+	}
 }
 
 type countingPlayer struct {
