@@ -180,6 +180,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	rtmpSrv := rtmp.New(rtmp.Config{
 		Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
 		ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
+		MaxConnsPerAddr: conf.Limits.MaxConnsPerAddress,
 	}, hub, log)
 	if err := rtmpSrv.Start(); err != nil {
 		return err

@@ -97,12 +97,12 @@ func (h *Hub) authOutcome(err error, from Peer) error {
 }
 
 // LogRefusal logs a refused connection or request at Info, summarized per
-// remote address across every protocol: the first in a window is written
-// (with how many were left out before it), the others only counted. A
-// protocol logs every refusal through it, so an address that retries in a
-// loop costs one line per window.
+// remote address and message across every protocol: the first few in a
+// window are written (the first with how many were left out before it),
+// the others only counted. A protocol logs every refusal through it, so an
+// address that retries in a loop costs a few lines per window.
 func (h *Hub) LogRefusal(log *slog.Logger, remote, msg string, attrs ...any) {
-	ok, more := h.refusals.Note(guard.HostOfString(remote))
+	ok, more := h.refusals.Note(guard.HostOfString(remote) + "\x00" + msg)
 	if !ok {
 		return
 	}

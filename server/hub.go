@@ -59,8 +59,12 @@ type HubConfig struct {
 	AuthFailures *guard.Budget
 }
 
-// refusalLogWindow is how often LogRefusal writes a line about one address.
-const refusalLogWindow = 10 * time.Second
+// LogRefusal writes refusalLogBurst lines about one address per
+// refusalLogWindow, then counts the rest into the next window's first line.
+const (
+	refusalLogWindow = 10 * time.Second
+	refusalLogBurst  = 5
+)
 
 // Hub maps paths to live streams. It is safe for concurrent use.
 type Hub struct {
@@ -83,7 +87,7 @@ func NewHub(c HubConfig) *Hub {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	return &Hub{conf: c, log: c.Logger, refusals: guard.NewSummary(refusalLogWindow), streams: map[string]*Stream{}, published: make(chan struct{})}
+	return &Hub{conf: c, log: c.Logger, refusals: guard.NewSummary(refusalLogWindow, refusalLogBurst), streams: map[string]*Stream{}, published: make(chan struct{})}
 }
 
 // PublishOptions describe who publishes.

@@ -218,7 +218,7 @@ func errTimeout(err error) error {
 var errSentinel = errors.New("sentinel")
 
 func TestSummary(t *testing.T) {
-	s := NewSummary(50 * time.Millisecond)
+	s := NewSummary(50*time.Millisecond, 1)
 	if ok, n := s.Note("a"); !ok || n != 0 {
 		t.Fatalf("first Note = %v %d", ok, n)
 	}
@@ -233,6 +233,16 @@ func TestSummary(t *testing.T) {
 	time.Sleep(60 * time.Millisecond)
 	if ok, n := s.Note("a"); !ok || n != 9 {
 		t.Fatalf("after the window Note = %v %d, want true 9", ok, n)
+	}
+	b := NewSummary(time.Minute, 3)
+	logged := 0
+	for range 10 {
+		if ok, _ := b.Note("x"); ok {
+			logged++
+		}
+	}
+	if logged != 3 {
+		t.Fatalf("a burst of 3 logged %d of 10", logged)
 	}
 }
 

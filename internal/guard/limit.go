@@ -12,33 +12,41 @@ import (
 const maxKeys = 10000
 
 // Summary turns repeated log lines about one key (a remote address) into
-// one line per window with a count.
+// a few lines per window and then a count.
 type Summary struct {
 	window time.Duration
+	burst  int
 
 	mu sync.Mutex // mu guards m
 	m  map[string]*summaryEntry
 }
 
 type summaryEntry struct {
-	start      time.Time // when the current window's line was written
+	start      time.Time // when the current window began
+	logged     int       // lines written in it
 	suppressed int
 }
 
-// NewSummary returns a Summary with the given window.
-func NewSummary(window time.Duration) *Summary {
-	return &Summary{window: window, m: map[string]*summaryEntry{}}
+// NewSummary returns a Summary that lets burst lines about a key through
+// per window (at least one).
+func NewSummary(window time.Duration, burst int) *Summary {
+	return &Summary{window: window, burst: max(burst, 1), m: map[string]*summaryEntry{}}
 }
 
 // Note records an event about key and reports whether to log it now: the
-// first event of a window is logged, with suppressed the events left
-// unlogged in the window before; the others are counted.
+// first burst events of a window are logged, the first of them with
+// suppressed, the events left unlogged in the window before; the others
+// are counted.
 func (s *Summary) Note(key string) (log bool, suppressed int) {
 	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	e := s.m[key]
 	if e != nil && now.Sub(e.start) < s.window {
+		if e.logged < s.burst {
+			e.logged++
+			return true, 0
+		}
 		e.suppressed++
 		return false, 0
 	}
@@ -49,7 +57,7 @@ func (s *Summary) Note(key string) (log bool, suppressed int) {
 		e = &summaryEntry{}
 		s.m[key] = e
 	}
-	suppressed, e.start, e.suppressed = e.suppressed, now, 0
+	suppressed, e.start, e.suppressed, e.logged = e.suppressed, now, 0, 1
 	return true, suppressed
 }
 

@@ -46,7 +46,7 @@ func Listen(l net.Listener, c ListenerConfig) *Listener {
 	if c.Log == nil {
 		c.Log = slog.Default()
 	}
-	return &Listener{Listener: l, conf: c, log: c.Log, refused: NewSummary(10 * time.Second),
+	return &Listener{Listener: l, conf: c, log: c.Log, refused: NewSummary(10*time.Second, 1),
 		perIP: map[string]int{}, closed: make(chan struct{})}
 }
 

@@ -16,8 +16,8 @@ import (
 const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus and MP3 audio"
 
 // trackProbe is how much media gortmplib's Reader.Initialize reads to find
-// the tracks.
-const trackProbe = 2 * time.Second
+// the tracks when probeConn cannot end it earlier.
+const trackProbe = probeWindow
 
 // rtmpClock is the period of RTMP's 32-bit millisecond timestamps.
 const rtmpClock = time.Duration(1<<32) * time.Millisecond
@@ -29,15 +29,18 @@ func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	if err := c.srv.hub.CheckPublish(c.path, key); err != nil {
 		return c.refuse(sc, "NetStream.Publish.BadName", err)
 	}
-	r := &gortmplib.Reader{Conn: sc}
-	// Reading the tracks takes trackProbe of media (about as much wall time
-	// from a live encoder), so the handshake deadline does not fit it.
+	probe := &probeConn{Conn: sc}
+	r := &gortmplib.Reader{Conn: probe}
+	// Reading the tracks can take up to trackProbe of media (about as much
+	// wall time from a live encoder without onMetaData), so the handshake
+	// deadline does not fit it.
 	c.nc.SetDeadline(time.Now().Add(trackProbe + c.srv.conf.ReadTimeout))
 	c.rd.left = probeMaxBytes
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
 	c.rd.left = -1
+	r.Conn = &replayConn{Conn: sc, queue: probe.read}
 	in, err := newIngest(r.Tracks())
 	if err != nil {
 		return c.refuse(sc, "NetStream.Publish.Failed", err)

@@ -5,6 +5,7 @@
 package rtmp
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,12 +14,14 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/message"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/server"
 )
@@ -34,6 +37,8 @@ type Config struct {
 	ReadTimeout time.Duration
 	// WriteTimeout closes a player whose socket accepts nothing for this long.
 	WriteTimeout time.Duration
+	// MaxConnsPerAddr caps the connections of one remote IP; 0 = no cap.
+	MaxConnsPerAddr int
 }
 
 // Server accepts RTMP connections and connects them to the hub.
@@ -61,7 +66,9 @@ func (s *Server) Start() error {
 	if err != nil {
 		return fmt.Errorf("rtmp: listen on %s (rtmp.address): %w", s.conf.Address, err)
 	}
-	s.ln = ln
+	// guard.Listen retries a failing Accept (EMFILE) with backoff, logged
+	// once per episode, and caps the connections per address.
+	s.ln = guard.Listen(ln, guard.ListenerConfig{Name: "rtmp", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log})
 	s.wg.Add(1)
 	go s.acceptLoop()
 	s.log.Info("listening", "address", ln.Addr().String())
@@ -83,24 +90,11 @@ func (s *Server) Close() {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
-	var backoff time.Duration
 	for {
-		nc, err := s.ln.Accept()
+		nc, err := s.ln.Accept() // only fails once the listener is closed
 		if err != nil {
-			if s.ctx.Err() != nil || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// EMFILE and friends: back off instead of spinning.
-			backoff = min(max(backoff*2, 5*time.Millisecond), time.Second)
-			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
-			select {
-			case <-time.After(backoff):
-			case <-s.ctx.Done():
-				return
-			}
-			continue
+			return
 		}
-		backoff = 0
 		if !s.conns.Add(nc) {
 			return // shutting down
 		}
@@ -117,28 +111,49 @@ func (s *Server) acceptLoop() {
 // the cause once.
 func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
-	c := &conn{srv: s, nc: nc, log: s.log.With("remote", nc.RemoteAddr().String())}
-	err := c.run()
-	if c.mode == "" {
-		c.log.Info("connection refused", "cause", causeText(err))
+	remote := nc.RemoteAddr().String()
+	c := &conn{srv: s, nc: nc, log: s.log.With("remote", remote)}
+	err := c.runSafe()
+	if c.mode == "" || c.refused {
+		msg := "connection refused"
+		if c.mode != "" {
+			msg = c.mode + " refused"
+		}
+		s.hub.LogRefusal(c.log, remote, msg, "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
 		return
 	}
 	c.log.Info("connection closed", "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
 }
 
+// runSafe is run with a panic turned into the connection's end.
+func (c *conn) runSafe() (err error) {
+	defer guard.RecoverErr(c.log, "rtmp connection", &err)
+	if h := testHookConn.Load(); h != nil {
+		(*h)(c)
+	}
+	return c.run()
+}
+
+// testHookConn, when set by a test, is called at the start of every
+// connection (to inject a fault into one).
+var testHookConn atomic.Pointer[func(*conn)]
+
+// causeText is err for the log: what a peer sent can be in it (gortmplib
+// quotes a malformed command whole), so it is cut short.
 func causeText(err error) string {
 	if err == nil {
 		return "done"
 	}
-	return err.Error()
+	return guard.Truncate(err.Error())
 }
 
 type conn struct {
 	srv  *Server
 	nc   net.Conn
 	log  *slog.Logger
-	mode string // "publish" or "play", once known
-	path string
+	mode    string // "publish" or "play", once known
+	path    string
+	refused bool // the server refused the publisher or player
 	// w serializes writes to nc: while playing, gortmplib may answer a
 	// ping or send an acknowledgement from the read goroutine.
 	w *lockedWriter
@@ -148,6 +163,12 @@ type conn struct {
 
 // rtmpeVersion is the C0 byte of an RTMPE (encrypted) handshake.
 const rtmpeVersion = 6
+
+// maxCommandBytes bounds what a peer may send before its connect, publish
+// or play command is accepted: the handshake and a few small commands. A
+// larger connect (gortmplib reads a whole message, up to 16 MiB, and quotes
+// a malformed one whole in its error) is cut off here.
+const maxCommandBytes = 64 << 10
 
 // probeMaxBytes bounds what a publisher may send while gortmplib probes its
 // tracks (it keeps every message of the probe in memory).
@@ -182,30 +203,78 @@ func (p *probeReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
-// refuse tells the client why with an onStatus error, then returns err.
+// refuseChunkStream carries refusals: a chunk stream nothing else uses, so
+// the status goes out with a full header even when the Publish.Start it
+// replaces was held back (see lockedWriter.hold).
+const refuseChunkStream = 8
+
+// refuseLinger is how long a refused client may take to read the refusal
+// and hang up: closing at once makes ffmpeg's next write fail with a broken
+// pipe before it reads why.
+const refuseLinger = time.Second
+
+// refuse tells the client why with an onStatus error (ffmpeg prints its
+// description), waits a moment for it to hang up, then returns err.
 func (c *conn) refuse(sc *gortmplib.ServerConn, code string, err error) error {
+	c.refused = true
+	c.w.release(false) // a held Publish.Start is never sent
 	c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 	sc.Write(&message.CommandAMF0{ //nolint:errcheck // err is what we report
-		ChunkStreamID: 5, MessageStreamID: libPlayStreamID, Name: "onStatus",
+		ChunkStreamID: refuseChunkStream, MessageStreamID: libPlayStreamID, Name: "onStatus",
 		Arguments: []any{nil, amf0.Object{
 			{Key: "level", Value: "error"},
 			{Key: "code", Value: code},
 			{Key: "description", Value: err.Error()},
 		}},
 	})
+	c.nc.SetReadDeadline(time.Now().Add(refuseLinger))
+	io.Copy(io.Discard, io.LimitReader(c.nc, maxCommandBytes)) //nolint:errcheck // until it hangs up or the linger ends
 	return err
 }
 
-// lockedWriter makes concurrent Writes to w whole and ordered.
+// lockedWriter makes concurrent Writes to w whole and ordered. While
+// holding, it keeps back the write of gortmplib's NetStream.Publish.Start
+// (Accept sends it before we know the stream key), until release says
+// whether it goes out: a refused publisher gets its refusal instead.
 type lockedWriter struct {
-	mu sync.Mutex // mu guards w
-	w  io.Writer
+	mu      sync.Mutex // mu guards w, holding and held
+	w       io.Writer
+	holding bool
+	held    []byte
 }
+
+// publishStart is the AMF0 string of the status a refused publisher must
+// not get; gortmplib writes each message in one Write.
+var publishStart = []byte("\x02\x00\x17NetStream.Publish.Start")
 
 func (l *lockedWriter) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.holding && bytes.Contains(p, publishStart) {
+		l.held = append(l.held[:0], p...)
+		return len(p), nil
+	}
 	return l.w.Write(p)
+}
+
+// hold starts keeping back Publish.Start.
+func (l *lockedWriter) hold() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.holding = true
+}
+
+// release ends holding; send says whether a held Publish.Start goes out.
+func (l *lockedWriter) release(send bool) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held := l.held
+	l.holding, l.held = false, nil
+	if send && held != nil {
+		_, err := l.w.Write(held)
+		return err
+	}
+	return nil
 }
 
 // writev writes bufs in one writev(2) when w is a TCP connection.
@@ -221,7 +290,7 @@ func (c *conn) run() error {
 	s := c.srv
 	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))
 	c.w = &lockedWriter{w: c.nc}
-	c.rd = &probeReader{r: c.nc, left: -1}
+	c.rd = &probeReader{r: c.nc, left: maxCommandBytes}
 	sc := &gortmplib.ServerConn{RW: struct {
 		io.Reader
 		io.Writer
@@ -229,9 +298,12 @@ func (c *conn) run() error {
 	if err := sc.Initialize(); err != nil {
 		return fmt.Errorf("rtmp handshake: %w", err)
 	}
+	c.rd.left = maxCommandBytes
+	c.w.hold()
 	if err := sc.Accept(); err != nil {
 		return fmt.Errorf("rtmp connect: %w", err)
 	}
+	c.rd.left = -1
 	path, key, err := pathAndKey(sc)
 	if err != nil {
 		if sc.Publish {
@@ -255,11 +327,15 @@ func (c *conn) run() error {
 		if err != nil {
 			return c.refuse(sc, "NetStream.Publish.BadName", err)
 		}
+		if err := c.w.release(true); err != nil {
+			return fmt.Errorf("rtmp: %w", err)
+		}
 		c.path = rp
 		c.log.Info("connection opened", "mode", c.mode, "path", rp)
 		return c.publish(sc, rk)
 	}
 	c.mode = "play"
+	c.w.release(true) //nolint:errcheck // nothing is held for a player
 	c.nc.SetDeadline(time.Time{})
 	c.log.Info("connection opened", "mode", c.mode, "path", server.LogPath(path))
 	return c.play(sc, key)
