@@ -228,7 +228,7 @@ func crossSite(r *http.Request) bool {
 // address.
 func (h *Handler) refuse(w http.ResponseWriter, r *http.Request, status int, reason string) {
 	h.hub.AuthFailed(peerOf(r))
-	h.hub.LogRefusal(h.log, r.RemoteAddr, "api request refused", "remote", r.RemoteAddr,
+	h.hub.LogRefusal(h.log, r.RemoteAddr, "api "+strconv.Itoa(status), "api request refused", "remote", r.RemoteAddr,
 		"method", r.Method, "path", guard.Truncate(r.URL.Path), "status", status)
 	fail(w, status, reason)
 }
@@ -239,7 +239,7 @@ func (h *Handler) throttled(w http.ResponseWriter, r *http.Request) bool {
 	if h.hub.AuthGate(peerOf(r)) == nil {
 		return false
 	}
-	h.hub.LogRefusal(h.log, r.RemoteAddr, "api request refused", "remote", r.RemoteAddr,
+	h.hub.LogRefusal(h.log, r.RemoteAddr, "api 429", "api request refused", "remote", r.RemoteAddr,
 		"method", r.Method, "path", guard.Truncate(r.URL.Path), "status", http.StatusTooManyRequests)
 	fail(w, http.StatusTooManyRequests, "too many failed attempts from this address (auth.failureBudget): wait a minute and try again")
 	return true

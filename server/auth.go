@@ -97,12 +97,14 @@ func (h *Hub) authOutcome(err error, from Peer) error {
 }
 
 // LogRefusal logs a refused connection or request at Info, summarized per
-// remote address and message across every protocol: the first few in a
-// window are written (the first with how many were left out before it),
-// the others only counted. A protocol logs every refusal through it, so an
-// address that retries in a loop costs a few lines per window.
-func (h *Hub) LogRefusal(log *slog.Logger, remote, msg string, attrs ...any) {
-	ok, more := h.refusals.Note(guard.HostOfString(remote) + "\x00" + msg)
+// remote address and kind of refusal across every protocol: the first few
+// in a window are written (the first with how many were left out before
+// it), the others only counted. kind is the caller's name for why (a
+// status code, "wrong password"): one of a few, never a peer's value. A
+// protocol logs every refusal through it, so an address that retries in a
+// loop costs a few lines per window.
+func (h *Hub) LogRefusal(log *slog.Logger, remote, kind, msg string, attrs ...any) {
+	ok, more := h.refusals.Note(guard.HostOfString(remote) + "\x00" + kind)
 	if !ok {
 		return
 	}

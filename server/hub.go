@@ -125,19 +125,26 @@ func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (
 	if err != nil {
 		return nil, err
 	}
-	p, err := h.attach(path, pc, tracks, opts)
+	return h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+}
+
+// attachClaimed attaches c's publisher with tracks, logs it and tells
+// HubConfig.OnPublish.
+func (h *Hub) attachClaimed(c *Claim, tracks []*media.Track) (*Publisher, error) {
+	p, err := h.attach(c, tracks)
 	if err != nil {
 		return nil, err
 	}
-	h.log.Info("stream publishing", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "tracks", describeTracks(tracks))
+	h.log.Info("stream publishing", "path", c.path, "protocol", c.opts.Protocol, "remote", c.opts.Remote, "tracks", describeTracks(tracks))
 	if h.conf.OnPublish != nil {
-		h.conf.OnPublish(path, opts.Derived)
+		h.conf.OnPublish(c.path, c.opts.Derived)
 	}
 	return p, nil
 }
 
-// attach makes a publisher for path under the hub lock.
-func (h *Hub) attach(path string, pc PathConfig, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
+// attach makes a publisher for c's path under the hub lock.
+func (h *Hub) attach(c *Claim, tracks []*media.Track) (*Publisher, error) {
+	path, pc, opts := c.path, c.pc, c.opts
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if h.closed {
@@ -151,7 +158,7 @@ func (h *Hub) attach(path string, pc PathConfig, tracks []*media.Track, opts Pub
 		s = newStream(h, path, pc)
 		h.streams[path] = s
 	}
-	p, err := s.attachPublisher(tracks, opts)
+	p, err := s.attachPublisher(tracks, opts, c)
 	if err != nil {
 		return nil, err
 	}
@@ -216,7 +223,7 @@ func (h *Hub) ResolvePublish(path, key string) (string, string, error) {
 	if s != nil {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
-		if s.publisher != nil {
+		if s.publisher != nil || s.claim != nil {
 			return "", "", ErrPathBusy
 		}
 	}

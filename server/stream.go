@@ -50,6 +50,7 @@ type Stream struct {
 	tracks    []*media.Track
 	hasVideo  bool
 	publisher *Publisher
+	claim     *Claim // a publisher accepted, its tracks not known yet (claim.go)
 	cache     *gopcache.Cache
 	ring      []*media.Unit // len is a power of two; unit seq n lives at ring[n&mask]
 	mask      uint64
@@ -191,9 +192,15 @@ func (s *Stream) Stats() StreamStats {
 }
 
 // attachPublisher is called with h.mu held.
-func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
+func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, claim *Claim) (*Publisher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.claim != nil && s.claim != claim {
+		if !opts.Derived || !s.derived {
+			return nil, ErrPathBusy
+		}
+	}
+	s.claim = nil
 	if s.publisher != nil {
 		if !opts.Derived || !s.derived {
 			return nil, ErrPathBusy
@@ -331,9 +338,7 @@ func (s *Stream) detachPublisher(p *Publisher) {
 		s.hub.log.Info("stream ended", "path", s.path)
 		return
 	}
-	s.graceGen++
-	gen := s.graceGen
-	s.grace = time.AfterFunc(s.conf.GracePeriod, func() { s.graceExpired(gen) })
+	s.startGraceLocked(s.conf.GracePeriod)
 	s.mu.Unlock()
 	s.hub.mu.Unlock()
 	s.hub.log.Info("stream waiting for a publisher", "path", s.path, "grace", s.conf.GracePeriod)
@@ -343,7 +348,7 @@ func (s *Stream) graceExpired(gen uint64) {
 	// Lock order: hub, then stream (as in Publish).
 	s.hub.mu.Lock()
 	s.mu.Lock()
-	if s.publisher != nil || s.ended || s.graceGen != gen {
+	if s.publisher != nil || s.claim != nil || s.ended || s.graceGen != gen {
 		s.mu.Unlock()
 		s.hub.mu.Unlock()
 		return

@@ -22,13 +22,10 @@ const trackProbe = probeWindow
 // rtmpClock is the period of RTMP's 32-bit millisecond timestamps.
 const rtmpClock = time.Duration(1<<32) * time.Millisecond
 
-// publish reads the publisher's tracks, registers it in the hub and pumps
-// its media until the connection ends.
-func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
-	// Refuse a wrong key or a busy path before reading (and buffering) media.
-	if err := c.srv.hub.CheckPublish(c.path, key); err != nil {
-		return c.refuse(sc, "NetStream.Publish.BadName", err)
-	}
+// publish reads the publisher's tracks, registers it in the hub on the
+// path it claimed and pumps its media until the connection ends.
+func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
+	defer claim.Release() // no-op once published
 	probe := &probeConn{Conn: sc}
 	r := &gortmplib.Reader{Conn: probe}
 	// Reading the tracks can take up to trackProbe of media (about as much
@@ -45,10 +42,7 @@ func (c *conn) publish(sc *gortmplib.ServerConn, key string) error {
 	if err != nil {
 		return c.refuse(sc, "NetStream.Publish.Failed", err)
 	}
-	pub, err := c.srv.hub.Publish(c.path, in.tracks, server.PublishOptions{
-		Key: key, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
-		OnKick: func() { c.nc.Close() },
-	})
+	pub, err := claim.Publish(in.tracks)
 	if err != nil {
 		return c.refuse(sc, "NetStream.Publish.BadName", err)
 	}

@@ -119,7 +119,7 @@ func (s *Server) handle(nc net.Conn) {
 		if c.mode != "" {
 			msg = c.mode + " refused"
 		}
-		s.hub.LogRefusal(c.log, remote, msg, "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
+		s.hub.LogRefusal(c.log, remote, "rtmp "+msg, msg, "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
 		return
 	}
 	c.log.Info("connection closed", "mode", c.mode, "path", server.LogPath(c.path), "cause", causeText(err))
@@ -148,9 +148,9 @@ func causeText(err error) string {
 }
 
 type conn struct {
-	srv  *Server
-	nc   net.Conn
-	log  *slog.Logger
+	srv     *Server
+	nc      net.Conn
+	log     *slog.Logger
 	mode    string // "publish" or "play", once known
 	path    string
 	refused bool // the server refused the publisher or player
@@ -327,12 +327,23 @@ func (c *conn) run() error {
 		if err != nil {
 			return c.refuse(sc, "NetStream.Publish.BadName", err)
 		}
+		c.path = rp
+		// Refuse a busy path before reading (and buffering) media, and hold
+		// the path meanwhile: a stream in its grace period keeps its
+		// readers for this publisher, however long its tracks take.
+		claim, err := s.hub.Claim(rp, server.PublishOptions{
+			Key: rk, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
+			OnKick: func() { c.nc.Close() },
+		})
+		if err != nil {
+			return c.refuse(sc, "NetStream.Publish.BadName", err)
+		}
 		if err := c.w.release(true); err != nil {
+			claim.Release()
 			return fmt.Errorf("rtmp: %w", err)
 		}
-		c.path = rp
 		c.log.Info("connection opened", "mode", c.mode, "path", rp)
-		return c.publish(sc, rk)
+		return c.publish(sc, claim)
 	}
 	c.mode = "play"
 	c.w.release(true) //nolint:errcheck // nothing is held for a player

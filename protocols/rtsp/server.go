@@ -153,9 +153,9 @@ type session struct {
 	path   string
 	remote string
 	// publisher
-	in  *ingest
-	pub *server.Publisher
-	key string
+	in    *ingest
+	claim *server.Claim // the path held from ANNOUNCE to RECORD
+	pub   *server.Publisher
 	// player
 	out       *outStream
 	multicast bool
@@ -204,6 +204,9 @@ func (s *Server) OnSessionOpen(ctx *gortsplib.ServerHandlerOnSessionOpenCtx) {
 func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	defer guard.Recover(s.log, "rtsp OnSessionClose")
 	st := ctx.Session.UserData().(*session)
+	if st.claim != nil {
+		st.claim.Release() // ANNOUNCE without RECORD
+	}
 	mode := ""
 	switch {
 	case st.pub != nil:
@@ -320,8 +323,20 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (res *bas
 	if err != nil {
 		return &base.Response{StatusCode: base.StatusUnsupportedMediaType, StatusMessage: reasonPhrase(err)}, nil
 	}
+	// Hold the path until RECORD: a stream in its grace period keeps its
+	// readers for this publisher.
+	session := ctx.Session
+	claim, err := s.hub.Claim(path, server.PublishOptions{
+		Key: key, Protocol: "rtsp", Remote: st.remote, OnKick: func() { session.Close() },
+	})
+	if err != nil {
+		return refusal(err), nil
+	}
+	if st.claim != nil {
+		st.claim.Release() // a second ANNOUNCE
+	}
 	in.log, in.path = s.log, path
-	st.path, st.in, st.key = path, in, key
+	st.path, st.in, st.claim = path, in, claim
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
@@ -412,14 +427,14 @@ func (s *Server) OnPause(ctx *gortsplib.ServerHandlerOnPauseCtx) (res *base.Resp
 func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (res *base.Response, err error) {
 	defer s.recoverRes("rtsp RECORD", &res, &err)
 	st := ctx.Session.UserData().(*session)
-	if st.in == nil {
+	if st.pub != nil {
+		return &base.Response{StatusCode: base.StatusOK}, nil // already recording
+	}
+	if st.in == nil || st.claim == nil {
 		return &base.Response{StatusCode: base.StatusBadRequest, StatusMessage: "Bad Request: RECORD without ANNOUNCE"}, nil
 	}
-	session := ctx.Session
-	pub, err := s.hub.Publish(st.path, st.in.tracks, server.PublishOptions{
-		Key: st.key, Protocol: "rtsp", Remote: st.remote,
-		OnKick: func() { session.Close() },
-	})
+	pub, err := st.claim.Publish(st.in.tracks)
+	st.claim = nil
 	if err != nil {
 		return refusal(err), nil
 	}
@@ -484,7 +499,7 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 	peer := server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query}
 	if sent {
 		if err := s.hub.AuthGate(peer); err != nil {
-			s.hub.LogRefusal(s.log, peer.Remote, "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
+			s.hub.LogRefusal(s.log, peer.Remote, "rtsp throttled", "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
 			return "", err
 		}
 	}
@@ -493,7 +508,7 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 	}
 	if sent {
 		s.hub.AuthFailed(peer)
-		s.hub.LogRefusal(s.log, peer.Remote, "refused", "remote", peer.Remote, "path", server.LogPath(path),
+		s.hub.LogRefusal(s.log, peer.Remote, "rtsp wrong password", "refused", "remote", peer.Remote, "path", server.LogPath(path),
 			"cause", "wrong RTSP password", "user", guard.Truncate(user))
 	}
 	return "", liberrors.ErrServerAuth{}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/internal/tsconv"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
@@ -90,6 +91,7 @@ func (c *conn) read(r *server.Reader) error {
 	readDone := make(chan struct{})
 	go func() {
 		defer close(readDone)
+		defer guard.Recover(s.log, "srt reader's control loop", "remote", c.remote)
 		var b [PayloadSize]byte
 		for {
 			if _, err := c.sc.Read(b[:]); err != nil {

@@ -26,7 +26,7 @@ func (d *deadlineReader) Read(p []byte) (int, error) {
 }
 
 // publish reads the caller's MPEG-TS into the hub until it ends.
-func (c *conn) publish() error {
+func (c *conn) publish(claim *server.Claim) error {
 	s := c.srv
 	r := &mpegts.Reader{R: &deadlineReader{c: c.sc, r: c.sc, timeout: s.conf.ReadTimeout}}
 	// Initialize reads until the PMT: bounded by the read deadline.
@@ -44,8 +44,8 @@ func (c *conn) publish() error {
 	if err != nil {
 		return fmt.Errorf("srt: %w", err)
 	}
-	pub, err := s.hub.Publish(c.id.Path, in.Tracks(), server.PublishOptions{Key: c.id.Key, Protocol: "srt", Remote: c.remote,
-		OnKick: func() { c.sc.Close() }})
+	claim.SetKick(func() { c.sc.Close() })
+	pub, err := claim.Publish(in.Tracks())
 	if err != nil {
 		return err
 	}

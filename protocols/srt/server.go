@@ -16,11 +16,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
 	gosrt "github.com/datarhei/gosrt"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -108,13 +110,17 @@ func (s *Server) Close() {
 
 func (s *Server) acceptLoop() {
 	defer s.wg.Done()
+	failures := 0
 	for {
 		req, err := s.ln.Accept2()
 		if err != nil {
 			if errors.Is(err, gosrt.ErrListenerClosed) || s.ctx.Err() != nil {
 				return
 			}
-			s.log.Warn("accept failed", "err", err.Error())
+			if failures == 0 { // once per episode
+				s.log.Warn("accept failed; retrying", "err", guard.Truncate(err.Error()))
+			}
+			failures++
 			select {
 			case <-s.ctx.Done():
 				return
@@ -122,9 +128,14 @@ func (s *Server) acceptLoop() {
 			}
 			continue
 		}
+		if failures > 0 {
+			s.log.Info("accepting again", "failures", failures)
+			failures = 0
+		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
+			defer guard.Recover(s.log, "srt connection", "remote", req.RemoteAddr().String())
 			s.handle(req)
 		}()
 	}
@@ -192,7 +203,10 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		}
 	}
 
-	var r *server.Reader
+	var (
+		r     *server.Reader
+		claim *server.Claim
+	)
 	if id.Mode == ModePublish {
 		// A stream key may be the path's last segment: resolve it to the
 		// stream's public path before anything logs the path.
@@ -203,6 +217,14 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 			return
 		}
 		id.Path, id.Key = p, k
+		// Hold the path until the caller's tracks are known: a stream in
+		// its grace period keeps its readers for it.
+		claim, err = s.hub.Claim(p, server.PublishOptions{Key: k, Protocol: "srt", Remote: remote})
+		if err != nil {
+			s.reject(req, remote, id, refuseFor(err))
+			return
+		}
+		defer claim.Release() // no-op once published
 	} else {
 		if err := s.hub.CheckReadFrom(id.Path, id.Key, server.Peer{Protocol: "srt", Remote: remote}); err != nil {
 			s.reject(req, remote, id, refuseFor(err))
@@ -227,8 +249,8 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 			r.Close()
 		}
 		// A wrong passphrase ends here (gosrt rejects with BADSECRET).
-		s.log.Info("connection refused", "path", server.LogPath(id.Path), "mode", id.Mode.String(), "remote", remote,
-			"reason", "handshake failed (wrong passphrase?): "+err.Error())
+		s.hub.LogRefusal(s.log, remote, "srt handshake", "connection refused", "path", server.LogPath(id.Path), "mode", id.Mode.String(), "remote", remote,
+			"reason", "handshake failed (wrong passphrase?): "+guard.Truncate(err.Error()))
 		return
 	}
 	c := &conn{srv: s, sc: sc, id: id, remote: remote, started: time.Now()}
@@ -251,7 +273,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	}()
 	s.log.Info("connection opened", "path", id.Path, "mode", id.Mode.String(), "remote", remote)
 	if id.Mode == ModePublish {
-		err = c.publish()
+		err = c.publish(claim)
 	} else {
 		err = c.read(r)
 	}
@@ -273,7 +295,8 @@ func modeKey(m Mode) string {
 
 func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
 	// Log first: the caller may act on the rejection at once.
-	s.log.Info("connection refused", "path", server.LogPath(id.Path), "remote", remote, "code", int(r.code), "reason", r.reason.Error())
+	s.hub.LogRefusal(s.log, remote, "srt "+strconv.Itoa(int(r.code)), "connection refused", "path", guard.Truncate(server.LogPath(id.Path)), "remote", remote,
+		"code", int(r.code), "reason", guard.Truncate(r.reason.Error()))
 	req.Reject(r.code)
 }
 

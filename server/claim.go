@@ -1,0 +1,128 @@
+package server
+
+import (
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+// A Claim holds a path for a publisher that was accepted but whose tracks
+// are not known yet (an RTMP publisher while its tracks are probed, an
+// RTSP one between ANNOUNCE and RECORD). A stream in its grace period stays
+// alive for it: the grace ends when the new publisher is accepted, not when
+// its tracks are known, so a publisher that reconnects within gracePeriod
+// keeps every viewer even if finding its tracks takes a while. Another
+// publisher is refused with ErrPathBusy meanwhile.
+type Claim struct {
+	h    *Hub
+	path string
+	pc   PathConfig
+	opts PublishOptions
+	s    *Stream // the stream held, nil if there was none
+}
+
+// Claim checks path and opts.Key as Publish does and holds the path (see
+// Claim). The caller must end the claim with Publish or Release.
+func (h *Hub) Claim(path string, opts PublishOptions) (*Claim, error) {
+	path, key, pc, err := h.checkPublisher(path, opts.Key, opts.Derived || opts.Pulled)
+	if err != nil {
+		return nil, err
+	}
+	opts.Key = key
+	c := &Claim{h: h, path: path, pc: pc, opts: opts}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil, ErrHubClosed
+	}
+	if !opts.Derived && h.rungOfLiveLocked(pc) {
+		return nil, ErrRungPath
+	}
+	s := h.streams[path]
+	if s == nil {
+		return c, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.publisher != nil || s.claim != nil {
+		if !(opts.Derived && s.derived) {
+			return nil, ErrPathBusy
+		}
+	}
+	s.claim, c.s = c, s
+	if s.grace != nil {
+		s.grace.Stop() // a callback already waiting for the lock sees graceGen moved on
+		s.grace = nil
+		s.graceGen++
+		h.log.Info("stream publisher accepted within the grace period", "path", path, "protocol", opts.Protocol, "remote", opts.Remote)
+	}
+	return c, nil
+}
+
+// SetKick sets how Hub.KickPublisher ends the publisher's connection, when
+// that is known only after the claim (PublishOptions.OnKick).
+func (c *Claim) SetKick(f func()) { c.opts.OnKick = f }
+
+// Path returns the path claimed (a stream key given as the path's last
+// segment resolved to the stream's public path).
+func (c *Claim) Path() string { return c.path }
+
+// Publish attaches the publisher with its tracks, as Hub.Publish does, and
+// ends the claim.
+func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
+	if len(tracks) == 0 {
+		c.Release()
+		return nil, ErrNoTracks
+	}
+	p, err := c.h.attachClaimed(c, tracks)
+	if err != nil {
+		c.Release()
+		return nil, err
+	}
+	return p, nil
+}
+
+// Release gives up a claim that will not publish (its tracks could not be
+// read, the connection ended): a stream it held waits for a publisher for
+// gracePeriod again, or ends when nobody reads it. Release after Publish
+// does nothing.
+func (c *Claim) Release() {
+	s := c.s
+	if s == nil {
+		return
+	}
+	h := s.hub
+	h.mu.Lock()
+	s.mu.Lock()
+	if s.claim != c {
+		s.mu.Unlock()
+		h.mu.Unlock()
+		return
+	}
+	s.claim = nil
+	if s.publisher != nil || s.ended {
+		s.mu.Unlock()
+		h.mu.Unlock()
+		return
+	}
+	if s.conf.GracePeriod <= 0 || s.readerCount.Load() == 0 {
+		if h.streams[s.path] == s {
+			delete(h.streams, s.path)
+		}
+		s.endLocked()
+		s.mu.Unlock()
+		h.mu.Unlock()
+		h.log.Info("stream ended", "path", s.path, "reason", "the publisher that took it over left before publishing")
+		return
+	}
+	s.startGraceLocked(s.conf.GracePeriod)
+	s.mu.Unlock()
+	h.mu.Unlock()
+}
+
+// startGraceLocked starts a grace period of d; s.mu must be held.
+func (s *Stream) startGraceLocked(d time.Duration) {
+	s.graceGen++
+	gen := s.graceGen
+	s.grace = time.AfterFunc(d, func() { s.graceExpired(gen) })
+}
