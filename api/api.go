@@ -402,8 +402,8 @@ type Figures struct {
 	BytesIn    uint64      `json:"bytesIn"`
 	UnitsIn    uint64      `json:"unitsIn"`
 	Readers    int         `json:"readers"`
-	// ReadersByProtocol counts the players per protocol (hls: the one
-	// segmenter that serves every HLS player of the path).
+	// ReadersByProtocol counts the players per protocol (hls: the
+	// distinct clients, by address and User-Agent, seen in the last 10 s).
 	ReadersByProtocol map[string]int `json:"readersByProtocol"`
 	BytesOut          uint64         `json:"bytesOut"`
 	Drops             uint64         `json:"drops"`

@@ -37,7 +37,7 @@ var (
 	descRestarts = prometheus.NewDesc("streamhub_transcoder_restarts_total", "Restarts of the path's FFmpeg ladder process.", labels, nil)
 	descTxUp     = prometheus.NewDesc("streamhub_transcoder_up", "1 while the path's FFmpeg ladder process runs.", labels, nil)
 	descStreams  = prometheus.NewDesc("streamhub_streams", "Live paths (ladder rungs included).", nil, nil)
-	descByProto  = prometheus.NewDesc("streamhub_stream_protocol_readers", "Players of the path per protocol (hls: the one segmenter serving every HLS player).", []string{"path", "protocol"}, nil)
+	descByProto  = prometheus.NewDesc("streamhub_stream_protocol_readers", "Players of the path per protocol (hls: the distinct clients, by address and User-Agent, seen in the last 10 s).", []string{"path", "protocol"}, nil)
 	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players over HTTP-FLV, RTMP and SRT (RTSP and HLS are not counted).", labels, nil)
 )
 

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/internal/guard"
@@ -72,6 +73,8 @@ type Hub struct {
 	log  *slog.Logger
 
 	refusals *guard.Summary // LogRefusal's lines per address
+	// viewerCounters are CountViewers' counters by protocol (copy on write).
+	viewerCounters atomic.Pointer[map[string]func(path string) int]
 
 	mu        sync.Mutex // mu guards streams, published and closed
 	streams   map[string]*Stream

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -111,8 +112,9 @@ func (h *Hub) KickSession(id string) bool {
 	return false
 }
 
-// readersByProtocolLocked counts the readers that said who they are;
-// s.readersMu must be held.
+// readersByProtocolLocked counts the readers that said who they are, and
+// the viewers the protocols count themselves (CountViewers); s.readersMu
+// must be held.
 func (s *Stream) readersByProtocolLocked() map[string]int {
 	out := map[string]int{}
 	for r := range s.readers {
@@ -120,5 +122,30 @@ func (s *Stream) readersByProtocolLocked() map[string]int {
 			out[rp.Protocol]++
 		}
 	}
+	if cs := s.hub.viewerCounters.Load(); cs != nil {
+		for proto, count := range *cs {
+			if n := count(s.path); n > 0 {
+				out[proto] += n
+			}
+		}
+	}
 	return out
+}
+
+// CountViewers makes count(path) the number of viewers of protocol on a
+// path, for a protocol whose viewers are not hub readers of their own:
+// LL-HLS, where one segmenter serves every player, counts the distinct
+// clients it has seen lately. Stats adds them to ReadersByProtocol.
+func (h *Hub) CountViewers(protocol string, count func(path string) int) {
+	for {
+		old := h.viewerCounters.Load()
+		m := map[string]func(string) int{}
+		if old != nil {
+			maps.Copy(m, *old)
+		}
+		m[protocol] = count
+		if h.viewerCounters.CompareAndSwap(old, &m) {
+			return
+		}
+	}
 }

@@ -372,9 +372,22 @@ func (c *client) run(ctx context.Context) {
 				<-hintc
 			}
 			sleep(ctx, 200*time.Millisecond)
+			// The part we waited for may belong to a session that ended
+			// (the publisher came back): start again at the live edge of
+			// the plain playlist, as a player does, instead of asking for
+			// the same part in a loop.
+			if p, err := c.playlist(ctx, mediaURL, nil); err == nil && len(p.parts) > 0 {
+				pl, last = p, p.parts[len(p.parts)-1].ref
+				c.st.resyncs++
+			}
 			continue
 		}
 		pl = next
+		if n := len(pl.parts); n > 0 && pl.parts[n-1].ref.less(last) {
+			// The numbering went back (a server that restarted): rejoin.
+			last = pl.parts[n-1].ref
+			c.st.resyncs++
+		}
 		// The parts after the last one fetched.
 		var fresh []plPart
 		found := false

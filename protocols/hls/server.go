@@ -26,6 +26,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/httperr"
 	"github.com/streamhub/streamhub/server"
@@ -73,13 +74,40 @@ type Handler struct {
 	// groups holds the muxers of each ladder (a source and its rungs),
 	// by the source's path.
 	groups map[string]map[*muxer]struct{}
+	// resume is where the numbering of a path's next muxer goes on, kept
+	// when a muxer stops (see resumePoint).
+	resume map[string]resumePoint
+
+	viewers *viewers
 }
 
-// New returns a handler; Close stops its muxers.
+// resumePoint continues a path's media sequence across muxers: a muxer
+// that starts after another stopped (the publisher left and came back
+// after the grace period, or nobody asked for a while) numbers its first
+// segment where the last one stopped, one discontinuity later. A player
+// still asking for the old session's next segment (_HLS_msn) then gets the
+// new one after an EXT-X-DISCONTINUITY, instead of a 400 for a number "far
+// ahead" of a muxer that restarted from 0.
+type resumePoint struct {
+	nextMSN uint64
+	discSeq int // the discontinuity sequence of the next segment
+	at      time.Time
+}
+
+// resumeTTL is how long a resume point is kept; resumeMax bounds how many.
+const (
+	resumeTTL = 10 * time.Minute
+	resumeMax = 10000
+)
+
+// New returns a handler; Close stops its muxers. It counts the HLS viewers
+// of every path for the hub (Hub.CountViewers).
 func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
-		groups: map[string]map[*muxer]struct{}{}}
+	h := &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
+		groups: map[string]map[*muxer]struct{}{}, resume: map[string]resumePoint{}, viewers: newViewers()}
+	hub.CountViewers("hls", h.viewers.count)
+	return h
 }
 
 // Close stops every muxer and waits for them; waiting requests end.
@@ -113,6 +141,10 @@ type muxer struct {
 		body    []byte
 	}
 
+	// resumeMSN is where the numbering goes on (resumePoint), 0 if it
+	// starts afresh: the live edge until the first segment exists.
+	resumeMSN uint64
+
 	lastReq  time.Time // guarded by h.mu
 	group    string    // the ladder's source path: itself, or the parent of a rung
 	done     chan struct{}
@@ -140,9 +172,8 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	if err != nil {
 		return nil, err
 	}
-	// One reader per path serves every HLS player: the session list shows
-	// the segmenter.
-	r.SetPeer(server.Peer{Protocol: "hls", Remote: "segmenter"}, nil)
+	// One reader per path serves every HLS player. It is no viewer: the
+	// viewers are the clients counted by Handler.viewers.
 	var id [4]byte
 	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
 	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
@@ -154,12 +185,22 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	// Segments are cut at keyframes, so they last at least a GOP: start the
 	// target duration there, since EXT-X-TARGETDURATION must not change.
 	m.seg.maxDur = r.Stream().KeyframeInterval()
-	m.seg.firstMSN = func(dts time.Duration) (uint64, bool) { return h.siblingMSN(m, dts) }
 	h.mu.Lock()
 	if old := h.muxers[path]; old != nil { // another request won the race
 		h.mu.Unlock()
 		r.Close()
 		return old, nil
+	}
+	rp, resumed := h.resume[path]
+	resumed = resumed && time.Since(rp.at) < resumeTTL
+	if resumed {
+		m.seg.discSeq, m.resumeMSN = rp.discSeq, rp.nextMSN
+	}
+	m.seg.firstMSN = func(dts time.Duration) (uint64, bool) {
+		if n, ok := h.siblingMSN(m, dts); ok {
+			return n, ok
+		}
+		return rp.nextMSN, resumed
 	}
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
@@ -175,6 +216,22 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	h.mu.Unlock()
 	go m.run(r)
 	return m, nil
+}
+
+// saveResumeLocked keeps rp for path, dropping old points; h.mu must be
+// held.
+func (h *Handler) saveResumeLocked(path string, rp resumePoint) {
+	if len(h.resume) >= resumeMax {
+		for p, old := range h.resume {
+			if time.Since(old.at) >= resumeTTL {
+				delete(h.resume, p)
+			}
+		}
+		if len(h.resume) >= resumeMax {
+			clear(h.resume)
+		}
+	}
+	h.resume[path] = rp
 }
 
 // touchGroupLocked marks m and the other variants of its ladder (its
@@ -216,37 +273,21 @@ func (m *muxer) run(r *server.Reader) {
 		}
 	}()
 	h.log.Info("muxer started", "path", m.path)
-	tracks := func() []*media.Track { return r.Stream().Tracks() }
-	batch := make([]*media.Unit, 0, 256)
-	var err error
-	for {
-		batch, err = r.NextBatch(ctx, batch[:0])
-		if err != nil {
-			break
+	err := m.feed(ctx, r)
+	m.mu.RLock()
+	rp := resumePoint{nextMSN: m.seg.nextMSN, discSeq: m.seg.discSeq + 1, at: time.Now()}
+	for _, sg := range m.seg.segs[min(1, len(m.seg.segs)):] {
+		if sg.discontinuity {
+			rp.discSeq++
 		}
-		m.mu.Lock()
-		cut := false
-		for _, u := range batch {
-			c, aerr := m.seg.add(u, tracks)
-			cut = cut || c
-			switch {
-			case aerr != nil && m.err == nil:
-				h.log.Warn("muxer cannot segment the stream", "path", m.path, "reason", aerr.Error())
-				m.err = aerr
-			case aerr == nil && c:
-				m.err = nil // segmenting again (a republish with other codecs)
-			}
-		}
-		if cut {
-			m.version++
-			close(m.changed)
-			m.changed = make(chan struct{})
-		}
-		m.mu.Unlock()
 	}
+	m.mu.RUnlock()
 	h.mu.Lock()
 	if h.muxers[m.path] == m {
 		delete(h.muxers, m.path)
+	}
+	if rp.nextMSN > 0 {
+		h.saveResumeLocked(m.path, rp)
 	}
 	if g := h.groups[m.group]; g != nil {
 		delete(g, m)
@@ -269,6 +310,44 @@ func (m *muxer) run(r *server.Reader) {
 		reason = "no requests for idleTimeout"
 	}
 	h.log.Info("muxer stopped", "path", m.path, "reason", reason)
+}
+
+// feed segments the reader's units until it ends. A panic ends this muxer
+// only (the next request starts another), as an error.
+func (m *muxer) feed(ctx context.Context, r *server.Reader) (err error) {
+	defer guard.RecoverErr(m.h.log, "hls muxer", &err, "path", m.path)
+	tracks := func() []*media.Track { return r.Stream().Tracks() }
+	batch := make([]*media.Unit, 0, 256)
+	for {
+		batch, err = r.NextBatch(ctx, batch[:0])
+		if err != nil {
+			return err
+		}
+		m.add(batch, tracks)
+	}
+}
+
+// add segments a batch and wakes the waiting requests when a part is cut.
+func (m *muxer) add(batch []*media.Unit, tracks func() []*media.Track) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cut := false
+	for _, u := range batch {
+		c, aerr := m.seg.add(u, tracks)
+		cut = cut || c
+		switch {
+		case aerr != nil && m.err == nil:
+			m.h.log.Warn("muxer cannot segment the stream", "path", m.path, "reason", aerr.Error())
+			m.err = aerr
+		case aerr == nil && c:
+			m.err = nil // segmenting again (a republish with other codecs)
+		}
+	}
+	if cut {
+		m.version++
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
 }
 
 // ServeHTTP serves /PATH/index.m3u8, /PATH/stream.m3u8 and the fMP4 files.
@@ -298,6 +377,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httperr.Refuse(w, path, err)
 		return
 	}
+	h.viewers.seen(path, req.RemoteAddr, req.UserAgent())
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil {
 		httperr.Refuse(w, path, err)
@@ -387,6 +467,9 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		}
 		m.mu.RLock()
 		next := m.seg.nextMSN
+		if len(m.seg.segs) == 0 {
+			next = max(next, m.resumeMSN)
+		}
 		m.mu.RUnlock()
 		// RFC 8216bis 6.2.5.2: more than two segments ahead is an error.
 		if msn > next+1 {
