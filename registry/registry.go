@@ -44,6 +44,9 @@ var (
 	ErrKeyRequired = errors.New("registry: publishing needs a stream key: create a stream (POST /api/v1/streams or the /broadcast page) and publish with its key")
 	// ErrDeleted is returned by Resolve for the path of a deleted stream.
 	ErrDeleted = errors.New("registry: this stream was deleted: create a new one")
+	// ErrLocked is returned by Open when another process holds the database
+	// file (another streamhub on the same streams.database).
+	ErrLocked = errors.New("the file is locked")
 )
 
 // keyPrefix starts every stream key, so a key is never taken for an id
@@ -84,6 +87,12 @@ type Registry struct {
 // a key (a single-user setup).
 func Open(file, prefix string, open bool) (*Registry, error) {
 	db, err := bbolt.Open(file, 0o600, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, bbolt.ErrTimeout) {
+		// bbolt says only "timeout": the file is locked (flock) by a
+		// process that has it open, most likely another streamhub.
+		return nil, fmt.Errorf("registry: %s (streams.database) is locked by another process: is another streamhub running with this file? "+
+			"Stop it, or give this server a streams.database of its own: %w", file, ErrLocked)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("registry: opening %s (streams.database): %w", file, err)
 	}

@@ -153,3 +153,19 @@ func TestResolveSubpathsAndDeleted(t *testing.T) {
 		}
 	}
 }
+
+// A second server on the same database is told which file is locked and
+// what to do, not a bare "timeout".
+func TestOpenLockedSaysWhy(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "s.db")
+	r, err := Open(file, "live", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	_, err = Open(file, "live", true)
+	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "streams.database") ||
+		!strings.Contains(err.Error(), "another streamhub") {
+		t.Fatalf("second Open: %v", err)
+	}
+}

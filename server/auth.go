@@ -154,6 +154,26 @@ func (h *Hub) checkRead(path, key string, from Peer) error {
 	return h.authorize(ActionRead, path, from)
 }
 
+// OpenToRead reports whether anyone may read path without a key or a
+// signed link (the auth hook aside): what a public listing of the live
+// streams may show to an anonymous visitor. It asks nothing of the hook
+// and costs no refusal delay.
+func (h *Hub) OpenToRead(path string) bool {
+	pc := h.conf.PathConfig(path)
+	if pc.ReadKey != "" {
+		return false
+	}
+	if pc.RungOf != "" && h.conf.PathConfig(pc.RungOf).ReadKey != "" {
+		return false
+	}
+	if h.conf.ReadToken != nil {
+		if _, err := h.conf.ReadToken(path, ""); err != nil {
+			return false // signed links only
+		}
+	}
+	return true
+}
+
 // withoutKey drops the key parameter from a raw query: a stream key never
 // leaves the server, not even to the auth hook.
 func withoutKey(query string) string {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/mpegts"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/internal/tsconv"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
@@ -157,7 +158,10 @@ func lastLines(l []string, n int) []string { return l[max(len(l)-n, 0):] }
 
 // once runs one FFmpeg process until it exits, the watchdog or the idle
 // timer ends it, or the worker is cancelled.
-func (w *worker) once() error {
+func (w *worker) once() (err error) {
+	// A panic ends this FFmpeg run as a failure: run restarts it with
+	// backoff, as after a crash of the process.
+	defer guard.RecoverErr(w.m.log, "ladder", &err, "path", w.source)
 	hub := w.m.hub
 	// The cached GOP first, with its real timing: FFmpeg codes it at once
 	// and the rungs catch up with live.
@@ -252,6 +256,12 @@ func (w *worker) once() error {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer func() {
+				if v := recover(); v != nil {
+					guard.Report(w.m.log, "ladder rung reader", v, "path", w.source, "rung", rg.Name)
+					stopFeed() // the run ends and is restarted
+				}
+			}()
 			w.readRung(feedCtx, rg.Name, p.outs[i], last, &lastOut, baseSet, &baseDTS)
 		}()
 	}
@@ -259,7 +269,10 @@ func (w *worker) once() error {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		feedErr <- w.feed(feedCtx, r, first, mux, p.stdin, &lastIn, baseSet, &baseDTS)
+		feedErr <- func() (err error) {
+			defer guard.RecoverErr(w.m.log, "ladder feed", &err, "path", w.source)
+			return w.feed(feedCtx, r, first, mux, p.stdin, &lastIn, baseSet, &baseDTS)
+		}()
 	}()
 	go func() { exitErr <- p.cmd.Wait() }()
 

@@ -24,6 +24,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -196,11 +197,20 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 	writer.Add(1)
 	go func() {
 		defer writer.Done()
-		if err := c.writeLoop(); err != nil {
+		err := func() (err error) {
+			defer guard.RecoverErr(h.log, "chat writer", &err, "path", p, "remote", c.remote)
+			return c.writeLoop()
+		}()
+		if err != nil {
 			c.end(fmt.Errorf("write: %w", err))
 		}
 	}()
-	err = ch.readLoop(c, rm)
+	// A panic ends this connection only, and still through the cleanup
+	// below (Close waits for every connection).
+	err = func() (err error) {
+		defer guard.RecoverErr(h.log, "chat reader", &err, "path", p, "remote", c.remote)
+		return ch.readLoop(c, rm)
+	}()
 	ch.leave(c, rm)
 	close(c.done)
 	c.end(err)

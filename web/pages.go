@@ -101,11 +101,13 @@ func (s streamInfo) Resolution() string {
 	return strconv.Itoa(s.Width) + "×" + strconv.Itoa(s.Height)
 }
 
-// liveStreams returns the hub's streams but the ladder rungs, by path.
+// liveStreams returns the hub's streams but the ladder rungs, by path,
+// and but those an anonymous visitor may not watch (a read key, signed
+// links only): the list is public.
 func (h *Handler) liveStreams() []streamInfo {
 	out := []streamInfo{}
 	for _, s := range h.hub.Streams() {
-		if s.Derived() {
+		if s.Derived() || !h.hub.OpenToRead(s.Path()) {
 			continue
 		}
 		st := s.Stats()

@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -259,5 +260,48 @@ func TestViewersHook(t *testing.T) {
 	_, body := get(t, srv.URL+"/streams.json")
 	if !strings.Contains(body, `"viewers":9`) {
 		t.Errorf("streams.json with Config.Viewers: %s; want viewers 9 for live/test", body)
+	}
+}
+
+// The home page and /streams.json are public: a stream with a read key,
+// or any stream when every reader needs a signed link, is not listed.
+func TestHomeHidesProtectedStreams(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		hc     server.HubConfig
+		listed []string
+	}{
+		{"read key", server.HubConfig{PathConfig: func(p string) server.PathConfig {
+			pc := server.DefaultPathConfig()
+			if p == "live/private" {
+				pc.ReadKey = "secret"
+			}
+			return pc
+		}}, []string{"live/public"}},
+		{"signed links only", server.HubConfig{ReadToken: func(path, key string) (bool, error) {
+			return false, errors.New("a signed link is required")
+		}}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.hc.Logger = quietLog
+			hub := server.NewHub(tc.hc)
+			t.Cleanup(hub.Close)
+			for _, p := range []string{"live/public", "live/private"} {
+				pub, err := hub.Publish(p, []*media.Track{{ID: 0, Codec: media.CodecH264, Width: 320, Height: 240}}, server.PublishOptions{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(pub.Close)
+			}
+			_, srv := newTestServer(t, hub, DefaultConfig())
+			_, body := get(t, srv.URL+"/streams.json")
+			_, page := get(t, srv.URL+"/")
+			for _, p := range []string{"live/public", "live/private"} {
+				want := slices.Contains(tc.listed, p)
+				if strings.Contains(body, `"`+p+`"`) != want || strings.Contains(page, "/watch/"+p+`"`) != want {
+					t.Errorf("%s listed: %v, want %v\n%s", p, strings.Contains(body, p), want, body)
+				}
+			}
+		})
 	}
 }
