@@ -19,6 +19,11 @@ type Limits struct {
 	// AudioOnlyWindow is how much trailing audio an audio-only stream keeps
 	// (every audio unit is a random access point, so there is no GOP).
 	AudioOnlyWindow time.Duration
+	// Backlog keeps earlier complete GOPs, so that the cache reaches back
+	// at least this far before its newest keyframe (AppendBacklog); the
+	// GOPs kept count against MaxFrames and MaxBytes. 0 keeps only the
+	// latest GOP.
+	Backlog time.Duration
 }
 
 // Cache holds the units since the latest video keyframe (or, for an
@@ -30,6 +35,11 @@ type Cache struct {
 	units    []*media.Unit
 	bytes    int
 	overflow int // GOPs dropped for exceeding the limits
+
+	// hist holds the earlier GOPs kept for Backlog, oldest first, and
+	// histUnits, histBytes what they hold.
+	hist                 [][]*media.Unit
+	histUnits, histBytes int
 }
 
 // New returns an empty cache for a stream with or without video.
@@ -48,6 +58,44 @@ func (c *Cache) clear() {
 	clear(c.units) // let the GC have the payloads
 	c.units = c.units[:0]
 	c.bytes = 0
+	c.hist, c.histUnits, c.histBytes = nil, 0, 0
+}
+
+// pushHistory moves the current GOP into the history (a new keyframe came)
+// and drops the GOPs no longer needed to reach back Backlog from dts, the
+// new keyframe's, or past the limits.
+func (c *Cache) pushHistory(dts time.Duration) {
+	if len(c.units) > 0 {
+		c.hist = append(c.hist, c.units)
+		c.histUnits += len(c.units)
+		c.histBytes += c.bytes
+		c.units, c.bytes = nil, 0
+	}
+	for len(c.hist) > 0 {
+		// The GOP after the oldest reaches back far enough by itself, or
+		// the history is over the limits: drop the oldest.
+		enough := len(c.hist) > 1 && dts-c.hist[1][0].DTS >= c.limits.Backlog
+		full := (c.limits.MaxFrames > 0 && c.histUnits > c.limits.MaxFrames) ||
+			(c.limits.MaxBytes > 0 && c.histBytes > c.limits.MaxBytes)
+		if len(c.hist) == 1 {
+			enough = dts-c.hist[0][0].DTS > 0 && c.limits.Backlog <= 0
+		}
+		if !enough && !full {
+			break
+		}
+		c.histUnits -= len(c.hist[0])
+		c.histBytes -= sizeOf(c.hist[0])
+		c.hist[0] = nil
+		c.hist = c.hist[1:]
+	}
+}
+
+func sizeOf(us []*media.Unit) int {
+	n := 0
+	for _, u := range us {
+		n += u.Size
+	}
+	return n
 }
 
 // Add offers u to the cache. It never blocks and allocates only when the
@@ -58,7 +106,11 @@ func (c *Cache) Add(u *media.Unit) {
 		return
 	}
 	if u.KeyFrame && u.Track.IsVideo() {
-		c.clear()
+		if c.limits.Backlog > 0 {
+			c.pushHistory(u.DTS)
+		} else {
+			c.clear()
+		}
 	} else if len(c.units) == 0 {
 		return // no keyframe to start from yet
 	}
@@ -91,6 +143,28 @@ func (c *Cache) addAudioOnly(u *media.Unit) {
 // AppendTo appends the cached units, oldest first, to dst and returns it. The
 // first video unit appended is a keyframe.
 func (c *Cache) AppendTo(dst []*media.Unit) []*media.Unit {
+	return append(dst, c.units...)
+}
+
+// AppendBacklog appends, oldest first, the cached units from the newest
+// keyframe at least d before the newest unit (or from the oldest kept),
+// to dst and returns it: what a reader that needs d of media at once gets.
+// The first video unit appended is a keyframe.
+func (c *Cache) AppendBacklog(dst []*media.Unit, d time.Duration) []*media.Unit {
+	if len(c.units) == 0 || len(c.hist) == 0 {
+		return c.AppendTo(dst)
+	}
+	newest := c.units[len(c.units)-1].DTS
+	from := 0
+	for i := len(c.hist) - 1; i >= 0; i-- {
+		if newest-c.hist[i][0].DTS >= d {
+			from = i
+			break
+		}
+	}
+	for _, g := range c.hist[from:] {
+		dst = append(dst, g...)
+	}
 	return append(dst, c.units...)
 }
 

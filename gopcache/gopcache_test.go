@@ -350,3 +350,34 @@ func BenchmarkCacheAdd(b *testing.B) {
 		c.Add(units[i%len(units)])
 	}
 }
+
+// With a backlog, earlier GOPs are kept so the cache reaches that far back
+// from its newest unit, and no further; AppendTo still gives the latest
+// GOP only; the limits bound the history too.
+func TestCacheBacklog(t *testing.T) {
+	c := New(Limits{MaxFrames: 1000, MaxBytes: 1 << 20, Backlog: 3 * time.Second}, true)
+	// 1 s GOPs of 25 frames, 10 s.
+	for i := range 250 {
+		c.Add(unit(video, i%25 == 0, ms(i*40), 100))
+	}
+	newest := ms(249 * 40)
+	got := c.AppendBacklog(nil, 3*time.Second)
+	assertFirstVideoIsKey(t, got)
+	if span := newest - got[0].DTS; span < 3*time.Second || span >= 4*time.Second {
+		t.Fatalf("backlog reaches back %s, want 3 s to the next keyframe", span)
+	}
+	if n := len(c.AppendTo(nil)); n != 25 {
+		t.Fatalf("AppendTo gives %d units, want the latest GOP (25)", n)
+	}
+	if n := len(c.AppendBacklog(nil, time.Second)); n != 50 {
+		t.Fatalf("a 1 s backlog gives %d units, want the two latest GOPs (50)", n)
+	}
+	// Bounded by MaxFrames: a history over it drops its oldest GOPs.
+	small := New(Limits{MaxFrames: 60, MaxBytes: 1 << 20, Backlog: time.Minute}, true)
+	for i := range 250 {
+		small.Add(unit(video, i%25 == 0, ms(i*40), 100))
+	}
+	if n := len(small.AppendBacklog(nil, time.Minute)); n > 60+25 {
+		t.Fatalf("the history holds %d units past MaxFrames 60", n)
+	}
+}

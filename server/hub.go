@@ -273,6 +273,13 @@ type ReadOptions struct {
 	// the path's catchUp: for an HLS segmenter, whose first segment must
 	// last as long as the GOP did.
 	NoCatchUp bool
+	// Backlog starts at the newest cached keyframe at least this long ago
+	// (the path's gopCache.backlog bounds what is kept), for players that
+	// must receive that much media before they show any: ffmpeg and
+	// ffprobe analyze 5 s of an MPEG-TS input. It applies with catch-up
+	// only (the backlog is played through within catchUp, so the player
+	// is not left that far behind live).
+	Backlog time.Duration
 }
 
 // Read attaches a new reader to path. It returns ErrStreamNotFound when
@@ -299,7 +306,11 @@ func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
 	if opts.NoCatchUp {
 		window = 0
 	}
-	return s.addReader(window)
+	backlog := opts.Backlog
+	if window == 0 {
+		backlog = 0
+	}
+	return s.addReader(window, backlog)
 }
 
 // OnDemandTimeout bounds how long ReadWait waits for an on-demand source.
@@ -309,7 +320,12 @@ const OnDemandTimeout = 10 * time.Second
 // source HubConfig.OnDemand starts, it waits until the source publishes or
 // ctx ends or OnDemandTimeout passes (then ErrStreamNotFound).
 func (h *Hub) ReadWait(ctx context.Context, path string) (*Reader, error) {
-	r, err := h.Read(path)
+	return h.ReadWaitWith(ctx, path, ReadOptions{})
+}
+
+// ReadWaitWith is ReadWait with options.
+func (h *Hub) ReadWaitWith(ctx context.Context, path string, opts ReadOptions) (*Reader, error) {
+	r, err := h.ReadWith(path, opts)
 	if err != ErrStreamNotFound || h.conf.OnDemand == nil || !h.conf.OnDemand(path) {
 		return r, err
 	}
@@ -323,7 +339,7 @@ func (h *Hub) ReadWait(ctx context.Context, path string) (*Reader, error) {
 			return nil, ErrHubClosed
 		}
 		if s != nil {
-			if r, err = h.Read(path); err != ErrStreamNotFound {
+			if r, err = h.ReadWith(path, opts); err != ErrStreamNotFound {
 				return r, err
 			}
 		}

@@ -82,7 +82,7 @@ type joinMemo struct {
 // the publish session at join time, and the catch-up window.
 type joinKey struct {
 	head, publishes uint64
-	window          time.Duration
+	window, backlog time.Duration
 }
 
 // lookup returns the plan made for key, if it is the last one made.

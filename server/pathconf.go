@@ -112,11 +112,14 @@ type GOPCacheConfig struct {
 	MaxFrames       int           `yaml:"maxFrames"`
 	MaxBytes        ByteSize      `yaml:"maxBytes"`
 	AudioOnlyWindow time.Duration `yaml:"audioOnlyWindow"`
+	// Backlog keeps earlier GOPs so that the cache reaches this far back,
+	// for readers that need that much media at once (ReadOptions.Backlog).
+	Backlog time.Duration `yaml:"backlog"`
 }
 
 // Limits returns the gopcache limits.
 func (g GOPCacheConfig) Limits() gopcache.Limits {
-	return gopcache.Limits{MaxFrames: g.MaxFrames, MaxBytes: int(g.MaxBytes), AudioOnlyWindow: g.AudioOnlyWindow}
+	return gopcache.Limits{MaxFrames: g.MaxFrames, MaxBytes: int(g.MaxBytes), AudioOnlyWindow: g.AudioOnlyWindow, Backlog: g.Backlog}
 }
 
 // Validate returns an error naming the key (prefixed by at) and what is allowed.
@@ -133,6 +136,9 @@ func (c *PathConfig) Validate(at string) []error {
 	}
 	if c.GOPCache.AudioOnlyWindow < 0 || c.GOPCache.AudioOnlyWindow > 30*time.Second {
 		bad("gopCache.audioOnlyWindow", "must be between 0s and 30s (got %s)", c.GOPCache.AudioOnlyWindow)
+	}
+	if c.GOPCache.Backlog < 0 || c.GOPCache.Backlog > time.Minute {
+		bad("gopCache.backlog", "must be between 0s and 1m (got %s)", c.GOPCache.Backlog)
 	}
 	if c.Join != JoinCache && c.Join != JoinLive {
 		bad("join", "must be %q or %q (got %q)", JoinCache, JoinLive, c.Join)
@@ -193,7 +199,8 @@ func (c *PathConfig) Validate(at string) []error {
 // config.yml documents).
 func DefaultPathConfig() PathConfig {
 	return PathConfig{
-		GOPCache:       GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond},
+		GOPCache:       GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond,
+			Backlog: 6 * time.Second},
 		Join:           JoinCache,
 		CatchUp:        100 * time.Millisecond,
 		ReaderQueue:    1024,

@@ -396,7 +396,7 @@ func (s *Stream) wakeLocked(now time.Time) {
 // only reads), the reader gets the cached GOP and a cursor at the next
 // unit to be written, so there is no gap and no duplicate. The plan is
 // made outside the lock, once per cache state (joinMemo).
-func (s *Stream) addReader(window time.Duration) (*Reader, error) {
+func (s *Stream) addReader(window, backlog time.Duration) (*Reader, error) {
 	now := time.Now()
 	s.mu.RLock()
 	if s.ended {
@@ -414,11 +414,15 @@ func (s *Stream) addReader(window time.Duration) (*Reader, error) {
 	s.readers[r] = struct{}{}
 	s.readerCount.Store(int64(len(s.readers)))
 	s.readersMu.Unlock()
-	key := joinKey{head: s.head, publishes: s.publishes.Load(), window: window}
+	key := joinKey{head: s.head, publishes: s.publishes.Load(), window: window, backlog: backlog}
 	plan, ok := s.joins.lookup(key)
 	var gop []*media.Unit
 	if !ok && s.conf.Join != JoinLive {
-		gop = s.cache.AppendTo(nil)
+		if backlog > 0 {
+			gop = s.cache.AppendBacklog(nil, backlog)
+		} else {
+			gop = s.cache.AppendTo(nil)
+		}
 	}
 	hasVideo := s.hasVideo
 	s.mu.RUnlock()

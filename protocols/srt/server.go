@@ -235,7 +235,10 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		// Callers give up on a handshake after about 3 s (libsrt's
 		// connect timeout): an on-demand source gets less than that.
 		ctx, cancel := context.WithTimeout(s.ctx, onDemandWait)
-		r, err = s.hub.ReadWait(ctx, id.Path)
+		// MPEG-TS players (ffmpeg, ffprobe, VLC) analyze 5 s of media
+		// before they show any: give them the path's backlog at once
+		// (played through within catchUp) instead of 5 s of waiting.
+		r, err = s.hub.ReadWaitWith(ctx, id.Path, server.ReadOptions{Backlog: s.hub.PathConfig(id.Path).GOPCache.Backlog})
 		cancel()
 		if err != nil {
 			s.reject(req, remote, id, refuseFor(err))
