@@ -327,8 +327,15 @@ func (s *streamhub) restart(t *testing.T) *streamhub {
 // waits until it is ready. On error the process is gone and the returned
 // server has its log.
 func launchServer(t *testing.T, file string, a serverAddrs) (*streamhub, error) {
+	return launchServerUnder(t, file, a)
+}
+
+// launchServerUnder is launchServer with the binary run by a wrapper
+// command (e.g. prlimit --nofile=150:150); none runs it directly.
+func launchServerUnder(t *testing.T, file string, a serverAddrs, wrapper ...string) (*streamhub, error) {
 	t.Helper()
-	s := &streamhub{proc: startProc(t, binPath, "--config", file), addrs: a, conf: file,
+	argv := append(append([]string(nil), wrapper...), binPath, "--config", file)
+	s := &streamhub{proc: startProc(t, argv[0], argv[1:]...), addrs: a, conf: file,
 		rtmpAddr: a.RTMP, httpAddr: a.HTTP, rtspAddr: a.RTSP, srtAddr: a.SRT}
 	if err := s.waitReady(15 * time.Second); err != nil {
 		s.kill()

@@ -199,7 +199,7 @@ func (c *PathConfig) Validate(at string) []error {
 // config.yml documents).
 func DefaultPathConfig() PathConfig {
 	return PathConfig{
-		GOPCache:       GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond,
+		GOPCache: GOPCacheConfig{MaxFrames: 1200, MaxBytes: 32 << 20, AudioOnlyWindow: 500 * time.Millisecond,
 			Backlog: 6 * time.Second},
 		Join:           JoinCache,
 		CatchUp:        100 * time.Millisecond,
