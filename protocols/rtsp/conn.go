@@ -6,6 +6,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/internal/guard"
@@ -31,20 +32,25 @@ func (l *listener) Accept() (net.Conn, error) {
 	return dc, nil
 }
 
-// deadlineConn bounds how long one RTSP message may take to arrive. gortsplib
+// deadlineConn bounds how long one RTSP message may take to arrive, and how
+// long a connection may wait between requests before it plays or records. gortsplib
 // waits for the first bytes of a connection with no deadline at all (its
 // tunnel detection), and gives every later message its idle timeout (60 s)
 // whole, so a peer sending nothing, or half a request, held a descriptor
 // for minutes. Here the first bytes must come within readTimeout of the
 // accept, and once a message has begun (the first bytes after gortsplib
-// set a deadline) the rest must follow within readTimeout. A deadline
+// set a deadline) the rest must follow within readTimeout. Until the
+// connection plays or records (inSession), the wait for its next request
+// is readTimeout too, not gortsplib's 60 s idle timeout; then gortsplib's
+// deadlines apply (a player's keepalives come every 55 s). A deadline
 // gortsplib turned off (a UDP publisher's idle control connection) stays
 // off.
 type deadlineConn struct {
 	net.Conn
 	timeout time.Duration
 
-	answered bool // a 400 was written (by Read, one goroutine)
+	answered  bool        // a 400 was written (by Read, one goroutine)
+	inSession atomic.Bool // the connection plays or records
 
 	mu    sync.Mutex // mu guards the fields below
 	fresh bool       // a deadline was set and no byte has come since
@@ -54,6 +60,9 @@ type deadlineConn struct {
 // SetReadDeadline records a new deadline from gortsplib: the wait for the
 // next message.
 func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	if end := time.Now().Add(c.timeout); !t.IsZero() && !c.inSession.Load() && end.Before(t) {
+		t = end
+	}
 	c.mu.Lock()
 	c.fresh, c.limit = true, t
 	c.mu.Unlock()
@@ -93,6 +102,14 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 	}
 	return n, err
+}
+
+// markInSession tells the connection of a session that plays or records
+// that gortsplib's own deadlines apply from now on.
+func markInSession(nc net.Conn) {
+	if dc, ok := nc.(*deadlineConn); ok {
+		dc.inSession.Store(true)
+	}
 }
 
 // maxBody is gortsplib's limit on an RTSP message body.

@@ -25,6 +25,7 @@ func TestIdleAndPartialConnectionsClosed(t *testing.T) {
 		{"nothing", "", ""},
 		{"half a request", "", "OPTIONS rtsp://x/live/a RTSP/1.0\r\nCSeq: 1\r\n"},
 		{"a request, then half of the next", "OPTIONS rtsp://x/live/a RTSP/1.0\r\nCSeq: 1\r\n\r\n", "DESCRIBE rtsp://x/live/a RTSP/1.0\r\n"},
+		{"a request, then nothing", "OPTIONS rtsp://x/live/a RTSP/1.0\r\nCSeq: 1\r\n\r\n", ""},
 	} {
 		nc, err := net.Dial("tcp", e.addr)
 		if err != nil {

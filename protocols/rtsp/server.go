@@ -400,6 +400,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Respon
 	}
 	if st.multicast {
 		st.stop = s.playMulticast(st.out)
+		markInSession(ctx.Conn.NetConn())
 		return &base.Response{StatusCode: base.StatusOK}, nil
 	}
 	r, err := s.hub.Read(st.path)
@@ -409,6 +410,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Respon
 	session := ctx.Session
 	r.SetPeer(server.Peer{Protocol: "rtsp", Remote: st.remote}, func() { session.Close() })
 	st.stop = s.startPlay(ctx.Session, st, st.out, r)
+	markInSession(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
 
@@ -439,6 +441,7 @@ func (s *Server) OnRecord(ctx *gortsplib.ServerHandlerOnRecordCtx) (res *base.Re
 		return refusal(err), nil
 	}
 	st.pub = pub
+	markInSession(ctx.Conn.NetConn())
 	st.in.pub = pub
 	st.in.register(ctx.Session)
 	return &base.Response{StatusCode: base.StatusOK}, nil
