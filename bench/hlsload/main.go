@@ -379,6 +379,8 @@ func (c *client) run(ctx context.Context) {
 			if p, err := c.playlist(ctx, mediaURL, nil); err == nil && len(p.parts) > 0 {
 				pl, last = p, p.parts[len(p.parts)-1].ref
 				c.st.resyncs++
+			} else {
+				sleep(ctx, 800*time.Millisecond) // the stream is gone: retry like a player
 			}
 			continue
 		}
