@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -100,7 +101,7 @@ func TestStreamLifecycle(t *testing.T) {
 	// Publish with the key as the stream name: the stream is live/<id>.
 	var kicked atomic.Bool
 	v := &media.Track{ID: 0, Codec: media.CodecH264, Width: 640, Height: 360, FPS: 30}
-	pub, err := e.hub.Publish("live/"+c.Key, []*media.Track{v}, server.PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5",
+	pub, err := e.hub.PublishTrusted("live/"+c.Key, []*media.Track{v}, server.PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5",
 		OnKick: func() { kicked.Store(true) }})
 	if err != nil {
 		t.Fatal(err)
@@ -112,7 +113,7 @@ func TestStreamLifecycle(t *testing.T) {
 		d := time.Duration(i) * 33 * time.Millisecond
 		pub.Write(&media.Unit{Track: v, PTS: d, DTS: d, KeyFrame: i == 0, Payload: [][]byte{make([]byte, 1000)}})
 	}
-	if _, err := e.hub.Publish(c.Path, []*media.Track{v}, server.PublishOptions{Key: "sk_wrong"}); err == nil {
+	if _, err := e.hub.PublishTrusted(c.Path, []*media.Track{v}, server.PublishOptions{Key: "sk_wrong"}); err == nil {
 		t.Fatal("a wrong key published")
 	}
 	var list struct{ Streams []StreamInfo }
@@ -261,11 +262,11 @@ func TestSessionsAPI(t *testing.T) {
 	const admin = "0123456789abcdef"
 	e := newEnv(t, admin)
 	v := &media.Track{ID: 0, Codec: media.CodecH264}
-	pub, err := e.hub.Publish("live/s", []*media.Track{v}, server.PublishOptions{Protocol: "srt", Remote: "1.2.3.4:5"})
+	pub, err := e.hub.PublishTrusted("live/s", []*media.Track{v}, server.PublishOptions{Protocol: "srt", Remote: "1.2.3.4:5"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := e.hub.Read("live/s")
+	r, _ := e.hub.ReadTrusted(context.Background(), "live/s", server.ReadOptions{})
 	defer r.Close()
 	r.SetPeer(server.Peer{Protocol: "httpflv", Remote: "5.6.7.8:9"}, nil)
 	var out struct{ Sessions []server.Session }
@@ -367,7 +368,7 @@ func TestFailureBudget(t *testing.T) {
 	if code := ask("198.51.100.7:1001", "0123456789abcdef"); code != 429 {
 		t.Fatalf("the right token past the budget: %d, want 429", code)
 	}
-	if err := hub.CheckReadFrom("live/x", "", server.Peer{Protocol: "rtsp", Remote: "198.51.100.7:2000"}); !errors.Is(err, server.ErrTooManyFailures) {
+	if err := hub.Authorize(context.Background(), "live/x", server.ReadRequest{Key: "", Peer: server.Peer{Protocol: "rtsp", Remote: "198.51.100.7:2000"}}); !errors.Is(err, server.ErrTooManyFailures) {
 		t.Fatalf("the hub let the throttled address try a read: %v", err)
 	}
 	if code := ask("198.51.100.8:1000", "0123456789abcdef"); code != 200 {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
@@ -64,11 +65,11 @@ func TestMetrics(t *testing.T) {
 	srv := httptest.NewServer(Metrics(hub, nil))
 	defer srv.Close()
 	v := &media.Track{ID: 0, Codec: media.CodecH264}
-	pub, err := hub.Publish("live/m", []*media.Track{v}, server.PublishOptions{Protocol: "srt"})
+	pub, err := hub.PublishTrusted("live/m", []*media.Track{v}, server.PublishOptions{Protocol: "srt"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, _ := hub.Read("live/m")
+	r, _ := hub.ReadTrusted(context.Background(), "live/m", server.ReadOptions{})
 	defer r.Close()
 	write := func(n int) {
 		for i := range n {

@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -51,30 +52,30 @@ func TestHook(t *testing.T) {
 
 	srv, _, got := hookServer(t, http.StatusNoContent, 0)
 	hub := newHub(t, server.HubConfig{Authorize: NewHook(srv.URL, time.Second).Authorize})
-	p, _, err := hub.ResolvePublishFrom("live/a", "", from)
+	p, err := publishCheck(hub, "live/a", from)
 	if err != nil || p != "live/a" {
 		t.Fatalf("allowed publish: %q %v", p, err)
 	}
 	if r := <-got; r != (server.AuthRequest{Action: "publish", Path: "live/a", Protocol: "rtmp", Remote: "198.51.100.7:4321", Query: "token=abc"}) {
 		t.Fatalf("the hook got %+v (the key must not leave the server)", r)
 	}
-	if err := hub.CheckReadFrom("live/a", "", from); err != nil {
+	if err := hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: from}); err != nil {
 		t.Fatalf("allowed read: %v", err)
 	}
 
 	srv, _, _ = hookServer(t, http.StatusForbidden, 0)
 	hub = newHub(t, server.HubConfig{Authorize: NewHook(srv.URL, time.Second).Authorize})
-	if _, _, err := hub.ResolvePublishFrom("live/a", "", from); !errors.Is(err, server.ErrUnauthorized) || !strings.Contains(err.Error(), "403") {
+	if _, err := publishCheck(hub, "live/a", from); !errors.Is(err, server.ErrUnauthorized) || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("denied publish: %v", err)
 	}
-	if err := hub.CheckReadFrom("live/a", "", from); !errors.Is(err, server.ErrUnauthorized) {
+	if err := hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: from}); !errors.Is(err, server.ErrUnauthorized) {
 		t.Fatalf("denied read: %v", err)
 	}
 
 	srv, _, _ = hookServer(t, http.StatusOK, 5*time.Second)
 	hub = newHub(t, server.HubConfig{Authorize: NewHook(srv.URL, 300*time.Millisecond).Authorize})
 	start := time.Now()
-	err = hub.CheckReadFrom("live/a", "", from)
+	err = hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: from})
 	if !errors.Is(err, server.ErrUnauthorized) || !strings.Contains(err.Error(), "hookTimeout") {
 		t.Fatalf("a hook that does not answer: %v, want a refusal", err)
 	}
@@ -83,7 +84,7 @@ func TestHook(t *testing.T) {
 	}
 
 	hub = newHub(t, server.HubConfig{Authorize: NewHook("http://127.0.0.1:1/none", time.Second).Authorize})
-	if err := hub.CheckReadFrom("live/a", "", from); !errors.Is(err, server.ErrUnauthorized) {
+	if err := hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: from}); !errors.Is(err, server.ErrUnauthorized) {
 		t.Fatalf("a hook that cannot be reached: %v, want a refusal", err)
 	}
 }
@@ -96,16 +97,16 @@ func TestHookCache(t *testing.T) {
 	hub := newHub(t, server.HubConfig{Authorize: h.Authorize})
 	for i := range 5 {
 		from := server.Peer{Protocol: "hls", Remote: "198.51.100.7:" + string(rune('1'+i)) + "000"}
-		if err := hub.CheckReadFrom("live/a", "", from); err != nil {
+		if err := hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: from}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n.Load() != 1 {
 		t.Fatalf("5 reads from one address: %d hook calls, want 1", n.Load())
 	}
-	hub.CheckReadFrom("live/a", "", server.Peer{Protocol: "hls", Remote: "198.51.100.8:1"})       //nolint:errcheck
-	hub.ResolvePublishFrom("live/b", "", server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:1"}) //nolint:errcheck
-	hub.ResolvePublishFrom("live/b", "", server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:1"}) //nolint:errcheck
+	hub.Authorize(context.Background(), "live/a", server.ReadRequest{Key: "", Peer: server.Peer{Protocol: "hls", Remote: "198.51.100.8:1"}}) //nolint:errcheck
+	publishCheck(hub, "live/b", server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:1"})                                                     //nolint:errcheck
+	publishCheck(hub, "live/b", server.Peer{Protocol: "rtmp", Remote: "198.51.100.7:1"})                                                     //nolint:errcheck
 	if n.Load() != 4 {
 		t.Fatalf("%d hook calls, want 4 (another address, and each publish)", n.Load())
 	}
@@ -159,7 +160,7 @@ func TestSigner(t *testing.T) {
 		{"live/a", tok, true}, {"live/a", "readkey-0123", true}, {"live/a", "", false}, {"live/b", tok, false},
 		{"live/a/240p", tok, true}, {"live/a/240p", s.Sign("live/a/240p", time.Now().Add(time.Hour)), true},
 	} {
-		if err := hub.CheckReadFrom(tc.path, tc.key, server.Peer{}); (err == nil) != tc.ok {
+		if err := hub.Authorize(context.Background(), tc.path, server.ReadRequest{Key: tc.key, Peer: server.Peer{}}); (err == nil) != tc.ok {
 			t.Errorf("read %s with %q: %v, want ok %v", tc.path, tc.key, err, tc.ok)
 		}
 	}
@@ -172,4 +173,15 @@ func forge(tok string) string {
 		last = "1"
 	}
 	return tok[:len(tok)-1] + last
+}
+
+// publishCheck asks the hub whether from may publish on path (and gives
+// the path back), as a protocol does.
+func publishCheck(hub *server.Hub, path string, from server.Peer) (string, error) {
+	c, err := hub.Publish(context.Background(), path, server.PublishRequest{Peer: from})
+	if err != nil {
+		return "", err
+	}
+	c.Release()
+	return c.Path(), nil
 }

@@ -45,11 +45,11 @@ const (
 const authTimeout = 30 * time.Second
 
 // authorize runs HubConfig.Authorize; any error refuses, as ErrUnauthorized.
-func (h *Hub) authorize(action, path string, from Peer) error {
+func (h *Hub) authorize(ctx context.Context, action, path string, from Peer) error {
 	if h.conf.Authorize == nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), authTimeout)
+	ctx, cancel := context.WithTimeout(ctx, authTimeout)
 	defer cancel()
 	err := h.conf.Authorize(ctx, AuthRequest{Action: action, Path: path, Protocol: from.Protocol, Remote: from.Remote, Query: withoutKey(from.Query)})
 	if err != nil {
@@ -114,23 +114,22 @@ func (h *Hub) LogRefusal(log *slog.Logger, remote, kind, msg string, attrs ...an
 	log.Info(msg, attrs...)
 }
 
-// CheckRead returns a *PathError for an invalid path and ErrUnauthorized
-// when the path has a read key and key is not it. Protocols call it (or
-// CheckReadFrom) before Read or ReadWait.
-func (h *Hub) CheckRead(path, key string) error { return h.CheckReadFrom(path, key, Peer{}) }
-
-// CheckReadFrom is CheckRead for a known peer: a signed play token
-// (HubConfig.ReadToken) or the path's read key lets it in, then the auth
-// hook (HubConfig.Authorize) decides. A refusal comes after a short random
-// delay.
-func (h *Hub) CheckReadFrom(path, key string, from Peer) error {
-	if err := h.AuthGate(from); err != nil {
+// Authorize decides whether req may read path, as Read does, without
+// attaching a reader: for a protocol that serves many requests of one
+// viewer from one reader of its own (LL-HLS), or checks before it attaches
+// (RTSP DESCRIBE and SETUP). It returns a *PathError for an invalid path
+// and ErrUnauthorized unless a signed play token (HubConfig.ReadToken) or
+// the path's read key lets the peer in and the auth hook
+// (HubConfig.Authorize) agrees. A refusal comes after a short random delay
+// and spends one of the address's failures (auth.failureBudget).
+func (h *Hub) Authorize(ctx context.Context, path string, req ReadRequest) error {
+	if err := h.AuthGate(req.Peer); err != nil {
 		return err
 	}
-	return h.authOutcome(h.checkRead(path, key, from), from)
+	return h.authOutcome(h.checkRead(ctx, path, req.Key, req.Peer), req.Peer)
 }
 
-func (h *Hub) checkRead(path, key string, from Peer) error {
+func (h *Hub) checkRead(ctx context.Context, path, key string, from Peer) error {
 	if err := ValidatePath(path); err != nil {
 		return err
 	}
@@ -151,7 +150,7 @@ func (h *Hub) checkRead(path, key string, from Peer) error {
 	if !signed && !keyMatches(pc.ReadKey, key) {
 		return ErrUnauthorized
 	}
-	return h.authorize(ActionRead, path, from)
+	return h.authorize(ctx, ActionRead, path, from)
 }
 
 // OpenToRead reports whether anyone may read path without a key or a

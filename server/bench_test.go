@@ -132,7 +132,7 @@ func BenchmarkJoin(b *testing.B) {
 	writeAll(p, genUnits(0, 50, 50, true)) // 100 cached units
 	b.ReportAllocs()
 	for b.Loop() {
-		r, err := h.Read("live/bench")
+		r, err := h.ReadTrusted(context.Background(), "live/bench", ReadOptions{})
 		if err != nil {
 			b.Fatal(err)
 		}

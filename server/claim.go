@@ -21,9 +21,9 @@ type Claim struct {
 	s    *Stream // the stream held, nil if there was none
 }
 
-// Claim checks path and opts.Key as Publish does and holds the path (see
-// Claim). The caller must end the claim with Publish or Release.
-func (h *Hub) Claim(path string, opts PublishOptions) (*Claim, error) {
+// claim checks path and opts.Key and holds the path (see Claim). The
+// caller must end the claim with Publish or Release.
+func (h *Hub) claim(path string, opts PublishOptions) (*Claim, error) {
 	path, key, pc, err := h.checkPublisher(path, opts.Key, opts.Derived || opts.Pulled)
 	if err != nil {
 		return nil, err

@@ -21,7 +21,7 @@ func TestClaimHoldsTheGracePeriod(t *testing.T) {
 	writeAll(p, genUnits(0, 10, 5, true))
 	r := mustRead(t, h, "live/c")
 	p.Close() // the grace period starts
-	c, err := h.Claim("live/c", PublishOptions{Protocol: "test", Remote: "again"})
+	c, err := h.claim("live/c", PublishOptions{Protocol: "test", Remote: "again"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,10 +29,10 @@ func TestClaimHoldsTheGracePeriod(t *testing.T) {
 	if h.Stream("live/c") == nil {
 		t.Fatal("the stream ended while a claim held it")
 	}
-	if _, err := h.Publish("live/c", videoTracks(), PublishOptions{}); !errors.Is(err, ErrPathBusy) {
+	if _, err := h.PublishTrusted("live/c", videoTracks(), PublishOptions{}); !errors.Is(err, ErrPathBusy) {
 		t.Fatalf("another publisher while claimed: %v, want ErrPathBusy", err)
 	}
-	if _, err := h.Claim("live/c", PublishOptions{}); !errors.Is(err, ErrPathBusy) {
+	if _, err := h.claim("live/c", PublishOptions{}); !errors.Is(err, ErrPathBusy) {
 		t.Fatalf("another claim: %v, want ErrPathBusy", err)
 	}
 	p2, err := c.Publish(copyTracks(videoTracks()))
@@ -62,7 +62,7 @@ func TestClaimReleased(t *testing.T) {
 	writeAll(p, genUnits(0, 5, 5, true))
 	r := mustRead(t, h, "live/r")
 	p.Close()
-	c, err := h.Claim("live/r", PublishOptions{})
+	c, err := h.claim("live/r", PublishOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestClaimReleased(t *testing.T) {
 		t.Fatal("the stream outlived its grace period after the claim was released")
 	}
 	// A claim on a path nobody publishes holds nothing; Publish works.
-	c, err = h.Claim("live/new", PublishOptions{})
+	c, err = h.claim("live/new", PublishOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}

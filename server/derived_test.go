@@ -34,11 +34,11 @@ func TestDerivedStream(t *testing.T) {
 		OnPublish: record("publish"), OnUnpublish: record("unpublish")})
 	t.Cleanup(h.Close)
 
-	if _, err := h.Publish("live/x/240p", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err != ErrUnauthorized {
+	if _, err := h.PublishTrusted("live/x/240p", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err != ErrUnauthorized {
 		t.Fatalf("a plain publisher without the key: %v, want ErrUnauthorized", err)
 	}
 	v := &media.Track{ID: 0, Codec: media.CodecH264}
-	p, err := h.Publish("live/x/240p", []*media.Track{v}, PublishOptions{Derived: true, Protocol: "transcode"})
+	p, err := h.PublishTrusted("live/x/240p", []*media.Track{v}, PublishOptions{Derived: true, Protocol: "transcode"})
 	if err != nil {
 		t.Fatalf("a derived publisher needs no key: %v", err)
 	}
@@ -50,7 +50,7 @@ func TestDerivedStream(t *testing.T) {
 	p.Close()
 	// The restarted process goes on with the source's timestamps, 3 s later.
 	v2 := &media.Track{ID: 0, Codec: media.CodecH264}
-	p2, err := h.Publish("live/x/240p", []*media.Track{v2}, PublishOptions{Derived: true})
+	p2, err := h.PublishTrusted("live/x/240p", []*media.Track{v2}, PublishOptions{Derived: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -91,23 +91,23 @@ func TestRungPathReserved(t *testing.T) {
 	t.Cleanup(h.Close)
 	v := func() []*media.Track { return []*media.Track{{ID: 0, Codec: media.CodecH264}} }
 	// No source yet: the path is anyone's.
-	p, err := h.Publish("live/x/240p", v(), PublishOptions{})
+	p, err := h.PublishTrusted("live/x/240p", v(), PublishOptions{})
 	if err != nil {
 		t.Fatalf("a rung path with no live source: %v", err)
 	}
 	p.Close()
 	src := mustPublish(t, h, "live/x", v())
-	if err := h.CheckPublish("live/x/240p", ""); err != ErrRungPath {
-		t.Fatalf("CheckPublish on a live source's rung: %v, want ErrRungPath", err)
-	}
-	if _, err := h.Publish("live/x/240p", v(), PublishOptions{Protocol: "rtmp"}); err != ErrRungPath {
+	if _, err := h.Publish(context.Background(), "live/x/240p", PublishRequest{}); err != ErrRungPath {
 		t.Fatalf("Publish on a live source's rung: %v, want ErrRungPath", err)
 	}
-	old, err := h.Publish("live/x/240p", v(), PublishOptions{Derived: true})
+	if _, err := h.PublishTrusted("live/x/240p", v(), PublishOptions{Protocol: "rtmp"}); err != ErrRungPath {
+		t.Fatalf("Publish on a live source's rung: %v, want ErrRungPath", err)
+	}
+	old, err := h.PublishTrusted("live/x/240p", v(), PublishOptions{Derived: true})
 	if err != nil {
 		t.Fatalf("the ladder: %v", err)
 	}
-	next, err := h.Publish("live/x/240p", v(), PublishOptions{Derived: true})
+	next, err := h.PublishTrusted("live/x/240p", v(), PublishOptions{Derived: true})
 	if err != nil {
 		t.Fatalf("a restarted ladder does not take its rung over: %v", err)
 	}
@@ -115,7 +115,7 @@ func TestRungPathReserved(t *testing.T) {
 	if !next.Stream().Publishing() {
 		t.Fatal("the old publisher's Close ended the new one's stream")
 	}
-	if _, err := h.Publish("live/x", v(), PublishOptions{Derived: true}); err != ErrPathBusy {
+	if _, err := h.PublishTrusted("live/x", v(), PublishOptions{Derived: true}); err != ErrPathBusy {
 		t.Fatalf("a derived publisher took a plain stream over: %v", err)
 	}
 	src.Close()
@@ -128,7 +128,7 @@ func TestSessions(t *testing.T) {
 	h := newTestHub(t, testConf())
 	kickedPub := make(chan struct{})
 	v := &media.Track{ID: 0, Codec: media.CodecH264}
-	p, err := h.Publish("live/s", []*media.Track{v}, PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5", OnKick: func() { close(kickedPub) }})
+	p, err := h.PublishTrusted("live/s", []*media.Track{v}, PublishOptions{Protocol: "rtmp", Remote: "1.2.3.4:5", OnKick: func() { close(kickedPub) }})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,10 +172,10 @@ func TestPulledSourceTrusted(t *testing.T) {
 	h := NewHub(HubConfig{PathConfig: func(string) PathConfig { return pc }, Logger: discardLogger(),
 		ResolvePublish: func(string, string) (string, string, bool, error) { return "", "", false, errors.New("keys required") }})
 	t.Cleanup(h.Close)
-	if _, err := h.Publish("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err == nil {
+	if _, err := h.PublishTrusted("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{}); err == nil {
 		t.Fatal("a plain publisher passed a refusing registry")
 	}
-	if _, err := h.Publish("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{Pulled: true}); err != nil {
+	if _, err := h.PublishTrusted("cam1", []*media.Track{{Codec: media.CodecH264}}, PublishOptions{Pulled: true}); err != nil {
 		t.Fatalf("a pulled source: %v", err)
 	}
 }

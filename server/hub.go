@@ -112,13 +112,18 @@ type PublishOptions struct {
 	OnKick func()
 }
 
-// Publish makes the caller the publisher of path with the given tracks
+// PublishTrusted makes the caller the publisher of path with the given tracks
 // (their IDs must be their indexes). Publish takes the tracks over: it sets
 // their Session, so they must not be shared with another publisher. It
 // returns ErrPathBusy if the path has a live publisher, ErrUnauthorized if
 // the path's key does not match, or a *PathError. A stream in its grace period is taken over: its readers
 // continue with the new publisher's units.
-func (h *Hub) Publish(path string, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
+//
+// It is the trusted entry point for streamhub's own publishers (the
+// ladder's rungs, pulled sources) and tests: the auth hook is not asked
+// and a refusal costs no delay; a Derived or Pulled publisher needs no key
+// either. A publisher from the network comes in through Publish.
+func (h *Hub) PublishTrusted(path string, tracks []*media.Track, opts PublishOptions) (*Publisher, error) {
 	if len(tracks) == 0 {
 		return nil, ErrNoTracks
 	}
@@ -180,25 +185,16 @@ func (h *Hub) rungOfLiveLocked(pc PathConfig) bool {
 	return src != nil && src.Publishing() && !src.Derived()
 }
 
-// CheckPublish returns the error Publish would return right now for path
-// and key: a *PathError, ErrUnauthorized, ErrRungPath or ErrPathBusy. A
-// protocol calls it to refuse a publisher before reading its media;
-// Publish checks again.
-func (h *Hub) CheckPublish(path, key string) error {
-	_, _, err := h.ResolvePublish(path, key)
-	return err
-}
-
-// ResolvePublishFrom is ResolvePublish for a known peer: once the keys
+// resolvePublishFrom is resolvePublish for a known peer: once the keys
 // passed, the auth hook (HubConfig.Authorize) decides. A refusal comes after
-// a short random delay.
-func (h *Hub) ResolvePublishFrom(path, key string, from Peer) (string, string, error) {
+// a short random delay and spends one of the address's failures.
+func (h *Hub) resolvePublishFrom(ctx context.Context, path, key string, from Peer) (string, string, error) {
 	if err := h.AuthGate(from); err != nil {
 		return "", "", err
 	}
-	p, k, err := h.ResolvePublish(path, key)
+	p, k, err := h.resolvePublish(path, key)
 	if err == nil {
-		err = h.authorize(ActionPublish, p, from)
+		err = h.authorize(ctx, ActionPublish, p, from)
 	}
 	if err != nil {
 		return "", "", h.authOutcome(err, from)
@@ -206,12 +202,11 @@ func (h *Hub) ResolvePublishFrom(path, key string, from Peer) (string, string, e
 	return p, k, nil
 }
 
-// ResolvePublish is CheckPublish that also returns the path the publisher
-// publishes on and the key to give Publish with it: HubConfig.ResolvePublish
-// may map them (a stream key given as the path's last segment becomes the
-// stream's public id). A protocol calls it before it logs the path, so a
-// key in the URL is never logged.
-func (h *Hub) ResolvePublish(path, key string) (string, string, error) {
+// resolvePublish checks a publisher's path and key and returns the path it
+// publishes on and the key that goes with it: HubConfig.ResolvePublish may
+// map them (a stream key given as the path's last segment becomes the
+// stream's public id). It refuses a busy path or a rung of a live ladder.
+func (h *Hub) resolvePublish(path, key string) (string, string, error) {
 	path, key, pc, err := h.checkPublisher(path, key, false)
 	if err != nil {
 		return "", "", err
@@ -269,6 +264,9 @@ func keyMatches(want, got string) bool {
 
 // ReadOptions change how a reader starts.
 type ReadOptions struct {
+	// Wait waits for an on-demand source to publish (HubConfig.OnDemand),
+	// up to OnDemandTimeout or the end of the context.
+	Wait bool
 	// NoCatchUp starts at the cached GOP with its real timing, whatever
 	// the path's catchUp: for an HLS segmenter, whose first segment must
 	// last as long as the GOP did.
@@ -282,13 +280,10 @@ type ReadOptions struct {
 	Backlog time.Duration
 }
 
-// Read attaches a new reader to path. It returns ErrStreamNotFound when
+// readWith attaches a new reader to path. It returns ErrStreamNotFound when
 // nothing is published there (a stream within its grace period counts as
 // published), ErrTooManyReaders, or a *PathError.
-func (h *Hub) Read(path string) (*Reader, error) { return h.ReadWith(path, ReadOptions{}) }
-
-// ReadWith is Read with options.
-func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
+func (h *Hub) readWith(path string, opts ReadOptions) (*Reader, error) {
 	if err := ValidatePath(path); err != nil {
 		return nil, err
 	}
@@ -316,16 +311,11 @@ func (h *Hub) ReadWith(path string, opts ReadOptions) (*Reader, error) {
 // OnDemandTimeout bounds how long ReadWait waits for an on-demand source.
 const OnDemandTimeout = 10 * time.Second
 
-// ReadWait is Read, except that for a path nobody publishes on whose
+// readWait is readWith, except that for a path nobody publishes on whose
 // source HubConfig.OnDemand starts, it waits until the source publishes or
 // ctx ends or OnDemandTimeout passes (then ErrStreamNotFound).
-func (h *Hub) ReadWait(ctx context.Context, path string) (*Reader, error) {
-	return h.ReadWaitWith(ctx, path, ReadOptions{})
-}
-
-// ReadWaitWith is ReadWait with options.
-func (h *Hub) ReadWaitWith(ctx context.Context, path string, opts ReadOptions) (*Reader, error) {
-	r, err := h.ReadWith(path, opts)
+func (h *Hub) readWait(ctx context.Context, path string, opts ReadOptions) (*Reader, error) {
+	r, err := h.readWith(path, opts)
 	if err != ErrStreamNotFound || h.conf.OnDemand == nil || !h.conf.OnDemand(path) {
 		return r, err
 	}
@@ -339,7 +329,7 @@ func (h *Hub) ReadWaitWith(ctx context.Context, path string, opts ReadOptions) (
 			return nil, ErrHubClosed
 		}
 		if s != nil {
-			if r, err = h.ReadWith(path, opts); err != ErrStreamNotFound {
+			if r, err = h.readWith(path, opts); err != ErrStreamNotFound {
 				return r, err
 			}
 		}

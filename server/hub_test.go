@@ -46,7 +46,7 @@ func newTestHub(t testing.TB, pc PathConfig) *Hub {
 
 func mustPublish(t testing.TB, h *Hub, path string, tracks []*media.Track) *Publisher {
 	t.Helper()
-	p, err := h.Publish(path, tracks, PublishOptions{Protocol: "test", Remote: "local"})
+	p, err := h.PublishTrusted(path, tracks, PublishOptions{Protocol: "test", Remote: "local"})
 	if err != nil {
 		t.Fatalf("Publish(%q): %v", path, err)
 	}
@@ -55,7 +55,7 @@ func mustPublish(t testing.TB, h *Hub, path string, tracks []*media.Track) *Publ
 
 func mustRead(t testing.TB, h *Hub, path string) *Reader {
 	t.Helper()
-	r, err := h.Read(path)
+	r, err := h.ReadTrusted(context.Background(), path, ReadOptions{})
 	if err != nil {
 		t.Fatalf("Read(%q): %v", path, err)
 	}
@@ -153,10 +153,10 @@ func checkMonotonic(t *testing.T, us []*media.Unit) {
 
 func TestPublishAndRead(t *testing.T) {
 	h := newTestHub(t, testConf())
-	if _, err := h.Read("live/test"); !errors.Is(err, ErrStreamNotFound) {
+	if _, err := h.ReadTrusted(context.Background(), "live/test", ReadOptions{}); !errors.Is(err, ErrStreamNotFound) {
 		t.Fatalf("Read before Publish = %v, want ErrStreamNotFound", err)
 	}
-	if _, err := h.Publish("live/test", nil, PublishOptions{}); !errors.Is(err, ErrNoTracks) {
+	if _, err := h.PublishTrusted("live/test", nil, PublishOptions{}); !errors.Is(err, ErrNoTracks) {
 		t.Fatalf("Publish without tracks = %v, want ErrNoTracks", err)
 	}
 	p := mustPublish(t, h, "live/test", videoTracks())
@@ -250,7 +250,7 @@ func TestAtomicJoinConcurrent(t *testing.T) {
 					<-start
 					// Join at a random moment while the publisher writes.
 					time.Sleep(time.Duration(rand.IntN(3000)) * time.Microsecond)
-					r, err := h.Read(path)
+					r, err := h.ReadTrusted(context.Background(), path, ReadOptions{})
 					if err != nil {
 						results[j].err = err
 						return
@@ -629,7 +629,7 @@ func TestRepublishWithinGrace(t *testing.T) {
 					break
 				}
 			}
-			if r3, err := h.Read(path); err == nil {
+			if r3, err := h.ReadTrusted(context.Background(), path, ReadOptions{}); err == nil {
 				r3.Close()
 				t.Errorf("Read after the stream ended succeeded")
 			}
@@ -712,7 +712,7 @@ func TestGraceExpiry(t *testing.T) {
 	if h.Stream(path) != nil {
 		t.Errorf("stream still listed after the grace period")
 	}
-	if _, err := h.Read(path); !errors.Is(err, ErrStreamNotFound) {
+	if _, err := h.ReadTrusted(context.Background(), path, ReadOptions{}); !errors.Is(err, ErrStreamNotFound) {
 		t.Errorf("Read after grace = %v, want ErrStreamNotFound", err)
 	}
 	got, err := readAll(t, queued)
@@ -758,7 +758,7 @@ func TestPublishRefusals(t *testing.T) {
 
 	p := mustPublish(t, h, "live/busy", videoTracks())
 	for _, key := range []string{"", "s3cret"} {
-		if _, err := h.Publish("live/busy", videoTracks(), PublishOptions{Key: key}); !errors.Is(err, ErrPathBusy) {
+		if _, err := h.PublishTrusted("live/busy", videoTracks(), PublishOptions{Key: key}); !errors.Is(err, ErrPathBusy) {
 			t.Errorf("second publisher (key %q) = %v, want ErrPathBusy", key, err)
 		}
 	}
@@ -779,7 +779,7 @@ func TestPublishRefusals(t *testing.T) {
 		{"s3cret", nil},
 	}
 	for _, k := range keys {
-		pub, err := h.Publish("secure/cam", videoTracks(), PublishOptions{Key: k.key})
+		pub, err := h.PublishTrusted("secure/cam", videoTracks(), PublishOptions{Key: k.key})
 		if !errors.Is(err, k.want) {
 			t.Errorf("Publish with key %q = %v, want %v", k.key, err, k.want)
 		}
@@ -790,7 +790,7 @@ func TestPublishRefusals(t *testing.T) {
 		}
 	}
 	// Paths without a key accept any.
-	if pub, err := h.Publish("live/open", videoTracks(), PublishOptions{Key: "anything"}); err != nil {
+	if pub, err := h.PublishTrusted("live/open", videoTracks(), PublishOptions{Key: "anything"}); err != nil {
 		t.Errorf("Publish on a path without key: %v", err)
 	} else {
 		pub.Close()
@@ -798,11 +798,11 @@ func TestPublishRefusals(t *testing.T) {
 
 	r1 := mustRead(t, h, "live/busy")
 	mustRead(t, h, "live/busy")
-	if _, err := h.Read("live/busy"); !errors.Is(err, ErrTooManyReaders) {
+	if _, err := h.ReadTrusted(context.Background(), "live/busy", ReadOptions{}); !errors.Is(err, ErrTooManyReaders) {
 		t.Errorf("third reader = %v, want ErrTooManyReaders", err)
 	}
 	r1.Close()
-	if r, err := h.Read("live/busy"); err != nil {
+	if r, err := h.ReadTrusted(context.Background(), "live/busy", ReadOptions{}); err != nil {
 		t.Errorf("reader after one left = %v", err)
 	} else {
 		r.Close()
@@ -1139,10 +1139,10 @@ func TestHubClose(t *testing.T) {
 	}
 	p.Write(mkUnit(trackV, 99, true, time.Second)) // no effect, no panic
 	p.Close()
-	if _, err := h.Publish("live/c", videoTracks(), PublishOptions{}); !errors.Is(err, ErrHubClosed) {
+	if _, err := h.PublishTrusted("live/c", videoTracks(), PublishOptions{}); !errors.Is(err, ErrHubClosed) {
 		t.Errorf("Publish after Close = %v, want ErrHubClosed", err)
 	}
-	if _, err := h.Read("live/a"); !errors.Is(err, ErrHubClosed) {
+	if _, err := h.ReadTrusted(context.Background(), "live/a", ReadOptions{}); !errors.Is(err, ErrHubClosed) {
 		t.Errorf("Read after Close = %v, want ErrHubClosed", err)
 	}
 	if n := len(h.Streams()); n != 0 {
@@ -1163,7 +1163,7 @@ func TestPublisherCloseRacesPublish(t *testing.T) {
 		wg.Go(p1.Close)
 		wg.Go(func() {
 			for {
-				p, err := h.Publish(path, videoTracks(), PublishOptions{})
+				p, err := h.PublishTrusted(path, videoTracks(), PublishOptions{})
 				if errors.Is(err, ErrPathBusy) {
 					continue
 				}

@@ -29,8 +29,11 @@ type joinPlan struct {
 
 // planJoin returns the plan for a reader joining a stream whose cache
 // holds gop (in write order) under the path's join mode and catch-up
-// window (0: none).
-func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duration) joinPlan {
+// window (0: none). audioEarly sends the kept audio right after the first
+// picture: a backlog of many squeezed pictures would otherwise keep the
+// audio from a player that analyzes the start of the stream (ffmpeg stops
+// analyzing after 5 s worth of pictures and finds no audio track).
+func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duration, audioEarly bool) joinPlan {
 	if join == JoinLive {
 		return joinPlan{waitKey: hasVideo}
 	}
@@ -41,6 +44,9 @@ func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duratio
 	}
 	if window > 0 {
 		gop = catchUp(gop, window)
+		if audioEarly && len(gop) > 1 {
+			gop = audioAfterFirst(gop)
+		}
 	}
 	var p joinPlan
 	for _, u := range gop {
@@ -65,6 +71,24 @@ func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duratio
 	}
 	p.units = kept
 	return p
+}
+
+// audioAfterFirst returns gop with its audio units moved right after the
+// first unit, each track's order kept.
+func audioAfterFirst(gop []*media.Unit) []*media.Unit {
+	out := make([]*media.Unit, 0, len(gop))
+	out = append(out, gop[0])
+	for _, u := range gop[1:] {
+		if !u.Track.IsVideo() {
+			out = append(out, u)
+		}
+	}
+	for _, u := range gop[1:] {
+		if u.Track.IsVideo() {
+			out = append(out, u)
+		}
+	}
+	return out
 }
 
 // joinMemo keeps the last plan made for a stream, so that readers joining

@@ -47,7 +47,7 @@ func TestPlanJoin(t *testing.T) {
 			for _, u := range tc.gop {
 				before = append(before, u.DTS, u.PTS)
 			}
-			p := planJoin(tc.gop, tc.hasVideo, tc.join, tc.window)
+			p := planJoin(tc.gop, tc.hasVideo, tc.join, tc.window, false)
 			var dts []time.Duration
 			for _, u := range p.units {
 				dts = append(dts, u.DTS)

@@ -427,7 +427,7 @@ func (s *Stream) addReader(window, backlog time.Duration) (*Reader, error) {
 	hasVideo := s.hasVideo
 	s.mu.RUnlock()
 	if !ok {
-		plan = planJoin(gop, hasVideo, s.conf.Join, window)
+		plan = planJoin(gop, hasVideo, s.conf.Join, window, backlog > 0)
 		s.joins.store(key, plan)
 	}
 	// The reader consumes its own copy of the slice; the units are shared.

@@ -92,7 +92,7 @@ func startSource(t *testing.T, hub *server.Hub, path string) *source {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if s.pub, err = hub.Publish(path, in.Tracks(), server.PublishOptions{Protocol: "test"}); err != nil {
+	if s.pub, err = hub.PublishTrusted(path, in.Tracks(), server.PublishOptions{Protocol: "test"}); err != nil {
 		t.Fatal(err)
 	}
 	in.SetWriter(s.pub)
@@ -134,7 +134,7 @@ func publishing(hub *server.Hub, path string) bool {
 // keyframes reads path for d and returns the DTS of its video keyframes.
 func keyframes(t *testing.T, hub *server.Hub, path string, d time.Duration) []time.Duration {
 	t.Helper()
-	r, err := hub.ReadWith(path, server.ReadOptions{NoCatchUp: true})
+	r, err := hub.ReadTrusted(context.Background(), path, server.ReadOptions{NoCatchUp: true})
 	if err != nil {
 		t.Fatalf("read %s: %v", path, err)
 	}
@@ -231,7 +231,7 @@ func TestLadderRestartAndStop(t *testing.T) {
 	st, _ := e.m.Status("live/t")
 	pid := st.PID
 	// A reader of the rung stays through the restart (the grace period).
-	r, err := e.hub.Read("live/t/160p")
+	r, err := e.hub.ReadTrusted(context.Background(), "live/t/160p", server.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -345,7 +345,7 @@ func TestLadderOnDemand(t *testing.T) {
 		t.Fatal("Demand started a ladder for a rung that does not exist")
 	}
 	asked := time.Now()
-	r, err := e.hub.ReadWait(context.Background(), "live/t/160p")
+	r, err := e.hub.ReadTrusted(context.Background(), "live/t/160p", server.ReadOptions{Wait: true})
 	if err != nil {
 		t.Fatalf("reading a rung on demand: %v", err)
 	}
@@ -394,7 +394,7 @@ func TestNoFFmpeg(t *testing.T) {
 	if e.m.Demand("live/t/160p") || e.m.Renditions("live/t") != nil {
 		t.Fatal("a ladder without FFmpeg")
 	}
-	if _, err := e.hub.Read("live/t"); err != nil {
+	if _, err := e.hub.ReadTrusted(context.Background(), "live/t", server.ReadOptions{}); err != nil {
 		t.Fatalf("the source does not play: %v", err)
 	}
 	if n := strings.Count(e.logs.String(), "bitrate ladder off"); n != 1 {
@@ -428,7 +428,7 @@ func TestLadderOnDemandRepublish(t *testing.T) {
 	e := newEnv(t, ModeOnDemand, nil)
 	src := startSource(t, e.hub, "live/t")
 	waitFor(t, 5*time.Second, "source", func() bool { return publishing(e.hub, "live/t") })
-	r, err := e.hub.ReadWait(context.Background(), "live/t/160p")
+	r, err := e.hub.ReadTrusted(context.Background(), "live/t/160p", server.ReadOptions{Wait: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -165,7 +165,7 @@ func (w *worker) once() (err error) {
 	hub := w.m.hub
 	// The cached GOP first, with its real timing: FFmpeg codes it at once
 	// and the rungs catch up with live.
-	r, err := hub.ReadWith(w.source, server.ReadOptions{NoCatchUp: true})
+	r, err := hub.ReadTrusted(w.ctx, w.source, server.ReadOptions{NoCatchUp: true})
 	if err != nil {
 		return err
 	}
@@ -455,7 +455,7 @@ func (w *worker) readRung(ctx context.Context, name string, out *os.File, last m
 	case <-ctx.Done():
 		return
 	}
-	pub, err := w.m.hub.Publish(w.source+"/"+name, in.Tracks(), server.PublishOptions{Derived: true, Protocol: "transcode", Remote: "ffmpeg"})
+	pub, err := w.m.hub.PublishTrusted(w.source+"/"+name, in.Tracks(), server.PublishOptions{Derived: true, Protocol: "transcode", Remote: "ffmpeg"})
 	if err != nil {
 		log.Warn("rung not published", "err", err)
 		return

@@ -141,7 +141,8 @@ func (h *Handler) serveChat(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// The chat of a stream is for those who may watch it, while it is live.
-	if err := h.hub.CheckReadFrom(p, r.URL.Query().Get("key"), server.Peer{Protocol: "chat", Remote: r.RemoteAddr, Query: r.URL.RawQuery}); err != nil {
+	if err := h.hub.Authorize(r.Context(), p, server.ReadRequest{Key: r.URL.Query().Get("key"),
+		Peer: server.Peer{Protocol: "chat", Remote: r.RemoteAddr, Query: r.URL.RawQuery}}); err != nil {
 		http.Error(w, "chat: "+err.Error(), http.StatusForbidden)
 		return
 	}

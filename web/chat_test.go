@@ -31,7 +31,7 @@ func chatServer(t *testing.T, conf Config) (*Handler, *httptest.Server, string) 
 	hub := server.NewHub(server.HubConfig{Logger: quietLog})
 	// A room is for a live stream: publish the paths the tests chat on.
 	for _, p := range []string{"live/a", "live/b", "live/x"} {
-		if _, err := hub.Publish(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
+		if _, err := hub.PublishTrusted(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -324,7 +324,7 @@ func TestChatAccess(t *testing.T) {
 		return server.DefaultPathConfig()
 	}})
 	for _, p := range []string{"live/private", "live/open"} {
-		if _, err := hub.Publish(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
+		if _, err := hub.PublishTrusted(p, []*media.Track{{Codec: media.CodecH264}}, server.PublishOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}

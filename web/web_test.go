@@ -28,13 +28,13 @@ func newTestHub(t *testing.T) *server.Hub {
 	t.Cleanup(hub.Close)
 	video := &media.Track{ID: 0, Codec: media.CodecH264, Width: 640, Height: 360}
 	audio := &media.Track{ID: 1, Codec: media.CodecAAC, SampleRate: 44100, Channels: 2}
-	p, err := hub.Publish("live/test", []*media.Track{video, audio}, server.PublishOptions{Protocol: "rtmp", Remote: "<b>1.2.3.4</b>"})
+	p, err := hub.PublishTrusted("live/test", []*media.Track{video, audio}, server.PublishOptions{Protocol: "rtmp", Remote: "<b>1.2.3.4</b>"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(p.Close)
 	rung := &media.Track{ID: 0, Codec: media.CodecH264, Width: 426, Height: 240}
-	r, err := hub.Publish("live/test/240p", []*media.Track{rung}, server.PublishOptions{Derived: true, Protocol: "transcode"})
+	r, err := hub.PublishTrusted("live/test/240p", []*media.Track{rung}, server.PublishOptions{Derived: true, Protocol: "transcode"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestHomeHidesProtectedStreams(t *testing.T) {
 			hub := server.NewHub(tc.hc)
 			t.Cleanup(hub.Close)
 			for _, p := range []string{"live/public", "live/private"} {
-				pub, err := hub.Publish(p, []*media.Track{{ID: 0, Codec: media.CodecH264, Width: 320, Height: 240}}, server.PublishOptions{})
+				pub, err := hub.PublishTrusted(p, []*media.Track{{ID: 0, Codec: media.CodecH264, Width: 320, Height: 240}}, server.PublishOptions{})
 				if err != nil {
 					t.Fatal(err)
 				}

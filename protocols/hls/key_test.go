@@ -57,7 +57,7 @@ func TestReadKeyFollowsThePlaylists(t *testing.T) {
 		return c
 	}})
 	src := newSynth(synthOpts{video: media.CodecH264, audio: media.CodecAAC, gop: 500 * time.Millisecond})
-	pub, err := hub.Publish("live/k", src.tracks(), server.PublishOptions{Protocol: "test"})
+	pub, err := hub.PublishTrusted("live/k", src.tracks(), server.PublishOptions{Protocol: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -161,14 +161,10 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 		return m, nil
 	}
 	h.mu.Unlock()
-	if h.hub.Stream(path) == nil {
-		r, err := h.hub.ReadWait(ctx, path) // starts an on-demand source
-		if err != nil {
-			return nil, err
-		}
-		r.Close()
-	}
-	r, err := h.hub.ReadWith(path, server.ReadOptions{NoCatchUp: true})
+	// The segmenter is streamhub's own reader (the request that starts it
+	// was authorized): it starts at the cached GOP with its real timing,
+	// after an on-demand source has started.
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true})
 	if err != nil {
 		return nil, err
 	}
@@ -373,7 +369,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
-	if err := h.hub.CheckReadFrom(path, req.URL.Query().Get("key"), server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}); err != nil {
+	if err := h.hub.Authorize(req.Context(), path, server.ReadRequest{Key: req.URL.Query().Get("key"),
+		Peer: server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}}); err != nil {
 		httperr.Refuse(w, path, err)
 		return
 	}

@@ -94,17 +94,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		http.Error(w, "not an FLV URL: use /<path>.flv", http.StatusNotFound)
 		return
 	}
-	err := h.hub.CheckReadFrom(path, req.URL.Query().Get("key"), server.Peer{Protocol: "httpflv", Remote: req.RemoteAddr, Query: req.URL.RawQuery})
-	var r *server.Reader
-	if err == nil {
-		r, err = h.hub.ReadWait(req.Context(), path)
-	}
+	r, err := h.hub.Read(req.Context(), path, server.ReadRequest{Key: req.URL.Query().Get("key"), Wait: true,
+		Peer: server.Peer{Protocol: "httpflv", Remote: req.RemoteAddr, Query: req.URL.RawQuery}})
 	if err != nil {
 		httperr.Refuse(w, path, err)
 		return
 	}
 	defer r.Close()
-	r.SetPeer(server.Peer{Protocol: "httpflv", Remote: req.RemoteAddr, Query: req.URL.RawQuery}, nil)
 	w.Header().Set("Content-Type", "video/x-flv")
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	if req.Method == http.MethodHead {

@@ -30,7 +30,7 @@ func setup(t *testing.T) (*server.Hub, *server.Publisher, *httptest.Server) {
 		return c
 	}})
 	tr := &media.Track{ID: 0, Codec: media.CodecH264, SPS: sps, PPS: pps}
-	pub, err := hub.Publish("live/x", []*media.Track{tr}, server.PublishOptions{Protocol: "test"})
+	pub, err := hub.PublishTrusted("live/x", []*media.Track{tr}, server.PublishOptions{Protocol: "test"})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
+	"github.com/streamhub/streamhub/server"
 )
 
 // Chunk stream and message stream IDs used for play, as gortmplib and most
@@ -30,15 +31,12 @@ const (
 // bodies are the FLV tag bodies, made once per unit and shared with every
 // RTMP and HTTP-FLV reader; only the chunking is per connection.
 func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
-	if err := c.srv.hub.CheckReadFrom(c.path, key, c.peer(sc)); err != nil {
-		return c.refuse(sc, "NetStream.Play.Failed", err)
-	}
-	r, err := c.srv.hub.ReadWait(c.srv.ctx, c.path)
+	r, err := c.srv.hub.Read(c.srv.ctx, c.path, server.ReadRequest{Peer: c.peer(sc), Key: key, Wait: true,
+		Kick: func() { c.nc.Close() }})
 	if err != nil {
-		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
+		return c.refuse(sc, refusalCode(err, false), err)
 	}
 	defer r.Close()
-	r.SetPeer(c.peer(sc), func() { c.nc.Close() })
 
 	ctx, cancel := context.WithCancel(c.srv.ctx)
 	defer cancel()

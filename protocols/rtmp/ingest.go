@@ -44,7 +44,7 @@ func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
 	}
 	pub, err := claim.Publish(in.tracks)
 	if err != nil {
-		return c.refuse(sc, "NetStream.Publish.BadName", err)
+		return c.refuse(sc, refusalCode(err, true), err)
 	}
 	defer pub.Close()
 	in.pub = pub

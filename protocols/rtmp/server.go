@@ -203,6 +203,19 @@ func (p *probeReader) Read(b []byte) (int, error) {
 	return n, err
 }
 
+// refusalCode is the onStatus code for a refused publisher or player: the
+// one table of hub errors to RTMP statuses.
+func refusalCode(err error, publish bool) string {
+	switch {
+	case publish:
+		return "NetStream.Publish.BadName" // a wrong key, a bad or busy path, a rung (the description says which)
+	case errors.Is(err, server.ErrUnauthorized), errors.Is(err, server.ErrTooManyReaders), errors.Is(err, server.ErrHubClosed):
+		return "NetStream.Play.Failed"
+	default:
+		return "NetStream.Play.StreamNotFound" // nothing published, a bad path
+	}
+}
+
 // refuseChunkStream carries refusals: a chunk stream nothing else uses, so
 // the status goes out with a full header even when the Publish.Start it
 // replaces was held back (see lockedWriter.hold).
@@ -306,10 +319,7 @@ func (c *conn) run() error {
 	c.rd.left = -1
 	path, key, err := pathAndKey(sc)
 	if err != nil {
-		if sc.Publish {
-			return c.refuse(sc, "NetStream.Publish.BadName", err)
-		}
-		return c.refuse(sc, "NetStream.Play.StreamNotFound", err)
+		return c.refuse(sc, refusalCode(err, sc.Publish), err)
 	}
 	c.path = path
 	if !sc.Publish && c.rd.c0 == rtmpeVersion {
@@ -323,21 +333,18 @@ func (c *conn) run() error {
 		// A stream key may be the path's last segment: resolve it to the
 		// stream's public path before anything logs the path.
 		c.path = server.LogPath(path)
-		rp, rk, err := s.hub.ResolvePublishFrom(path, key, c.peer(sc))
+		// Refuse a wrong key or a busy path before reading (and
+		// buffering) media, and hold the path meanwhile: a stream in its
+		// grace period keeps its readers for this publisher, however long
+		// its tracks take.
+		claim, err := s.hub.Publish(s.ctx, path, server.PublishRequest{Peer: c.peer(sc), Key: key, Kick: func() { c.nc.Close() }})
 		if err != nil {
-			return c.refuse(sc, "NetStream.Publish.BadName", err)
+			return c.refuse(sc, refusalCode(err, true), err)
 		}
+		// A stream key may be the path's last segment: from here on the
+		// connection knows the stream's public path.
+		rp := claim.Path()
 		c.path = rp
-		// Refuse a busy path before reading (and buffering) media, and hold
-		// the path meanwhile: a stream in its grace period keeps its
-		// readers for this publisher, however long its tracks take.
-		claim, err := s.hub.Claim(rp, server.PublishOptions{
-			Key: rk, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String(),
-			OnKick: func() { c.nc.Close() },
-		})
-		if err != nil {
-			return c.refuse(sc, "NetStream.Publish.BadName", err)
-		}
 		if err := c.w.release(true); err != nil {
 			claim.Release()
 			return fmt.Errorf("rtmp: %w", err)

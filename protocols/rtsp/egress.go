@@ -74,7 +74,7 @@ func (s *Server) outFor(path string, demand bool) (*outStream, error) {
 	st := s.hub.Stream(path)
 	if st == nil && demand {
 		ctx, cancel := context.WithTimeout(s.ctx, server.OnDemandTimeout)
-		r, err := s.hub.ReadWait(ctx, path)
+		r, err := s.hub.ReadTrusted(ctx, path, server.ReadOptions{Wait: true}) // the caller checked the reader
 		cancel()
 		if err != nil {
 			return nil, err
@@ -564,7 +564,8 @@ func (s *Server) playMulticast(o *outStream) (stop func()) {
 					ms.Close() // ends the group's sessions; release drops the group
 				}
 			}()
-			r, err := s.hub.Read(o.path)
+			// One reader feeds the group; each member was checked at SETUP.
+			r, err := s.hub.ReadTrusted(ctx, o.path, server.ReadOptions{})
 			if err == nil {
 				err = s.playLoop(ctx, r, newPlayer(o, ms.WritePacketRTPWithNTP, nil), false)
 				r.Close()

@@ -310,7 +310,7 @@ func TestPublishIntoHub(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPublished(t, e, "live/pub")
-	r, err := e.hub.Read("live/pub")
+	r, err := e.hub.ReadTrusted(context.Background(), "live/pub", server.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -589,7 +589,7 @@ func TestBadInputEndsOnlyItsSession(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPublished(t, e, "live/good")
-	r, err := e.hub.Read("live/good")
+	r, err := e.hub.ReadTrusted(context.Background(), "live/good", server.ReadOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -663,7 +663,7 @@ func TestPullSourceRecovers(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(15 * time.Second)
 		for {
-			r, err := e.hub.Read("pulled")
+			r, err := e.hub.ReadTrusted(context.Background(), "pulled", server.ReadOptions{})
 			if err == nil {
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				u, err := r.Next(ctx)

@@ -157,6 +157,7 @@ type session struct {
 	claim *server.Claim // the path held from ANNOUNCE to RECORD
 	pub   *server.Publisher
 	// player
+	read      server.ReadRequest // the credentials it gave at SETUP
 	out       *outStream
 	multicast bool
 	// own is a unicast player's own ServerStream (never written: the play
@@ -281,7 +282,7 @@ func isNormalEnd(err error) bool {
 // on-demand source if the path has one.
 func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (res *base.Response, stream *gortsplib.ServerStream, err error) {
 	defer s.recoverRes("rtsp DESCRIBE", &res, &err)
-	out, res, err := s.readOut(ctx.Conn, ctx.Request, trimPath(ctx.Path), ctx.Query)
+	out, _, res, err := s.readOut(ctx.Conn, ctx.Request, trimPath(ctx.Path), ctx.Query)
 	if out == nil {
 		return res, nil, err
 	}
@@ -291,16 +292,17 @@ func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (res *bas
 // readOut checks that path may be read with the request's credentials and
 // returns its outStream (starting an on-demand source), or the refusal
 // (response and handler error, see refuse).
-func (s *Server) readOut(c *gortsplib.ServerConn, req *base.Request, path, query string) (*outStream, *base.Response, error) {
-	if err := s.authorizeRead(c, req, path, query); err != nil {
+func (s *Server) readOut(c *gortsplib.ServerConn, req *base.Request, path, query string) (*outStream, server.ReadRequest, *base.Response, error) {
+	rr, err := s.authorizeRead(c, req, path, query)
+	if err != nil {
 		res, err := refuse(err)
-		return nil, res, err
+		return nil, rr, res, err
 	}
 	out, err := s.outFor(path, true)
 	if err != nil {
-		return nil, refusal(err), nil
+		return nil, rr, refusal(err), nil
 	}
-	return out, nil, nil
+	return out, rr, nil, nil
 }
 
 // OnAnnounce checks that path may be published with this session's
@@ -313,24 +315,20 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (res *bas
 	if err != nil {
 		return refuse(err)
 	}
-	// A stream key may be the path's last segment: from here on the session
-	// knows the stream's public path.
-	path, key, err = s.hub.ResolvePublishFrom(path, key, server.Peer{Protocol: "rtsp", Remote: ctx.Conn.NetConn().RemoteAddr().String(), Query: ctx.Query})
+	// Hold the path until RECORD: a stream in its grace period keeps its
+	// readers for this publisher. A stream key may be the path's last
+	// segment: from here on the session knows the stream's public path.
+	session := ctx.Session
+	claim, err := s.hub.Publish(context.Background(), path, server.PublishRequest{
+		Peer: server.Peer{Protocol: "rtsp", Remote: st.remote, Query: ctx.Query}, Key: key, Kick: func() { session.Close() }})
 	if err != nil {
 		return refusal(err), nil
 	}
+	path = claim.Path()
 	in, err := newIngest(ctx.Description)
 	if err != nil {
+		claim.Release()
 		return &base.Response{StatusCode: base.StatusUnsupportedMediaType, StatusMessage: reasonPhrase(err)}, nil
-	}
-	// Hold the path until RECORD: a stream in its grace period keeps its
-	// readers for this publisher.
-	session := ctx.Session
-	claim, err := s.hub.Claim(path, server.PublishOptions{
-		Key: key, Protocol: "rtsp", Remote: st.remote, OnKick: func() { session.Close() },
-	})
-	if err != nil {
-		return refusal(err), nil
 	}
 	if st.claim != nil {
 		st.claim.Release() // a second ANNOUNCE
@@ -360,11 +358,11 @@ func (s *Server) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (res *base.Resp
 	}
 	path := trimPath(ctx.Path)
 	if st.out == nil {
-		out, res, err := s.readOut(ctx.Conn, ctx.Request, path, ctx.Query)
+		out, rr, res, err := s.readOut(ctx.Conn, ctx.Request, path, ctx.Query)
 		if out == nil {
 			return res, nil, err
 		}
-		st.path, st.out, st.multicast = path, out, tr == gortsplib.ProtocolUDPMulticast
+		st.path, st.out, st.multicast, st.read = path, out, tr == gortsplib.ProtocolUDPMulticast, rr
 		s.mu.Lock()
 		out.refs++
 		s.mu.Unlock()
@@ -403,12 +401,13 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Respon
 		markInSession(ctx.Conn.NetConn())
 		return &base.Response{StatusCode: base.StatusOK}, nil
 	}
-	r, err := s.hub.Read(st.path)
+	session := ctx.Session
+	rr := st.read
+	rr.Kick = func() { session.Close() }
+	r, err := s.hub.Read(context.Background(), st.path, rr)
 	if err != nil {
 		return refusal(err), nil
 	}
-	session := ctx.Session
-	r.SetPeer(server.Peer{Protocol: "rtsp", Remote: st.remote}, func() { session.Close() })
 	st.stop = s.startPlay(ctx.Session, st, st.out, r)
 	markInSession(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
@@ -464,14 +463,15 @@ func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
 	}
 }
 
-// authorizeRead returns nil when path may be read with the request's
-// credentials, else why not (see refuse).
-func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) error {
+// authorizeRead returns the read request of a player whose credentials
+// let it read path, else why not (see refuse).
+func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) (server.ReadRequest, error) {
 	key, err := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey)
 	if err != nil {
-		return err
+		return server.ReadRequest{}, err
 	}
-	return s.hub.CheckReadFrom(path, key, server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query})
+	rr := server.ReadRequest{Key: key, Peer: server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query}}
+	return rr, s.hub.Authorize(context.Background(), path, rr)
 }
 
 // authorize checks a path's key, given as ?key= or as the RTSP password

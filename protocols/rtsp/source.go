@@ -235,7 +235,7 @@ func (m *Sources) pull(ctx context.Context, path string, pc server.PathConfig, l
 	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
 		return fmt.Errorf("SETUP: %w", err)
 	}
-	pub, err := m.hub.Publish(path, in.tracks, server.PublishOptions{Protocol: "rtsp-source", Remote: u.Host, Pulled: true})
+	pub, err := m.hub.PublishTrusted(path, in.tracks, server.PublishOptions{Protocol: "rtsp-source", Remote: u.Host, Pulled: true})
 	if err != nil {
 		return err
 	}

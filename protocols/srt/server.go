@@ -210,26 +210,19 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	if id.Mode == ModePublish {
 		// A stream key may be the path's last segment: resolve it to the
 		// stream's public path before anything logs the path.
-		p, k, err := s.hub.ResolvePublishFrom(id.Path, id.Key, server.Peer{Protocol: "srt", Remote: remote})
+		// Hold the path until the caller's tracks are known: a stream in
+		// its grace period keeps its readers for it. A stream key may be
+		// the path's last segment: the claim knows the public path.
+		var err error
+		claim, err = s.hub.Publish(s.ctx, id.Path, server.PublishRequest{Peer: server.Peer{Protocol: "srt", Remote: remote}, Key: id.Key})
 		if err != nil {
 			id.Path = server.LogPath(id.Path)
 			s.reject(req, remote, id, refuseFor(err))
 			return
 		}
-		id.Path, id.Key = p, k
-		// Hold the path until the caller's tracks are known: a stream in
-		// its grace period keeps its readers for it.
-		claim, err = s.hub.Claim(p, server.PublishOptions{Key: k, Protocol: "srt", Remote: remote})
-		if err != nil {
-			s.reject(req, remote, id, refuseFor(err))
-			return
-		}
 		defer claim.Release() // no-op once published
+		id.Path = claim.Path()
 	} else {
-		if err := s.hub.CheckReadFrom(id.Path, id.Key, server.Peer{Protocol: "srt", Remote: remote}); err != nil {
-			s.reject(req, remote, id, refuseFor(err))
-			return
-		}
 		// Attach before accepting, so a missing stream is a clear reject
 		// code rather than an accepted connection that closes at once.
 		// Callers give up on a handshake after about 3 s (libsrt's
@@ -238,7 +231,8 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		// MPEG-TS players (ffmpeg, ffprobe, VLC) analyze 5 s of media
 		// before they show any: give them the path's backlog at once
 		// (played through within catchUp) instead of 5 s of waiting.
-		r, err = s.hub.ReadWaitWith(ctx, id.Path, server.ReadOptions{Backlog: s.hub.PathConfig(id.Path).GOPCache.Backlog})
+		r, err = s.hub.Read(ctx, id.Path, server.ReadRequest{Peer: server.Peer{Protocol: "srt", Remote: remote}, Key: id.Key, Wait: true,
+			Backlog: s.hub.PathConfig(id.Path).GOPCache.Backlog})
 		cancel()
 		if err != nil {
 			s.reject(req, remote, id, refuseFor(err))

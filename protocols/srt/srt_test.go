@@ -122,7 +122,7 @@ func TestPublishStreamIDForms(t *testing.T) {
 		}
 		stop := publish(t, c, 4)
 		waitPublished(t, e, path)
-		r, err := e.hub.Read(path)
+		r, err := e.hub.ReadTrusted(context.Background(), path, server.ReadOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}

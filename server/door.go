@@ -1,0 +1,83 @@
+package server
+
+import (
+	"context"
+	"time"
+)
+
+// The guarded door: every publisher and reader from the network enters the
+// hub through Publish or Read, which check its access (keys, the stream
+// registry, signed play links, the auth hook, the address's failure budget
+// and the refusal delay) in the same call that attaches it, so no protocol
+// can forget the check. streamhub's own readers and publishers (the HLS
+// segmenter, the ladder, pulled sources, a future relay or recorder) use
+// ReadTrusted and PublishTrusted: `grep -rn Trusted` lists every place
+// that skips the checks. TestHubAPISurface fails when another exported
+// entry point appears.
+
+// ReadRequest is a reader from the network: who it is and what it gave.
+type ReadRequest struct {
+	// Peer is the protocol, the remote address and the raw query, for the
+	// auth hook, the failure budget, the logs and the session list.
+	Peer Peer
+	// Key is the read key or signed play token the peer gave ("" if none).
+	Key string
+	// Wait waits for an on-demand source (ReadOptions.Wait).
+	Wait bool
+	// NoCatchUp and Backlog are ReadOptions'.
+	NoCatchUp bool
+	Backlog   time.Duration
+	// Kick, if set, ends the peer's connection (Hub.KickSession).
+	Kick func()
+}
+
+// Read authorizes req (see Authorize) and attaches a reader to path, which
+// the session list shows as req.Peer. It returns the refusal (wrapping
+// ErrUnauthorized), ErrStreamNotFound, ErrTooManyReaders or a *PathError.
+func (h *Hub) Read(ctx context.Context, path string, req ReadRequest) (*Reader, error) {
+	if err := h.Authorize(ctx, path, req); err != nil {
+		return nil, err
+	}
+	r, err := h.ReadTrusted(ctx, path, ReadOptions{Wait: req.Wait, NoCatchUp: req.NoCatchUp, Backlog: req.Backlog})
+	if err != nil {
+		return nil, err
+	}
+	r.SetPeer(req.Peer, req.Kick)
+	return r, nil
+}
+
+// ReadTrusted attaches one of streamhub's own readers to path with no
+// access check (see the guarded door above).
+func (h *Hub) ReadTrusted(ctx context.Context, path string, opts ReadOptions) (*Reader, error) {
+	if opts.Wait {
+		return h.readWait(ctx, path, opts)
+	}
+	return h.readWith(path, opts)
+}
+
+// PublishRequest is a publisher from the network: who it is and what it
+// gave.
+type PublishRequest struct {
+	// Peer is the protocol, the remote address and the raw query.
+	Peer Peer
+	// Key is the publish key or stream key the peer gave ("" if none); a
+	// stream key may also be the path's last segment.
+	Key string
+	// Kick, if set, ends the peer's connection (Hub.KickPublisher).
+	Kick func()
+}
+
+// Publish authorizes a publisher from the network and holds path for it
+// until its tracks are known: the stream registry maps a stream key to the
+// stream's public path (Claim.Path, for the logs: a key is never logged),
+// the path's key is checked, then the auth hook decides, once. A refusal
+// comes after the refusal delay and spends one of the address's failures;
+// a busy path is ErrPathBusy, a rung of a live ladder ErrRungPath. The
+// caller ends the claim with Claim.Publish or Claim.Release.
+func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Claim, error) {
+	p, k, err := h.resolvePublishFrom(ctx, path, req.Key, req.Peer)
+	if err != nil {
+		return nil, err
+	}
+	return h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick})
+}
