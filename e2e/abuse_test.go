@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 // The abuse suite: hostile and careless peers against a live server with a

@@ -1,3 +1,5 @@
+//go:build e2e
+
 // Package e2e runs the real streamhub binary against real clients (ffmpeg,
 // GStreamer, the Go HTTP client, gortmplib) on free ports. TestMain builds
 // the binary once; every test writes its own config and starts its own

@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 // RTSP end to end: ffmpeg and GStreamer publish and play over RTSP (TCP,

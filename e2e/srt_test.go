@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 // SRT end to end: ffmpeg and srt-live-transmit publish MPEG-TS over SRT with

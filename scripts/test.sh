@@ -2,7 +2,8 @@
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
 # srt-live-transmit, GStreamer with its RTSP, x264 and libav elements, the
 # browser-test npm packages), then runs every check: gofmt, go vet and the
-# whole test suite under the race detector.
+# whole test suite under the race detector, the end-to-end tier (build tag
+# e2e) included.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,8 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The SRT e2e tests publish and read with srt-live-transmit too.
 command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
+# The abuse suite runs the server under a lowered descriptor limit.
+command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0
@@ -41,4 +44,10 @@ if [ -n "$unformatted" ]; then
   exit 1
 fi
 go vet ./...
-go test -race -count=1 -timeout 30m ./...
+go vet -tags e2e ./...
+# Tiers 1-3: unit tests, in-process servers with library clients, the fuzz
+# targets' seed corpora; no external program needed.
+go test -race -count=1 -timeout 10m ./...
+# Tier 4 (build tag e2e): the real binary against ffmpeg, GStreamer,
+# srt-live-transmit and Chromium, the abuse suite, and the FFmpeg ladder.
+go test -race -count=1 -timeout 30m -tags e2e ./e2e ./transcode
