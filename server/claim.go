@@ -112,7 +112,7 @@ func (c *Claim) Release() {
 		s.endLocked()
 		s.mu.Unlock()
 		h.mu.Unlock()
-		h.log.Info("stream ended", "path", s.path, "reason", "the publisher that took it over left before publishing")
+		h.log.Info("stream ended", "path", s.path, "cause", "the publisher that took it over left before publishing")
 		return
 	}
 	s.startGraceLocked(s.conf.GracePeriod)

@@ -359,7 +359,7 @@ func (s *Stream) graceExpired(gen uint64) {
 	s.mu.Unlock()
 	s.hub.mu.Unlock()
 	s.end()
-	s.hub.log.Info("stream ended", "path", s.path, "reason", "no publisher within the grace period")
+	s.hub.log.Info("stream ended", "path", s.path, "cause", "no publisher within the grace period")
 }
 
 // end marks the stream ended and wakes every reader; they get ErrStreamClosed

@@ -117,13 +117,13 @@ func (w *worker) run() {
 		var nl *noLadderError
 		switch {
 		case cause != nil:
-			log.Info("ladder stopped", "reason", cause)
+			log.Info("ladder stopped", "cause", cause)
 			return
 		case errors.Is(err, errIdle):
-			log.Info("ladder stopped", "reason", err)
+			log.Info("ladder stopped", "cause", err)
 			return
 		case errors.As(err, &nl), errors.Is(err, server.ErrStreamNotFound), errors.Is(err, server.ErrStreamClosed):
-			log.Info("ladder stopped", "reason", err)
+			log.Info("ladder stopped", "cause", err)
 			return
 		}
 		if time.Since(start) >= stableRun {
@@ -135,7 +135,7 @@ func (w *worker) run() {
 		log.Warn("FFmpeg ended; restarting", "err", err, "exit", st.LastExit, "in", wait.Round(time.Millisecond),
 			"stderr", lastLines(st.Stderr, 5))
 		if w.plan.Mode == ModeOnDemand && w.idle() {
-			log.Info("ladder stopped", "reason", errIdle)
+			log.Info("ladder stopped", "cause", errIdle)
 			return
 		}
 		w.setState("backoff")
@@ -143,7 +143,7 @@ func (w *worker) run() {
 		select {
 		case <-w.ctx.Done():
 			t.Stop()
-			log.Info("ladder stopped", "reason", context.Cause(w.ctx))
+			log.Info("ladder stopped", "cause", context.Cause(w.ctx))
 			return
 		case <-t.C:
 		}

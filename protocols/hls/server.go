@@ -305,7 +305,7 @@ func (m *muxer) run(r *server.Reader) {
 	if ctx.Err() != nil && h.ctx.Err() == nil {
 		reason = "no requests for idleTimeout"
 	}
-	h.log.Info("muxer stopped", "path", m.path, "reason", reason)
+	h.log.Info("muxer stopped", "path", m.path, "cause", reason)
 }
 
 // feed segments the reader's units until it ends. A panic ends this muxer

@@ -573,7 +573,7 @@ func (s *Server) playMulticast(o *outStream) (stop func()) {
 			if ctx.Err() == nil {
 				// The stream ended (or could not be read): end the group's
 				// sessions with it, so no group stays without a feeder.
-				s.log.Info("multicast feeder stopped", "path", o.path, "reason", err.Error())
+				s.log.Info("multicast feeder stopped", "path", o.path, "cause", err.Error())
 				s.mu.Lock()
 				if o.multi == ms {
 					o.multi, o.mcStop = nil, nil

@@ -190,7 +190,7 @@ var (
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
 	defer guard.Recover(s.log, "rtsp OnConnClose")
 	if ctx.Error != nil && !isNormalEnd(ctx.Error) {
-		s.log.Info("connection closed", "remote", ctx.Conn.NetConn().RemoteAddr().String(), "reason", ctx.Error.Error())
+		s.log.Info("connection closed", "remote", ctx.Conn.NetConn().RemoteAddr().String(), "cause", ctx.Error.Error())
 	}
 }
 
@@ -232,7 +232,7 @@ func (s *Server) OnSessionClose(ctx *gortsplib.ServerHandlerOnSessionCloseCtx) {
 	case ctx.Error != nil && !isNormalEnd(ctx.Error):
 		reason = ctx.Error.Error()
 	}
-	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "reason", reason, "drops", st.drops)
+	s.log.Info("session closed", "mode", mode, "path", st.path, "remote", st.remote, "cause", reason, "drops", st.drops)
 }
 
 // recoverRes, deferred by a callback that answers a request, turns a

@@ -140,7 +140,7 @@ func (m *Sources) run(ctx context.Context, cancel context.CancelFunc, path strin
 		began := time.Now()
 		err := m.pullSafe(ctx, path, pc, log)
 		if ctx.Err() != nil {
-			log.Info("source stopped", "reason", stopReason(m.ctx))
+			log.Info("source stopped", "cause", stopReason(m.ctx))
 			return
 		}
 		if time.Since(began) >= stableRun {
@@ -149,10 +149,10 @@ func (m *Sources) run(ctx context.Context, cancel context.CancelFunc, path strin
 		// Full jitter on the upper half: a fleet of cameras that dropped
 		// together does not reconnect in lockstep.
 		d := wait/2 + rand.N(wait/2+1)
-		log.Warn("source failed; retrying", "reason", err.Error(), "retryIn", d.Round(time.Millisecond))
+		log.Warn("source failed; retrying", "cause", err.Error(), "retryIn", d.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
-			log.Info("source stopped", "reason", stopReason(m.ctx))
+			log.Info("source stopped", "cause", stopReason(m.ctx))
 			return
 		case <-time.After(d):
 		}

@@ -247,7 +247,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		}
 		// A wrong passphrase ends here (gosrt rejects with BADSECRET).
 		s.hub.LogRefusal(s.log, remote, "srt handshake", "connection refused", "path", server.LogPath(id.Path), "mode", id.Mode.String(), "remote", remote,
-			"reason", "handshake failed (wrong passphrase?): "+guard.Truncate(err.Error()))
+			"cause", "handshake failed (wrong passphrase?): "+guard.Truncate(err.Error()))
 		return
 	}
 	c := &conn{srv: s, sc: sc, id: id, remote: remote, started: time.Now()}
@@ -279,7 +279,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		reason = err.Error()
 	}
 	st := c.Stats()
-	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "reason", reason,
+	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "cause", reason,
 		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped)
 }
 
@@ -293,7 +293,7 @@ func modeKey(m Mode) string {
 func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
 	// Log first: the caller may act on the rejection at once.
 	s.hub.LogRefusal(s.log, remote, "srt "+strconv.Itoa(int(r.code)), "connection refused", "path", guard.Truncate(server.LogPath(id.Path)), "remote", remote,
-		"code", int(r.code), "reason", guard.Truncate(r.reason.Error()))
+		"code", int(r.code), "cause", guard.Truncate(r.reason.Error()))
 	req.Reject(r.code)
 }
 
