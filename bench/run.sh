@@ -84,7 +84,10 @@ LOADER=flvload
 [ "$PROTO" = hls ] && LOADER=hlsload
 go build -o "$out/$LOADER" "./bench/$LOADER"
 conf="$out/bench.yml"
+# Every reader of the load tool comes from 127.0.0.1: no per-address cap
+# (limits.maxConnsPerAddress, 200 by default), unless -config sets limits.
 if [ -n "$EXTRA_CONFIG" ]; then cp "$EXTRA_CONFIG" "$conf"; else : > "$conf"; fi
+grep -q '^limits:' "$conf" || echo 'limits: {maxConnsPerAddress: 0}' >> "$conf"
 cat >> "$conf" <<YML
 log: {level: warn}
 rtmp: {address: "127.0.0.1:$RTMP_PORT"}
