@@ -10,13 +10,13 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/streamhub/streamhub/auth"
 	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
@@ -343,8 +343,8 @@ func TestFailureBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer reg.Close()
-	var logBuf strings.Builder
-	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logBuf}, nil))
+	var logBuf testfixtures.SyncBuffer
+	log := slog.New(slog.NewTextHandler(&logBuf, nil))
 	hub := server.NewHub(server.HubConfig{Logger: log, AuthFailures: guard.NewBudget(3, time.Minute)})
 	defer hub.Close()
 	h := New(Config{AdminToken: "0123456789abcdef", Version: "test"}, hub, reg, nil, log)
@@ -381,15 +381,4 @@ func TestFailureBudget(t *testing.T) {
 	if n := strings.Count(logBuf.String(), "api request refused"); n < 2 || n > 10 {
 		t.Errorf("%d refusal lines for 12 refusals of two kinds from one address in one window, want 2 to 10:\n%s", n, logBuf.String())
 	}
-}
-
-type lockedWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (l *lockedWriter) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.w.Write(p)
 }

@@ -12,7 +12,6 @@ package e2e
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -24,6 +23,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/streamhub/streamhub/internal/testfixtures"
 )
 
 // abuseTimeout is the server's read and idle timeout in the abuse suite:
@@ -333,7 +334,9 @@ paths:
 			}
 			rtspRequest(s.rtspAddr, "DESCRIBE rtsp://"+s.rtspAddr+"/live/"+long[:8000]+" RTSP/1.0\r\nCSeq: 1\r\n\r\n")
 		}
-		hostileRTMPConnect(t, s.rtmpAddr, 10<<20)
+		if err := testfixtures.HostileRTMPConnect(s.rtmpAddr, "127.0.0.8", 10<<20); err != nil {
+			t.Fatal(err)
+		}
 		grew := logBytes() - before
 		t.Logf("log grew %d bytes for 11 hostile requests", grew)
 		if grew > 11*4096 {
@@ -508,44 +511,4 @@ func rtmpHandshakes(addr string) error {
 	}
 	_, err = io.ReadFull(c, make([]byte, 1+1536))
 	return err
-}
-
-// hostileRTMPConnect does the RTMP handshake and sends a connect command
-// whose second argument is a string of size bytes (not an object).
-func hostileRTMPConnect(t testing.TB, addr string, size int) {
-	t.Helper()
-	c, err := dialFromErr("127.0.0.8", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(20 * time.Second))
-	if _, err := c.Write(append([]byte{3}, make([]byte, 1536)...)); err != nil {
-		t.Fatal(err)
-	}
-	s0s1s2 := make([]byte, 1+2*1536)
-	if _, err := io.ReadFull(c, s0s1s2); err != nil {
-		t.Fatalf("RTMP handshake: %v", err)
-	}
-	if _, err := c.Write(s0s1s2[1 : 1+1536]); err != nil { // C2 echoes S1
-		t.Fatal(err)
-	}
-	// Set Chunk Size to the largest allowed, so the command is one chunk.
-	var msg bytes.Buffer
-	msg.Write([]byte{0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0})
-	binary.Write(&msg, binary.BigEndian, uint32(0x7fffffff))
-	// connect: AMF0 "connect", 1.0, then a long string instead of an object.
-	var body bytes.Buffer
-	body.Write([]byte{0x02, 0, 7})
-	body.WriteString("connect")
-	body.WriteByte(0x00)
-	binary.Write(&body, binary.BigEndian, float64(1))
-	body.WriteByte(0x0c)
-	binary.Write(&body, binary.BigEndian, uint32(size))
-	body.Write(bytes.Repeat([]byte("x"), size))
-	n := body.Len()
-	msg.Write([]byte{0x03, 0, 0, 0, byte(n >> 16), byte(n >> 8), byte(n), 0x14, 0, 0, 0, 0})
-	msg.Write(body.Bytes())
-	c.Write(msg.Bytes())
-	io.Copy(io.Discard, c) // until the server closes
 }

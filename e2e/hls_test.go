@@ -238,6 +238,29 @@ func TestHLSFFmpeg(t *testing.T) {
 }
 
 // hlsPlayResult is the last JSON line printed by hls.mjs.
+// checkPlaysFrom asserts that the player presented about 30 frames a
+// second, and currentTime moved, from the first sample at or after from
+// to the last one (at least 2 s of them).
+func (res hlsPlayResult) checkPlaysFrom(t *testing.T, from time.Time, what string) {
+	t.Helper()
+	first := -1
+	for i, smp := range res.Samples {
+		if smp.T >= from.UnixMilli() {
+			first = i
+			break
+		}
+	}
+	if first < 0 {
+		t.Fatalf("no sample %s", what)
+	}
+	a, b := res.Samples[first], res.Samples[len(res.Samples)-1]
+	span := time.Duration(b.T-a.T) * time.Millisecond
+	if span < 2*time.Second || b.Frames-a.Frames < int(span.Seconds()*30*0.6) || b.CT <= a.CT {
+		t.Errorf("from %s for %s: frames %d -> %d, currentTime %.3f -> %.3f; want about 30 frames per second (hls.js errors %q, warnings %q)",
+			what, span, a.Frames, b.Frames, a.CT, b.CT, res.Errors, res.Warnings)
+	}
+}
+
 type hlsPlayResult struct {
 	OK        bool `json:"ok"`
 	StartupMs int  `json:"startupMs"`
@@ -376,22 +399,7 @@ func TestHLSBrowser(t *testing.T) {
 	if n := len(res.Samples); n < 2 || res.Samples[n-1].Frames <= res.Samples[0].Frames {
 		t.Fatalf("frames did not advance: %+v", res.Samples)
 	}
-	settle := republished.Add(3 * time.Second).UnixMilli()
-	first := -1
-	for i, smp := range res.Samples {
-		if smp.T >= settle {
-			first = i
-			break
-		}
-	}
-	if first < 0 {
-		t.Fatalf("no sample 3 s after the republish (last at %s after it)", time.Duration(res.Samples[len(res.Samples)-1].T-republished.UnixMilli())*time.Millisecond)
-	}
-	a, b := res.Samples[first], res.Samples[len(res.Samples)-1]
-	span := time.Duration(b.T-a.T) * time.Millisecond
-	if span < 2*time.Second || b.Frames-a.Frames < int(span.Seconds()*30*0.6) || b.CT <= a.CT {
-		t.Errorf("after the republish, from +3 s for %s: frames %d -> %d, currentTime %.3f -> %.3f; want about 30 frames per second", span, a.Frames, b.Frames, a.CT, b.CT)
-	}
+	res.checkPlaysFrom(t, republished.Add(3*time.Second), "3 s after the republish")
 	if pub2.exited() {
 		t.Errorf("second publisher exited with status %d; stderr:\n%s", pub2.cmd.ProcessState.ExitCode(), pub2.stderr.String())
 	}

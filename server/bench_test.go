@@ -32,19 +32,9 @@ func BenchmarkPublisherWrite(b *testing.B) {
 			var wg sync.WaitGroup
 			for i := range n {
 				r := mustRead(b, h, "live/bench")
-				if i%2 == 1 || n == 1 {
-					continue // idle reader (with one reader, it drains)
+				if i%2 == 0 || n == 1 { // half idle (with one reader, it drains)
+					drain(ctx, &wg, r)
 				}
-				wg.Go(func() {
-					buf := make([]*media.Unit, 0, 64)
-					for {
-						var err error
-						buf, err = r.NextBatch(ctx, buf[:0])
-						if err != nil {
-							return
-						}
-					}
-				})
 			}
 			units := benchUnits()
 			b.ReportAllocs()
@@ -156,19 +146,9 @@ func BenchmarkWriteUnderStats(b *testing.B) {
 	for i := range 1000 {
 		r := mustRead(b, h, "live/bench")
 		r.SetPeer(Peer{Protocol: "httpflv", Remote: "127.0.0.1:1"}, nil)
-		if i%2 == 1 {
-			continue
+		if i%2 == 0 {
+			drain(ctx, &wg, r)
 		}
-		wg.Go(func() {
-			buf := make([]*media.Unit, 0, 64)
-			for {
-				var err error
-				buf, err = r.NextBatch(ctx, buf[:0])
-				if err != nil {
-					return
-				}
-			}
-		})
 	}
 	s := h.Stream("live/bench")
 	for range 2 {
@@ -201,4 +181,18 @@ func BenchmarkWriteUnderStats(b *testing.B) {
 		b.ReportMetric(float64(lat[len(lat)*999/1000].Nanoseconds()), "p99.9-ns")
 		b.ReportMetric(float64(lat[len(lat)-1].Nanoseconds()), "max-ns")
 	}
+}
+
+// drain reads r in a goroutine of wg until ctx ends.
+func drain(ctx context.Context, wg *sync.WaitGroup, r *Reader) {
+	wg.Go(func() {
+		buf := make([]*media.Unit, 0, 64)
+		for {
+			var err error
+			buf, err = r.NextBatch(ctx, buf[:0])
+			if err != nil {
+				return
+			}
+		}
+	})
 }

@@ -32,11 +32,8 @@ func (h *Hub) claim(path string, opts PublishOptions) (*Claim, error) {
 	c := &Claim{h: h, path: path, pc: pc, opts: opts}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrHubClosed
-	}
-	if !opts.Derived && h.rungOfLiveLocked(pc) {
-		return nil, ErrRungPath
+	if err := h.mayAttachLocked(c); err != nil {
+		return nil, err
 	}
 	s := h.streams[path]
 	if s == nil {

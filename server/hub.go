@@ -155,11 +155,8 @@ func (h *Hub) attach(c *Claim, tracks []*media.Track) (*Publisher, error) {
 	path, pc, opts := c.path, c.pc, c.opts
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closed {
-		return nil, ErrHubClosed
-	}
-	if !opts.Derived && h.rungOfLiveLocked(pc) {
-		return nil, ErrRungPath
+	if err := h.mayAttachLocked(c); err != nil {
+		return nil, err
 	}
 	s := h.streams[path]
 	if s == nil {
@@ -173,6 +170,18 @@ func (h *Hub) attach(c *Claim, tracks []*media.Track) (*Publisher, error) {
 	close(h.published)
 	h.published = make(chan struct{})
 	return p, nil
+}
+
+// mayAttachLocked refuses c's publisher when the hub is closed or its path
+// is a rung of a live ladder; h.mu must be held.
+func (h *Hub) mayAttachLocked(c *Claim) error {
+	if h.closed {
+		return ErrHubClosed
+	}
+	if !c.opts.Derived && h.rungOfLiveLocked(c.pc) {
+		return ErrRungPath
+	}
+	return nil
 }
 
 // rungOfLiveLocked reports whether pc is a rung path of a source that is

@@ -1,10 +1,7 @@
 package rtmp_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/binary"
-	"io"
 	"net"
 	"strings"
 	"sync/atomic"
@@ -15,6 +12,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/codecs"
 
 	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/server"
 )
@@ -93,8 +91,11 @@ func TestHostileConnectLogBounded(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, rtmp.Config{}, nil)
 	before := len(e.logs.String())
-	hostileConnect(t, e.addr, 10<<20)
-	hostileConnect(t, e.addr, 60<<10)
+	for _, size := range []int{10 << 20, 60 << 10} {
+		if err := testfixtures.HostileRTMPConnect(e.addr, "", size); err != nil {
+			t.Fatal(err)
+		}
+	}
 	grew := len(e.logs.String()) - before
 	t.Logf("log bytes for two hostile connects: %d", grew)
 	if grew > 4096 {
@@ -141,38 +142,4 @@ func TestPanicEndsOneConnection(t *testing.T) {
 	}
 	defer pl.close()
 	waitFor(t, "pictures", 5*time.Second, func() bool { return len(pl.pictures()) > 0 })
-}
-
-// hostileConnect does the RTMP handshake and sends a connect command whose
-// argument is a string of size bytes, then reads until the server closes.
-func hostileConnect(t *testing.T, addr string, size int) {
-	t.Helper()
-	c, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	c.Write(append([]byte{3}, make([]byte, 1536)...))
-	s := make([]byte, 1+2*1536)
-	if _, err := io.ReadFull(c, s); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	c.Write(s[1 : 1+1536])
-	var msg bytes.Buffer
-	msg.Write([]byte{0x02, 0, 0, 0, 0, 0, 4, 0x01, 0, 0, 0, 0})
-	binary.Write(&msg, binary.BigEndian, uint32(0x7fffffff))
-	var body bytes.Buffer
-	body.Write([]byte{0x02, 0, 7})
-	body.WriteString("connect")
-	body.WriteByte(0x00)
-	binary.Write(&body, binary.BigEndian, float64(1))
-	body.WriteByte(0x0c)
-	binary.Write(&body, binary.BigEndian, uint32(size))
-	body.Write(bytes.Repeat([]byte("x"), size))
-	n := body.Len()
-	msg.Write([]byte{0x03, 0, 0, 0, byte(n >> 16), byte(n >> 8), byte(n), 0x14, 0, 0, 0, 0})
-	msg.Write(body.Bytes())
-	c.Write(msg.Bytes()) //nolint:errcheck // the server may close before it has it all
-	io.Copy(io.Discard, c)
 }
