@@ -61,7 +61,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 	root := &cobra.Command{
 		Use:           "streamhub",
-		Short:         "Live media server: RTMP in; HTTP-FLV and RTMP out; GOP cache for instant start",
+		Short:         "Live media server: RTMP, SRT and RTSP in; HTTP-FLV, LL-HLS, RTSP, RTMP and SRT out",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,

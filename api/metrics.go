@@ -38,6 +38,9 @@ var (
 	descTxUp     = prometheus.NewDesc("streamhub_transcoder_up", "1 while the path's FFmpeg ladder process runs.", labels, nil)
 	descStreams  = prometheus.NewDesc("streamhub_streams", "Live paths (ladder rungs included).", nil, nil)
 	descByProto  = prometheus.NewDesc("streamhub_stream_protocol_readers", "Players of the path per protocol (hls: the distinct clients, by address and User-Agent, seen in the last 10 s).", []string{"path", "protocol"}, nil)
+	descLinkRTT  = prometheus.NewDesc("streamhub_stream_link_rtt_seconds", "The largest round-trip time of the path's SRT sessions.", labels, nil)
+	descLinkLost = prometheus.NewDesc("streamhub_stream_link_lost_packets", "Packets lost, summed over the path's current SRT sessions.", labels, nil)
+	descLinkRetx = prometheus.NewDesc("streamhub_stream_link_retransmitted_packets", "Packets retransmitted, summed over the path's current SRT sessions.", labels, nil)
 	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players over HTTP-FLV, RTMP and SRT (RTSP and HLS are not counted).", labels, nil)
 )
 
@@ -51,7 +54,7 @@ var _ prometheus.Collector = (*hubCollector)(nil)
 
 // Describe sends every descriptor.
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut} {
+	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut, descLinkRTT, descLinkLost, descLinkRetx} {
 		ch <- d
 	}
 }
@@ -75,6 +78,11 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descUptime, prometheus.GaugeValue, st.Uptime.Seconds(), st.Path)
 		ch <- prometheus.MustNewConstMetric(descPubs, prometheus.CounterValue, float64(st.Publishes), st.Path)
 		ch <- prometheus.MustNewConstMetric(descBytesOut, prometheus.CounterValue, float64(st.BytesOut), st.Path)
+		if st.Link != (server.LinkStats{}) {
+			ch <- prometheus.MustNewConstMetric(descLinkRTT, prometheus.GaugeValue, st.Link.RTTMs/1000, st.Path)
+			ch <- prometheus.MustNewConstMetric(descLinkLost, prometheus.GaugeValue, float64(st.Link.LostPackets), st.Path)
+			ch <- prometheus.MustNewConstMetric(descLinkRetx, prometheus.GaugeValue, float64(st.Link.Retransmitted), st.Path)
+		}
 		for proto, n := range st.ReadersByProtocol {
 			ch <- prometheus.MustNewConstMetric(descByProto, prometheus.GaugeValue, float64(n), st.Path, proto)
 		}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/media"
@@ -13,7 +14,12 @@ type Publisher struct {
 	opts  PublishOptions
 	id    uint64 // for the session list
 	since time.Time
+	link  atomic.Pointer[func() LinkStats]
 }
+
+// SetLinkStats gives the session list and the metrics the transport's own
+// figures of this publisher (SRT: round trip, losses, retransmissions).
+func (p *Publisher) SetLinkStats(f func() LinkStats) { p.link.Store(&f) }
 
 // Stream returns the stream this publisher feeds.
 func (p *Publisher) Stream() *Stream { return p.s }

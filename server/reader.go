@@ -42,6 +42,7 @@ type Reader struct {
 	since    time.Time
 	peer     atomic.Pointer[readerPeer]
 	bytesOut atomic.Uint64
+	link     atomic.Pointer[func() LinkStats]
 }
 
 // Tracks returns the stream's tracks at the time the reader joined. Units

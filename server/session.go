@@ -35,6 +35,28 @@ func (r *Reader) AddBytesOut(n int) {
 	r.s.bytesOut.Add(uint64(n))
 }
 
+// SetLinkStats gives the session list and the metrics the transport's own
+// figures of this reader (SRT: round trip, losses, retransmissions).
+func (r *Reader) SetLinkStats(f func() LinkStats) { r.link.Store(&f) }
+
+// LinkStats are a transport's own figures of one session: what SRT's
+// retransmission (ARQ) layer measures.
+type LinkStats struct {
+	RTTMs         float64 `json:"rttMs"`         // smoothed round-trip time
+	LinkMbps      float64 `json:"linkMbps"`      // estimated link capacity
+	LostPackets   uint64  `json:"lostPackets"`   // detected lost (receiving) or reported lost (sending)
+	Retransmitted uint64  `json:"retransmitted"` // packets sent or received again
+	Dropped       uint64  `json:"dropped"`       // packets given up on (too late)
+}
+
+func linkOf(p *atomic.Pointer[func() LinkStats]) *LinkStats {
+	if f := p.Load(); f != nil {
+		ls := (*f)()
+		return &ls
+	}
+	return nil
+}
+
 // Session is one publisher or reader.
 type Session struct {
 	// ID is "p<n>" for a publisher, "r<n>" for a reader.
@@ -46,6 +68,8 @@ type Session struct {
 	Since    time.Time `json:"since"`
 	Bytes    uint64    `json:"bytes"` // in for a publisher, out for a reader
 	Drops    uint64    `json:"drops"`
+	// Link is the transport's own figures (SRT), nil for other protocols.
+	Link *LinkStats `json:"link,omitempty"`
 }
 
 // Sessions returns every publisher and every reader that said who it is,
@@ -56,14 +80,14 @@ func (h *Hub) Sessions() []Session {
 		s.mu.RLock()
 		if p := s.publisher; p != nil {
 			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
-				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
+				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load(), Link: linkOf(&p.link)})
 		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()
 		for r := range s.readers {
 			if rp := r.peer.Load(); rp != nil {
 				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
-					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
+					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load(), Link: linkOf(&r.link)})
 			}
 		}
 		s.readersMu.Unlock()

@@ -165,6 +165,9 @@ type StreamStats struct {
 	// (Reader.SetPeer); BytesOut the bytes written to readers.
 	ReadersByProtocol map[string]int
 	BytesOut          uint64
+	// Link sums the transport's own figures (LinkStats) over the
+	// publisher and readers that have them (SRT), with the largest RTT.
+	Link LinkStats
 }
 
 // Stats returns the stream's figures. It holds Write up for O(1) work
@@ -176,9 +179,11 @@ func (s *Stream) Stats() StreamStats {
 		Publishes: s.publishes.Load(), CachedGOP: s.cache.Len(), Uptime: time.Since(s.started),
 		Derived: s.derived, DropsTotal: s.dropsTotal.Load(), BytesOut: s.bytesOut.Load(),
 	}
+	var links []*LinkStats
 	if s.publisher != nil {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
+		links = append(links, linkOf(&s.publisher.link))
 	}
 	s.mu.RUnlock()
 	s.readersMu.Lock()
@@ -186,8 +191,17 @@ func (s *Stream) Stats() StreamStats {
 	st.Readers = len(s.readers)
 	for r := range s.readers {
 		st.Drops += r.drops.Load()
+		links = append(links, linkOf(&r.link))
 	}
 	st.ReadersByProtocol = s.readersByProtocolLocked()
+	for _, l := range links {
+		if l != nil {
+			st.Link.RTTMs = max(st.Link.RTTMs, l.RTTMs)
+			st.Link.LostPackets += l.LostPackets
+			st.Link.Retransmitted += l.Retransmitted
+			st.Link.Dropped += l.Dropped
+		}
+	}
 	return st
 }
 

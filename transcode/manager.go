@@ -308,16 +308,3 @@ func (m *Manager) Status(source string) (Status, bool) {
 	}
 	return w.status(), true
 }
-
-// PIDs returns the process IDs of the running FFmpeg processes.
-func (m *Manager) PIDs() []int {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []int
-	for _, w := range m.workers {
-		if st := w.status(); st.PID > 0 {
-			out = append(out, st.PID)
-		}
-	}
-	return out
-}

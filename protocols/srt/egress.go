@@ -83,6 +83,7 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 func (c *conn) read(r *server.Reader) error {
 	defer r.Close()
 	r.SetPeer(server.Peer{Protocol: "srt", Remote: c.remote}, func() { c.sc.Close() })
+	r.SetLinkStats(c.link)
 	s := c.srv
 	ctx, cancel := context.WithCancel(s.ctx)
 	defer cancel()

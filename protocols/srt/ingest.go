@@ -49,6 +49,7 @@ func (c *conn) publish(claim *server.Claim) error {
 	if err != nil {
 		return err
 	}
+	pub.SetLinkStats(c.link)
 	defer pub.Close()
 	in.SetWriter(pub)
 	for {

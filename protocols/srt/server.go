@@ -278,7 +278,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	if err != nil {
 		reason = err.Error()
 	}
-	st := c.Stats()
+	st := c.stats()
 	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "cause", reason,
 		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped)
 }
@@ -312,8 +312,9 @@ type conn struct {
 	slowDrops     uint64
 }
 
-// ConnStats are one connection's figures, for the API and metrics.
-type ConnStats struct {
+// connStats are one connection's figures: logged when it closes, and its
+// link figures in the session list and the metrics (link).
+type connStats struct {
 	Path, Mode, Remote   string
 	Since                time.Time
 	RTTMs                float64 // smoothed round-trip time
@@ -327,14 +328,14 @@ type ConnStats struct {
 	SlowDrops            uint64 // units a reader skipped because its send queue was full
 }
 
-// Stats returns the connection's current figures.
-func (c *conn) Stats() ConnStats {
+// stats returns the connection's current figures.
+func (c *conn) stats() connStats {
 	var st gosrt.Statistics
 	c.sc.Stats(&st)
 	a := st.Accumulated
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return ConnStats{
+	return connStats{
 		Path: c.id.Path, Mode: c.id.Mode.String(), Remote: c.remote, Since: c.started,
 		RTTMs: st.Instantaneous.MsRTT, MbpsSend: st.Instantaneous.MbpsSentRate, MbpsRecv: st.Instantaneous.MbpsRecvRate,
 		LinkMbps: st.Instantaneous.MbpsLinkCapacity, BytesSent: a.ByteSent, BytesRecv: a.ByteRecv,
@@ -343,17 +344,10 @@ func (c *conn) Stats() ConnStats {
 	}
 }
 
-// Connections returns the figures of every open connection.
-func (s *Server) Connections() []ConnStats {
-	s.mu.Lock()
-	conns := make([]*conn, 0, len(s.conns))
-	for c := range s.conns {
-		conns = append(conns, c)
-	}
-	s.mu.Unlock()
-	out := make([]ConnStats, 0, len(conns))
-	for _, c := range conns {
-		out = append(out, c.Stats())
-	}
-	return out
+// link returns the connection's SRT link figures for the hub's session
+// list and metrics.
+func (c *conn) link() server.LinkStats {
+	st := c.stats()
+	return server.LinkStats{RTTMs: st.RTTMs, LinkMbps: st.LinkMbps, LostPackets: st.LossPackets,
+		Retransmitted: st.Retransmitted, Dropped: st.Dropped}
 }
