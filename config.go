@@ -271,8 +271,11 @@ func (c *Config) Validate() []error {
 		{"rtmp.address", c.RTMP.Address}, {"rtsp.address", c.RTSP.Address}, {"srt.address", c.SRT.Address},
 		{"http.address", c.HTTP.Address},
 	} {
+		if a.addr == "" {
+			continue // that listener is off
+		}
 		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
-			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\" (got %q)", a.addr)
+			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\", or empty to switch it off (got %q)", a.addr)
 		}
 	}
 	for _, t := range []struct {

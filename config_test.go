@@ -107,7 +107,7 @@ func TestBadValues(t *testing.T) {
 		{"log:\n  level: verbose\n", "log.level", "debug"},
 		{"log:\n  format: xml\n", "log.format", "json"},
 		{"rtmp:\n  address: \"1935\"\n", "rtmp.address", "PORT"},
-		{"http:\n  address: \"\"\n", "http.address", "PORT"},
+		{"http:\n  address: \"8080\"\n", "http.address", "PORT"},
 		{"rtmp:\n  writeTimeout: 1ms\n", "rtmp.writeTimeout", "100ms"},
 		{"paths:\n  overrides:\n    - match: \"~([\"\n", "paths.overrides[0].match", "regular expression"},
 		{"paths:\n  overrides:\n    - match: \"[\"\n", "paths.overrides[0].match", "glob"},
@@ -344,5 +344,13 @@ func TestConfigReference(t *testing.T) {
 		if !strings.Contains(want, key) {
 			t.Errorf("the reference lacks %s", key)
 		}
+	}
+}
+
+// An empty address switches that listener off.
+func TestListenerOff(t *testing.T) {
+	c := mustLoad(t, "rtmp:\n  address: \"\"\nsrt:\n  address: \"\"\n")
+	if errs := c.Validate(); len(errs) > 0 {
+		t.Fatalf("empty addresses refused: %v", errs)
 	}
 }

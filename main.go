@@ -177,35 +177,99 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	hub := server.NewHub(hc)
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
-	rtmpSrv := rtmp.New(rtmp.Config{
-		Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
-		ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
-		MaxConnsPerAddr: conf.Limits.MaxConnsPerAddress,
-	}, hub, log)
-	if err := rtmpSrv.Start(); err != nil {
-		return err
+	// The components, started in this order and closed in reverse; one
+	// with an empty address is off. Adding a protocol: its package, its
+	// config section, one entry here.
+	var comps []component
+	if conf.RTMP.Address != "" {
+		rtmpSrv := rtmp.New(rtmp.Config{
+			Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
+			ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
+			MaxConnsPerAddr: conf.Limits.MaxConnsPerAddress,
+		}, hub, log)
+		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close})
 	}
-	rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
-	if err := rtspSrv.Start(); err != nil {
-		rtmpSrv.Close()
-		return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
+	if conf.RTSP.Address != "" {
+		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
+			if err := rtspSrv.Start(); err != nil {
+				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
+			}
+			return nil
+		}})
 	}
-	srtSrv := srt.New(conf.SRTServerConfig(), hub, log)
-	if err := srtSrv.Start(); err != nil {
-		rtmpSrv.Close()
-		rtspSrv.Close()
-		return err
+	if conf.SRT.Address != "" {
+		srtSrv := srt.New(conf.SRTServerConfig(), hub, log)
+		comps = append(comps, component{name: "srt", start: srtSrv.Start, close: srtSrv.Close})
 	}
-	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
-	rawLn, err := net.Listen("tcp", conf.HTTP.Address)
-	if err != nil {
-		rtmpSrv.Close()
-		rtspSrv.Close()
-		srtSrv.Close()
-		return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
+	httpDone := make(chan error, 1)
+	if conf.HTTP.Address != "" {
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, log, httpDone))
 	}
-	ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+	for i, c := range comps {
+		if err := c.start(); err != nil {
+			for j := i - 1; j >= 0; j-- {
+				comps[j].close()
+			}
+			return err
+		}
+	}
+	for _, off := range []struct{ name, addr string }{{"rtmp", conf.RTMP.Address}, {"rtsp", conf.RTSP.Address},
+		{"srt", conf.SRT.Address}, {"http", conf.HTTP.Address}} {
+		if off.addr == "" {
+			log.Info("listener off", "proto", off.name, "key", off.name+".address")
+		}
+	}
 	sources.StartAlways(conf.SourcePaths())
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "cause", context.Cause(ctx))
+	case err = <-httpDone:
+		log.Error("http server failed", "err", err)
+	}
+	stop()
+
+	// Stop accepting, end sessions, exit within 3 s: one shutdown path.
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		// End the streams first: their readers (an LL-HLS player nearly
+		// always has a blocking request open) end with them, which the
+		// HTTP server's Shutdown would otherwise wait out.
+		sources.Close()
+		hub.Close()
+		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
+		for i := len(comps) - 1; i >= 0; i-- {
+			comps[i].close()
+		}
+	}()
+	select {
+	case <-done:
+	case <-sctx.Done():
+		log.Warn("shutdown timed out; exiting anyway")
+	}
+	if err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// component is one part of the server that listens or works on its own:
+// runServe starts the components in order and closes them in reverse.
+type component struct {
+	name  string
+	start func() error
+	close func()
+}
+
+// httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
+// pages on http.address. Its Serve error goes to done.
+func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+	log *slog.Logger, done chan<- error) component {
+	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.Renditions = func(path string) []hls.Rendition {
 		var out []hls.Rendition
@@ -252,54 +316,33 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		IdleTimeout:       conf.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	httpDone := make(chan error, 1)
-	go func() {
-		if conf.HTTP.TLSCert != "" {
-			httpDone <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
-			return
-		}
-		httpDone <- httpSrv.Serve(ln)
-	}()
-	log.Info("listening", "proto", "http", "address", ln.Addr().String())
-
-	select {
-	case <-ctx.Done():
-		log.Info("shutting down", "cause", context.Cause(ctx))
-	case err = <-httpDone:
-		log.Error("http server failed", "err", err)
+	return component{name: "http",
+		start: func() error {
+			rawLn, err := net.Listen("tcp", conf.HTTP.Address)
+			if err != nil {
+				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
+			}
+			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+			go func() {
+				if conf.HTTP.TLSCert != "" {
+					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+					return
+				}
+				done <- httpSrv.Serve(ln)
+			}()
+			log.Info("listening", "proto", "http", "address", ln.Addr().String())
+			return nil
+		},
+		close: func() {
+			flv.Close()
+			hlsH.Close()
+			webH.Close() // chat connections are hijacked: Shutdown does not see them
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			httpSrv.Shutdown(sctx) //nolint:errcheck // closed below anyway
+			httpSrv.Close()
+		},
 	}
-	stop()
-
-	// Stop accepting, end sessions, exit within 3 s.
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		// End the streams and the HTTP handlers' own waits first: an LL-HLS
-		// player nearly always has a blocking request open, which Shutdown
-		// would otherwise wait out.
-		sources.Close()
-		hub.Close()
-		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
-		flv.Close()
-		hlsH.Close()
-		webH.Close()           // chat connections are hijacked: Shutdown does not see them
-		httpSrv.Shutdown(sctx) //nolint:errcheck // we close below anyway
-		rtmpSrv.Close()
-		rtspSrv.Close()
-		srtSrv.Close()
-		httpSrv.Close()
-	}()
-	select {
-	case <-done:
-	case <-sctx.Done():
-		log.Warn("shutdown timed out; exiting anyway")
-	}
-	if err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
-	}
-	return nil
 }
 
 // router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to
