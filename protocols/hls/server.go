@@ -374,12 +374,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httperr.Refuse(w, path, err)
 		return
 	}
-	h.viewers.seen(path, req.RemoteAddr, req.UserAgent())
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil {
 		httperr.Refuse(w, path, err)
 		return
 	}
+	h.viewers.seen(path, req.RemoteAddr, req.UserAgent()) // a live path only: its count is asked for
 	switch {
 	case file == "index.m3u8":
 		h.serveMultivariant(w, req, m)

@@ -13,8 +13,12 @@ import (
 // HLS player at least once per target duration.
 const viewerWindow = 10 * time.Second
 
-// maxViewersPerPath bounds the clients remembered per path.
-const maxViewersPerPath = 100000
+// maxViewersPerPath bounds the clients remembered per path, maxPaths the
+// paths.
+const (
+	maxViewersPerPath = 100000
+	maxPaths          = 10000
+)
 
 // viewers counts the distinct clients (address and User-Agent) that asked
 // for a path's playlists or media lately. The URIs carry nothing per
@@ -43,6 +47,16 @@ func (v *viewers) seen(path, remote, userAgent string) {
 	defer v.mu.Unlock()
 	m := v.byPath[path]
 	if m == nil {
+		if len(v.byPath) >= maxPaths {
+			for p, pm := range v.byPath { // paths no longer asked for
+				if v.sweep(pm, now); len(pm) == 0 {
+					delete(v.byPath, p)
+				}
+			}
+			if len(v.byPath) >= maxPaths {
+				return
+			}
+		}
 		m = map[string]time.Time{}
 		v.byPath[path] = m
 	}

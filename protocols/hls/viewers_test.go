@@ -15,9 +15,13 @@ import (
 // segmenter is none, and a player that left stops counting.
 func TestHLSViewersCounted(t *testing.T) {
 	l := startLive(t, serverConfig(), synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
-	l.h.viewers.window = 500 * time.Millisecond
+	window := func(d time.Duration) {
+		l.h.viewers.mu.Lock()
+		l.h.viewers.window = d
+		l.h.viewers.mu.Unlock()
+	}
 	hlsViewers := func() int { return l.hub.Stream("live/x").Stats().ReadersByProtocol["hls"] }
-	time.Sleep(600 * time.Millisecond) // the warm-up request leaves the window
+	window(time.Nanosecond) // the warm-up request leaves the window
 	if n := hlsViewers(); n != 0 {
 		t.Fatalf("%d HLS viewers with the segmenter running and nobody asking, want 0", n)
 	}
@@ -30,6 +34,7 @@ func TestHLSViewersCounted(t *testing.T) {
 		}
 		resp.Body.Close()
 	}
+	window(time.Hour)
 	for i := range 20 {
 		get(fmt.Sprintf("player %d", i))
 	}
@@ -39,7 +44,7 @@ func TestHLSViewersCounted(t *testing.T) {
 	if n := hlsViewers(); n != 20 {
 		t.Fatalf("%d HLS viewers for 20 players, want 20", n)
 	}
-	time.Sleep(700 * time.Millisecond)
+	window(time.Nanosecond) // every player left
 	if n := hlsViewers(); n != 0 {
 		t.Fatalf("%d HLS viewers after every player left, want 0", n)
 	}

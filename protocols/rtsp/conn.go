@@ -50,6 +50,7 @@ type deadlineConn struct {
 	timeout time.Duration
 
 	answered  bool        // a 400 was written (by Read, one goroutine)
+	started   bool        // the first bytes were read (by Read)
 	inSession atomic.Bool // the connection plays or records
 
 	mu    sync.Mutex // mu guards the fields below
@@ -79,6 +80,14 @@ func (c *deadlineConn) SetDeadline(t time.Time) error {
 
 func (c *deadlineConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
+	if n > 0 && !c.started {
+		c.started = true
+		// RTSP over HTTP: the tunnel's two connections keep gortsplib's
+		// own deadlines (neither is the one that PLAYs).
+		if n >= 4 && (string(b[:4]) == "GET " || string(b[:4]) == "POST") {
+			c.inSession.Store(true)
+		}
+	}
 	if n > 0 && !c.answered {
 		if why, cseq := badContentLength(b[:n]); why != "" {
 			// gortsplib closes the connection on a request it cannot
