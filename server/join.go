@@ -43,9 +43,16 @@ func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duratio
 		return joinPlan{waitKey: hasVideo}
 	}
 	if window > 0 {
+		all := gop
 		gop = catchUp(gop, window)
-		if audioEarly && len(gop) > 1 {
-			gop = audioAfterFirst(gop)
+		if audioEarly && len(gop) > 1 && gop[0].Track.IsVideo() {
+			// The audio of the window before the newest audio unit, not
+			// the newest picture: publishers that send audio late
+			// (ffmpeg's MPEG-TS muxer packs ~370 ms per PES) have none in
+			// the picture's window yet. It comes right after the first
+			// picture, and no audio floor holds it back: an MPEG-TS
+			// player starts its audio a moment before its pictures.
+			return joinPlan{units: audioAfterFirst(gop, recentAudio(all, window))}
 		}
 	}
 	var p joinPlan
@@ -73,18 +80,36 @@ func planJoin(gop []*media.Unit, hasVideo bool, join string, window time.Duratio
 	return p
 }
 
-// audioAfterFirst returns gop with its audio units moved right after the
-// first unit, each track's order kept.
-func audioAfterFirst(gop []*media.Unit) []*media.Unit {
-	out := make([]*media.Unit, 0, len(gop))
+// audioAfterFirst returns the video units of gop with audio put right
+// after the first one.
+func audioAfterFirst(gop, audio []*media.Unit) []*media.Unit {
+	out := make([]*media.Unit, 0, len(gop)+len(audio))
 	out = append(out, gop[0])
+	out = append(out, audio...)
 	for _, u := range gop[1:] {
-		if !u.Track.IsVideo() {
+		if u.Track.IsVideo() {
 			out = append(out, u)
 		}
 	}
-	for _, u := range gop[1:] {
-		if u.Track.IsVideo() {
+	return out
+}
+
+// recentAudio returns the audio units of gop within window of its newest
+// audio unit, in order.
+func recentAudio(gop []*media.Unit, window time.Duration) []*media.Unit {
+	var newest time.Duration
+	found := false
+	for _, u := range gop {
+		if !u.Track.IsVideo() {
+			newest, found = u.DTS, true
+		}
+	}
+	if !found {
+		return nil
+	}
+	var out []*media.Unit
+	for _, u := range gop {
+		if !u.Track.IsVideo() && newest-u.DTS <= window {
 			out = append(out, u)
 		}
 	}

@@ -102,3 +102,38 @@ func TestJoinStormSharesRetimedUnits(t *testing.T) {
 		t.Fatal("a join after a new unit reused the old plan")
 	}
 }
+
+// An MPEG-TS reader's backlog (audioEarly) gets the recent audio right
+// after the first picture, even when the publisher's audio lags the
+// pictures by more than the catch-up window.
+func TestPlanJoinAudioEarly(t *testing.T) {
+	ms := time.Millisecond
+	var gop []*media.Unit
+	for i := range 50 { // 2 s of video at 25 fps; audio lagging 400 ms behind
+		gop = append(gop, mkUnit(trackV, 0, i == 0, time.Duration(i)*40*ms))
+		if d := time.Duration(i)*40*ms - 400*ms; d >= 0 {
+			gop = append(gop, mkUnit(trackA, 0, true, d))
+		}
+	}
+	p := planJoin(gop, true, JoinCache, 100*ms, true)
+	if !p.units[0].Track.IsVideo() || !p.units[0].KeyFrame {
+		t.Fatal("the plan does not start with the keyframe")
+	}
+	if p.units[1].Track.IsVideo() {
+		t.Fatal("no audio right after the first picture")
+	}
+	audio, video := 0, 0
+	for _, u := range p.units {
+		if u.Track.IsVideo() {
+			video++
+		} else {
+			audio++
+		}
+	}
+	if video != 50 || audio < 2 {
+		t.Fatalf("%d pictures and %d audio units, want 50 and the audio of the last 100 ms", video, audio)
+	}
+	if p.floorOn || p.waitKey {
+		t.Fatal("an audio floor or a keyframe wait would hold the audio back")
+	}
+}

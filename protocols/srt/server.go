@@ -58,15 +58,34 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex // mu guards conns
+	mu    sync.Mutex // mu guards conns and rejected
 	conns map[*conn]struct{}
+	// rejected remembers the callers (address and port) refused in the
+	// last rejectMemory and why: a caller retransmits its handshake while
+	// a refusal waits out the refusal delay, and gosrt hands the
+	// retransmission over as a new request once the first is answered.
+	// It gets the same answer, without a second log line or failure.
+	rejected map[string]rejection
 }
+
+// rejection is a caller refused lately.
+type rejection struct {
+	code gosrt.RejectionReason
+	at   time.Time
+}
+
+// rejectMemory is how long a refused caller's retransmissions get the same
+// answer quietly; rejectedMax bounds the callers remembered.
+const (
+	rejectMemory = 3 * time.Second
+	rejectedMax  = 10000
+)
 
 // New returns a server; Start listens.
 func New(conf Config, hub *server.Hub, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{conf: conf, hub: hub, log: log.With("proto", "srt"), ctx: ctx, cancel: cancel,
-		conns: map[*conn]struct{}{}}
+		conns: map[*conn]struct{}{}, rejected: map[string]rejection{}}
 }
 
 // srtConfig is the gosrt configuration for listening and dialing.
@@ -176,6 +195,13 @@ func refuseFor(err error) *refusal {
 // refused), with the reason.
 func (s *Server) handle(req gosrt.ConnRequest) {
 	remote := req.RemoteAddr().String()
+	s.mu.Lock()
+	prev, again := s.rejected[remote]
+	s.mu.Unlock()
+	if again && time.Since(prev.at) < rejectMemory {
+		req.Reject(prev.code) // a retransmitted handshake of a caller just refused
+		return
+	}
 	id, err := ParseStreamID(req.StreamId())
 	if err != nil {
 		s.reject(req, remote, StreamID{}, refuseFor(err))
@@ -291,6 +317,19 @@ func modeKey(m Mode) string {
 }
 
 func (s *Server) reject(req gosrt.ConnRequest, remote string, id StreamID, r *refusal) {
+	s.mu.Lock()
+	if len(s.rejected) >= rejectedMax {
+		for k, old := range s.rejected {
+			if time.Since(old.at) >= rejectMemory {
+				delete(s.rejected, k)
+			}
+		}
+		if len(s.rejected) >= rejectedMax {
+			clear(s.rejected)
+		}
+	}
+	s.rejected[remote] = rejection{code: r.code, at: time.Now()}
+	s.mu.Unlock()
 	// Log first: the caller may act on the rejection at once.
 	s.hub.LogRefusal(s.log, remote, "srt "+strconv.Itoa(int(r.code)), "connection refused", "path", guard.Truncate(server.LogPath(id.Path)), "remote", remote,
 		"code", int(r.code), "cause", guard.Truncate(r.reason.Error()))
