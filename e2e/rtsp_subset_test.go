@@ -6,7 +6,6 @@ package e2e
 // used to hurt the server or its other viewers (issue 20).
 
 import (
-	"sync"
 	"testing"
 )
 
@@ -16,14 +15,15 @@ import (
 // the server lives on. Before, the first of them crashed the server with a
 // nil dereference in gortsplib.
 func TestRTSPTrackSubsets(t *testing.T) {
-	t.Parallel()
+	// Not parallel, and one partial player at a time: six ffmpeg processes
+	// at once starved the timing-sensitive tests beside it on 2 cores.
 	s := startServer(t, "")
 	pub := startPublisher(t, s.rtmpURL("live/subset"))
 	waitLive(t, s, "live/subset", pub)
 	url := s.rtspURL("live/subset")
 
 	victim := make(chan decoded, 1)
-	go func() { victim <- decodeRTSP(t, url, "tcp", 8) }()
+	go func() { victim <- decodeRTSP(t, url, "tcp", 12) }()
 
 	type subset struct{ transport, kind string }
 	var subsets []subset
@@ -33,13 +33,9 @@ func TestRTSPTrackSubsets(t *testing.T) {
 		}
 	}
 	results := make([]decoded, len(subsets))
-	var wg sync.WaitGroup
 	for i, sub := range subsets {
-		wg.Go(func() {
-			results[i] = decodeWith(t, url, 2, []string{"-rtsp_transport", sub.transport, "-allowed_media_types", sub.kind}, rtspDecodeOpts)
-		})
+		results[i] = decodeWith(t, url, 2, []string{"-rtsp_transport", sub.transport, "-allowed_media_types", sub.kind}, rtspDecodeOpts)
 	}
-	wg.Wait()
 	for i, d := range results {
 		// 2 s at 30 fps is 60 frames; AAC at 44.1 kHz is ~43 frames/s.
 		if subsets[i].kind == "video" {
@@ -57,8 +53,8 @@ func TestRTSPTrackSubsets(t *testing.T) {
 	if s.exited() {
 		t.Fatalf("the server exited with status %d", s.cmd.ProcessState.ExitCode())
 	}
-	// 8 s at 30 fps is 240 frames; generous bounds for a loaded machine.
-	(<-victim).check(t, 150, 150)
+	// 12 s at 30 fps is 360 frames; generous bounds for a loaded machine.
+	(<-victim).check(t, 200, 200)
 	// And a new player of everything still works.
 	decodeRTSP(t, url, "tcp", 1).check(t, 20, 20)
 	if pub.exited() {
