@@ -65,6 +65,8 @@ type PublishRequest struct {
 	Key string
 	// Kick, if set, ends the peer's connection (Hub.KickPublisher).
 	Kick func()
+	// OnKeyframeRequest is PublishOptions'.
+	OnKeyframeRequest func()
 }
 
 // Publish authorizes a publisher from the network and holds path for it
@@ -79,5 +81,6 @@ func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	return h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick})
+	return h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
+		OnKeyframeRequest: req.OnKeyframeRequest})
 }

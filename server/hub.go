@@ -110,6 +110,11 @@ type PublishOptions struct {
 	// OnKick, if set, ends the publisher's connection; Hub.KickPublisher
 	// calls it (in its own goroutine) after detaching the publisher.
 	OnKick func()
+	// OnKeyframeRequest, if set, asks the publisher's encoder for a
+	// keyframe soon (a WebRTC publisher sends it a PLI). The hub calls it
+	// when a reader joins with no keyframe cached; readers ask through
+	// Stream.RequestKeyframe. It must not block, and should rate-limit.
+	OnKeyframeRequest func()
 }
 
 // PublishTrusted makes the caller the publisher of path with the given tracks
@@ -314,7 +319,16 @@ func (h *Hub) readWith(path string, opts ReadOptions) (*Reader, error) {
 	if window == 0 {
 		backlog = 0
 	}
-	return s.addReader(window, backlog)
+	r, err := s.addReader(window, backlog)
+	if err != nil {
+		return nil, err
+	}
+	if r.waitKey {
+		// Nothing to start from: a publisher that sends keyframes only
+		// when asked (a browser over WHIP) would keep this reader waiting.
+		s.RequestKeyframe()
+	}
+	return r, nil
 }
 
 // OnDemandTimeout bounds how long ReadWait waits for an on-demand source.

@@ -135,6 +135,23 @@ func (s *Stream) Publishing() bool {
 	return s.publisher != nil
 }
 
+// RequestKeyframe asks the publisher for a keyframe, if it can be asked
+// (PublishOptions.OnKeyframeRequest), and reports whether it could. Safe
+// from any goroutine; it does not block.
+func (s *Stream) RequestKeyframe() bool {
+	s.mu.RLock()
+	var f func()
+	if s.publisher != nil {
+		f = s.publisher.opts.OnKeyframeRequest
+	}
+	s.mu.RUnlock()
+	if f == nil {
+		return false
+	}
+	f()
+	return true
+}
+
 // Config returns the path settings the stream was created with.
 func (s *Stream) Config() PathConfig { return s.conf }
 
