@@ -19,6 +19,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
+	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
@@ -42,7 +43,9 @@ type Config struct {
 	Auth      AuthConfig       `yaml:"auth"`
 	Web       WebConfig        `yaml:"web"`
 	Limits    LimitsConfig     `yaml:"limits"`
-	Paths     PathsConfig      `yaml:"paths"`
+	// WebRTC is WHIP ingest and WHEP playback.
+	WebRTC WebRTCConfig `yaml:"webrtc"`
+	Paths  PathsConfig  `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -168,6 +171,106 @@ func (c *Config) WebServerConfig() web.Config {
 		ChatRateWindow: w.ChatRateWindow, ChatMaxConns: w.ChatMaxConns}
 }
 
+// --- webrtc: section (issue 14) ---
+
+// WebRTCConfig is the webrtc: section.
+type WebRTCConfig struct {
+	Enabled          bool              `yaml:"enabled"`
+	UDPAddress       string            `yaml:"udpAddress"`
+	TCPAddress       string            `yaml:"tcpAddress"`
+	AdditionalHosts  []string          `yaml:"additionalHosts"`
+	HostsOnly        bool              `yaml:"hostsOnly"`
+	ICEServers       []ICEServerConfig `yaml:"iceServers"`
+	HandshakeTimeout time.Duration     `yaml:"handshakeTimeout"`
+	KeyframeInterval time.Duration     `yaml:"keyframeInterval"`
+}
+
+// ICEServerConfig is one entry of webrtc.iceServers.
+type ICEServerConfig struct {
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// validate checks the webrtc: section.
+func (w *WebRTCConfig) validate() []error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("webrtc.%s: %s", key, fmt.Sprintf(format, args...)))
+	}
+	if !w.Enabled {
+		return nil
+	}
+	if _, err := portOf(w.UDPAddress); err != nil {
+		bad("udpAddress", "must be HOST:PORT or :PORT, e.g. \":8189\" (got %q)", w.UDPAddress)
+	}
+	if _, err := portOf(w.TCPAddress); w.TCPAddress != "" && err != nil {
+		bad("tcpAddress", "must be \"\" (off), HOST:PORT or :PORT, e.g. \":8189\" (got %q)", w.TCPAddress)
+	}
+	for i, h := range w.AdditionalHosts {
+		if h == "" || strings.ContainsAny(h, "/ :?#@") && net.ParseIP(h) == nil {
+			bad(fmt.Sprintf("additionalHosts[%d]", i), "must be an IP address or a host name without scheme or port (got %q)", h)
+		}
+	}
+	if w.HostsOnly && len(w.AdditionalHosts) == 0 {
+		bad("hostsOnly", "needs webrtc.additionalHosts: it announces only those")
+	}
+	for i, is := range w.ICEServers {
+		at := fmt.Sprintf("iceServers[%d]", i)
+		if len(is.URLs) == 0 {
+			bad(at+".urls", "list at least one stun:, stuns:, turn: or turns: URL")
+		}
+		for _, u := range is.URLs {
+			scheme, rest, _ := strings.Cut(u, ":")
+			switch {
+			case scheme != "stun" && scheme != "stuns" && scheme != "turn" && scheme != "turns", rest == "":
+				bad(at+".urls", "%q must be stun:HOST[:PORT], stuns:, turn:HOST[:PORT][?transport=udp|tcp] or turns:", u)
+			case strings.HasPrefix(scheme, "turn") && (is.Username == "" || is.Credential == ""):
+				bad(at+".username", "a TURN server needs username and credential")
+			case strings.ContainsAny(u, "<>\"\r\n ,;"):
+				bad(at+".urls", "%q has a character that cannot go in a Link header", u)
+			}
+		}
+		if strings.ContainsAny(is.Username+is.Credential, "\"\\\r\n") {
+			bad(at+".username", "username and credential must not contain quotes, backslashes or line breaks")
+		}
+	}
+	if w.HandshakeTimeout < time.Second || w.HandshakeTimeout > time.Minute {
+		bad("handshakeTimeout", "must be between 1s and 1m (got %s)", w.HandshakeTimeout)
+	}
+	if w.KeyframeInterval < 250*time.Millisecond || w.KeyframeInterval > time.Minute {
+		bad("keyframeInterval", "must be between 250ms and 1m (got %s)", w.KeyframeInterval)
+	}
+	return errs
+}
+
+// WebRTCServerConfig returns the webrtc package's Config, with the host
+// names of webrtc.additionalHosts resolved.
+func (c *Config) WebRTCServerConfig() (webrtc.Config, error) {
+	w := c.WebRTC
+	out := webrtc.Config{UDPAddress: w.UDPAddress, TCPAddress: w.TCPAddress, HostsOnly: w.HostsOnly,
+		HandshakeTimeout: w.HandshakeTimeout, KeyframeInterval: w.KeyframeInterval}
+	for _, h := range w.AdditionalHosts {
+		if net.ParseIP(h) != nil {
+			out.AdditionalHosts = append(out.AdditionalHosts, h)
+			continue
+		}
+		ips, err := net.LookupIP(h)
+		if err != nil {
+			return out, fmt.Errorf("webrtc.additionalHosts: %w", err)
+		}
+		for _, ip := range ips {
+			out.AdditionalHosts = append(out.AdditionalHosts, ip.String())
+		}
+	}
+	for _, is := range w.ICEServers {
+		out.ICEServers = append(out.ICEServers, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out, nil
+}
+
+// --- end of webrtc: section ---
+
 // PathsConfig is the paths: section.
 type PathsConfig struct {
 	Default   server.PathConfig `yaml:"default"`
@@ -292,6 +395,7 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.RTSP.validate()...)
+	errs = append(errs, c.WebRTC.validate()...) // webrtc: section (issue 14)
 	if c.HLS.PartTarget < 50*time.Millisecond || c.HLS.PartTarget > 2*time.Second {
 		bad("hls.partTarget", "must be between 50ms and 2s (got %s)", c.HLS.PartTarget)
 	}

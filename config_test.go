@@ -86,7 +86,8 @@ func TestUnknownKey(t *testing.T) {
 		{"paths:\n  overrides:\n    - match: \"a/*\"\n      publishkey: x\n", "publishkey", "line 4"},
 		{"srt:\n  adress: \":8890\"\n", "adress", "line 2"},
 		{"hls:\n  address: \":8890\"\n", "address", "line 2"},
-		{"webrtc:\n  address: \":8890\"\n", "webrtc", "line 1"},
+		{"webrtc:\n  address: \":8890\"\n", "address", "line 2"},
+		{"whip:\n  address: \":8890\"\n", "whip", "line 1"},
 	} {
 		_, err := loadConfig([]byte(tc.yml))
 		if err == nil {

@@ -28,6 +28,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
+	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
@@ -202,9 +203,19 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		srtSrv := srt.New(conf.SRTServerConfig(), hub, log)
 		comps = append(comps, component{name: "srt", start: srtSrv.Start, close: srtSrv.Close})
 	}
+	var rtcH http.Handler // nil when webrtc is off
+	if conf.WebRTC.Enabled {
+		wc, err := conf.WebRTCServerConfig()
+		if err != nil {
+			return err
+		}
+		rtc := webrtc.New(wc, hub, log)
+		rtcH = rtc
+		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})
+	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, log, httpDone))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -268,7 +279,7 @@ type component struct {
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	log *slog.Logger, done chan<- error) component {
+	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.Renditions = func(path string) []hls.Rendition {
@@ -309,7 +320,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder), webH)),
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder), webH, rtcH)),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
@@ -346,9 +357,10 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 }
 
 // router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to
-// HTTP-FLV, /PATH/*.m3u8 and *.mp4 to HLS and everything else to the web
-// pages.
-func router(flv, hlsH, apiH, metrics, web http.Handler) http.Handler {
+// HTTP-FLV, /PATH/*.m3u8 and *.mp4 to HLS, /PATH/whip and /PATH/whep (and
+// their sessions) to WebRTC when rtc is not nil, and everything else to
+// the web pages.
+func router(flv, hlsH, apiH, metrics, web, rtc http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case strings.HasPrefix(r.URL.Path, "/api/"):
@@ -359,6 +371,8 @@ func router(flv, hlsH, apiH, metrics, web http.Handler) http.Handler {
 			flv.ServeHTTP(w, r)
 		case hls.IsHLS(r.URL.Path):
 			hlsH.ServeHTTP(w, r)
+		case rtc != nil && webrtc.IsWebRTC(r.URL.Path): // issue 14
+			rtc.ServeHTTP(w, r)
 		default:
 			web.ServeHTTP(w, r)
 		}

@@ -24,6 +24,8 @@ type Addrs struct {
 	MulticastRTP   int
 	// SRT is the SRT listener (UDP HOST:PORT).
 	SRT string
+	// WebRTC is the ICE port, UDP and TCP on every address (WHIP/WHEP).
+	WebRTC int
 	// Database is the file of the registered streams; each server needs
 	// its own (the file is locked while a server runs). Set by the caller.
 	Database string
@@ -49,7 +51,7 @@ func FreeAddrs() (Addrs, error) {
 		}
 	}
 	var srt int
-	for _, dst := range []*int{&a.UDPRTP, &a.MulticastRTP, &srt} {
+	for _, dst := range []*int{&a.UDPRTP, &a.MulticastRTP, &srt, &a.WebRTC} {
 		p, err := freeUDPPair()
 		if err != nil {
 			return a, err
@@ -122,7 +124,7 @@ func freeMulticastRange() string {
 }
 
 // YAML is the config of a's addresses with the given log level (log, rtmp,
-// http, rtsp and srt sections). The srt: section comes last, so that extra
+// http, rtsp, webrtc and srt sections; WebRTC also announces 127.0.0.1). The srt: section comes last, so that extra
 // YAML appended to it may continue it with indented keys.
 func (a Addrs) YAML(logLevel string) string {
 	return fmt.Sprintf(`log:
@@ -140,9 +142,14 @@ rtsp:
   multicastRTCPPort: %d
 streams:
   database: %q
+webrtc:
+  udpAddress: ":%d"
+  tcpAddress: ":%d"
+  additionalHosts: ["127.0.0.1"]
 srt:
   address: %q
-`, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.Database, a.SRT)
+`, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.Database,
+		a.WebRTC, a.WebRTC, a.SRT)
 }
 
 // WaitListening waits until every TCP address accepts a connection, the

@@ -1,0 +1,410 @@
+package webrtc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
+	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph265"
+	"github.com/pion/rtcp"
+	"github.com/pion/rtp"
+	pwebrtc "github.com/pion/webrtc/v4"
+
+	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// A WHEP viewer has its own hub reader, pulled in its session goroutine:
+// a slow viewer only drops its own units (the hub skips it to the next
+// keyframe). What a unit becomes on the wire, its RTP payloads, is made
+// once per unit (Unit.Memo) and shared by every viewer; per viewer there
+// is only a 12-byte header (its own sequence numbers and timestamps:
+// viewers start at different units) and the SRTP encryption.
+
+// maxPayload keeps an SRTP packet within a 1280-byte IPv6 minimum MTU.
+const maxPayload = 1200
+
+// histSize is how many sent packets a viewer can resend on NACK (about
+// 0.7 s at 2.7 Mbit/s). It holds references to the shared payloads,
+// not copies.
+const histSize = 1024
+
+// viewerBatch is how many units a viewer takes from its reader at once.
+const viewerBatch = 64
+
+// minViewerPLIGap rate-limits the keyframe requests one viewer forwards.
+const minViewerPLIGap = time.Second
+
+var errBFrames = errors.New("webrtc: the stream has B-frames, which WebRTC players cannot show in order: " +
+	"play a rung of its ladder (/<path>/<rung>/whep, encoded without B-frames) or publish with bf=0")
+
+// viewer is one WHEP session's sending side.
+type viewer struct {
+	ss    *session
+	r     *server.Reader
+	first []*media.Unit // units read before answering (to see B-frames)
+	video *outTrack
+	audio *outTrack
+	wg    sync.WaitGroup // RTCP readers
+	pliMu sync.Mutex
+	pliAt time.Time
+}
+
+// outTrack is one track sent to one viewer.
+type outTrack struct {
+	v      *viewer
+	codec  media.Codec
+	clock  int64
+	track  *pwebrtc.TrackLocalStaticRTP
+	sender *pwebrtc.RTPSender
+	tsBase uint32
+
+	mu   sync.Mutex // mu guards seq and hist (the send loop and the NACK reader)
+	seq  uint16
+	hist [histSize]sent
+	// sent, nacked count packets for the session line.
+	sentPkts, resent uint64
+}
+
+// sent is one packet in a viewer's history.
+type sent struct {
+	ok      bool
+	seq     uint16
+	ts      uint32
+	marker  bool
+	payload []byte // shared, never modified
+}
+
+// newWHEP checks a viewer, attaches a hub reader and answers its offer.
+func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, offer string) (*session, error) {
+	if err := server.ValidatePath(path); err != nil {
+		return nil, err
+	}
+	sd, err := parseOffer(offer)
+	if err != nil {
+		return nil, err
+	}
+	rd, err := s.hub.Read(r.Context(), path, server.ReadRequest{Peer: peer, Key: key, Wait: true})
+	if err != nil {
+		return nil, err
+	}
+	v := &viewer{r: rd}
+	var vt, at *media.Track
+	for _, t := range rd.Tracks() {
+		switch {
+		case t.IsVideo() && vt == nil:
+			vt = t
+		case t.Codec == media.CodecOpus && at == nil:
+			at = t
+		}
+	}
+	fail := func(err error) (*session, error) {
+		rd.Close()
+		return nil, err
+	}
+	offV, offA := offeredCodecs(sd, "video"), offeredCodecs(sd, "audio")
+	if vt != nil && !offV[mimeName(vt.Codec)] {
+		return fail(badRequest("webrtc: the stream's video is %s and the offer has no %s: WHEP sends %s as published", vt.Codec, vt.Codec, supportedCodecs))
+	}
+	if at != nil && !offA["OPUS"] {
+		at = nil
+	}
+	if vt == nil && at == nil {
+		return fail(badRequest("webrtc: the stream has no track WebRTC can carry: WHEP sends %s", supportedCodecs))
+	}
+	// Look at what is cached before answering: B-frames are refused here
+	// with a reason rather than sent as a stuttering picture.
+	done, cancel := context.WithCancel(context.Background())
+	cancel()
+	v.first, _ = rd.NextBatch(done, make([]*media.Unit, 0, 4096))
+	for _, u := range v.first {
+		if u.Track.IsVideo() && u.PTS != u.DTS {
+			return fail(&requestError{status: http.StatusBadRequest, err: errBFrames})
+		}
+	}
+	ss, err := s.newSession(kindWHEP, path, r.RemoteAddr, s.whep, offer, func(ss *session) error {
+		v.ss = ss
+		var err error
+		if vt != nil {
+			if v.video, err = v.addTrack(vt.Codec, 90000); err != nil {
+				return err
+			}
+		}
+		if at != nil {
+			v.audio, err = v.addTrack(media.CodecOpus, 48000)
+		}
+		return err
+	})
+	if err != nil {
+		return fail(err)
+	}
+	ss.serve = v.serve
+	ss.cleanup = func() {
+		rd.Close()
+		v.wg.Wait()
+	}
+	rd.SetPeer(peer, func() { ss.end(errKicked) })
+	if !ss.start() {
+		return fail(&requestError{status: http.StatusServiceUnavailable, err: ErrServerClosed})
+	}
+	return ss, nil
+}
+
+func mimeName(c media.Codec) string {
+	switch c {
+	case media.CodecH264:
+		return "H264"
+	case media.CodecH265:
+		return "H265"
+	case media.CodecAV1:
+		return "AV1"
+	case media.CodecOpus:
+		return "OPUS"
+	}
+	return c.String()
+}
+
+// addTrack adds a track of codec to the viewer's PeerConnection.
+func (v *viewer) addTrack(c media.Codec, clock int64) (*outTrack, error) {
+	var capability pwebrtc.RTPCodecCapability
+	switch c {
+	case media.CodecH264:
+		capability = h264Codec
+	case media.CodecH265:
+		capability = h265Codec
+	case media.CodecAV1:
+		capability = av1Codec
+	case media.CodecOpus:
+		capability = opusCodec
+	}
+	kind := "video"
+	if c == media.CodecOpus {
+		kind = "audio"
+	}
+	tr, err := pwebrtc.NewTrackLocalStaticRTP(capability, kind, "streamhub")
+	if err != nil {
+		return nil, fmt.Errorf("webrtc: %w", err)
+	}
+	sender, err := v.ss.pc.AddTrack(tr)
+	if err != nil {
+		return nil, badRequest("webrtc: cannot send %s to this offer: %v", c, err)
+	}
+	return &outTrack{v: v, codec: c, clock: clock, track: tr, sender: sender, seq: uint16(mrand.Uint32()), tsBase: mrand.Uint32()}, nil
+}
+
+// serve sends the stream until the viewer or the stream ends.
+func (v *viewer) serve(ctx context.Context) error {
+	for _, o := range []*outTrack{v.video, v.audio} {
+		if o != nil {
+			v.wg.Add(1)
+			go o.readRTCP()
+		}
+	}
+	batch := v.first
+	v.first = nil
+	buf := make([]*media.Unit, 0, viewerBatch)
+	for {
+		for _, u := range batch {
+			if err := v.send(u); err != nil {
+				return err
+			}
+		}
+		var err error
+		batch, err = v.r.NextBatch(ctx, buf[:0])
+		if err != nil {
+			if errors.Is(err, context.Canceled) {
+				return context.Cause(ctx)
+			}
+			return err
+		}
+	}
+}
+
+// send writes one unit to the viewer.
+func (v *viewer) send(u *media.Unit) error {
+	var o *outTrack
+	switch {
+	case v.video != nil && u.Track.Codec == v.video.codec:
+		if u.PTS != u.DTS {
+			return errBFrames
+		}
+		o = v.video
+	case v.audio != nil && u.Track.Codec == media.CodecOpus:
+		o = v.audio
+	default:
+		return nil // a track this viewer does not get
+	}
+	var recs []byte
+	if o.codec == media.CodecOpus {
+		if len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+			return nil
+		}
+		return o.write(false, u.Payload[0], rtpTime(u.PTS, o.clock))
+	}
+	recs = u.Memo(rtpMemo{o.codec}, packetize)
+	ts := rtpTime(u.PTS, o.clock)
+	for len(recs) >= 3 {
+		n := int(binary.BigEndian.Uint16(recs))
+		if len(recs) < 3+n {
+			break
+		}
+		if err := o.write(recs[2] != 0, recs[3:3+n:3+n], ts); err != nil {
+			return err
+		}
+		recs = recs[3+n:]
+	}
+	return nil
+}
+
+// rtpTime converts a hub time to an RTP clock, overflow-safe.
+func rtpTime(d time.Duration, clock int64) uint32 {
+	return uint32(int64(d/time.Second)*clock + int64(d%time.Second)*clock/int64(time.Second))
+}
+
+// write sends one packet and keeps it for NACKs.
+func (o *outTrack) write(marker bool, payload []byte, ts uint32) error {
+	o.mu.Lock()
+	seq := o.seq
+	o.seq++
+	o.hist[seq%histSize] = sent{ok: true, seq: seq, ts: ts, marker: marker, payload: payload}
+	o.sentPkts++
+	o.mu.Unlock()
+	p := rtp.Packet{Header: rtp.Header{Version: 2, Marker: marker, SequenceNumber: seq, Timestamp: o.tsBase + ts}, Payload: payload}
+	if err := o.track.WriteRTP(&p); err != nil {
+		if errors.Is(err, io.ErrClosedPipe) {
+			return errPeerClosed
+		}
+		return fmt.Errorf("webrtc: write: %w", err)
+	}
+	return nil
+}
+
+// readRTCP answers NACKs from the history and forwards keyframe requests
+// upstream, until the PeerConnection closes.
+func (o *outTrack) readRTCP() {
+	v := o.v
+	defer v.wg.Done()
+	defer guard.Recover(v.ss.log, "webrtc rtcp")
+	var again []sent
+	for {
+		pkts, _, err := o.sender.ReadRTCP()
+		if err != nil {
+			return
+		}
+		for _, p := range pkts {
+			switch p := p.(type) {
+			case *rtcp.TransportLayerNack:
+				again = again[:0]
+				o.mu.Lock()
+				for _, pair := range p.Nacks {
+					for _, seq := range pair.PacketList() {
+						if h := o.hist[seq%histSize]; h.ok && h.seq == seq {
+							again = append(again, h)
+						}
+					}
+				}
+				o.resent += uint64(len(again))
+				o.mu.Unlock()
+				for _, h := range again {
+					pkt := rtp.Packet{Header: rtp.Header{Version: 2, Marker: h.marker, SequenceNumber: h.seq, Timestamp: o.tsBase + h.ts}, Payload: h.payload}
+					o.track.WriteRTP(&pkt) //nolint:errcheck // a lost resend is NACKed again
+				}
+			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+				v.forwardPLI()
+			}
+		}
+	}
+}
+
+// forwardPLI asks the publisher for a keyframe, at most once per
+// minViewerPLIGap for this viewer (the publisher rate-limits all of them).
+func (v *viewer) forwardPLI() {
+	v.pliMu.Lock()
+	now := time.Now()
+	ok := now.Sub(v.pliAt) >= minViewerPLIGap
+	if ok {
+		v.pliAt = now
+	}
+	v.pliMu.Unlock()
+	if ok {
+		v.r.Stream().RequestKeyframe()
+	}
+}
+
+// rtpMemo is the Unit.Memo key of a unit's RTP payloads.
+type rtpMemo struct{ codec media.Codec }
+
+// packetizers make RTP payloads. The library encoders keep a sequence
+// number, which we do not use, so one per codec serves every stream.
+var packetizers = struct {
+	sync.Mutex
+	h264 *rtph264.Encoder
+	h265 *rtph265.Encoder
+	av1  *rtpav1.Encoder
+}{}
+
+// packetize returns the RTP payloads of a video unit as records of
+// [2-byte length][1-byte marker][payload], the form Memo keeps.
+func packetize(u *media.Unit) []byte {
+	var payload [][]byte
+	for _, p := range u.Payload {
+		if len(p) > 0 {
+			payload = append(payload, p)
+		}
+	}
+	if len(payload) == 0 {
+		return nil
+	}
+	pz := &packetizers
+	pz.Lock()
+	var pkts []*rtp.Packet
+	var err error
+	switch u.Track.Codec {
+	case media.CodecH264:
+		if pz.h264 == nil {
+			pz.h264 = &rtph264.Encoder{PayloadType: 96, PayloadMaxSize: maxPayload, PacketizationMode: 1}
+			pz.h264.Init() //nolint:errcheck // fixed, valid settings
+		}
+		pkts, err = pz.h264.Encode(payload)
+	case media.CodecH265:
+		if pz.h265 == nil {
+			pz.h265 = &rtph265.Encoder{PayloadType: 96, PayloadMaxSize: maxPayload}
+			pz.h265.Init() //nolint:errcheck // fixed, valid settings
+		}
+		pkts, err = pz.h265.Encode(payload)
+	case media.CodecAV1:
+		if pz.av1 == nil {
+			pz.av1 = &rtpav1.Encoder{PayloadType: 96, PayloadMaxSize: maxPayload}
+			pz.av1.Init() //nolint:errcheck // fixed, valid settings
+		}
+		pkts, err = pz.av1.Encode(payload)
+	}
+	pz.Unlock()
+	if err != nil {
+		return nil
+	}
+	n := 0
+	for _, p := range pkts {
+		n += 3 + len(p.Payload)
+	}
+	out := make([]byte, 0, n)
+	for _, p := range pkts {
+		m := byte(0)
+		if p.Marker {
+			m = 1
+		}
+		out = binary.BigEndian.AppendUint16(out, uint16(len(p.Payload)))
+		out = append(out, m)
+		out = append(out, p.Payload...)
+	}
+	return out
+}

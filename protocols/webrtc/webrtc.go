@@ -1,0 +1,245 @@
+// Package webrtc serves WHIP ingest (RFC 9725) and WHEP playback on
+// pion/webrtc, over one UDP port for every session (ICE UDP mux) and the
+// same port number over TCP (ICE-TCP) for networks that block UDP.
+//
+//	WHIP  POST /<path>/whip ─▶ PeerConnection ─RTP─▶ reorder ─▶ depacketize ─▶ hub Publisher
+//	                                 ▲ PLI every keyframeInterval, and when a reader
+//	                                 │ joins with no keyframe cached (Stream.RequestKeyframe)
+//	WHEP  hub Reader ─▶ Unit.Memo (RTP payloads, once per unit for every viewer)
+//	                 ─▶ per viewer: seq/timestamp, SRTP ─▶ the shared UDP/TCP port
+//
+// A session is a PeerConnection with its own goroutine (session.run), which
+// is the one place it ends and logs why.
+package webrtc
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/logging"
+	pwebrtc "github.com/pion/webrtc/v4"
+
+	"github.com/streamhub/streamhub/server"
+)
+
+// Config configures a Server. New fills zero durations with defaults.
+type Config struct {
+	// UDPAddress is the one UDP port of every session (":8189").
+	UDPAddress string
+	// TCPAddress, when not "", takes ICE over TCP (usually the same
+	// port number as UDPAddress).
+	TCPAddress string
+	// AdditionalHosts are IP addresses announced as host candidates
+	// besides the interfaces' own (a public IP behind NAT, the host's IP
+	// for a server in Docker). Host names must be resolved by the caller.
+	AdditionalHosts []string
+	// HostsOnly announces AdditionalHosts instead of the interfaces' own.
+	HostsOnly bool
+	// ICEServers are handed to clients (Link headers, the web pages);
+	// the server itself gathers host candidates only.
+	ICEServers []ICEServer
+	// HandshakeTimeout frees a session whose ICE and DTLS have not
+	// completed this long after its POST.
+	HandshakeTimeout time.Duration
+	// KeyframeInterval is how often a WHIP publisher is asked for a
+	// keyframe (PLI) when it sent none for that long: browsers' encoders
+	// send keyframes only when asked.
+	KeyframeInterval time.Duration
+	// Loopback also announces loopback addresses (tests on one machine).
+	Loopback bool
+}
+
+// ICEServer is a STUN or TURN server for clients.
+type ICEServer struct {
+	URLs       []string
+	Username   string
+	Credential string
+}
+
+// Defaults.
+const (
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultKeyframeInterval = 2 * time.Second
+)
+
+// Errors.
+var (
+	// ErrServerClosed is returned for requests after Close.
+	ErrServerClosed = errors.New("webrtc: server closed")
+	// errNoSession is returned for a PATCH or DELETE of an unknown session.
+	errNoSession = errors.New("webrtc: no such session: it ended, timed out, or never existed")
+)
+
+// Server serves WHIP and WHEP. Mount it (ServeHTTP) for the URLs Match
+// accepts.
+type Server struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+
+	udp    net.PacketConn
+	tcp    net.Listener
+	udpMux ice.UDPMux
+	tcpMux ice.TCPMux
+	whip   *pwebrtc.API
+	whep   *pwebrtc.API
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // session goroutines
+
+	mu       sync.Mutex // mu guards sessions and closed
+	sessions map[string]*session
+	closed   bool
+}
+
+// New returns a server; Start opens its ports.
+func New(c Config, hub *server.Hub, log *slog.Logger) *Server {
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = DefaultHandshakeTimeout
+	}
+	if c.KeyframeInterval <= 0 {
+		c.KeyframeInterval = DefaultKeyframeInterval
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{conf: c, hub: hub, log: log.With("proto", "webrtc"), ctx: ctx, cancel: cancel, sessions: map[string]*session{}}
+}
+
+// Start opens the UDP port (and the TCP one) and builds the pion APIs.
+func (s *Server) Start() error {
+	udp, err := net.ListenPacket("udp", s.conf.UDPAddress)
+	if err != nil {
+		return fmt.Errorf("webrtc: listen on udp %s (webrtc.udpAddress): %w", s.conf.UDPAddress, err)
+	}
+	s.udp = udp
+	lf := pionLogger(s.log)
+	s.udpMux = pwebrtc.NewICEUDPMux(lf.NewLogger("ice"), udp)
+	if s.conf.TCPAddress != "" {
+		ln, err := net.Listen("tcp", s.conf.TCPAddress)
+		if err != nil {
+			s.udpMux.Close()
+			return fmt.Errorf("webrtc: listen on tcp %s (webrtc.tcpAddress): %w", s.conf.TCPAddress, err)
+		}
+		s.tcp = ln
+		s.tcpMux = pwebrtc.NewICETCPMux(lf.NewLogger("ice"), ln, 32)
+	}
+	if s.whip, err = s.newAPI(true); err == nil {
+		s.whep, err = s.newAPI(false)
+	}
+	if err != nil {
+		s.closePorts()
+		return err
+	}
+	s.log.Info("listening", "udp", udp.LocalAddr().String(), "tcp", s.TCPAddr())
+	return nil
+}
+
+// UDPAddr returns the address of the UDP port, once started.
+func (s *Server) UDPAddr() string { return s.udp.LocalAddr().String() }
+
+// TCPAddr returns the address of the ICE-TCP port, "" if off.
+func (s *Server) TCPAddr() string {
+	if s.tcp == nil {
+		return ""
+	}
+	return s.tcp.Addr().String()
+}
+
+// ICEServers returns the STUN/TURN servers for clients (the web pages).
+func (s *Server) ICEServers() []ICEServer { return s.conf.ICEServers }
+
+func (s *Server) closePorts() {
+	if s.udpMux != nil {
+		s.udpMux.Close()
+	}
+	if s.udp != nil {
+		s.udp.Close()
+	}
+	if s.tcpMux != nil {
+		s.tcpMux.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+}
+
+// Close ends every session, waits for them and closes the ports.
+func (s *Server) Close() {
+	s.mu.Lock()
+	s.closed = true
+	for _, ss := range s.sessions {
+		ss.end(ErrServerClosed)
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	s.closePorts()
+}
+
+// Sessions returns how many WHIP and WHEP sessions exist (tests, figures).
+func (s *Server) Sessions() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.sessions)
+}
+
+// add registers ss under a fresh id; false after Close.
+func (s *Server) add(ss *session) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.sessions[ss.id] = ss
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) remove(ss *session) {
+	s.mu.Lock()
+	delete(s.sessions, ss.id)
+	s.mu.Unlock()
+}
+
+func (s *Server) lookup(id, kind, path string) *session {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ss := s.sessions[id]
+	if ss == nil || ss.kind != kind || ss.path != path {
+		return nil
+	}
+	return ss
+}
+
+// newID returns 32 random hex digits: a session URL is its only secret.
+func newID() string {
+	var b [16]byte
+	rand.Read(b[:]) //nolint:errcheck // crypto/rand.Read never fails
+	return hex.EncodeToString(b[:])
+}
+
+// pionLogger sends pion's warnings and errors to log at Debug: pion logs
+// per-peer trouble (a failed binding, a bad packet) that our session lines
+// already sum up.
+func pionLogger(log *slog.Logger) logging.LoggerFactory {
+	f := logging.NewDefaultLoggerFactory()
+	f.DefaultLogLevel = logging.LogLevelError
+	f.Writer = slogWriter{log}
+	return f
+}
+
+type slogWriter struct{ log *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	w.log.Debug("pion", "msg", strings.TrimSpace(string(p)))
+	return len(p), nil
+}
