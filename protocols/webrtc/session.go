@@ -134,6 +134,7 @@ func (ss *session) start() bool {
 func (ss *session) run() {
 	defer ss.srv.wg.Done()
 	start := time.Now()
+	var connectedIn time.Duration // ICE+DTLS time, for the close line
 	ss.log.Info("session opened", "id", ss.id[:8])
 	err := func() (err error) {
 		defer guard.RecoverErr(ss.log, "webrtc session", &err)
@@ -141,6 +142,7 @@ func (ss *session) run() {
 		defer t.Stop()
 		select {
 		case <-ss.connected:
+			connectedIn = time.Since(start)
 		case <-t.C:
 			return errHandshakeTimeout
 		case <-ss.ctx.Done():
@@ -160,7 +162,8 @@ func (ss *session) run() {
 		ss.cleanup()
 	}
 	ss.srv.remove(ss)
-	ss.log.Info("session closed", "id", ss.id[:8], "duration", time.Since(start).Round(time.Millisecond), "cause", err.Error())
+	ss.log.Info("session closed", "id", ss.id[:8], "duration", time.Since(start).Round(time.Millisecond),
+		"connected_in", connectedIn.Round(time.Millisecond), "cause", err.Error())
 }
 
 // end stops the session with cause; the first cause wins.
