@@ -209,6 +209,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		if err != nil {
 			return err
 		}
+		wc.OpusPath = ladder.OpusPath // AAC sources: the transcode audio job
 		rtc := webrtc.New(wc, hub, log)
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})

@@ -4,7 +4,8 @@ package e2e
 
 // WebRTC end to end: ffmpeg publishes over RTMP to the streamhub binary,
 // and headless Chromium plays the stream over WHEP (e2e/browser/whep.mjs,
-// a bare RTCPeerConnection); video frames must advance.
+// a bare RTCPeerConnection); video frames must advance and audio samples
+// (AAC made Opus by the transcode audio job) arrive.
 
 import (
 	"encoding/json"
@@ -72,6 +73,10 @@ func TestWHEPBrowserPlaysRTMP(t *testing.T) {
 	}
 	if res.FramesEnd <= res.FramesStart {
 		t.Errorf("video frames did not advance: %d -> %d", res.FramesStart, res.FramesEnd)
+	}
+	// The source's audio is AAC: the transcode audio job makes Opus.
+	if res.AudioSamplesEnd <= res.AudioSamplesStart {
+		t.Errorf("no audio samples arriving (getStats totalSamplesReceived %d -> %d)", res.AudioSamplesStart, res.AudioSamplesEnd)
 	}
 	if res.VideoWidth != 320 || res.VideoHeight != 240 {
 		t.Errorf("video size %dx%d, want 320x240", res.VideoWidth, res.VideoHeight)

@@ -36,12 +36,25 @@ func Args(c Config, rungs []Rung, in Input) []string {
 	a = append(a, "-protocol_whitelist", "pipe", "-analyzeduration", "300000", "-probesize", "2000000",
 		"-copyts", "-f", "mpegts", "-i", "pipe:0")
 
+	scaled := 0 // rungs that encode video (not the audio job's)
+	for _, r := range rungs {
+		if r.Encoder != encoderOpusCopy {
+			scaled++
+		}
+	}
 	var fc strings.Builder
-	fmt.Fprintf(&fc, "[0:v:0]split=%d", len(rungs))
-	for i := range rungs {
-		fmt.Fprintf(&fc, "[s%d]", i)
+	if scaled > 0 {
+		fmt.Fprintf(&fc, "[0:v:0]split=%d", scaled)
 	}
 	for i, r := range rungs {
+		if r.Encoder != encoderOpusCopy {
+			fmt.Fprintf(&fc, "[s%d]", i)
+		}
+	}
+	for i, r := range rungs {
+		if r.Encoder == encoderOpusCopy {
+			continue
+		}
 		fmt.Fprintf(&fc, ";[s%d]scale=-2:%d", i, r.Height)
 		switch r.Encoder {
 		case EncoderVAAPI:
@@ -53,9 +66,17 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		}
 		fmt.Fprintf(&fc, "[v%d]", i)
 	}
-	a = append(a, "-filter_complex", fc.String())
+	if scaled > 0 {
+		a = append(a, "-filter_complex", fc.String())
+	}
 
 	for i, r := range rungs {
+		if r.Encoder == encoderOpusCopy {
+			a = append(a, opusCopyArgs()...)
+			a = append(a, "-f", "mpegts", "-avoid_negative_ts", "disabled", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
+				"-protocol_whitelist", "pipe", "pipe:"+strconv.Itoa(3+i))
+			continue
+		}
 		a = append(a, "-map", fmt.Sprintf("[v%d]", i))
 		if in.HasAudio {
 			a = append(a, "-map", "0:a:0")

@@ -133,9 +133,13 @@ func (m *Manager) OnUnpublish(path string, derived bool) {
 		return
 	}
 	m.mu.Lock()
-	w := m.workers[path]
+	w, aw := m.workers[path], m.workers[audioKey(path)]
 	delete(m.workers, path)
+	delete(m.workers, audioKey(path))
 	m.mu.Unlock()
+	if aw != nil {
+		aw.cancel(errSourceLeft)
+	}
 	if w != nil {
 		w.cancel(errSourceLeft)
 	}
@@ -149,6 +153,9 @@ func (m *Manager) Demand(path string) bool {
 	i := strings.LastIndexByte(path, '/')
 	if i <= 0 || m.offErr != nil {
 		return false
+	}
+	if path[i+1:] == OpusRung {
+		return m.demandAudio(path)
 	}
 	source, name := path[:i], path[i+1:]
 	rs := m.renditions(source)
@@ -232,7 +239,7 @@ func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
 	}
 	var out []Rung
 	for _, r := range rungs {
-		if r.Height < h {
+		if r.Height < h || r.Encoder == encoderOpusCopy {
 			out = append(out, r)
 		}
 	}
@@ -243,10 +250,14 @@ func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
 // a demand (it holds an on-demand ladder for IdleTimeout). With
 // transcode.maxWorkers processes running it starts nothing. It reports
 // whether a worker runs.
-func (m *Manager) start(source string) bool {
+func (m *Manager) start(source string) bool { return m.startKey(source, source, m.plan(source)) }
+
+// startKey is start for the worker under key (the source for its ladder,
+// audioKey for its audio job) with plan.
+func (m *Manager) startKey(key, source string, plan Plan) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	if w := m.workers[source]; w != nil {
+	if w := m.workers[key]; w != nil {
 		w.touch()
 		return true
 	}
@@ -260,9 +271,10 @@ func (m *Manager) start(source string) bool {
 		return false
 	}
 	m.full.Store(false)
-	w := newWorker(m, source, m.plan(source))
+	w := newWorker(m, source, plan)
+	w.key = key
 	m.running.Add(1)
-	m.workers[source] = w
+	m.workers[key] = w
 	m.wg.Add(1)
 	go func() {
 		defer m.wg.Done()
@@ -277,8 +289,8 @@ func (m *Manager) start(source string) bool {
 // its source: a stopping worker no longer answers demands.
 func (m *Manager) forget(w *worker) {
 	m.mu.Lock()
-	if m.workers[w.source] == w {
-		delete(m.workers, w.source)
+	if m.workers[w.key] == w {
+		delete(m.workers, w.key)
 	}
 	m.mu.Unlock()
 }

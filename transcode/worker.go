@@ -53,6 +53,7 @@ func (e *noLadderError) Error() string { return "transcode: no ladder: " + e.rea
 // worker runs and supervises the FFmpeg process of one source.
 type worker struct {
 	m      *Manager
+	key    string // in Manager.workers: the source, or audioKey(source)
 	source string
 	plan   Plan
 	ctx    context.Context
@@ -79,7 +80,7 @@ type worker struct {
 
 func newWorker(m *Manager, source string, plan Plan) *worker {
 	ctx, cancel := context.WithCancelCause(m.ctx)
-	w := &worker{m: m, source: source, plan: plan, ctx: ctx, cancel: cancel, last: map[string]map[int]time.Duration{},
+	w := &worker{m: m, key: source, source: source, plan: plan, ctx: ctx, cancel: cancel, last: map[string]map[int]time.Duration{},
 		state: "starting", since: time.Now()}
 	w.touch()
 	return w

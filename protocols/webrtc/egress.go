@@ -97,6 +97,7 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	if err != nil {
 		return nil, err
 	}
+	rd = s.withOpus(r, path, rd)
 	v := &viewer{r: rd}
 	var vt, at *media.Track
 	for _, t := range rd.Tracks() {
@@ -157,6 +158,36 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 		return fail(&requestError{status: http.StatusServiceUnavailable, err: ErrServerClosed})
 	}
 	return ss, nil
+}
+
+// withOpus returns a reader of the source's Opus companion stream
+// (Config.OpusPath) instead of rd when the source has audio WebRTC cannot
+// carry, or rd itself (video only) when there is no companion.
+func (s *Server) withOpus(r *http.Request, path string, rd *server.Reader) *server.Reader {
+	other := false
+	for _, t := range rd.Tracks() {
+		if t.Codec == media.CodecOpus {
+			return rd
+		}
+		other = other || !t.IsVideo()
+	}
+	if !other || s.conf.OpusPath == nil {
+		return rd
+	}
+	op := s.conf.OpusPath(path)
+	if op == "" {
+		return rd
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), server.OnDemandTimeout)
+	defer cancel()
+	// Trusted: the viewer was authorized for the source; this is its audio.
+	rd2, err := s.hub.ReadTrusted(ctx, op, server.ReadOptions{Wait: true})
+	if err != nil {
+		s.log.Info("audio not sent: no Opus companion stream", "path", path, "reason", err.Error())
+		return rd
+	}
+	rd.Close()
+	return rd2
 }
 
 func mimeName(c media.Codec) string {

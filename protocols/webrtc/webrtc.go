@@ -56,6 +56,11 @@ type Config struct {
 	KeyframeInterval time.Duration
 	// Loopback also announces loopback addresses (tests on one machine).
 	Loopback bool
+	// OpusPath, if set, names the companion stream of a source whose audio
+	// is not Opus (AAC from RTMP, SRT, RTSP): the same video with Opus
+	// audio, made on demand while read (the transcode audio job). A WHEP
+	// viewer of such a source reads it instead; "" means none.
+	OpusPath func(source string) string
 }
 
 // ICEServer is a STUN or TURN server for clients.
