@@ -8,24 +8,25 @@ import (
 
 // The audio job is the ladder's supervision (restart with backoff, the
 // watchdog, the stop sequence, no orphans) running another FFmpeg job: it
-// copies a source's video and re-encodes its audio to Opus, published as
-// the derived stream <source>/webrtc, for WebRTC players of sources with AAC
-// (WebRTC has no AAC). It runs on demand, once per source, while someone
+// re-encodes a source's audio to Opus, published as the audio-only derived
+// stream <source>/webrtc, for WebRTC players of sources with AAC (WebRTC
+// has no AAC); they take the picture from the source. It runs on demand, once per source, while someone
 // reads it, and stops transcode.idleTimeout after the last reader left.
 
 // OpusRung is the last path segment of a source's Opus companion stream.
 const OpusRung = "webrtc"
 
-// encoderOpusCopy marks the audio job's one rung: video copied, audio to
-// Opus. It is never a value of the config file.
-const encoderOpusCopy = "copy+libopus"
+// encoderOpus marks the audio job's one rung: the audio as Opus, no
+// video (WebRTC viewers take the picture from the source itself). It is
+// never a value of the config file.
+const encoderOpus = "libopus"
 
 // audioKey is the workers-map key of source's audio job (the ladder's is
 // the source itself).
 func audioKey(source string) string { return source + "\x00" + OpusRung }
 
 // OpusPath returns the companion stream path that the audio job publishes
-// for source: its video as is and its audio as Opus. Reading it (Hub.ReadWait)
+// for source: its audio as Opus. Reading it (Hub.ReadTrusted with Wait)
 // starts the job through Demand. It returns "" when FFmpeg is missing.
 func (m *Manager) OpusPath(source string) string {
 	if m.offErr != nil {
@@ -55,13 +56,14 @@ func (m *Manager) demandAudio(path string) bool {
 	if !ok || source == "" || m.offErr != nil || !m.needsOpus(source) {
 		return false
 	}
-	return m.startKey(audioKey(source), source, Plan{Mode: ModeOnDemand, Rungs: []Rung{{Name: OpusRung, Encoder: encoderOpusCopy}}})
+	return m.startKey(audioKey(source), source, Plan{Mode: ModeOnDemand, Rungs: []Rung{{Name: OpusRung, Encoder: encoderOpus}}})
 }
 
-// opusCopyArgs are the output options of the audio job's rung: the first
-// video track copied, the first audio track to 48 kHz stereo Opus in 20 ms
-// frames (what browsers decode), low-delay mode.
-func opusCopyArgs() []string {
-	return []string{"-map", "0:v:0?", "-c:v", "copy", "-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2",
-		"-application", "lowdelay", "-frame_duration", "20"}
+// opusArgs are the output options of the audio job's rung: the first
+// audio track to 48 kHz stereo Opus in 20 ms frames (what browsers
+// decode), low-delay mode, each frame its own PES (MPEG-TS would group
+// about 150 ms of them otherwise).
+func opusArgs() []string {
+	return []string{"-map", "0:a:0", "-c:a", "libopus", "-b:a", "96k", "-ar", "48000", "-ac", "2",
+		"-application", "lowdelay", "-frame_duration", "20", "-pes_payload_size", "0"}
 }

@@ -29,25 +29,41 @@ const page = `<!doctype html>
 <html><head><meta charset="utf-8"><title>streamhub whep e2e</title></head>
 <body>
 <video id="v" muted autoplay playsinline width="320" height="240"></video>
+<audio id="a" autoplay></audio>
 <script>
 window.__errors = [];
 window.__frames = 0;
 window.__firstFrameMs = 0;
+window.__marks = {};
+const mark = (k) => { if (window.__posted && !(k in window.__marks)) window.__marks[k] = Math.round(performance.now() - window.__posted); };
 const url = new URLSearchParams(location.search).get('url');
 const v = document.getElementById('v');
 const onFrame = () => {
   window.__frames++;
   if (!window.__firstFrameMs) window.__firstFrameMs = performance.now() - window.__posted;
+  mark('frame');
+  startAudio();
   v.requestVideoFrameCallback(onFrame);
 };
 v.requestVideoFrameCallback(onFrame);
+function startAudio() {
+  const a = document.getElementById('a');
+  if (window.__audioTrack && !a.srcObject) a.srcObject = new MediaStream([window.__audioTrack]);
+}
 (async () => {
   const pc = new RTCPeerConnection();
   window.__pc = pc;
   pc.addTransceiver('video', { direction: 'recvonly' });
   pc.addTransceiver('audio', { direction: 'recvonly' });
-  const ms = new MediaStream();
-  pc.ontrack = (e) => { ms.addTrack(e.track); v.srcObject = ms; };
+  // The picture first, the sound once it shows: Chromium's renderer sets
+  // up audio output on its main thread, which holds everything else up
+  // (about 250 ms headless, with no sound device).
+  pc.ontrack = (e) => {
+    if (e.track.kind === 'video') v.srcObject = new MediaStream([e.track]);
+    else window.__audioTrack = e.track;
+  };
+  pc.oniceconnectionstatechange = () => mark('ice-' + pc.iceConnectionState);
+  pc.onconnectionstatechange = () => mark(pc.connectionState);
   await pc.setLocalDescription(await pc.createOffer());
   await new Promise((r) => {
     if (pc.iceGatheringState === 'complete') return r();
@@ -57,6 +73,7 @@ v.requestVideoFrameCallback(onFrame);
   window.__posted = performance.now();
   const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
   const body = await res.text();
+  mark('answer');
   if (res.status !== 201) { window.__errors.push('POST ' + res.status + ': ' + body); return; }
   window.__location = res.headers.get('Location');
   await pc.setRemoteDescription({ type: 'answer', sdp: body });
@@ -93,7 +110,7 @@ async function main() {
     });
     await pg.goto(base + '?url=' + encodeURIComponent(opts.url), { timeout: 10000 });
     const snap = () => pg.evaluate(async () => ({
-      frames: window.__frames, first: window.__firstFrameMs, errors: window.__errors.slice(),
+      frames: window.__frames, first: window.__firstFrameMs, errors: window.__errors.slice(), marks: window.__marks,
       w: document.getElementById('v').videoWidth, h: document.getElementById('v').videoHeight, stats: await window.__stats(),
     }));
     let s;
@@ -114,6 +131,7 @@ async function main() {
     res.videoWidth = s.w;
     res.videoHeight = s.h;
     res.jitterBufferMs = s.stats.jitterBufferMs;
+    res.marks = s.marks; // ms after the POST: answer, ICE and DTLS states, first frame
     res.errors.unshift(...s.errors);
     res.ok = res.framesEnd > res.framesStart && !res.errors.length;
     await run.finish(res.ok ? 0 : 1);

@@ -55,8 +55,12 @@ type viewer struct {
 	video *outTrack
 	audio *outTrack
 	wg    sync.WaitGroup // RTCP readers
-	pliMu sync.Mutex
-	pliAt time.Time
+	// companion hands over the reader of the source's Opus companion
+	// stream when the source's audio is not Opus (nil otherwise, or
+	// closed without a reader when there is none).
+	companion chan *server.Reader
+	pliMu     sync.Mutex
+	pliAt     time.Time
 }
 
 // outTrack is one track sent to one viewer.
@@ -97,15 +101,31 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	if err != nil {
 		return nil, err
 	}
-	rd = s.withOpus(r, path, rd)
 	v := &viewer{r: rd}
 	var vt, at *media.Track
+	otherAudio := false // audio WebRTC cannot carry (AAC, G.711, MP3)
 	for _, t := range rd.Tracks() {
 		switch {
-		case t.IsVideo() && vt == nil:
-			vt = t
-		case t.Codec == media.CodecOpus && at == nil:
-			at = t
+		case t.IsVideo():
+			if vt == nil {
+				vt = t
+			}
+		case t.Codec == media.CodecOpus:
+			if at == nil {
+				at = t
+			}
+		default:
+			otherAudio = true
+		}
+	}
+	// Audio WebRTC cannot carry comes from the source's Opus companion (the
+	// transcode audio job), read beside the source: the picture starts
+	// from the GOP cache at once, whatever the job's start-up time.
+	companion := ""
+	if at == nil && otherAudio && s.conf.OpusPath != nil {
+		companion = s.conf.OpusPath(path)
+		if companion != "" {
+			at = &media.Track{Codec: media.CodecOpus}
 		}
 	}
 	fail := func(err error) (*session, error) {
@@ -117,7 +137,7 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 		return fail(badRequest("webrtc: the stream's video is %s and the offer has no %s: WHEP sends %s as published", vt.Codec, vt.Codec, supportedCodecs))
 	}
 	if at != nil && !offA["OPUS"] {
-		at = nil
+		at, companion = nil, ""
 	}
 	if vt == nil && at == nil {
 		return fail(badRequest("webrtc: the stream has no track WebRTC can carry: WHEP sends %s", supportedCodecs))
@@ -152,42 +172,90 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	ss.cleanup = func() {
 		rd.Close()
 		v.wg.Wait()
+		if v.companion != nil {
+			// A session that ended before serving never took its companion.
+			select {
+			case c := <-v.companion:
+				if c != nil {
+					c.Close()
+				}
+			default:
+			}
+		}
 	}
 	rd.SetPeer(peer, func() { ss.end(errKicked) })
+	if companion != "" {
+		// Ask for the companion now: FFmpeg starts while ICE and DTLS run.
+		v.companion = make(chan *server.Reader, 1)
+		v.wg.Add(1)
+		go v.openCompanion(ss.ctx, companion)
+	}
 	if !ss.start() {
 		return fail(&requestError{status: http.StatusServiceUnavailable, err: ErrServerClosed})
 	}
 	return ss, nil
 }
 
-// withOpus returns a reader of the source's Opus companion stream
-// (Config.OpusPath) instead of rd when the source has audio WebRTC cannot
-// carry, or rd itself (video only) when there is no companion.
-func (s *Server) withOpus(r *http.Request, path string, rd *server.Reader) *server.Reader {
-	other := false
-	for _, t := range rd.Tracks() {
-		if t.Codec == media.CodecOpus {
-			return rd
-		}
-		other = other || !t.IsVideo()
-	}
-	if !other || s.conf.OpusPath == nil {
-		return rd
-	}
-	op := s.conf.OpusPath(path)
-	if op == "" {
-		return rd
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), server.OnDemandTimeout)
+// openCompanion attaches to the Opus companion stream and hands the reader
+// to serve (or closes it when the session ended meanwhile).
+func (v *viewer) openCompanion(ctx context.Context, path string) {
+	defer v.wg.Done()
+	defer guard.Recover(v.ss.log, "webrtc companion")
+	wctx, cancel := context.WithTimeout(ctx, server.OnDemandTimeout)
 	defer cancel()
 	// Trusted: the viewer was authorized for the source; this is its audio.
-	rd2, err := s.hub.ReadTrusted(ctx, op, server.ReadOptions{Wait: true})
+	r, err := v.ss.srv.hub.ReadTrusted(wctx, path, server.ReadOptions{Wait: true})
 	if err != nil {
-		s.log.Info("audio not sent: no Opus companion stream", "path", path, "reason", err.Error())
-		return rd
+		if ctx.Err() == nil {
+			v.ss.log.Info("audio not sent: no Opus companion stream", "companion", path, "cause", err.Error())
+		}
+		close(v.companion)
+		return
 	}
-	rd.Close()
-	return rd2
+	if ctx.Err() != nil {
+		r.Close()
+		close(v.companion)
+		return
+	}
+	v.companion <- r
+}
+
+// pumpCompanion sends the companion's Opus units until ctx ends.
+func (v *viewer) pumpCompanion(ctx context.Context) {
+	defer v.wg.Done()
+	defer guard.Recover(v.ss.log, "webrtc companion")
+	var r *server.Reader
+	select {
+	case r = <-v.companion:
+	case <-ctx.Done():
+		// openCompanion ends with ctx too; take what it hands over.
+		if r = <-v.companion; r != nil {
+			r.Close()
+		}
+		return
+	}
+	if r == nil {
+		return
+	}
+	defer r.Close()
+	buf := make([]*media.Unit, 0, viewerBatch)
+	for {
+		batch, err := r.NextBatch(ctx, buf[:0])
+		if err != nil {
+			if ctx.Err() == nil {
+				v.ss.log.Info("audio stopped: the Opus companion stream ended", "cause", err.Error())
+			}
+			return
+		}
+		for _, u := range batch {
+			if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+				continue
+			}
+			if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
+				return
+			}
+		}
+	}
 }
 
 func mimeName(c media.Codec) string {
@@ -240,6 +308,10 @@ func (v *viewer) serve(ctx context.Context) error {
 			go o.readRTCP()
 		}
 	}
+	if v.companion != nil {
+		v.wg.Add(1)
+		go v.pumpCompanion(ctx)
+	}
 	batch := v.first
 	v.first = nil
 	buf := make([]*media.Unit, 0, viewerBatch)
@@ -269,7 +341,7 @@ func (v *viewer) send(u *media.Unit) error {
 			return errBFrames
 		}
 		o = v.video
-	case v.audio != nil && u.Track.Codec == media.CodecOpus:
+	case v.audio != nil && v.companion == nil && u.Track.Codec == media.CodecOpus:
 		o = v.audio
 	default:
 		return nil // a track this viewer does not get
