@@ -23,6 +23,7 @@ import (
 	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/auth"
 	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/rtmp"
@@ -210,6 +211,14 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 			return err
 		}
 		wc.OpusPath = ladder.OpusPath // AAC sources: the transcode audio job
+		wc.AACConfig = transcode.AACConfig
+		wc.AACEncoder = func(path string, opus, aac *media.Track, write func(*media.Unit)) (webrtc.AudioEncoder, error) {
+			enc, err := ladder.NewAACEncoder(path, opus, aac, write) // Opus publishers: the job in reverse
+			if err != nil {
+				return nil, err
+			}
+			return enc, nil
+		}
 		rtc := webrtc.New(wc, hub, log)
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})

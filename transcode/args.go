@@ -38,7 +38,7 @@ func Args(c Config, rungs []Rung, in Input) []string {
 
 	scaled := 0 // rungs that encode video (not the audio job's)
 	for _, r := range rungs {
-		if r.Encoder != encoderOpusCopy {
+		if r.Encoder != encoderOpus {
 			scaled++
 		}
 	}
@@ -47,12 +47,12 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		fmt.Fprintf(&fc, "[0:v:0]split=%d", scaled)
 	}
 	for i, r := range rungs {
-		if r.Encoder != encoderOpusCopy {
+		if r.Encoder != encoderOpus {
 			fmt.Fprintf(&fc, "[s%d]", i)
 		}
 	}
 	for i, r := range rungs {
-		if r.Encoder == encoderOpusCopy {
+		if r.Encoder == encoderOpus {
 			continue
 		}
 		fmt.Fprintf(&fc, ";[s%d]scale=-2:%d", i, r.Height)
@@ -71,8 +71,8 @@ func Args(c Config, rungs []Rung, in Input) []string {
 	}
 
 	for i, r := range rungs {
-		if r.Encoder == encoderOpusCopy {
-			a = append(a, opusCopyArgs()...)
+		if r.Encoder == encoderOpus {
+			a = append(a, opusArgs()...)
 			a = append(a, "-f", "mpegts", "-avoid_negative_ts", "disabled", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
 				"-protocol_whitelist", "pipe", "pipe:"+strconv.Itoa(3+i))
 			continue

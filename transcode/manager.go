@@ -239,7 +239,7 @@ func rungsBelow(rungs []Rung, tracks []*media.Track) []Rung {
 	}
 	var out []Rung
 	for _, r := range rungs {
-		if r.Height < h || r.Encoder == encoderOpusCopy {
+		if r.Height < h || r.Encoder == encoderOpus {
 			out = append(out, r)
 		}
 	}

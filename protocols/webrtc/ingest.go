@@ -39,9 +39,13 @@ var (
 
 // whipIngest turns a WHIP session's RTP into hub units.
 type whipIngest struct {
-	ss       *session
-	claim    *server.Claim // the path held from the POST until the tracks are known
-	expected int           // media sections the answer accepted
+	ss    *session
+	claim *server.Claim // the path held from the POST until the tracks are known
+	// enc makes AAC from opus into aac (Config.AACEncoder), nil without.
+	enc      AudioEncoder
+	opus     *media.Track
+	aac      *media.Track
+	expected int // media sections the answer accepted
 
 	kick chan struct{} // a keyframe request, for serve (never blocks)
 
@@ -112,6 +116,9 @@ func (s *Server) newWHIP(r *http.Request, path, key string, peer server.Peer, of
 	ss.serve = in.serve
 	ss.cleanup = func() {
 		in.wg.Wait()
+		if in.enc != nil {
+			in.enc.Close()
+		}
 		in.claim.Release() // a session that ended before publishing; nothing after Publish
 	}
 	if !ss.start() {
@@ -258,7 +265,11 @@ func (it *inTrack) handle(p *rtp.Packet, now time.Time) {
 			return
 		}
 		if in.pub != nil {
-			in.pub.Write(&media.Unit{Track: it.track, PTS: pts, DTS: pts, KeyFrame: true, Payload: [][]byte{p.Payload}})
+			u := &media.Unit{Track: it.track, PTS: pts, DTS: pts, KeyFrame: true, Payload: [][]byte{p.Payload}}
+			if in.enc != nil && it.track == in.opus {
+				in.enc.Feed(u) // before Write, which moves u onto the stream's timeline
+			}
+			in.pub.Write(u)
 		}
 		return
 	}
@@ -310,13 +321,25 @@ func (in *whipIngest) serve(ctx context.Context) error {
 	// Video first, in the order the tracks came: IDs are set now, and
 	// nothing has used them yet (units before publishing are dropped).
 	sort.SliceStable(in.tracks, func(i, j int) bool { return in.tracks[i].video != nil && in.tracks[j].video == nil })
-	tracks := make([]*media.Track, len(in.tracks))
-	for i, it := range in.tracks {
-		tracks[i] = it.track
+	var tracks []*media.Track
+	var opus *inTrack
+	for _, it := range in.tracks {
 		if it.video != nil {
-			tracks[i] = it.video.Track()
+			tracks = append(tracks, it.video.Track())
+			continue
 		}
-		tracks[i].ID = i
+		if opus == nil {
+			opus = it
+			if enc := in.startAAC(it.track); enc != nil {
+				// AAC before Opus: FLV, RTMP and HLS take the first audio
+				// track they carry, WebRTC viewers the Opus one.
+				tracks = append(tracks, in.aac)
+			}
+		}
+		tracks = append(tracks, it.track)
+	}
+	for i, t := range tracks {
+		t.ID = i
 	}
 	if len(tracks) == 0 {
 		in.mu.Unlock()
@@ -376,5 +399,32 @@ func (in *whipIngest) serve(ctx context.Context) error {
 				pending = true
 			}
 		}
+	}
+}
+
+// startAAC starts the reverse audio job for the Opus track t, if there is
+// one (Config.AACEncoder); in.mu must be held.
+func (in *whipIngest) startAAC(t *media.Track) AudioEncoder {
+	conf := in.ss.srv.conf
+	if conf.AACEncoder == nil {
+		return nil
+	}
+	aac := &media.Track{Codec: media.CodecAAC, AudioConfig: conf.AACConfig, SampleRate: 48000, Channels: 2}
+	enc, err := conf.AACEncoder(in.ss.path, t, aac, in.writeAAC)
+	if err != nil {
+		in.ss.log.Info("no AAC for players that cannot take Opus", "cause", err.Error())
+		return nil
+	}
+	in.enc, in.opus, in.aac = enc, t, aac
+	return enc
+}
+
+// writeAAC writes a unit the AAC encoder made, in its turn with the RTP
+// tracks (a Publisher takes one writer at a time).
+func (in *whipIngest) writeAAC(u *media.Unit) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.pub != nil {
+		in.pub.Write(u)
 	}
 }

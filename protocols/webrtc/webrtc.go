@@ -28,6 +28,7 @@ import (
 	"github.com/pion/logging"
 	pwebrtc "github.com/pion/webrtc/v4"
 
+	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -59,8 +60,24 @@ type Config struct {
 	// OpusPath, if set, names the companion stream of a source whose audio
 	// is not Opus (AAC from RTMP, SRT, RTSP): the same video with Opus
 	// audio, made on demand while read (the transcode audio job). A WHEP
-	// viewer of such a source reads it instead; "" means none.
+	// viewer of such a source reads its audio from there; "" means none.
 	OpusPath func(source string) string
+	// AACEncoder, if set, starts the reverse job for a WHIP publisher with
+	// Opus: the stream gets an AAC track (declared with AACConfig, before
+	// the Opus one, so players that cannot take Opus find it first) that
+	// the encoder fills, through write, from the Opus fed to it.
+	AACEncoder func(path string, opus, aac *media.Track, write func(*media.Unit)) (AudioEncoder, error)
+	// AACConfig is the AudioSpecificConfig of the encoder's AAC.
+	AACConfig []byte
+}
+
+// AudioEncoder turns one track's audio into another codec (an FFmpeg
+// child of the transcode package).
+type AudioEncoder interface {
+	// Feed hands over one unit; it must not block or keep u.
+	Feed(u *media.Unit)
+	// Close stops the encoder and waits for it.
+	Close()
 }
 
 // ICEServer is a STUN or TURN server for clients.
