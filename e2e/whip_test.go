@@ -206,6 +206,15 @@ func TestWHIPOpusPlayedAsAAC(t *testing.T) {
 		t.Errorf("LL-HLS streams %q, want h264 and aac", out)
 	}
 	decode(t, hls, 3).check(t, 60, 100)
+	// The session and its figures in the API and the metrics.
+	body := httpGetBody(t, "http://"+s.httpAddr+"/api/v1/sessions")
+	if !strings.Contains(body, `"protocol": "webrtc"`) || !strings.Contains(body, `"path": "live/whip"`) {
+		t.Errorf("/api/v1/sessions has no WHIP publisher of live/whip:\n%s", body)
+	}
+	metrics := httpGetBody(t, "http://"+s.httpAddr+"/metrics")
+	if !strings.Contains(metrics, `streamhub_stream_publisher_up{path="live/whip",protocol="webrtc"} 1`) {
+		t.Errorf("/metrics has no WHIP publisher of live/whip")
+	}
 	select {
 	case err := <-done:
 		t.Fatalf("the WHIP publisher stopped early: %v", err)
