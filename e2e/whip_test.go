@@ -211,6 +211,9 @@ func TestWHIPOpusPlayedAsAAC(t *testing.T) {
 	if !strings.Contains(body, `"protocol": "webrtc"`) || !strings.Contains(body, `"path": "live/whip"`) {
 		t.Errorf("/api/v1/sessions has no WHIP publisher of live/whip:\n%s", body)
 	}
+	if !strings.Contains(body, `"rttMs"`) {
+		t.Errorf("/api/v1/sessions has no link figures for the WHIP publisher:\n%s", body)
+	}
 	metrics := httpGetBody(t, "http://"+s.httpAddr+"/metrics")
 	if !strings.Contains(metrics, `streamhub_stream_publisher_up{path="live/whip",protocol="webrtc"} 1`) {
 		t.Errorf("/metrics has no WHIP publisher of live/whip")

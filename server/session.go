@@ -40,7 +40,8 @@ func (r *Reader) AddBytesOut(n int) {
 func (r *Reader) SetLinkStats(f func() LinkStats) { r.link.Store(&f) }
 
 // LinkStats are a transport's own figures of one session: what SRT's
-// retransmission (ARQ) layer measures.
+// retransmission (ARQ) layer measures, or WebRTC's ICE checks, NACKs and
+// receiver reports (no link capacity, nothing dropped).
 type LinkStats struct {
 	RTTMs         float64 `json:"rttMs"`         // smoothed round-trip time
 	LinkMbps      float64 `json:"linkMbps"`      // estimated link capacity
@@ -68,7 +69,7 @@ type Session struct {
 	Since    time.Time `json:"since"`
 	Bytes    uint64    `json:"bytes"` // in for a publisher, out for a reader
 	Drops    uint64    `json:"drops"`
-	// Link is the transport's own figures (SRT), nil for other protocols.
+	// Link is the transport's own figures (SRT, WebRTC), nil for other protocols.
 	Link *LinkStats `json:"link,omitempty"`
 }
 

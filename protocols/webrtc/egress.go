@@ -75,8 +75,9 @@ type outTrack struct {
 	mu   sync.Mutex // mu guards seq and hist (the send loop and the NACK reader)
 	seq  uint16
 	hist [histSize]sent
-	// sent, nacked count packets for the session line.
-	sentPkts, resent uint64
+	// sentPkts and resent count packets for the session's figures, lost
+	// what the viewer's receiver reports say it lost.
+	sentPkts, resent, lost uint64
 }
 
 // sent is one packet in a viewer's history.
@@ -184,6 +185,7 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 		}
 	}
 	rd.SetPeer(peer, func() { ss.end(errKicked) })
+	rd.SetLinkStats(v.link)
 	if companion != "" {
 		// Ask for the companion now: FFmpeg starts while ICE and DTLS run.
 		v.companion = make(chan *server.Reader, 1)
@@ -423,6 +425,12 @@ func (o *outTrack) readRTCP() {
 				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				v.forwardPLI()
+			case *rtcp.ReceiverReport:
+				for _, rr := range p.Reports {
+					o.mu.Lock()
+					o.lost = uint64(rr.TotalLost)
+					o.mu.Unlock()
+				}
 			}
 		}
 	}
@@ -510,4 +518,18 @@ func packetize(u *media.Unit) []byte {
 		out = append(out, p.Payload...)
 	}
 	return out
+}
+
+// link returns the viewer's figures for the API and the metrics.
+func (v *viewer) link() server.LinkStats {
+	ls := server.LinkStats{RTTMs: v.ss.rttMs()}
+	for _, o := range []*outTrack{v.video, v.audio} {
+		if o != nil {
+			o.mu.Lock()
+			ls.LostPackets += o.lost
+			ls.Retransmitted += o.resent
+			o.mu.Unlock()
+		}
+	}
+	return ls
 }

@@ -349,6 +349,9 @@ func (in *whipIngest) serve(ctx context.Context) error {
 	// while the hub takes them over.
 	pub, err := in.claim.Publish(tracks)
 	in.pub = pub
+	if pub != nil {
+		pub.SetLinkStats(in.link)
+	}
 	in.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("webrtc: publish: %w", err)
@@ -427,4 +430,17 @@ func (in *whipIngest) writeAAC(u *media.Unit) {
 	if in.pub != nil {
 		in.pub.Write(u)
 	}
+}
+
+// link returns the session's figures for the API and the metrics: the
+// round-trip time and the packets given up on after waiting for their
+// retransmission.
+func (in *whipIngest) link() server.LinkStats {
+	ls := server.LinkStats{RTTMs: in.ss.rttMs()}
+	in.mu.Lock()
+	for _, it := range in.tracks {
+		ls.LostPackets += it.ro.lost
+	}
+	in.mu.Unlock()
+	return ls
 }

@@ -16,6 +16,7 @@ type reorderer struct {
 	buf   [reorderSize]*rtp.Packet
 	count int       // packets in buf
 	since time.Time // when the current gap was first seen
+	lost  uint64    // packets given up on, for the session's figures
 }
 
 const (
@@ -59,6 +60,7 @@ func (r *reorderer) push(p *rtp.Packet, now time.Time, out []*rtp.Packet) ([]*rt
 	// Give the gap up: skip to the first packet held.
 	for r.buf[r.next%reorderSize] == nil {
 		r.next++
+		r.lost++
 	}
 	return r.drain(out, now), true
 }

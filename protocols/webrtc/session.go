@@ -328,3 +328,14 @@ func replaceICE(s, ufrag, pwd string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// rttMs returns the round-trip time of the session's ICE candidate pair in
+// use, from its STUN checks, in milliseconds (0 before there is one).
+func (ss *session) rttMs() float64 {
+	for _, st := range ss.pc.GetStats() {
+		if cp, ok := st.(pwebrtc.ICECandidatePairStats); ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
+			return cp.CurrentRoundTripTime * 1000
+		}
+	}
+	return 0
+}
