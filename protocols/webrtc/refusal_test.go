@@ -8,6 +8,9 @@ import (
 	"time"
 
 	pwebrtc "github.com/pion/webrtc/v4"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
 )
 
 // Each bad request ends only itself, with the status and reason it deserves.
@@ -116,5 +119,26 @@ func TestAbandonedSessionsFreed(t *testing.T) {
 	}
 	if s := env.hub.Stream("live/src"); s == nil || !s.Publishing() || s.ReaderCount() != 0 {
 		t.Fatal("the publisher was hurt, or readers were left attached")
+	}
+}
+
+// A stream with B-frames is refused with a reason, never sent as a
+// picture that a WebRTC player would show out of order.
+func TestBFramesRefused(t *testing.T) {
+	env := newEnv(t, testPathConf(), nil)
+	v := &media.Track{ID: 0, Codec: media.CodecH264}
+	pub, err := env.hub.PublishTrusted("live/bf", []*media.Track{v}, server.PublishOptions{Protocol: "test", Remote: "local"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pub.Close()
+	sps := []byte{0x67, 0x42, 0xc0, 0x1e, 0xd9, 0x00, 0xa0, 0x47, 0xfe, 0xc8}
+	pps := []byte{0x68, 0xce, 0x3c, 0x80}
+	pub.Write(&media.Unit{Track: v, KeyFrame: true, Payload: [][]byte{sps, pps, {0x65, 0x88, 0x84}}})
+	// A reordered picture: shown 66 ms after it is decoded.
+	pub.Write(&media.Unit{Track: v, DTS: 33 * time.Millisecond, PTS: 100 * time.Millisecond, Payload: [][]byte{{0x41, 0x9a}}})
+	res, body := do(t, http.MethodPost, env.http.URL+"/live/bf/whep", "application/sdp", offerOf(t, newPlayer(t).pc, false))
+	if res.StatusCode != http.StatusBadRequest || !strings.Contains(body, "B-frames") {
+		t.Fatalf("WHEP of a stream with B-frames: %s %q, want 400 naming B-frames", res.Status, body)
 	}
 }
