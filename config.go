@@ -10,13 +10,13 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
 	"go.yaml.in/yaml/v3"
 
 	"github.com/streamhub/streamhub/protocols/hls"
+	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
@@ -30,12 +30,14 @@ var defaultConfigYAML []byte
 
 // Config is the whole configuration; its yaml names are the config keys.
 type Config struct {
-	Log  LogConfig  `yaml:"log"`
-	RTMP RTMPConfig `yaml:"rtmp"`
-	RTSP RTSPConfig `yaml:"rtsp"`
-	SRT  SRTConfig  `yaml:"srt"`
-	HLS  HLSConfig  `yaml:"hls"`
-	HTTP HTTPConfig `yaml:"http"`
+	Log LogConfig `yaml:"log"`
+	// The protocols' sections are their packages' Config types, each with
+	// its own Validate(prefix).
+	RTMP rtmp.Config `yaml:"rtmp"`
+	RTSP rtsp.Config `yaml:"rtsp"`
+	SRT  srt.Config  `yaml:"srt"`
+	HLS  HLSConfig   `yaml:"hls"`
+	HTTP HTTPConfig  `yaml:"http"`
 	// Transcode is the FFmpeg ladder.
 	Transcode transcode.Config `yaml:"transcode"`
 	Streams   StreamsConfig    `yaml:"streams"`
@@ -44,8 +46,8 @@ type Config struct {
 	Web       WebConfig        `yaml:"web"`
 	Limits    LimitsConfig     `yaml:"limits"`
 	// WebRTC is WHIP ingest and WHEP playback.
-	WebRTC WebRTCConfig `yaml:"webrtc"`
-	Paths  PathsConfig  `yaml:"paths"`
+	WebRTC webrtc.Config `yaml:"webrtc"`
+	Paths  PathsConfig   `yaml:"paths"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -55,36 +57,6 @@ type Config struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
-}
-
-// RTMPConfig is the rtmp: section.
-type RTMPConfig struct {
-	Address          string        `yaml:"address"`
-	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
-	ReadTimeout      time.Duration `yaml:"readTimeout"`
-	WriteTimeout     time.Duration `yaml:"writeTimeout"`
-}
-
-// RTSPConfig is the rtsp: section.
-type RTSPConfig struct {
-	Address           string        `yaml:"address"`
-	Transports        []string      `yaml:"transports"`
-	UDPRTPAddress     string        `yaml:"udpRTPAddress"`
-	UDPRTCPAddress    string        `yaml:"udpRTCPAddress"`
-	MulticastIPRange  string        `yaml:"multicastIPRange"`
-	MulticastRTPPort  int           `yaml:"multicastRTPPort"`
-	MulticastRTCPPort int           `yaml:"multicastRTCPPort"`
-	ReadTimeout       time.Duration `yaml:"readTimeout"`
-	WriteTimeout      time.Duration `yaml:"writeTimeout"`
-	WriteQueueSize    int           `yaml:"writeQueueSize"`
-}
-
-// SRTConfig is the srt: section.
-type SRTConfig struct {
-	Address      string        `yaml:"address"`
-	Latency      time.Duration `yaml:"latency"`
-	ReadTimeout  time.Duration `yaml:"readTimeout"`
-	WriteTimeout time.Duration `yaml:"writeTimeout"`
 }
 
 // HLSConfig is the hls: section.
@@ -171,105 +143,9 @@ func (c *Config) WebServerConfig() web.Config {
 		ChatRateWindow: w.ChatRateWindow, ChatMaxConns: w.ChatMaxConns}
 }
 
-// --- webrtc: section (issue 14) ---
-
-// WebRTCConfig is the webrtc: section.
-type WebRTCConfig struct {
-	Enabled          bool              `yaml:"enabled"`
-	UDPAddress       string            `yaml:"udpAddress"`
-	TCPAddress       string            `yaml:"tcpAddress"`
-	AdditionalHosts  []string          `yaml:"additionalHosts"`
-	HostsOnly        bool              `yaml:"hostsOnly"`
-	ICEServers       []ICEServerConfig `yaml:"iceServers"`
-	HandshakeTimeout time.Duration     `yaml:"handshakeTimeout"`
-	KeyframeInterval time.Duration     `yaml:"keyframeInterval"`
-}
-
-// ICEServerConfig is one entry of webrtc.iceServers.
-type ICEServerConfig struct {
-	URLs       []string `yaml:"urls"`
-	Username   string   `yaml:"username"`
-	Credential string   `yaml:"credential"`
-}
-
-// validate checks the webrtc: section.
-func (w *WebRTCConfig) validate() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("webrtc.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	if !w.Enabled {
-		return nil
-	}
-	if _, err := portOf(w.UDPAddress); err != nil {
-		bad("udpAddress", "must be HOST:PORT or :PORT, e.g. \":8189\" (got %q)", w.UDPAddress)
-	}
-	if _, err := portOf(w.TCPAddress); w.TCPAddress != "" && err != nil {
-		bad("tcpAddress", "must be \"\" (off), HOST:PORT or :PORT, e.g. \":8189\" (got %q)", w.TCPAddress)
-	}
-	for i, h := range w.AdditionalHosts {
-		if h == "" || strings.ContainsAny(h, "/ :?#@") && net.ParseIP(h) == nil {
-			bad(fmt.Sprintf("additionalHosts[%d]", i), "must be an IP address or a host name without scheme or port (got %q)", h)
-		}
-	}
-	if w.HostsOnly && len(w.AdditionalHosts) == 0 {
-		bad("hostsOnly", "needs webrtc.additionalHosts: it announces only those")
-	}
-	for i, is := range w.ICEServers {
-		at := fmt.Sprintf("iceServers[%d]", i)
-		if len(is.URLs) == 0 {
-			bad(at+".urls", "list at least one stun:, stuns:, turn: or turns: URL")
-		}
-		for _, u := range is.URLs {
-			scheme, rest, _ := strings.Cut(u, ":")
-			switch {
-			case scheme != "stun" && scheme != "stuns" && scheme != "turn" && scheme != "turns", rest == "":
-				bad(at+".urls", "%q must be stun:HOST[:PORT], stuns:, turn:HOST[:PORT][?transport=udp|tcp] or turns:", u)
-			case strings.HasPrefix(scheme, "turn") && (is.Username == "" || is.Credential == ""):
-				bad(at+".username", "a TURN server needs username and credential")
-			case strings.ContainsAny(u, "<>\"\r\n ,;"):
-				bad(at+".urls", "%q has a character that cannot go in a Link header", u)
-			}
-		}
-		if strings.ContainsAny(is.Username+is.Credential, "\"\\\r\n") {
-			bad(at+".username", "username and credential must not contain quotes, backslashes or line breaks")
-		}
-	}
-	if w.HandshakeTimeout < time.Second || w.HandshakeTimeout > time.Minute {
-		bad("handshakeTimeout", "must be between 1s and 1m (got %s)", w.HandshakeTimeout)
-	}
-	if w.KeyframeInterval < 250*time.Millisecond || w.KeyframeInterval > time.Minute {
-		bad("keyframeInterval", "must be between 250ms and 1m (got %s)", w.KeyframeInterval)
-	}
-	return errs
-}
-
-// WebRTCServerConfig returns the webrtc package's Config, with the host
-// names of webrtc.additionalHosts resolved.
-func (c *Config) WebRTCServerConfig() (webrtc.Config, error) {
-	w := c.WebRTC
-	out := webrtc.Config{UDPAddress: w.UDPAddress, TCPAddress: w.TCPAddress, HostsOnly: w.HostsOnly,
-		HandshakeTimeout: w.HandshakeTimeout, KeyframeInterval: w.KeyframeInterval}
-	for _, h := range w.AdditionalHosts {
-		if net.ParseIP(h) != nil {
-			out.AdditionalHosts = append(out.AdditionalHosts, h)
-			continue
-		}
-		ips, err := net.LookupIP(h)
-		if err != nil {
-			return out, fmt.Errorf("webrtc.additionalHosts: %w", err)
-		}
-		for _, ip := range ips {
-			out.AdditionalHosts = append(out.AdditionalHosts, ip.String())
-		}
-	}
-	for _, is := range w.ICEServers {
-		out.ICEServers = append(out.ICEServers, webrtc.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
-	}
-	return out, nil
-}
-
-// --- end of webrtc: section ---
+// WebRTCServerConfig returns the webrtc: section with the host names of
+// webrtc.additionalHosts resolved.
+func (c *Config) WebRTCServerConfig() (webrtc.Config, error) { return c.WebRTC.ResolveHosts() }
 
 // PathsConfig is the paths: section.
 type PathsConfig struct {
@@ -370,32 +246,18 @@ func (c *Config) Validate() []error {
 	if c.Log.Format != "text" && c.Log.Format != "json" {
 		bad("log.format", "must be text or json (got %q)", c.Log.Format)
 	}
-	for _, a := range []struct{ key, addr string }{
-		{"rtmp.address", c.RTMP.Address}, {"rtsp.address", c.RTSP.Address}, {"srt.address", c.SRT.Address},
-		{"http.address", c.HTTP.Address},
-	} {
-		if a.addr == "" {
-			continue // that listener is off
-		}
-		if _, port, err := net.SplitHostPort(a.addr); err != nil || port == "" {
-			bad(a.key, "must be HOST:PORT or :PORT, e.g. \":1935\", or empty to switch it off (got %q)", a.addr)
+	errs = append(errs, c.RTMP.Validate("rtmp")...)
+	errs = append(errs, c.RTSP.Validate("rtsp")...)
+	errs = append(errs, c.SRT.Validate("srt")...)
+	errs = append(errs, c.WebRTC.Validate("webrtc")...)
+	if c.HTTP.Address != "" {
+		if _, port, err := net.SplitHostPort(c.HTTP.Address); err != nil || port == "" {
+			bad("http.address", "must be HOST:PORT or :PORT, e.g. \":8080\", or empty to switch it off (got %q)", c.HTTP.Address)
 		}
 	}
-	for _, t := range []struct {
-		key string
-		d   time.Duration
-	}{
-		{"rtmp.handshakeTimeout", c.RTMP.HandshakeTimeout}, {"rtmp.readTimeout", c.RTMP.ReadTimeout},
-		{"rtmp.writeTimeout", c.RTMP.WriteTimeout}, {"http.writeTimeout", c.HTTP.WriteTimeout},
-		{"rtsp.readTimeout", c.RTSP.ReadTimeout}, {"rtsp.writeTimeout", c.RTSP.WriteTimeout},
-		{"srt.readTimeout", c.SRT.ReadTimeout}, {"srt.writeTimeout", c.SRT.WriteTimeout},
-	} {
-		if t.d < 100*time.Millisecond || t.d > 10*time.Minute {
-			bad(t.key, "must be between 100ms and 10m (got %s)", t.d)
-		}
+	if c.HTTP.WriteTimeout < 100*time.Millisecond || c.HTTP.WriteTimeout > 10*time.Minute {
+		bad("http.writeTimeout", "must be between 100ms and 10m (got %s)", c.HTTP.WriteTimeout)
 	}
-	errs = append(errs, c.RTSP.validate()...)
-	errs = append(errs, c.WebRTC.validate()...) // webrtc: section (issue 14)
 	if c.HLS.PartTarget < 50*time.Millisecond || c.HLS.PartTarget > 2*time.Second {
 		bad("hls.partTarget", "must be between 50ms and 2s (got %s)", c.HLS.PartTarget)
 	}
@@ -413,9 +275,6 @@ func (c *Config) Validate() []error {
 	}
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
-	}
-	if c.SRT.Latency < 20*time.Millisecond || c.SRT.Latency > 10*time.Second {
-		bad("srt.latency", "must be between 20ms and 10s (got %s)", c.SRT.Latency)
 	}
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
 	if c.Paths.Default.Source != "" {
@@ -517,60 +376,6 @@ func (c *Config) Validate() []error {
 	return errs
 }
 
-// validate checks the rtsp: section.
-func (r *RTSPConfig) validate() []error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("rtsp.%s: %s", key, fmt.Sprintf(format, args...)))
-	}
-	seen := map[string]bool{}
-	for _, t := range r.Transports {
-		switch {
-		case t != rtsp.TransportTCP && t != rtsp.TransportUDP && t != rtsp.TransportMulticast:
-			bad("transports", "each must be tcp, udp or multicast (got %q)", t)
-		case seen[t]:
-			bad("transports", "%q is listed twice", t)
-		}
-		seen[t] = true
-	}
-	if len(r.Transports) == 0 {
-		bad("transports", "list at least one of tcp, udp, multicast")
-	}
-	if seen[rtsp.TransportUDP] {
-		rtp, e1 := portOf(r.UDPRTPAddress)
-		rtcp, e2 := portOf(r.UDPRTCPAddress)
-		switch {
-		case e1 != nil:
-			bad("udpRTPAddress", "must be HOST:PORT or :PORT, e.g. \":8000\" (got %q)", r.UDPRTPAddress)
-		case e2 != nil:
-			bad("udpRTCPAddress", "must be HOST:PORT or :PORT, e.g. \":8001\" (got %q)", r.UDPRTCPAddress)
-		case rtp%2 != 0 || rtcp != rtp+1:
-			bad("udpRTPAddress", "the RTP port must be even and the RTCP port (udpRTCPAddress) the next one (got %d and %d)", rtp, rtcp)
-		}
-	}
-	if seen[rtsp.TransportMulticast] {
-		_, n, err := net.ParseCIDR(r.MulticastIPRange)
-		if err != nil || n.IP.To4() == nil || !n.IP.IsMulticast() {
-			bad("multicastIPRange", "must be an IPv4 multicast range, e.g. 224.1.0.0/16 (got %q)", r.MulticastIPRange)
-		}
-		if r.MulticastRTPPort < 1024 || r.MulticastRTPPort > 65534 || r.MulticastRTPPort%2 != 0 || r.MulticastRTCPPort != r.MulticastRTPPort+1 {
-			bad("multicastRTPPort", "must be an even port from 1024 and multicastRTCPPort the next one (got %d and %d)", r.MulticastRTPPort, r.MulticastRTCPPort)
-		}
-	}
-	if q := r.WriteQueueSize; q < 64 || q > 1<<16 || q&(q-1) != 0 {
-		bad("writeQueueSize", "must be a power of two between 64 and 65536 packets (got %d)", q)
-	}
-	return errs
-}
-
-func portOf(addr string) (int, error) {
-	_, p, err := net.SplitHostPort(addr)
-	if err != nil {
-		return 0, err
-	}
-	return strconv.Atoi(p)
-}
-
 // isLiteralPath reports whether an override's match names one path.
 func isLiteralPath(match string) bool {
 	return server.ValidatePath(match) == nil && !strings.ContainsAny(match, "*?[]\\~")
@@ -587,16 +392,18 @@ func (c *Config) SourcePaths() []string {
 	return out
 }
 
-// RTSPServerConfig returns the rtsp package's Config.
+// RTSPServerConfig returns the rtsp: section with the limits it applies.
 func (c *Config) RTSPServerConfig() rtsp.Config {
 	r := c.RTSP
-	return rtsp.Config{
-		Address: r.Address, Transports: r.Transports,
-		UDPRTPAddress: r.UDPRTPAddress, UDPRTCPAddress: r.UDPRTCPAddress,
-		MulticastIPRange: r.MulticastIPRange, MulticastRTPPort: r.MulticastRTPPort, MulticastRTCPPort: r.MulticastRTCPPort,
-		ReadTimeout: r.ReadTimeout, WriteTimeout: r.WriteTimeout, WriteQueueSize: r.WriteQueueSize,
-		MaxConnsPerAddr: c.Limits.MaxConnsPerAddress,
-	}
+	r.MaxConnsPerAddr = c.Limits.MaxConnsPerAddress
+	return r
+}
+
+// RTMPServerConfig returns the rtmp: section with the limits it applies.
+func (c *Config) RTMPServerConfig() rtmp.Config {
+	r := c.RTMP
+	r.MaxConnsPerAddr = c.Limits.MaxConnsPerAddress
+	return r
 }
 
 // HLSServerConfig returns the hls package's Config.
@@ -605,10 +412,8 @@ func (c *Config) HLSServerConfig() hls.Config {
 		IdleTimeout: c.HLS.IdleTimeout, BlockTimeout: c.HLS.BlockTimeout}
 }
 
-// SRTServerConfig returns the srt package's Config.
-func (c *Config) SRTServerConfig() srt.Config {
-	return srt.Config{Address: c.SRT.Address, Latency: c.SRT.Latency, ReadTimeout: c.SRT.ReadTimeout, WriteTimeout: c.SRT.WriteTimeout}
-}
+// SRTServerConfig returns the srt: section.
+func (c *Config) SRTServerConfig() srt.Config { return c.SRT }
 
 func overrideConfs(o []resolvedOverride) []server.PathConfig {
 	out := make([]server.PathConfig, len(o))

@@ -184,11 +184,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	// config section, one entry here.
 	var comps []component
 	if conf.RTMP.Address != "" {
-		rtmpSrv := rtmp.New(rtmp.Config{
-			Address: conf.RTMP.Address, HandshakeTimeout: conf.RTMP.HandshakeTimeout,
-			ReadTimeout: conf.RTMP.ReadTimeout, WriteTimeout: conf.RTMP.WriteTimeout,
-			MaxConnsPerAddr: conf.Limits.MaxConnsPerAddress,
-		}, hub, log)
+		rtmpSrv := rtmp.New(conf.RTMPServerConfig(), hub, log)
 		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close})
 	}
 	if conf.RTSP.Address != "" {

@@ -21,6 +21,7 @@ import (
 	"github.com/bluenviron/gortmplib/pkg/amf0"
 	"github.com/bluenviron/gortmplib/pkg/message"
 
+	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/server"
@@ -28,17 +29,29 @@ import (
 
 // Config configures a Server.
 type Config struct {
-	// Address to listen on, e.g. ":1935".
-	Address string
+	// Address to listen on, e.g. ":1935"; "" switches RTMP off.
+	Address string `yaml:"address"`
 	// HandshakeTimeout bounds the RTMP handshake and the connect/publish/play
 	// commands.
-	HandshakeTimeout time.Duration
+	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
 	// ReadTimeout closes a publisher that sends nothing for this long.
-	ReadTimeout time.Duration
+	ReadTimeout time.Duration `yaml:"readTimeout"`
 	// WriteTimeout closes a player whose socket accepts nothing for this long.
-	WriteTimeout time.Duration
-	// MaxConnsPerAddr caps the connections of one remote IP; 0 = no cap.
-	MaxConnsPerAddr int
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// MaxConnsPerAddr caps the connections of one remote IP; 0 = no cap
+	// (limits.maxConnsPerAddress, set by main).
+	MaxConnsPerAddr int `yaml:"-"`
+}
+
+// Validate returns the problems of the section at prefix ("rtmp"), each
+// naming its key.
+func (c *Config) Validate(prefix string) []error {
+	p := conf.New(prefix)
+	p.Address("address", c.Address, true, ":1935")
+	p.Duration("handshakeTimeout", c.HandshakeTimeout, 100*time.Millisecond, 10*time.Minute)
+	p.Duration("readTimeout", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute)
+	p.Duration("writeTimeout", c.WriteTimeout, 100*time.Millisecond, 10*time.Minute)
+	return p.Errs()
 }
 
 // Server accepts RTMP connections and connects them to the hub.

@@ -30,6 +30,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
+	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
@@ -44,24 +45,75 @@ const (
 // Config configures the RTSP server.
 type Config struct {
 	// Address is the RTSP listener (TCP; RTP interleaved on it when the tcp
-	// transport is on).
-	Address string
+	// transport is on); "" switches RTSP off.
+	Address string `yaml:"address"`
 	// Transports lists the RTP transports offered: tcp, udp, multicast.
-	Transports []string
+	Transports []string `yaml:"transports"`
 	// UDPRTPAddress and UDPRTCPAddress are the UDP unicast ports.
-	UDPRTPAddress, UDPRTCPAddress string
+	UDPRTPAddress  string `yaml:"udpRTPAddress"`
+	UDPRTCPAddress string `yaml:"udpRTCPAddress"`
 	// MulticastIPRange is where multicast groups are taken from, and
 	// MulticastRTPPort, MulticastRTCPPort their ports.
-	MulticastIPRange                    string
-	MulticastRTPPort, MulticastRTCPPort int
+	MulticastIPRange  string `yaml:"multicastIPRange"`
+	MulticastRTPPort  int    `yaml:"multicastRTPPort"`
+	MulticastRTCPPort int    `yaml:"multicastRTCPPort"`
 	// ReadTimeout drops a publisher that sends nothing (and a player that
 	// sends no keepalive) for this long; WriteTimeout a player whose socket
 	// takes nothing for this long.
-	ReadTimeout, WriteTimeout time.Duration
+	ReadTimeout  time.Duration `yaml:"readTimeout"`
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
 	// WriteQueueSize is the packets queued per player (a power of two).
-	WriteQueueSize int
-	// MaxConnsPerAddr caps the TCP connections of one remote IP; 0 = no cap.
-	MaxConnsPerAddr int
+	WriteQueueSize int `yaml:"writeQueueSize"`
+	// MaxConnsPerAddr caps the TCP connections of one remote IP; 0 = no cap
+	// (limits.maxConnsPerAddress, set by main).
+	MaxConnsPerAddr int `yaml:"-"`
+}
+
+// Validate returns the problems of the section at prefix ("rtsp"), each
+// naming its key.
+func (c *Config) Validate(prefix string) []error {
+	p := conf.New(prefix)
+	p.Address("address", c.Address, true, ":8554")
+	p.Duration("readTimeout", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute)
+	p.Duration("writeTimeout", c.WriteTimeout, 100*time.Millisecond, 10*time.Minute)
+	seen := map[string]bool{}
+	for _, t := range c.Transports {
+		switch {
+		case t != TransportTCP && t != TransportUDP && t != TransportMulticast:
+			p.Bad("transports", "each must be tcp, udp or multicast (got %q)", t)
+		case seen[t]:
+			p.Bad("transports", "%q is listed twice", t)
+		}
+		seen[t] = true
+	}
+	if len(c.Transports) == 0 {
+		p.Bad("transports", "list at least one of tcp, udp, multicast")
+	}
+	if seen[TransportUDP] {
+		rtp, e1 := conf.Port(c.UDPRTPAddress)
+		rtcp, e2 := conf.Port(c.UDPRTCPAddress)
+		switch {
+		case e1 != nil:
+			p.Bad("udpRTPAddress", "must be HOST:PORT or :PORT, e.g. \":8000\" (got %q)", c.UDPRTPAddress)
+		case e2 != nil:
+			p.Bad("udpRTCPAddress", "must be HOST:PORT or :PORT, e.g. \":8001\" (got %q)", c.UDPRTCPAddress)
+		case rtp%2 != 0 || rtcp != rtp+1:
+			p.Bad("udpRTPAddress", "the RTP port must be even and the RTCP port (udpRTCPAddress) the next one (got %d and %d)", rtp, rtcp)
+		}
+	}
+	if seen[TransportMulticast] {
+		_, n, err := net.ParseCIDR(c.MulticastIPRange)
+		if err != nil || n.IP.To4() == nil || !n.IP.IsMulticast() {
+			p.Bad("multicastIPRange", "must be an IPv4 multicast range, e.g. 224.1.0.0/16 (got %q)", c.MulticastIPRange)
+		}
+		if c.MulticastRTPPort < 1024 || c.MulticastRTPPort > 65534 || c.MulticastRTPPort%2 != 0 || c.MulticastRTCPPort != c.MulticastRTPPort+1 {
+			p.Bad("multicastRTPPort", "must be an even port from 1024 and multicastRTCPPort the next one (got %d and %d)", c.MulticastRTPPort, c.MulticastRTCPPort)
+		}
+	}
+	if q := c.WriteQueueSize; q < 64 || q > 1<<16 || q&(q-1) != 0 {
+		p.Bad("writeQueueSize", "must be a power of two between 64 and 65536 packets (got %d)", q)
+	}
+	return p.Errs()
 }
 
 func (c *Config) has(transport string) bool {

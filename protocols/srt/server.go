@@ -22,6 +22,7 @@ import (
 
 	gosrt "github.com/datarhei/gosrt"
 
+	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/server"
 )
@@ -35,16 +36,27 @@ const PayloadSize = 7 * 188
 
 // Config configures the SRT server.
 type Config struct {
-	// Address is the UDP listen address.
-	Address string
+	// Address is the UDP listen address; "" switches SRT off.
+	Address string `yaml:"address"`
 	// Latency is the SRT (TSBPD) latency asked of callers; the larger of
 	// this and the caller's applies.
-	Latency time.Duration
+	Latency time.Duration `yaml:"latency"`
 	// ReadTimeout drops a peer that sends nothing (not even keepalives)
 	// for this long, and a publisher that sends no media for this long.
-	ReadTimeout time.Duration
+	ReadTimeout time.Duration `yaml:"readTimeout"`
 	// WriteTimeout drops a reader that could take nothing for this long.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `yaml:"writeTimeout"`
+}
+
+// Validate returns the problems of the section at prefix ("srt"), each
+// naming its key.
+func (c *Config) Validate(prefix string) []error {
+	p := conf.New(prefix)
+	p.Address("address", c.Address, true, ":8890")
+	p.Duration("latency", c.Latency, 20*time.Millisecond, 10*time.Second)
+	p.Duration("readTimeout", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute)
+	p.Duration("writeTimeout", c.WriteTimeout, 100*time.Millisecond, 10*time.Minute)
+	return p.Errs()
 }
 
 // Server is the SRT server.

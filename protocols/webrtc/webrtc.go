@@ -28,47 +28,54 @@ import (
 	"github.com/pion/logging"
 	pwebrtc "github.com/pion/webrtc/v4"
 
+	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
-// Config configures a Server. New fills zero durations with defaults.
+// Config configures a Server; it is also the webrtc: section of the
+// config file (the yaml keys), checked by Validate. New fills zero
+// durations with defaults.
 type Config struct {
+	// Enabled serves WHIP and WHEP (on the HTTP port) and listens on the
+	// ICE ports.
+	Enabled bool `yaml:"enabled"`
 	// UDPAddress is the one UDP port of every session (":8189").
-	UDPAddress string
+	UDPAddress string `yaml:"udpAddress"`
 	// TCPAddress, when not "", takes ICE over TCP (usually the same
 	// port number as UDPAddress).
-	TCPAddress string
-	// AdditionalHosts are IP addresses announced as host candidates
-	// besides the interfaces' own (a public IP behind NAT, the host's IP
-	// for a server in Docker). Host names must be resolved by the caller.
-	AdditionalHosts []string
+	TCPAddress string `yaml:"tcpAddress"`
+	// AdditionalHosts are IP addresses or host names announced as host
+	// candidates besides the interfaces' own (a public IP behind NAT, the
+	// host's IP for a server in Docker). New takes IP addresses only:
+	// ResolveHosts turns the names into them.
+	AdditionalHosts []string `yaml:"additionalHosts"`
 	// HostsOnly announces AdditionalHosts instead of the interfaces' own.
-	HostsOnly bool
+	HostsOnly bool `yaml:"hostsOnly"`
 	// ICEServers are handed to clients (Link headers, the web pages);
 	// the server itself gathers host candidates only.
-	ICEServers []ICEServer
+	ICEServers []ICEServer `yaml:"iceServers"`
 	// HandshakeTimeout frees a session whose ICE and DTLS have not
 	// completed this long after its POST.
-	HandshakeTimeout time.Duration
+	HandshakeTimeout time.Duration `yaml:"handshakeTimeout"`
 	// KeyframeInterval is how often a WHIP publisher is asked for a
 	// keyframe (PLI) when it sent none for that long: browsers' encoders
 	// send keyframes only when asked.
-	KeyframeInterval time.Duration
+	KeyframeInterval time.Duration `yaml:"keyframeInterval"`
 	// Loopback also announces loopback addresses (tests on one machine).
-	Loopback bool
+	Loopback bool `yaml:"-"`
 	// OpusPath, if set, names the companion stream of a source whose audio
 	// is not Opus (AAC from RTMP, SRT, RTSP): the same video with Opus
 	// audio, made on demand while read (the transcode audio job). A WHEP
 	// viewer of such a source reads its audio from there; "" means none.
-	OpusPath func(source string) string
+	OpusPath func(source string) string `yaml:"-"`
 	// AACEncoder, if set, starts the reverse job for a WHIP publisher with
 	// Opus: the stream gets an AAC track (declared with AACConfig, before
 	// the Opus one, so players that cannot take Opus find it first) that
 	// the encoder fills, through write, from the Opus fed to it.
-	AACEncoder func(path string, opus, aac *media.Track, write func(*media.Unit)) (AudioEncoder, error)
+	AACEncoder func(path string, opus, aac *media.Track, write func(*media.Unit)) (AudioEncoder, error) `yaml:"-"`
 	// AACConfig is the AudioSpecificConfig of the encoder's AAC.
-	AACConfig []byte
+	AACConfig []byte `yaml:"-"`
 }
 
 // AudioEncoder turns one track's audio into another codec (an FFmpeg
@@ -82,9 +89,74 @@ type AudioEncoder interface {
 
 // ICEServer is a STUN or TURN server for clients.
 type ICEServer struct {
-	URLs       []string
-	Username   string
-	Credential string
+	URLs       []string `yaml:"urls"`
+	Username   string   `yaml:"username"`
+	Credential string   `yaml:"credential"`
+}
+
+// Validate returns the problems of the section at prefix ("webrtc"), each
+// naming its key; a section that is not enabled is not checked.
+func (c *Config) Validate(prefix string) []error {
+	if !c.Enabled {
+		return nil
+	}
+	p := conf.New(prefix)
+	p.Address("udpAddress", c.UDPAddress, false, ":8189")
+	if c.TCPAddress != "" {
+		p.Address("tcpAddress", c.TCPAddress, true, ":8189")
+	}
+	for i, h := range c.AdditionalHosts {
+		if h == "" || strings.ContainsAny(h, "/ :?#@") && net.ParseIP(h) == nil {
+			p.Bad(fmt.Sprintf("additionalHosts[%d]", i), "must be an IP address or a host name without scheme or port (got %q)", h)
+		}
+	}
+	if c.HostsOnly && len(c.AdditionalHosts) == 0 {
+		p.Bad("hostsOnly", "needs %s.additionalHosts: it announces only those", prefix)
+	}
+	for i, is := range c.ICEServers {
+		at := fmt.Sprintf("iceServers[%d]", i)
+		if len(is.URLs) == 0 {
+			p.Bad(at+".urls", "list at least one stun:, stuns:, turn: or turns: URL")
+		}
+		for _, u := range is.URLs {
+			scheme, rest, _ := strings.Cut(u, ":")
+			switch {
+			case scheme != "stun" && scheme != "stuns" && scheme != "turn" && scheme != "turns", rest == "":
+				p.Bad(at+".urls", "%q must be stun:HOST[:PORT], stuns:, turn:HOST[:PORT][?transport=udp|tcp] or turns:", u)
+			case strings.HasPrefix(scheme, "turn") && (is.Username == "" || is.Credential == ""):
+				p.Bad(at+".username", "a TURN server needs username and credential")
+			case strings.ContainsAny(u, "<>\"\r\n ,;"):
+				p.Bad(at+".urls", "%q has a character that cannot go in a Link header", u)
+			}
+		}
+		if strings.ContainsAny(is.Username+is.Credential, "\"\\\r\n") {
+			p.Bad(at+".username", "username and credential must not contain quotes, backslashes or line breaks")
+		}
+	}
+	p.Duration("handshakeTimeout", c.HandshakeTimeout, time.Second, time.Minute)
+	p.Duration("keyframeInterval", c.KeyframeInterval, 250*time.Millisecond, time.Minute)
+	return p.Errs()
+}
+
+// ResolveHosts returns c with the host names of AdditionalHosts resolved
+// to their addresses (New takes IP addresses only).
+func (c Config) ResolveHosts() (Config, error) {
+	var hosts []string
+	for _, h := range c.AdditionalHosts {
+		if net.ParseIP(h) != nil {
+			hosts = append(hosts, h)
+			continue
+		}
+		ips, err := net.LookupIP(h)
+		if err != nil {
+			return c, fmt.Errorf("webrtc.additionalHosts: %w", err)
+		}
+		for _, ip := range ips {
+			hosts = append(hosts, ip.String())
+		}
+	}
+	c.AdditionalHosts = hosts
+	return c, nil
 }
 
 // Defaults.
