@@ -185,7 +185,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	var comps []component
 	if conf.RTMP.Address != "" {
 		rtmpSrv := rtmp.New(conf.RTMPServerConfig(), hub, log)
-		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close})
+		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close,
+			bound: func() { conf.RTMP.Address = rtmpSrv.Addr().String() }})
 	}
 	if conf.RTSP.Address != "" {
 		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
@@ -194,11 +195,12 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
 			}
 			return nil
-		}})
+		}, bound: func() { conf.RTSP.Address = rtspSrv.Addr().String() }})
 	}
 	if conf.SRT.Address != "" {
 		srtSrv := srt.New(conf.SRTServerConfig(), hub, log)
-		comps = append(comps, component{name: "srt", start: srtSrv.Start, close: srtSrv.Close})
+		comps = append(comps, component{name: "srt", start: srtSrv.Start, close: srtSrv.Close,
+			bound: func() { conf.SRT.Address = srtSrv.Addr().String() }})
 	}
 	var rtcH http.Handler // nil when webrtc is off
 	if conf.WebRTC.Enabled {
@@ -229,6 +231,9 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 				comps[j].close()
 			}
 			return err
+		}
+		if c.bound != nil {
+			c.bound() // the URLs the API hands out name the port bound (":0" in tests)
 		}
 	}
 	for _, off := range []struct{ name, addr string }{{"rtmp", conf.RTMP.Address}, {"rtsp", conf.RTSP.Address},
@@ -280,12 +285,60 @@ type component struct {
 	name  string
 	start func() error
 	close func()
+	// bound, if set, puts the address the listener bound into the config
+	// once started, for the components built after it (the API's URLs).
+	bound func()
 }
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
 	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
+	// Built at start, after the other components bound their addresses.
+	var (
+		flv     *httpflv.Handler
+		hlsH    *hls.Handler
+		webH    *web.Handler
+		httpSrv *http.Server
+	)
+	return component{name: "http",
+		start: func() error {
+			rawLn, err := net.Listen("tcp", conf.HTTP.Address)
+			if err != nil {
+				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
+			}
+			conf.HTTP.Address = rawLn.Addr().String()
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, log)
+			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+			go func() {
+				if conf.HTTP.TLSCert != "" {
+					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+					return
+				}
+				done <- httpSrv.Serve(ln)
+			}()
+			log.Info("listening", "proto", "http", "address", ln.Addr().String())
+			return nil
+		},
+		close: func() {
+			if httpSrv == nil {
+				return
+			}
+			flv.Close()
+			hlsH.Close()
+			webH.Close() // chat connections are hijacked: Shutdown does not see them
+			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+			defer cancel()
+			httpSrv.Shutdown(sctx) //nolint:errcheck // closed below anyway
+			httpSrv.Close()
+		},
+	}
+}
+
+// httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
+// API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
+func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+	rtcH http.Handler, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.Renditions = func(path string) []hls.Rendition {
@@ -333,33 +386,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 		IdleTimeout:       conf.HTTP.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	return component{name: "http",
-		start: func() error {
-			rawLn, err := net.Listen("tcp", conf.HTTP.Address)
-			if err != nil {
-				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
-			}
-			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
-			go func() {
-				if conf.HTTP.TLSCert != "" {
-					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
-					return
-				}
-				done <- httpSrv.Serve(ln)
-			}()
-			log.Info("listening", "proto", "http", "address", ln.Addr().String())
-			return nil
-		},
-		close: func() {
-			flv.Close()
-			hlsH.Close()
-			webH.Close() // chat connections are hijacked: Shutdown does not see them
-			sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-			defer cancel()
-			httpSrv.Shutdown(sctx) //nolint:errcheck // closed below anyway
-			httpSrv.Close()
-		},
-	}
+	return flv, hlsH, webH, httpSrv
 }
 
 // router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to

@@ -235,10 +235,12 @@ loop:
 		}
 	}
 	stop()
-	if exited {
-		p.closeStdin()
-	} else {
-		p.stop(exitErr)
+	p.closeStdin()
+	if !exited {
+		// Nothing worth flushing: a few ms of audio. Do not make the
+		// publisher's end (or the server's shutdown) wait for FFmpeg.
+		p.kill()
+		<-exitErr
 	}
 	p.closeOuts()
 	wg.Wait()

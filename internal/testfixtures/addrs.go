@@ -182,3 +182,52 @@ func WaitListening(ctx context.Context, addrs []string, timeout time.Duration, e
 		}
 	}
 }
+
+// Dynamic returns a with the TCP listeners, SRT and the WebRTC ports on
+// port 0: the server binds whatever is free and says which in its log
+// (Bound), so no test races another process for a port. The RTSP UDP pairs
+// and the multicast range stay as picked (they must be even pairs).
+func (a Addrs) Dynamic() Addrs {
+	a.RTMP, a.HTTP, a.RTSP, a.SRT, a.WebRTC = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 0
+	return a
+}
+
+// Bound reads the addresses a server bound from its log's "listening"
+// lines into a copy of a, and reports whether the HTTP listener, which
+// starts last, has logged (then every listener that is on has).
+func Bound(log string, a Addrs) (Addrs, bool) {
+	httpUp := false
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, "msg=listening ") {
+			continue
+		}
+		f := logFields(line)
+		switch f["proto"] {
+		case "rtmp":
+			a.RTMP = f["address"]
+		case "rtsp":
+			a.RTSP = f["address"]
+		case "srt":
+			a.SRT = f["address"]
+		case "http":
+			a.HTTP, httpUp = f["address"], true
+		case "webrtc":
+			if _, p, err := net.SplitHostPort(f["udp"]); err == nil {
+				a.WebRTC, _ = strconv.Atoi(p)
+			}
+		}
+	}
+	return a, httpUp
+}
+
+// logFields splits a log/slog text line into its key=value fields
+// (values without spaces or quotes, as the listening lines have).
+func logFields(line string) map[string]string {
+	f := map[string]string{}
+	for _, kv := range strings.Fields(line) {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			f[k] = v
+		}
+	}
+	return f
+}
