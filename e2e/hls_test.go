@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamhub/streamhub/internal/m3u8"
 )
 
 // hlsURL is the URL of file (index.m3u8, stream.m3u8 or a media file) of
@@ -28,52 +30,10 @@ func (s *streamhub) hlsURL(path, file string) string {
 	return "http://" + s.httpAddr + "/" + path + "/" + file
 }
 
-// hlsPlaylist is what the e2e tests need of a media playlist.
+// hlsPlaylist is a media playlist as read (internal/m3u8) with its text.
 type hlsPlaylist struct {
-	raw      string
-	mapURI   string // the last EXT-X-MAP
-	segments []hlsSegment
-	parts    []hlsPart // every EXT-X-PART, in order
-}
-
-type hlsPart struct {
-	uri         string
-	independent bool
-}
-
-type hlsSegment struct {
-	uri    string
-	dur    float64
-	mapURI string
-}
-
-func parseHLSPlaylist(body string) hlsPlaylist {
-	pl := hlsPlaylist{raw: body}
-	var dur float64
-	for _, line := range strings.Split(body, "\n") {
-		switch {
-		case strings.HasPrefix(line, "#EXT-X-MAP:"):
-			pl.mapURI = hlsAttr(line, "URI")
-		case strings.HasPrefix(line, "#EXT-X-PART:"):
-			pl.parts = append(pl.parts, hlsPart{uri: hlsAttr(line, "URI"), independent: strings.Contains(line, "INDEPENDENT=YES")})
-		case strings.HasPrefix(line, "#EXTINF:"):
-			v, _, _ := strings.Cut(strings.TrimPrefix(line, "#EXTINF:"), ",")
-			dur, _ = strconv.ParseFloat(v, 64)
-		case line != "" && !strings.HasPrefix(line, "#"):
-			pl.segments = append(pl.segments, hlsSegment{uri: line, dur: dur, mapURI: pl.mapURI})
-		}
-	}
-	return pl
-}
-
-// hlsAttr returns a quoted attribute of a tag line.
-func hlsAttr(line, name string) string {
-	_, rest, ok := strings.Cut(line, name+`="`)
-	if !ok {
-		return ""
-	}
-	v, _, _ := strings.Cut(rest, `"`)
-	return v
+	*m3u8.Media
+	raw string
 }
 
 // httpGet GETs url with a timeout and returns the status and body.
@@ -105,8 +65,8 @@ func waitHLSSegments(t testing.TB, s *streamhub, path string, n int, timeout tim
 	for {
 		code, body := httpGet(t, s.hlsURL(path, "stream.m3u8"))
 		if code == http.StatusOK {
-			if pl := parseHLSPlaylist(string(body)); len(pl.segments) >= n {
-				return pl
+			if m, err := m3u8.ParseMedia(body); err == nil && len(m.Segments) >= n {
+				return hlsPlaylist{Media: m, raw: string(body)}
 			}
 		}
 		if time.Now().After(deadline) {
@@ -177,51 +137,51 @@ func TestHLSFFmpeg(t *testing.T) {
 	pl := waitHLSSegments(t, s, "live/hls", 2, 15*time.Second)
 	go func() { warm <- decode(t, index, 3) }()
 
-	seg := pl.segments[0]
-	_, init := httpGet(t, s.hlsURL("live/hls", seg.mapURI))
-	code, media := httpGet(t, s.hlsURL("live/hls", seg.uri))
+	seg := pl.Segments[0]
+	_, init := httpGet(t, s.hlsURL("live/hls", seg.Map))
+	code, media := httpGet(t, s.hlsURL("live/hls", seg.URI))
 	if code != http.StatusOK {
-		t.Fatalf("GET %s: %d", seg.uri, code)
+		t.Fatalf("GET %s: %d", seg.URI, code)
 	}
 	st := probeFMP4(t, "segment", init, media, true)
 	v, a := st["video"], st["audio"]
 	frames, _ := strconv.Atoi(v.NbReadFrames)
-	want := int(seg.dur*30 + 0.5)
+	want := int(seg.Duration*30 + 0.5)
 	if v.CodecName != "h264" || v.Width != 320 || v.Height != 240 || frames < want-1 || frames > want+1 {
-		t.Errorf("ffprobe of %s (EXTINF %.3f): video %+v, want h264 320x240 with %d frames", seg.uri, seg.dur, v, want)
+		t.Errorf("ffprobe of %s (EXTINF %.3f): video %+v, want h264 320x240 with %d frames", seg.URI, seg.Duration, v, want)
 	}
-	if af, _ := strconv.Atoi(a.NbReadFrames); a.CodecName != "aac" || float64(af) < seg.dur*43-3 {
-		t.Errorf("ffprobe of %s (EXTINF %.3f): audio %+v, want aac with about %.0f frames", seg.uri, seg.dur, a, seg.dur*44100/1024)
+	if af, _ := strconv.Atoi(a.NbReadFrames); a.CodecName != "aac" || float64(af) < seg.Duration*43-3 {
+		t.Errorf("ffprobe of %s (EXTINF %.3f): audio %+v, want aac with about %.0f frames", seg.URI, seg.Duration, a, seg.Duration*44100/1024)
 	}
 
 	// An INDEPENDENT part decodes on its own; the newest part has its
 	// 200 ms of samples.
-	var indep, last hlsPart
-	for _, p := range pl.parts {
-		if p.independent {
+	var indep, last m3u8.Part
+	for _, p := range pl.Parts {
+		if p.Independent {
 			indep = p
 		}
 		last = p
 	}
-	if indep.uri == "" {
+	if indep.URI == "" {
 		t.Fatalf("no INDEPENDENT=YES part in:\n%s", pl.raw)
 	}
-	_, init = httpGet(t, s.hlsURL("live/hls", pl.mapURI))
-	for _, p := range []hlsPart{indep, last} {
-		code, media = httpGet(t, s.hlsURL("live/hls", p.uri))
+	_, init = httpGet(t, s.hlsURL("live/hls", pl.Map))
+	for _, p := range []m3u8.Part{indep, last} {
+		code, media = httpGet(t, s.hlsURL("live/hls", p.URI))
 		if code != http.StatusOK {
-			t.Fatalf("GET %s: %d", p.uri, code)
+			t.Fatalf("GET %s: %d", p.URI, code)
 		}
-		st = probeFMP4(t, "part", init, media, p.independent)
+		st = probeFMP4(t, "part", init, media, p.Independent)
 		n, _ := strconv.Atoi(st["video"].NbReadPackets)
-		if p.independent {
+		if p.Independent {
 			n, _ = strconv.Atoi(st["video"].NbReadFrames)
 		}
 		if st["video"].CodecName != "h264" || n < 1 || n > 7 {
-			t.Errorf("ffprobe of %s (INDEPENDENT %v): video %+v, want h264 with 1 to 7 frames (a 200 ms part at 30 fps)", p.uri, p.independent, st["video"])
+			t.Errorf("ffprobe of %s (INDEPENDENT %v): video %+v, want h264 with 1 to 7 frames (a 200 ms part at 30 fps)", p.URI, p.Independent, st["video"])
 		}
 		if n, _ := strconv.Atoi(st["audio"].NbReadPackets + st["audio"].NbReadFrames); st["audio"].CodecName != "aac" || n < 5 || n > 15 {
-			t.Errorf("ffprobe of %s: audio %+v, want aac with about 9 frames", p.uri, st["audio"])
+			t.Errorf("ffprobe of %s: audio %+v, want aac with about 9 frames", p.URI, st["audio"])
 		}
 	}
 

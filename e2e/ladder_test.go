@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamhub/streamhub/internal/m3u8"
 )
 
 // The ladder tests are not parallel: their FFmpeg encoders take a core,
@@ -453,16 +455,11 @@ func httpGetBody(t testing.TB, url string) string {
 }
 
 // completeSegments returns the media sequence number after the last
-// complete segment of a media playlist.
+// complete segment of a media playlist (0 if it cannot be read).
 func completeSegments(pl string) int {
-	seq, n := 0, 0
-	for _, l := range strings.Split(pl, "\n") {
-		if v, ok := strings.CutPrefix(l, "#EXT-X-MEDIA-SEQUENCE:"); ok {
-			seq, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-		if strings.HasPrefix(l, "#EXTINF:") {
-			n++
-		}
+	m, err := m3u8.ParseMedia([]byte(pl))
+	if err != nil {
+		return 0
 	}
-	return seq + n
+	return int(m.End())
 }

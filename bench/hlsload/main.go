@@ -27,7 +27,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -48,6 +47,7 @@ import (
 	"time"
 
 	bstats "github.com/streamhub/streamhub/bench/internal/stats"
+	"github.com/streamhub/streamhub/internal/m3u8"
 )
 
 // partRef names a part: its media sequence number and index.
@@ -78,98 +78,31 @@ type mediaPlaylist struct {
 	haveSegment bool
 }
 
-// parsePlaylist reads a media playlist; it numbers parts by the playlist's
-// structure (EXT-X-MEDIA-SEQUENCE, EXT-X-SKIP, EXTINF), not by their names.
+// parsePlaylist reads a media playlist (internal/m3u8); it checks that
+// streamhub's part names agree with the playlist's numbering.
 func parsePlaylist(b []byte) (*mediaPlaylist, error) {
-	p := &mediaPlaylist{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var msn uint64
-	idx := 0
-	var pdt time.Time
-	var off time.Duration
-	first := true
-	inf := false
-	for sc.Scan() {
-		l := strings.TrimSpace(sc.Text())
-		if first {
-			if l != "#EXTM3U" {
-				return nil, errors.New("playlist does not start with #EXTM3U")
-			}
-			first = false
-			continue
-		}
-		tag, val, _ := strings.Cut(l, ":")
-		switch {
-		case l == "":
-		case tag == "#EXT-X-MEDIA-SEQUENCE":
-			n, err := strconv.ParseUint(val, 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("bad EXT-X-MEDIA-SEQUENCE %q", val)
-			}
-			msn = n
-		case tag == "#EXT-X-SKIP":
-			n, err := strconv.ParseUint(attr(val, "SKIPPED-SEGMENTS"), 10, 64)
-			if err != nil {
-				return nil, fmt.Errorf("bad EXT-X-SKIP %q", val)
-			}
-			msn += n
-		case tag == "#EXT-X-SERVER-CONTROL":
-			p.canSkip = attr(val, "CAN-SKIP-UNTIL") != ""
-			p.canBlock = attr(val, "CAN-BLOCK-RELOAD") == "YES"
-		case tag == "#EXT-X-PART-INF":
-			p.partTarget, _ = strconv.ParseFloat(attr(val, "PART-TARGET"), 64)
-		case tag == "#EXT-X-MAP":
-			p.mapURI = attr(val, "URI")
-		case tag == "#EXT-X-PROGRAM-DATE-TIME":
-			t, err := time.Parse(time.RFC3339Nano, val)
-			if err != nil {
-				return nil, fmt.Errorf("bad EXT-X-PROGRAM-DATE-TIME %q", val)
-			}
-			pdt, off = t, 0
-		case tag == "#EXT-X-PART":
-			d, err := strconv.ParseFloat(attr(val, "DURATION"), 64)
-			uri := attr(val, "URI")
-			if err != nil || uri == "" {
-				return nil, fmt.Errorf("bad EXT-X-PART %q", val)
-			}
-			off += time.Duration(d * float64(time.Second))
-			pp := plPart{ref: partRef{msn, idx}, uri: uri}
-			if m, i, ok := nameRef(uri); ok && (m != msn || i != idx) {
-				// streamhub names parts <prefix>part<MSN>.<INDEX>.mp4: a
-				// mismatch means the playlist numbers its segments wrong.
-				return nil, fmt.Errorf("part %s is numbered %d.%d by the playlist", uri, msn, idx)
-			}
-			if !pdt.IsZero() {
-				pp.avail = pdt.Add(off)
-			}
-			p.parts = append(p.parts, pp)
-			p.lastMSN, p.haveSegment = msn, true
-			idx++
-		case tag == "#EXTINF":
-			inf = true
-		case tag == "#EXT-X-PRELOAD-HINT":
-			if attr(val, "TYPE") == "PART" {
-				p.hint, p.hintURI = partRef{msn, idx}, attr(val, "URI")
-			}
-		case !strings.HasPrefix(l, "#"): // a segment URI
-			if !inf {
-				return nil, fmt.Errorf("segment %q without EXTINF", l)
-			}
-			p.lastMSN, p.haveSegment = msn, true
-			inf = false
-			msn++
-			idx = 0
-			pdt, off = time.Time{}, 0
-		}
+	m, err := m3u8.ParseMedia(b)
+	if err != nil {
+		return nil, err
 	}
-	if first {
-		return nil, errors.New("empty playlist")
-	}
-	if p.hintURI == "" {
+	if m.Hint == nil {
 		return nil, errors.New("no EXT-X-PRELOAD-HINT")
 	}
-	return p, sc.Err()
+	p := &mediaPlaylist{mapURI: m.Map, canSkip: m.CanSkip, canBlock: m.CanBlock, partTarget: m.PartTarget,
+		hint: partRef{m.Hint.MSN, m.Hint.Index}, hintURI: m.Hint.URI}
+	for _, mp := range m.Parts {
+		if msn, i, ok := nameRef(mp.URI); ok && (msn != mp.MSN || i != mp.Index) {
+			// streamhub names parts <prefix>part<MSN>.<INDEX>.mp4: a
+			// mismatch means the playlist numbers its segments wrong.
+			return nil, fmt.Errorf("part %s is numbered %d.%d by the playlist", mp.URI, mp.MSN, mp.Index)
+		}
+		p.parts = append(p.parts, plPart{ref: partRef{mp.MSN, mp.Index}, uri: mp.URI, avail: mp.Avail})
+		p.lastMSN, p.haveSegment = mp.MSN, true
+	}
+	if n := len(m.Segments); n > 0 && (!p.haveSegment || m.Segments[n-1].MSN > p.lastMSN) {
+		p.lastMSN, p.haveSegment = m.Segments[n-1].MSN, true
+	}
+	return p, nil
 }
 
 // nameRef reads MSN and index from a part name ending in partM.I.mp4.
@@ -182,29 +115,6 @@ func nameRef(uri string) (uint64, int, bool) {
 	m, err1 := strconv.ParseUint(a, 10, 64)
 	n, err2 := strconv.Atoi(b)
 	return m, n, ok && err1 == nil && err2 == nil
-}
-
-// attr returns attribute name of an attribute list (quotes removed).
-func attr(list, name string) string {
-	for list != "" {
-		var kv string
-		// split at the next comma outside quotes
-		inq := false
-		i := 0
-		for ; i < len(list); i++ {
-			if list[i] == '"' {
-				inq = !inq
-			} else if list[i] == ',' && !inq {
-				break
-			}
-		}
-		kv, list = list[:i], list[min(i+1, len(list)):]
-		k, v, _ := strings.Cut(kv, "=")
-		if k == name {
-			return strings.Trim(v, `"`)
-		}
-	}
-	return ""
 }
 
 // stats is one client's outcome.
