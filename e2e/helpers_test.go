@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/streamhub/streamhub/internal/testfixtures"
 )
 
 // binPath is the streamhub binary built by TestMain.
@@ -39,22 +41,14 @@ func runMain(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	binPath = filepath.Join(dir, "streamhub")
-	args := []string{"build", "-o", binPath}
-	if raceEnabled() {
-		// The server runs under the race detector too: a race makes it exit
-		// with status 66, which stopServer reports.
-		args = append(args, "-race")
-		// The race runtime sleeps 1 s at exit by default; that would be
-		// counted in the 3 s shutdown bound and slow every test down.
-		if os.Getenv("GORACE") == "" {
-			os.Setenv("GORACE", "atexit_sleep_ms=0")
-		}
+	if raceEnabled() && os.Getenv("GORACE") == "" {
+		// The server runs under the race detector too (a race makes it exit
+		// with status 66, which stop reports). The race runtime sleeps 1 s
+		// at exit by default: that would count in the 3 s shutdown bound.
+		os.Setenv("GORACE", "atexit_sleep_ms=0")
 	}
-	args = append(args, "github.com/streamhub/streamhub")
-	cmd := exec.Command("go", args...)
-	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
-	if err := cmd.Run(); err != nil {
-		fmt.Fprintf(os.Stderr, "e2e: go %s: %v\n", strings.Join(args, " "), err)
+	if err := testfixtures.Build("", binPath, raceEnabled()); err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return 1
 	}
 	return m.Run()

@@ -135,33 +135,14 @@ func launchServerUnder(t *testing.T, file string, a serverAddrs, wrapper ...stri
 // waitReady waits until the server has logged the addresses it bound
 // (s.addrs takes them) and its TCP listeners accept.
 func (s *streamhub) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		a, up := testfixtures.Bound(s.stderr.String(), s.addrs)
-		if up {
-			s.addrs = a
-			break
-		}
-		if s.exited() {
-			return fmt.Errorf("exited with status %d", s.cmd.ProcessState.ExitCode())
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no listening lines in the log after %s", timeout)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	var tcp []string
-	for _, a := range []string{s.addrs.RTMP, s.addrs.HTTP, s.addrs.RTSP} {
-		if a != "" && !strings.HasSuffix(a, ":0") {
-			tcp = append(tcp, a)
-		}
-	}
-	return testfixtures.WaitListening(context.Background(), tcp, timeout, func() error {
+	a, err := testfixtures.WaitReady(context.Background(), s.stderr.String, s.addrs, timeout, func() error {
 		if s.exited() {
 			return fmt.Errorf("exited with status %d", s.cmd.ProcessState.ExitCode())
 		}
 		return nil
 	})
+	s.addrs = a
+	return err
 }
 
 // mustRead returns the text of a file.

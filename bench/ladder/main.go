@@ -353,10 +353,8 @@ func benchStart(ctx context.Context, cfg transcode.Config, src, tmp string, o op
 	}
 	bin := filepath.Join(tmp, "streamhub")
 	logf("building the server in %s", root)
-	build := exec.CommandContext(ctx, "go", "build", "-o", bin, modulePath)
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %w\n%s", modulePath, err, lastLines(out, 30))
+	if err := testfixtures.Build(root, bin, false); err != nil {
+		return err
 	}
 	tr := &http.Transport{DisableKeepAlives: true, DisableCompression: true,
 		DialContext: (&net.Dialer{Timeout: 5 * time.Second}).DialContext}
@@ -642,42 +640,33 @@ func (s *server) flvURL(path string) string { return "http://" + s.http + "/" + 
 // startServer writes a config with free ports and the ladder, starts
 // streamhub on it and waits until it listens.
 func (e *env) startServer(ctx context.Context, mode string) (*server, error) {
-	for attempt := 1; ; attempt++ {
-		e.runs++
-		a, err := testfixtures.FreeAddrs()
-		if err != nil {
-			return nil, err
-		}
-		a.Database = filepath.Join(e.dir, fmt.Sprintf("server-%d.db", e.runs))
-		conf := filepath.Join(e.dir, fmt.Sprintf("server-%d.yml", e.runs))
-		if err := os.WriteFile(conf, []byte(a.YAML("warn")+ladderYAML(e.ladder, mode)), 0o644); err != nil {
-			return nil, err
-		}
-		p, err := startProc("streamhub", filepath.Join(e.dir, fmt.Sprintf("server-%d.log", e.runs)), e.bin, "--config", conf)
-		if err != nil {
-			return nil, err
-		}
-		s := &server{e: e, srv: p, rtmp: a.RTMP, http: a.HTTP, rtsp: a.RTSP}
-		err = s.waitReady(ctx, 15*time.Second)
-		if err == nil {
-			return s, nil
-		}
-		s.stop() //nolint:errcheck // the start failed: that is the error
-		log := p.tail(30)
-		if attempt < 3 && strings.Contains(log, "address already in use") {
-			continue // a port was taken between picking and listening
-		}
-		return nil, fmt.Errorf("streamhub did not start: %w\nlog:\n%s", err, log)
+	e.runs++
+	a, err := testfixtures.FreeAddrs()
+	if err != nil {
+		return nil, err
 	}
-}
-
-func (s *server) waitReady(ctx context.Context, timeout time.Duration) error {
-	return testfixtures.WaitListening(ctx, []string{s.rtmp, s.http, s.rtsp}, timeout, func() error {
-		if s.srv.exited() {
-			return fmt.Errorf("exited: %v", s.srv.err)
+	a = a.Dynamic() // it binds free ports and logs them: no race for a port
+	a.Database = filepath.Join(e.dir, fmt.Sprintf("server-%d.db", e.runs))
+	conf := filepath.Join(e.dir, fmt.Sprintf("server-%d.yml", e.runs))
+	if err := os.WriteFile(conf, []byte(a.YAML("info")+ladderYAML(e.ladder, mode)), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := startProc("streamhub", filepath.Join(e.dir, fmt.Sprintf("server-%d.log", e.runs)), e.bin, "--config", conf)
+	if err != nil {
+		return nil, err
+	}
+	a, err = testfixtures.WaitReady(ctx, func() string { b, _ := os.ReadFile(p.log); return string(b) }, a, 15*time.Second, func() error {
+		if p.exited() {
+			return fmt.Errorf("exited: %v", p.err)
 		}
 		return nil
 	})
+	s := &server{e: e, srv: p, rtmp: a.RTMP, http: a.HTTP, rtsp: a.RTSP}
+	if err != nil {
+		s.stop() //nolint:errcheck // the start failed: that is the error
+		return nil, fmt.Errorf("streamhub did not start: %w\nlog:\n%s", err, p.tail(30))
+	}
+	return s, nil
 }
 
 // startPublisher publishes the source, looped in real time, to live/bench.

@@ -231,3 +231,37 @@ func logFields(line string) map[string]string {
 	}
 	return f
 }
+
+// WaitReady waits until a server has logged the addresses it bound (log
+// returns its log so far) and its TCP listeners accept; it returns a with
+// the bound addresses. exited reports the process's end, ctx and timeout
+// bound the wait. With Dynamic addresses this is how the e2e tests and the
+// bench tools learn where a server listens.
+func WaitReady(ctx context.Context, log func() string, a Addrs, timeout time.Duration, exited func() error) (Addrs, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		b, up := Bound(log(), a)
+		if up {
+			a = b
+			break
+		}
+		if err := exited(); err != nil {
+			return a, err
+		}
+		if time.Now().After(deadline) {
+			return a, fmt.Errorf("no listening lines in the server's log after %s", timeout)
+		}
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-ctx.Done():
+			return a, ctx.Err()
+		}
+	}
+	var tcp []string
+	for _, addr := range []string{a.RTMP, a.HTTP, a.RTSP} {
+		if addr != "" && !strings.HasSuffix(addr, ":0") {
+			tcp = append(tcp, addr)
+		}
+	}
+	return a, WaitListening(ctx, tcp, time.Until(deadline), exited)
+}
