@@ -292,7 +292,7 @@ func (c *Config) Validate() []error {
 			bad(at+".source", "needs a match that is one path, not a pattern (got %q)", c.Paths.Overrides[i].Match)
 		}
 	}
-	errs = append(errs, c.Transcode.Validate()...)
+	errs = append(errs, c.Transcode.Validate("transcode")...)
 	if strings.TrimSpace(c.Streams.Database) == "" {
 		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db")
 	}

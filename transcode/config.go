@@ -144,11 +144,12 @@ func (b Bitrate) String() string {
 
 var nameRe = regexp.MustCompile(`^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,31}$`)
 
-// Validate returns every problem of the section, each naming its key.
-func (c *Config) Validate() []error {
+// Validate returns every problem of the section at prefix ("transcode"),
+// each naming its key.
+func (c *Config) Validate(prefix string) []error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("transcode.%s: %s", key, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("%s.%s: %s", prefix, key, fmt.Sprintf(format, args...)))
 	}
 	if strings.TrimSpace(c.FFmpeg) == "" {
 		bad("ffmpeg", "name the FFmpeg binary (\"ffmpeg\", or a path such as /usr/bin/ffmpeg)")

@@ -46,7 +46,7 @@ func validConfig() Config {
 
 func TestValidate(t *testing.T) {
 	c := validConfig()
-	if errs := c.Validate(); len(errs) > 0 {
+	if errs := c.Validate("transcode"); len(errs) > 0 {
 		t.Fatalf("valid config: %v", errs)
 	}
 	if r := c.Ladder[0]; r.Encoder != EncoderX264 || r.Preset != "veryfast" || r.AudioBitrate != 128e3 {
@@ -76,7 +76,7 @@ func TestValidate(t *testing.T) {
 		c := validConfig()
 		c.Ladder = slices.Clone(c.Ladder)
 		tc.change(&c)
-		errs := c.Validate()
+		errs := c.Validate("transcode")
 		if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tc.key+":") {
 			t.Errorf("%s: got %v, want one error naming it", tc.key, errs)
 		}
