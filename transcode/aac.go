@@ -1,7 +1,6 @@
 package transcode
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -157,14 +156,11 @@ func (e *AACEncoder) once() (err error) {
 	wg.Add(3)
 	go func() {
 		defer wg.Done()
-		sc := bufio.NewScanner(p.stderr)
-		sc.Buffer(make([]byte, 4096), 64*1024)
-		for sc.Scan() {
+		keepStderr(p.stderr, func(line string) {
 			errMu.Lock()
-			stderr = lastLines(append(stderr, guard.Truncate(sc.Text())), stderrLines)
+			stderr = lastLines(append(stderr, line), stderrLines)
 			errMu.Unlock()
-		}
-		io.Copy(io.Discard, p.stderr) //nolint:errcheck // a line too long: drain
+		})
 	}()
 	go func() { // FFmpeg's AAC → the output track
 		defer wg.Done()
@@ -224,11 +220,8 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-watchdog.C:
-			wd := e.m.conf.Watchdog
-			in := lastIn.Load()
-			fed := in < 0 || time.Since(time.Unix(0, in)) < wd
-			if fed && time.Since(time.Unix(0, lastOut.Load())) > wd {
-				result = fmt.Errorf("transcode: watchdog: FFmpeg was fed but wrote nothing for %s", wd)
+			if err := starved(&lastIn, &lastOut, e.m.conf.Watchdog); err != nil {
+				result = err
 				p.kill()
 				break loop
 			}

@@ -235,17 +235,11 @@ func (w *worker) once() (err error) {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		sc := bufio.NewScanner(p.stderr)
-		sc.Buffer(make([]byte, 4096), 64*1024)
-		for sc.Scan() {
+		keepStderr(p.stderr, func(line string) {
 			w.mu.Lock()
-			w.stderr = append(w.stderr, sc.Text())
-			if len(w.stderr) > stderrLines {
-				w.stderr = w.stderr[len(w.stderr)-stderrLines:]
-			}
+			w.stderr = lastLines(append(w.stderr, line), stderrLines)
 			w.mu.Unlock()
-		}
-		io.Copy(io.Discard, p.stderr) //nolint:errcheck // a line too long: drain
+		})
 	}()
 	// Rungs: demux and publish.
 	for i, rg := range rungs {
@@ -298,11 +292,8 @@ loop:
 		case <-w.ctx.Done():
 			break loop
 		case <-watchdog.C:
-			wd := w.m.conf.Watchdog
-			in := lastIn.Load()
-			fed := in < 0 || time.Since(time.Unix(0, in)) < wd // a write pending, or a recent one
-			if time.Since(time.Unix(0, lastOut.Load())) > wd && fed {
-				result = fmt.Errorf("transcode: watchdog: FFmpeg was fed but wrote nothing for %s", wd)
+			if err := starved(&lastIn, &lastOut, w.m.conf.Watchdog); err != nil {
+				result = err
 				p.kill()
 				break loop
 			}
@@ -335,6 +326,29 @@ loop:
 		result = errors.New("transcode: FFmpeg exited")
 	}
 	return result
+}
+
+// keepStderr reads FFmpeg's stderr until it closes and hands each line,
+// cut to guard.Truncate's bound, to keep.
+func keepStderr(r io.Reader, keep func(line string)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 64*1024)
+	for sc.Scan() {
+		keep(guard.Truncate(sc.Text()))
+	}
+	io.Copy(io.Discard, r) //nolint:errcheck // a line too long: drain
+}
+
+// starved is the watchdog's test: an error when FFmpeg was fed (a write
+// pending, lastIn negated, or a recent one) but wrote nothing for wd.
+// lastIn and lastOut hold unix nanoseconds.
+func starved(lastIn, lastOut *atomic.Int64, wd time.Duration) error {
+	in := lastIn.Load()
+	fed := in < 0 || time.Since(time.Unix(0, in)) < wd
+	if fed && time.Since(time.Unix(0, lastOut.Load())) > wd {
+		return fmt.Errorf("transcode: watchdog: FFmpeg was fed but wrote nothing for %s", wd)
+	}
+	return nil
 }
 
 // exitError says how the process ended: "exit status 1", "signal: killed".
