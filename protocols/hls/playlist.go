@@ -41,12 +41,6 @@ type renditionReport struct {
 	lastPart int
 }
 
-func segURI(prefix string, msn uint64) string { return fmt.Sprintf("%sseg%d.mp4", prefix, msn) }
-func partURI(prefix string, msn uint64, i int) string {
-	return fmt.Sprintf("%spart%d.%d.mp4", prefix, msn, i)
-}
-func initURI(prefix string, id int) string { return fmt.Sprintf("%sinit%d.mp4", prefix, id) }
-
 // lastPart returns the media sequence number and part index of the newest
 // part, and false when there is none.
 func lastPart(segs []*segment) (uint64, int, bool) {

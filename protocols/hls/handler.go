@@ -1,0 +1,287 @@
+// Package hls serves low-latency HLS from our own fMP4 segmenter.
+//
+//	hub ──one Reader per stream──▶ muxer (segmenter: parts ~200 ms, segments at keyframes)
+//	                                  │ bounded window in memory
+//	GET /PATH/index.m3u8 ─────────────┤ multivariant playlist
+//	GET /PATH/stream.m3u8?_HLS_msn=…  ┤ media playlist (blocking reload, delta updates)
+//	GET /PATH/<id>init1.mp4, seg7.mp4, part8.2.mp4 (blocking for the hinted part)
+//
+// A muxer starts on the first request for a live stream, from the GOP
+// cache, so a stream live for a few seconds has a playable playlist at
+// once; it stops after idleTimeout without requests or when the stream ends.
+package hls
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/protocols/internal/httperr"
+	"github.com/streamhub/streamhub/server"
+)
+
+// Config configures LL-HLS.
+type Config struct {
+	// PartTarget is the part duration aimed at (EXT-X-PART-INF).
+	PartTarget time.Duration
+	// SegmentMin is the shortest segment: segments are cut at the first
+	// keyframe after it.
+	SegmentMin time.Duration
+	// Window is how many complete segments a playlist lists.
+	Window int
+	// IdleTimeout stops a muxer nobody asked for in this long.
+	IdleTimeout time.Duration
+	// BlockTimeout bounds a blocking playlist or part request.
+	BlockTimeout time.Duration
+	// Renditions, if set, returns the ladder rungs of a live source path
+	// (and starts an on-demand ladder); the multivariant playlist lists
+	// each as <name>/stream.m3u8 beside the source.
+	Renditions func(path string) []Rendition
+}
+
+// Rendition is one ladder rung of a source, published as <path>/<Name>.
+type Rendition struct {
+	Name string
+	// Bandwidth and AverageBandwidth are the rung's peak and average bits
+	// per second, from its encoder settings.
+	Bandwidth, AverageBandwidth int
+}
+
+// Handler serves LL-HLS for every hub stream. It is an http.Handler.
+type Handler struct {
+	conf Config
+	hub  *server.Hub
+	log  *slog.Logger
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex // mu guards muxers and groups
+	muxers map[string]*muxer
+	// groups holds the muxers of each ladder (a source and its rungs),
+	// by the source's path.
+	groups map[string]map[*muxer]struct{}
+	// resume is where the numbering of a path's next muxer goes on, kept
+	// when a muxer stops (see resumePoint).
+	resume map[string]resumePoint
+
+	viewers *viewers
+}
+
+// New returns a handler; Close stops its muxers. It counts the HLS viewers
+// of every path for the hub (Hub.CountViewers).
+func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
+	ctx, cancel := context.WithCancel(context.Background())
+	h := &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
+		groups: map[string]map[*muxer]struct{}{}, resume: map[string]resumePoint{}, viewers: newViewers()}
+	hub.CountViewers("hls", h.viewers.count)
+	return h
+}
+
+// Close stops every muxer and waits for them; waiting requests end.
+func (h *Handler) Close() {
+	h.cancel()
+	h.wg.Wait()
+}
+
+// IsHLS reports whether an URL path is one the handler serves.
+func IsHLS(p string) bool { return strings.HasSuffix(p, ".m3u8") || strings.HasSuffix(p, ".mp4") }
+
+// ServeHTTP serves /PATH/index.m3u8, /PATH/stream.m3u8 and the fMP4 files.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	hd := w.Header()
+	hd.Set("Access-Control-Allow-Origin", "*")
+	hd.Set("Access-Control-Allow-Headers", "Range")
+	switch req.Method {
+	case http.MethodOptions:
+		hd.Set("Access-Control-Allow-Methods", "GET, HEAD, OPTIONS")
+		hd.Set("Access-Control-Max-Age", "86400")
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case http.MethodGet, http.MethodHead:
+	default:
+		hd.Set("Allow", "GET, HEAD, OPTIONS")
+		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+		return
+	}
+	i := strings.LastIndexByte(req.URL.Path, '/')
+	if i <= 0 {
+		http.Error(w, "not an HLS URL: use /<path>/index.m3u8", http.StatusNotFound)
+		return
+	}
+	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
+	if err := h.hub.Authorize(req.Context(), path, server.ReadRequest{Key: req.URL.Query().Get("key"),
+		Peer: server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}}); err != nil {
+		httperr.Refuse(w, path, err)
+		return
+	}
+	m, err := h.muxerFor(req.Context(), path)
+	if err != nil {
+		httperr.Refuse(w, path, err)
+		return
+	}
+	h.viewers.seen(path, req.RemoteAddr, req.UserAgent()) // a live path only: its count is asked for
+	switch {
+	case file == "index.m3u8":
+		h.serveMultivariant(w, req, m)
+	case file == "stream.m3u8":
+		h.serveMedia(w, req, m)
+	case strings.HasPrefix(file, m.prefix) && strings.HasSuffix(file, ".mp4"):
+		h.serveFile(w, req, m, strings.TrimSuffix(strings.TrimPrefix(file, m.prefix), ".mp4"))
+	default:
+		// A file of an earlier muxer of this path (a player from before a
+		// restart) or a wrong name: the player reloads the playlist.
+		http.Error(w, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file), http.StatusNotFound)
+	}
+}
+
+// waitFor waits until ready (checked under m.mu read lock) holds, the muxer
+// stops, the request ends or BlockTimeout passes; it reports whether ready
+// held. A waiting request costs its own goroutine (net/http's) and nothing
+// else: it selects on the muxer's change channel and its own context.
+func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func() bool) bool {
+	timer := time.NewTimer(h.conf.BlockTimeout)
+	defer timer.Stop()
+	for {
+		m.mu.RLock()
+		ok, ch, stopped := ready(), m.changed, m.stopped
+		m.mu.RUnlock()
+		if ok || stopped {
+			return ok
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-timer.C:
+			return false
+		case <-m.done:
+			return false
+		}
+	}
+}
+
+func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer) {
+	q := req.URL.Query()
+	if q.Has("_HLS_part") && !q.Has("_HLS_msn") {
+		http.Error(w, "_HLS_part needs _HLS_msn", http.StatusBadRequest)
+		return
+	}
+	if v := q.Get("_HLS_msn"); v != "" {
+		msn, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			http.Error(w, "bad _HLS_msn", http.StatusBadRequest)
+			return
+		}
+		part := -1
+		if pv := q.Get("_HLS_part"); pv != "" {
+			if part, err = strconv.Atoi(pv); err != nil || part < 0 {
+				http.Error(w, "bad _HLS_part", http.StatusBadRequest)
+				return
+			}
+		}
+		m.mu.RLock()
+		next := m.seg.nextMSN
+		if len(m.seg.segs) == 0 {
+			next = max(next, m.resumeMSN)
+		}
+		m.mu.RUnlock()
+		// RFC 8216bis 6.2.5.2: more than two segments ahead is an error.
+		if msn > next+1 {
+			http.Error(w, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next), http.StatusBadRequest)
+			return
+		}
+		if !h.waitFor(req.Context(), m, func() bool { return hasPart(m.seg.segs, msn, part) }) {
+			if req.Context().Err() != nil {
+				return // the player left
+			}
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+	} else {
+		// A muxer that just started may have no complete segment yet.
+		h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+		w.Header().Set("Cache-Control", "max-age=1")
+	}
+	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2", keyQuery(q.Get("key")))
+	if body == nil {
+		code := http.StatusNotFound
+		if err == nil {
+			code = http.StatusServiceUnavailable
+			err = errors.New("no media yet: retry")
+		}
+		http.Error(w, fmt.Sprintf("%s: %v", m.path, err), code)
+		return
+	}
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body) //nolint:errcheck // the player left
+	}
+}
+
+// serveFile serves init<N>, seg<N> and part<N>.<I>. A request for the next
+// part (the preload hint) waits until it exists.
+func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, name string) {
+	var data []byte
+	ref, ok := parseFileName(name)
+	switch {
+	case !ok:
+	case ref.kind == "init":
+		m.mu.RLock()
+		data = m.seg.inits[int(ref.n)]
+		m.mu.RUnlock()
+	case ref.kind == "seg":
+		m.mu.RLock()
+		for _, s := range m.seg.segs {
+			if s.msn == ref.n && s.complete {
+				data = s.data
+			}
+		}
+		m.mu.RUnlock()
+	case ref.kind == "part":
+		msn, idx := ref.n, ref.idx
+		// find returns the part, or gone when it will never exist
+		// (its segment ended with fewer parts, or left the window).
+		find := func() (d []byte, gone bool) {
+			if len(m.seg.segs) > 0 && msn < m.seg.segs[0].msn {
+				return nil, true
+			}
+			for _, s := range m.seg.segs {
+				if s.msn == msn {
+					if idx < len(s.parts) {
+						return s.parts[idx].data, false
+					}
+					return nil, s.complete
+				}
+			}
+			return nil, false
+		}
+		m.mu.RLock()
+		next := m.seg.nextMSN
+		m.mu.RUnlock()
+		if msn <= next { // the hinted part, or one just before: block for it
+			h.waitFor(req.Context(), m, func() bool { d, gone := find(); return d != nil || gone })
+		}
+		m.mu.RLock()
+		data, _ = find()
+		m.mu.RUnlock()
+	}
+	if data == nil {
+		http.Error(w, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name), http.StatusNotFound)
+		return
+	}
+	// Names are unique per muxer and never reused: caches may keep them.
+	w.Header().Set("Cache-Control", "public, max-age=3600, immutable")
+	w.Header().Set("Content-Type", "video/mp4")
+	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
+	if req.Method != http.MethodHead {
+		w.Write(data) //nolint:errcheck
+	}
+}

@@ -1,0 +1,108 @@
+package hls
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+)
+
+func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer) {
+	var rends []Rendition
+	if h.conf.Renditions != nil {
+		rends = h.conf.Renditions(m.path) // starts an on-demand ladder now, while we wait below
+	}
+	deadline := time.Now().Add(h.conf.BlockTimeout)
+	// Wait for a first segment so the bandwidth is measured, bounded.
+	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+	if len(rends) == 0 && h.conf.Renditions != nil {
+		rends = h.conf.Renditions(m.path) // a source over TS or RTSP knows its picture size only now
+	}
+	key := keyQuery(req.URL.Query().Get("key"))
+	vs := []variant{m.variant("stream.m3u8" + key)}
+	for _, r := range rends {
+		tracks := h.waitRung(req.Context(), m.path+"/"+r.Name, deadline)
+		if tracks == nil {
+			continue // not up in time: players see it on their next load
+		}
+		v := variant{uri: r.Name + "/stream.m3u8" + key, bandwidth: r.Bandwidth, average: r.AverageBandwidth}
+		if vt, at := pickTracks(tracks); vt != nil {
+			v.codecs = append(v.codecs, codecString(vt))
+			v.width, v.height, v.fps = vt.Width, vt.Height, vt.FPS
+			if at != nil {
+				v.codecs = append(v.codecs, codecString(at))
+			}
+		}
+		vs = append(vs, v)
+	}
+	body := renderMultivariant(vs)
+	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
+	w.Header().Set("Cache-Control", "max-age=1")
+	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
+	if req.Method != http.MethodHead {
+		w.Write(body) //nolint:errcheck
+	}
+}
+
+// waitRung waits until the rung at path is published with a video track
+// whose parameters are known, and returns its tracks; nil at the deadline.
+func (h *Handler) waitRung(ctx context.Context, path string, deadline time.Time) []*media.Track {
+	for {
+		if s := h.hub.Stream(path); s != nil && s.Publishing() && s.Derived() {
+			if vt, _ := pickTracks(s.Tracks()); vt != nil && vt.SPS != nil && vt.Width > 0 {
+				return s.Tracks()
+			}
+		}
+		if time.Now().After(deadline) {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// variant describes the muxer's own stream, its bandwidth measured from
+// its segments.
+func (m *muxer) variant(uri string) variant {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	v := variant{uri: uri}
+	if m.seg.video != nil {
+		t := m.seg.video.hub
+		v.codecs = append(v.codecs, codecString(t))
+		v.width, v.height, v.fps = t.Width, t.Height, t.FPS
+	}
+	if m.seg.audio != nil {
+		v.codecs = append(v.codecs, codecString(m.seg.audio.hub))
+	}
+	var bytes int
+	var dur time.Duration
+	for _, s := range m.seg.segs {
+		if s.complete && s.dur > 0 {
+			bytes += len(s.data)
+			dur += s.dur
+			v.bandwidth = max(v.bandwidth, int(float64(len(s.data)*8)/s.dur.Seconds()))
+		}
+	}
+	if dur > 0 {
+		v.average = int(float64(bytes*8) / dur.Seconds())
+	}
+	if v.bandwidth == 0 { // no complete segment yet: estimate from the parts
+		for _, s := range m.seg.segs {
+			for _, p := range s.parts {
+				bytes += len(p.data)
+				dur += p.dur
+			}
+		}
+		if dur > 0 {
+			v.bandwidth = int(float64(bytes*8) / dur.Seconds())
+			v.average = v.bandwidth
+		}
+	}
+	return v
+}

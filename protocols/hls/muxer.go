@@ -1,0 +1,332 @@
+package hls
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// resumePoint continues a path's media sequence across muxers: a muxer
+// that starts after another stopped (the publisher left and came back
+// after the grace period, or nobody asked for a while) numbers its first
+// segment where the last one stopped, one discontinuity later. A player
+// still asking for the old session's next segment (_HLS_msn) then gets the
+// new one after an EXT-X-DISCONTINUITY, instead of a 400 for a number "far
+// ahead" of a muxer that restarted from 0.
+type resumePoint struct {
+	nextMSN uint64
+	discSeq int // the discontinuity sequence of the next segment
+	at      time.Time
+}
+
+// resumeTTL is how long a resume point is kept; resumeMax bounds how many.
+const (
+	resumeTTL = 10 * time.Minute
+	resumeMax = 10000
+)
+
+// muxer is one stream's segmenter and what requests wait on.
+type muxer struct {
+	h      *Handler
+	path   string
+	prefix string
+
+	mu      sync.RWMutex // mu guards seg, err, stopped, changed and version
+	seg     *segmenter
+	err     error         // the last segmenting error, or why the muxer stopped
+	stopped bool          // the muxer ended: waiting is pointless
+	changed chan struct{} // closed (and replaced) on every new part
+	version uint64        // counts the changes
+	tracks  []*media.Track
+
+	// The rendered media playlist (plain and delta update) of a version:
+	// every player woken by a new part asks for the same bytes.
+	plMu    sync.Mutex
+	plCache [2]struct {
+		version uint64
+		body    []byte
+	}
+
+	// resumeMSN is where the numbering goes on (resumePoint), 0 if it
+	// starts afresh: the live edge until the first segment exists.
+	resumeMSN uint64
+
+	lastReq  time.Time // guarded by h.mu
+	group    string    // the ladder's source path: itself, or the parent of a rung
+	done     chan struct{}
+	bytesOut uint64
+}
+
+// muxerFor returns the running muxer of path, starting one if the stream is
+// live (or an on-demand source starts).
+func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
+	h.mu.Lock()
+	if m := h.muxers[path]; m != nil {
+		h.touchGroupLocked(m, time.Now())
+		h.mu.Unlock()
+		return m, nil
+	}
+	h.mu.Unlock()
+	// The segmenter is streamhub's own reader (the request that starts it
+	// was authorized): it starts at the cached GOP with its real timing,
+	// after an on-demand source has started.
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true})
+	if err != nil {
+		return nil, err
+	}
+	// One reader per path serves every HLS player. It is no viewer: the
+	// viewers are the clients counted by Handler.viewers.
+	var id [4]byte
+	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
+	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
+		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
+		done: make(chan struct{}), tracks: r.Tracks(), group: path}
+	if i := strings.LastIndexByte(path, '/'); i > 0 && r.Stream().Derived() {
+		m.group = path[:i]
+	}
+	// Segments are cut at keyframes, so they last at least a GOP: start the
+	// target duration there, since EXT-X-TARGETDURATION must not change.
+	m.seg.maxDur = r.Stream().KeyframeInterval()
+	h.mu.Lock()
+	if old := h.muxers[path]; old != nil { // another request won the race
+		h.mu.Unlock()
+		r.Close()
+		return old, nil
+	}
+	rp, resumed := h.resume[path]
+	resumed = resumed && time.Since(rp.at) < resumeTTL
+	if resumed {
+		m.seg.discSeq, m.resumeMSN = rp.discSeq, rp.nextMSN
+	}
+	m.seg.firstMSN = func(dts time.Duration) (uint64, bool) {
+		if n, ok := h.siblingMSN(m, dts); ok {
+			return n, ok
+		}
+		return rp.nextMSN, resumed
+	}
+	if h.ctx.Err() != nil {
+		h.mu.Unlock()
+		r.Close()
+		return nil, server.ErrHubClosed
+	}
+	h.muxers[path] = m
+	if h.groups[m.group] == nil {
+		h.groups[m.group] = map[*muxer]struct{}{}
+	}
+	h.groups[m.group][m] = struct{}{}
+	h.wg.Add(1)
+	h.mu.Unlock()
+	go m.run(r)
+	return m, nil
+}
+
+// saveResumeLocked keeps rp for path, dropping old points; h.mu must be
+// held.
+func (h *Handler) saveResumeLocked(path string, rp resumePoint) {
+	if len(h.resume) >= resumeMax {
+		for p, old := range h.resume {
+			if time.Since(old.at) >= resumeTTL {
+				delete(h.resume, p)
+			}
+		}
+		if len(h.resume) >= resumeMax {
+			clear(h.resume)
+		}
+	}
+	h.resume[path] = rp
+}
+
+// run feeds the segmenter until the stream ends, the muxer idles or the
+// handler closes.
+func (m *muxer) run(r *server.Reader) {
+	h := m.h
+	defer h.wg.Done()
+	defer close(m.done)
+	defer r.Close()
+	ctx, cancel := context.WithCancel(h.ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				h.mu.Lock()
+				idle := time.Since(m.lastReq) > h.conf.IdleTimeout
+				h.mu.Unlock()
+				if idle {
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	h.log.Info("muxer started", "path", m.path)
+	err := m.feed(ctx, r)
+	m.mu.RLock()
+	rp := resumePoint{nextMSN: m.seg.nextMSN, discSeq: m.seg.discSeq + 1, at: time.Now()}
+	for _, sg := range m.seg.segs[min(1, len(m.seg.segs)):] {
+		if sg.discontinuity {
+			rp.discSeq++
+		}
+	}
+	m.mu.RUnlock()
+	h.mu.Lock()
+	if h.muxers[m.path] == m {
+		delete(h.muxers, m.path)
+	}
+	if rp.nextMSN > 0 {
+		h.saveResumeLocked(m.path, rp)
+	}
+	if g := h.groups[m.group]; g != nil {
+		delete(g, m)
+		if len(g) == 0 {
+			delete(h.groups, m.group)
+		}
+	}
+	h.mu.Unlock()
+	m.mu.Lock()
+	if m.err == nil {
+		m.err = err
+	}
+	m.stopped = true
+	m.version++
+	close(m.changed) // wake every waiting request: they answer and end
+	m.changed = make(chan struct{})
+	m.mu.Unlock()
+	reason := err.Error()
+	if ctx.Err() != nil && h.ctx.Err() == nil {
+		reason = "no requests for idleTimeout"
+	}
+	h.log.Info("muxer stopped", "path", m.path, "cause", reason)
+}
+
+// feed segments the reader's units until it ends. A panic ends this muxer
+// only (the next request starts another), as an error.
+func (m *muxer) feed(ctx context.Context, r *server.Reader) (err error) {
+	defer guard.RecoverErr(m.h.log, "hls muxer", &err, "path", m.path)
+	tracks := func() []*media.Track { return r.Stream().Tracks() }
+	batch := make([]*media.Unit, 0, 256)
+	for {
+		batch, err = r.NextBatch(ctx, batch[:0])
+		if err != nil {
+			return err
+		}
+		m.add(batch, tracks)
+	}
+}
+
+// add segments a batch and wakes the waiting requests when a part is cut.
+func (m *muxer) add(batch []*media.Unit, tracks func() []*media.Track) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cut := false
+	for _, u := range batch {
+		c, aerr := m.seg.add(u, tracks)
+		cut = cut || c
+		switch {
+		case aerr != nil && m.err == nil:
+			m.h.log.Warn("muxer cannot segment the stream", "path", m.path, "reason", aerr.Error())
+			m.err = aerr
+		case aerr == nil && c:
+			m.err = nil // segmenting again (a republish with other codecs)
+		}
+	}
+	if cut {
+		m.version++
+		close(m.changed)
+		m.changed = make(chan struct{})
+	}
+}
+
+// mediaPlaylist returns the rendered media playlist, nil (with the
+// muxer's error, if any) while there is no segment. It renders once per
+// change and delta-update flag.
+func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
+	i := 0
+	if skip {
+		i = 1
+	}
+	m.mu.RLock()
+	v, err := m.version, m.err
+	m.mu.RUnlock()
+	m.plMu.Lock()
+	c := m.plCache[i]
+	m.plMu.Unlock()
+	if query == "" && c.body != nil && c.version == v {
+		return c.body, nil
+	}
+	m.mu.RLock()
+	pl, v := m.playlist(), m.version
+	m.mu.RUnlock()
+	if len(pl.segs) == 0 {
+		return nil, err
+	}
+	pl.reports = m.h.reports(m)
+	pl.query = query
+	body := pl.render(skip)
+	if query != "" {
+		return body, nil // per viewer: not cached
+	}
+	m.plMu.Lock()
+	if m.plCache[i].version <= v {
+		m.plCache[i].version, m.plCache[i].body = v, body
+	}
+	m.plMu.Unlock()
+	return body, nil
+}
+
+// playlist copies what a media playlist needs; m.mu must be held.
+func (m *muxer) playlist() *mediaPlaylist {
+	segs := append([]*segment(nil), m.seg.segs...)
+	// The growing segment is copied too: its parts slice grows under the lock.
+	if n := len(segs); n > 0 && !segs[n-1].complete {
+		c := *segs[n-1]
+		c.parts = append([]*part(nil), c.parts...)
+		segs[n-1] = &c
+	}
+	return &mediaPlaylist{prefix: m.prefix, partTarget: m.seg.PartTarget(),
+		targetDur: targetDuration(m.seg.maxDur, m.h.conf.SegmentMin), segs: segs, discSeq: m.seg.discSeq}
+}
+
+// hasPart reports whether segment msn has part idx (or is complete with
+// fewer parts, when idx is -1: the whole segment).
+func hasPart(segs []*segment, msn uint64, idx int) bool {
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		if s.msn < msn {
+			return false
+		}
+		if s.msn == msn {
+			if idx < 0 {
+				return s.complete
+			}
+			if idx < len(s.parts) {
+				return true
+			}
+			// §6.2.5.2: a Part Index past the last part of a complete
+			// segment asks for part 0 of the next one.
+			return s.complete && hasPart(segs, msn+1, 0)
+		}
+	}
+	return len(segs) > 0 && segs[0].msn > msn // already left the window
+}
+
+// hasCompleteSegment reports whether a playlist of segs lists a segment.
+func hasCompleteSegment(segs []*segment) bool {
+	for _, s := range segs {
+		if s.complete {
+			return true
+		}
+	}
+	return false
+}
