@@ -23,7 +23,7 @@ import (
 // on a real listener. The test publishes units itself: nothing happens
 // unless it does.
 type live struct {
-	t     *testing.T
+	t     testing.TB
 	hub   *server.Hub
 	pub   *server.Publisher
 	src   *synth
@@ -43,7 +43,7 @@ func serverConfig() Config {
 
 // startLive publishes initial of the stream (as fast as it goes), starts
 // the handler and warms it up (warmUp).
-func startLive(t *testing.T, conf Config, opts synthOpts, initial time.Duration) *live {
+func startLive(t testing.TB, conf Config, opts synthOpts, initial time.Duration) *live {
 	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
