@@ -26,7 +26,7 @@ type sibling struct {
 
 // siblings returns the running muxers of the variants beside m's stream
 // (its ladder group: the source and the other rungs of a rung, the rungs
-// of a source).
+// of a source), by URI.
 func (h *Handler) siblings(m *muxer) []sibling {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -42,6 +42,7 @@ func (h *Handler) siblings(m *muxer) []sibling {
 			out = append(out, sibling{o, "../" + o.path[len(o.group)+1:] + "/stream.m3u8"})
 		}
 	}
+	slices.SortFunc(out, func(a, b sibling) int { return strings.Compare(a.uri, b.uri) })
 	return out
 }
 
@@ -49,41 +50,34 @@ func (h *Handler) siblings(m *muxer) []sibling {
 func (h *Handler) reports(m *muxer) []renditionReport {
 	var out []renditionReport
 	for _, o := range h.siblings(m) {
-		o.m.mu.RLock()
-		msn, part, ok := lastPart(o.m.seg.segs)
-		o.m.mu.RUnlock()
+		msn, part, ok := o.m.view().lastPart()
 		if ok {
 			out = append(out, renditionReport{uri: o.uri, lastMSN: msn, lastPart: part})
 		}
 	}
-	slices.SortFunc(out, func(a, b renditionReport) int { return strings.Compare(a.uri, b.uri) })
-	return out
+	return out // by URI, as siblings are
 }
 
 // siblingMSN numbers a muxer's first segment, starting at dts, like the
 // other variants of its ladder (the source and its rungs): the number of
 // their segment that starts at the same keyframe (the rungs have the
 // source's keyframes), else one past their newest. It is false when no
-// sibling runs. It is called with m.mu held, so it only tries the
-// siblings' locks: two muxers starting at once must not wait on each other.
+// sibling has a segment. It is called with m.mu held and takes no
+// sibling's lock: it reads their snapshots, so two muxers starting at once
+// never wait on each other, and the answer depends on what the siblings
+// segmented, never on whether one was busy at that moment. Siblings are
+// asked in the order of their URIs.
 func (h *Handler) siblingMSN(m *muxer, dts time.Duration) (uint64, bool) {
 	var best uint64
 	found := false
 	for _, sib := range h.siblings(m) {
-		o := sib.m
-		if !o.mu.TryRLock() {
-			continue
+		v := sib.m.view()
+		if n, ok := v.msnAt(dts); ok {
+			return n, true
 		}
-		for _, s := range o.seg.segs {
-			if s.startDTS == dts {
-				o.mu.RUnlock()
-				return s.msn, true
-			}
+		if n := len(v.segs); n > 0 && v.segs[n-1].msn+1 > best {
+			best, found = v.segs[n-1].msn+1, true
 		}
-		if n := len(o.seg.segs); n > 0 && o.seg.segs[n-1].msn+1 > best {
-			best, found = o.seg.segs[n-1].msn+1, true
-		}
-		o.mu.RUnlock()
 	}
 	return best, found
 }

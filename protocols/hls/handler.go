@@ -142,17 +142,16 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 }
 
-// waitFor waits until ready (checked under m.mu read lock) holds, the muxer
+// waitFor waits until ready holds of the muxer's snapshot, the muxer
 // stops, the request ends or BlockTimeout passes; it reports whether ready
 // held. A waiting request costs its own goroutine (net/http's) and nothing
 // else: it selects on the muxer's change channel and its own context.
-func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func() bool) bool {
+func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func(*snapshot) bool) bool {
 	timer := time.NewTimer(h.conf.BlockTimeout)
 	defer timer.Stop()
 	for {
-		m.mu.RLock()
-		ok, ch, stopped := ready(), m.changed, m.stopped
-		m.mu.RUnlock()
+		v, ch, stopped := m.state()
+		ok := ready(v)
 		if ok || stopped {
 			return ok
 		}
@@ -187,18 +186,17 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 				return
 			}
 		}
-		m.mu.RLock()
-		next := m.seg.nextMSN
-		if len(m.seg.segs) == 0 {
+		v := m.view()
+		next := v.nextMSN
+		if len(v.segs) == 0 {
 			next = max(next, m.resumeMSN)
 		}
-		m.mu.RUnlock()
 		// RFC 8216bis 6.2.5.2: more than two segments ahead is an error.
 		if msn > next+1 {
 			http.Error(w, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next), http.StatusBadRequest)
 			return
 		}
-		if !h.waitFor(req.Context(), m, func() bool { return hasPart(m.seg.segs, msn, part) }) {
+		if !h.waitFor(req.Context(), m, func(v *snapshot) bool { return v.hasPart(msn, part) }) {
 			if req.Context().Err() != nil {
 				return // the player left
 			}
@@ -206,7 +204,7 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		w.Header().Set("Cache-Control", "no-cache")
 	} else {
 		// A muxer that just started may have no complete segment yet.
-		h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+		h.waitFor(req.Context(), m, (*snapshot).hasCompleteSegment)
 		w.Header().Set("Cache-Control", "max-age=1")
 	}
 	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2", keyQuery(q.Get("key")))
@@ -234,44 +232,15 @@ func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, 
 	switch {
 	case !ok:
 	case ref.kind == "init":
-		m.mu.RLock()
-		data = m.seg.inits[int(ref.n)]
-		m.mu.RUnlock()
+		data = m.view().inits[int(ref.n)]
 	case ref.kind == "seg":
-		m.mu.RLock()
-		for _, s := range m.seg.segs {
-			if s.msn == ref.n && s.complete {
-				data = s.data
-			}
-		}
-		m.mu.RUnlock()
+		data = m.view().segmentData(ref.n)
 	case ref.kind == "part":
 		msn, idx := ref.n, ref.idx
-		// find returns the part, or gone when it will never exist
-		// (its segment ended with fewer parts, or left the window).
-		find := func() (d []byte, gone bool) {
-			if len(m.seg.segs) > 0 && msn < m.seg.segs[0].msn {
-				return nil, true
-			}
-			for _, s := range m.seg.segs {
-				if s.msn == msn {
-					if idx < len(s.parts) {
-						return s.parts[idx].data, false
-					}
-					return nil, s.complete
-				}
-			}
-			return nil, false
+		if msn <= m.view().nextMSN { // the hinted part, or one just before: block for it
+			h.waitFor(req.Context(), m, func(v *snapshot) bool { d, gone := v.partData(msn, idx); return d != nil || gone })
 		}
-		m.mu.RLock()
-		next := m.seg.nextMSN
-		m.mu.RUnlock()
-		if msn <= next { // the hinted part, or one just before: block for it
-			h.waitFor(req.Context(), m, func() bool { d, gone := find(); return d != nil || gone })
-		}
-		m.mu.RLock()
-		data, _ = find()
-		m.mu.RUnlock()
+		data, _ = m.view().partData(msn, idx)
 	}
 	if data == nil {
 		http.Error(w, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name), http.StatusNotFound)

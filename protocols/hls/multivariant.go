@@ -16,7 +16,7 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 	}
 	deadline := time.Now().Add(h.conf.BlockTimeout)
 	// Wait for a first segment so the bandwidth is measured, bounded.
-	h.waitFor(req.Context(), m, func() bool { return hasCompleteSegment(m.seg.segs) })
+	h.waitFor(req.Context(), m, (*snapshot).hasCompleteSegment)
 	if len(rends) == 0 && h.conf.Renditions != nil {
 		rends = h.conf.Renditions(m.path) // a source over TS or RTSP knows its picture size only now
 	}
@@ -69,20 +69,18 @@ func (h *Handler) waitRung(ctx context.Context, path string, deadline time.Time)
 // variant describes the muxer's own stream, its bandwidth measured from
 // its segments.
 func (m *muxer) variant(uri string) variant {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
+	snap := m.view()
 	v := variant{uri: uri}
-	if m.seg.video != nil {
-		t := m.seg.video.hub
+	if t := snap.video; t != nil {
 		v.codecs = append(v.codecs, codecString(t))
 		v.width, v.height, v.fps = t.Width, t.Height, t.FPS
 	}
-	if m.seg.audio != nil {
-		v.codecs = append(v.codecs, codecString(m.seg.audio.hub))
+	if snap.audio != nil {
+		v.codecs = append(v.codecs, codecString(snap.audio))
 	}
 	var bytes int
 	var dur time.Duration
-	for _, s := range m.seg.segs {
+	for _, s := range snap.segs {
 		if s.complete && s.dur > 0 {
 			bytes += len(s.data)
 			dur += s.dur
@@ -93,7 +91,7 @@ func (m *muxer) variant(uri string) variant {
 		v.average = int(float64(bytes*8) / dur.Seconds())
 	}
 	if v.bandwidth == 0 { // no complete segment yet: estimate from the parts
-		for _, s := range m.seg.segs {
+		for _, s := range snap.segs {
 			for _, p := range s.parts {
 				bytes += len(p.data)
 				dur += p.dur

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/internal/guard"
@@ -33,13 +34,27 @@ const (
 )
 
 // muxer is one stream's segmenter and what requests wait on.
+//
+// Locks: mu guards seg, snap's updates, err, stopped, changed and version.
+// The reader goroutine (run, feed, add) is seg's only user and holds mu
+// exclusively while it segments a batch; at the end of a batch that changed
+// the segmenter it stores a new snapshot. Requests take mu shared for a few
+// loads (the snapshot, the change channel, stopped, version, err) and then
+// work on the snapshot without any lock. Sibling variants read snap without
+// mu (it is atomic): a muxer numbering its first segment holds its own mu
+// and must not wait for another's. Lock order: muxer.mu, then Handler.mu;
+// plMu is taken alone.
 type muxer struct {
 	h      *Handler
 	path   string
 	prefix string
 
-	mu      sync.RWMutex // mu guards seg, err, stopped, changed and version
-	seg     *segmenter
+	mu  sync.RWMutex
+	seg *segmenter // the reader goroutine's, under mu: requests read snap
+	// snap is seg's state after the last batch that changed it (stored
+	// under mu, loaded with or without it).
+	snap    atomic.Pointer[snapshot]
+	snapRev uint64        // seg.revision() of snap, under mu
 	err     error         // the last segmenting error, or why the muxer stopped
 	stopped bool          // the muxer ended: waiting is pointless
 	changed chan struct{} // closed (and replaced) on every new part
@@ -91,9 +106,6 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	if i := strings.LastIndexByte(path, '/'); i > 0 && r.Stream().Derived() {
 		m.group = path[:i]
 	}
-	// Segments are cut at keyframes, so they last at least a GOP: start the
-	// target duration there, since EXT-X-TARGETDURATION must not change.
-	m.seg.maxDur = r.Stream().KeyframeInterval()
 	h.mu.Lock()
 	if old := h.muxers[path]; old != nil { // another request won the race
 		h.mu.Unlock()
@@ -102,15 +114,19 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	}
 	rp, resumed := h.resume[path]
 	resumed = resumed && time.Since(rp.at) < resumeTTL
+	discSeq := 0
 	if resumed {
-		m.seg.discSeq, m.resumeMSN = rp.discSeq, rp.nextMSN
+		discSeq, m.resumeMSN = rp.discSeq, rp.nextMSN
 	}
-	m.seg.firstMSN = func(dts time.Duration) (uint64, bool) {
+	// Segments are cut at keyframes, so they last at least a GOP: start the
+	// target duration there, since EXT-X-TARGETDURATION must not change.
+	m.seg.startAt(r.Stream().KeyframeInterval(), discSeq, func(dts time.Duration) (uint64, bool) {
 		if n, ok := h.siblingMSN(m, dts); ok {
 			return n, ok
 		}
 		return rp.nextMSN, resumed
-	}
+	})
+	m.takeSnapshot()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
 		r.Close()
@@ -172,14 +188,7 @@ func (m *muxer) run(r *server.Reader) {
 	}()
 	h.log.Info("muxer started", "path", m.path)
 	err := m.feed(ctx, r)
-	m.mu.RLock()
-	rp := resumePoint{nextMSN: m.seg.nextMSN, discSeq: m.seg.discSeq + 1, at: time.Now()}
-	for _, sg := range m.seg.segs[min(1, len(m.seg.segs)):] {
-		if sg.discontinuity {
-			rp.discSeq++
-		}
-	}
-	m.mu.RUnlock()
+	rp := m.view().resumePoint(time.Now())
 	h.mu.Lock()
 	if h.muxers[m.path] == m {
 		delete(h.muxers, m.path)
@@ -241,11 +250,33 @@ func (m *muxer) add(batch []*media.Unit, tracks func() []*media.Track) {
 			m.err = nil // segmenting again (a republish with other codecs)
 		}
 	}
+	if m.seg.revision() != m.snapRev {
+		m.takeSnapshot()
+	}
 	if cut {
 		m.version++
 		close(m.changed)
 		m.changed = make(chan struct{})
 	}
+}
+
+// takeSnapshot stores the segmenter's state for requests; m.mu must be
+// held exclusively (or the muxer not started yet).
+func (m *muxer) takeSnapshot() {
+	m.snap.Store(m.seg.snapshot())
+	m.snapRev = m.seg.revision()
+}
+
+// view returns the segmenter's state after its last change.
+func (m *muxer) view() *snapshot { return m.snap.Load() }
+
+// state returns, under one read lock, the segmenter's state with what a
+// waiting request needs beside it: the channel closed on the next change
+// and whether the muxer stopped.
+func (m *muxer) state() (v *snapshot, changed <-chan struct{}, stopped bool) {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return m.snap.Load(), m.changed, m.stopped
 }
 
 // mediaPlaylist returns the rendered media playlist, nil (with the
@@ -266,7 +297,7 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 		return c.body, nil
 	}
 	m.mu.RLock()
-	pl, v := m.playlist(), m.version
+	pl, v := m.playlist(m.snap.Load()), m.version
 	m.mu.RUnlock()
 	if len(pl.segs) == 0 {
 		return nil, err
@@ -285,17 +316,11 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 	return body, nil
 }
 
-// playlist copies what a media playlist needs; m.mu must be held.
-func (m *muxer) playlist() *mediaPlaylist {
-	segs := append([]*segment(nil), m.seg.segs...)
-	// The growing segment is copied too: its parts slice grows under the lock.
-	if n := len(segs); n > 0 && !segs[n-1].complete {
-		c := *segs[n-1]
-		c.parts = append([]*part(nil), c.parts...)
-		segs[n-1] = &c
-	}
-	return &mediaPlaylist{prefix: m.prefix, partTarget: m.seg.PartTarget(),
-		targetDur: targetDuration(m.seg.maxDur, m.h.conf.SegmentMin), segs: segs, discSeq: m.seg.discSeq}
+// playlist is what a media playlist of the snapshot v needs (its segments
+// are shared: a snapshot never changes).
+func (m *muxer) playlist(v *snapshot) *mediaPlaylist {
+	return &mediaPlaylist{prefix: m.prefix, partTarget: v.partTarget,
+		targetDur: targetDuration(v.maxDur, m.h.conf.SegmentMin), segs: v.segs, discSeq: v.discSeq}
 }
 
 // hasPart reports whether segment msn has part idx (or is complete with

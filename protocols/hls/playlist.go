@@ -22,8 +22,8 @@ func seconds(d time.Duration) string {
 	return strconv.FormatFloat(d.Seconds(), 'f', 5, 64)
 }
 
-// mediaPlaylist is the state a media playlist is rendered from, copied out
-// of the muxer under its lock.
+// mediaPlaylist is the state a media playlist is rendered from, taken from
+// a segmenter snapshot (segs is the snapshot's: read only).
 type mediaPlaylist struct {
 	prefix     string // unique per muxer: file names never repeat across muxers
 	partTarget time.Duration

@@ -2,6 +2,7 @@ package hls
 
 import (
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
@@ -49,8 +50,15 @@ type trackOut struct {
 // segmenter cuts one stream into fMP4 parts and segments. Video drives the
 // cuts: a part ends before the frame that would make it longer than
 // partTarget, a segment at the first keyframe after segmentMin. Audio-only
-// streams are cut on audio time. It is not safe for concurrent use: the
-// muxer calls it from its one reader goroutine, under the muxer's lock.
+// streams are cut on audio time.
+//
+// Lock discipline: a segmenter is not safe for concurrent use and has no
+// lock of its own. Its one writer is the muxer's reader goroutine, which
+// calls add (and takes snapshot) under the muxer's write lock (muxer.mu);
+// startAt is called once before that goroutine starts. Nothing else reads
+// its fields: requests, the variant group and the multivariant playlist
+// read the snapshot the muxer took after the last change (a *snapshot,
+// immutable), never the segmenter itself. Tests may look inside it.
 type segmenter struct {
 	partTarget, segmentMin time.Duration
 	// partTgt is the PART-TARGET announced: a whole number of frames as
@@ -82,10 +90,120 @@ type segmenter struct {
 	started   bool
 	maxDur    time.Duration // longest segment so far (target duration)
 	discSeq   int           // discontinuities that left the window
+	// rev counts the changes a snapshot shows (segments, parts, inits,
+	// numbering, tracks): a muxer takes a new snapshot when it moved.
+	rev uint64
 }
 
 func newSegmenter(partTarget, segmentMin time.Duration, window int) *segmenter {
 	return &segmenter{partTarget: partTarget, segmentMin: segmentMin, window: window, inits: map[int][]byte{}}
+}
+
+// startAt sets where a new segmenter starts, before its first unit: the
+// target duration it announces at least (maxDur, the GOP length: segments
+// last at least a GOP), the discontinuity sequence it goes on from, and
+// how its first segment is numbered (firstMSN, see the field).
+func (s *segmenter) startAt(maxDur time.Duration, discSeq int, firstMSN func(dts time.Duration) (uint64, bool)) {
+	s.maxDur, s.discSeq, s.firstMSN = maxDur, discSeq, firstMSN
+	s.rev++
+}
+
+// revision changes whenever what a snapshot shows changes.
+func (s *segmenter) revision() uint64 { return s.rev }
+
+// snapshot is what requests see of a segmenter: its state after a change,
+// copied out under the muxer's write lock. It is immutable once taken
+// (complete segments never change, the growing one is a copy, inits is
+// replaced, never modified, by the segmenter), so its readers need no lock
+// and every request woken by a new part shares the same one.
+type snapshot struct {
+	segs       []*segment     // the window, oldest first; the last may be growing
+	inits      map[int][]byte // the init segments the window needs, by version
+	nextMSN    uint64         // the number of the segment after the growing one
+	discSeq    int            // EXT-X-DISCONTINUITY-SEQUENCE
+	partTarget time.Duration  // PART-TARGET
+	maxDur     time.Duration  // the longest segment so far
+	// video and audio are the tracks of the current init (nil if none).
+	video, audio *media.Track
+}
+
+// snapshot copies out the state requests read.
+func (s *segmenter) snapshot() *snapshot {
+	segs := append([]*segment(nil), s.segs...)
+	// The growing segment is copied too: its parts slice grows.
+	if n := len(segs); n > 0 && !segs[n-1].complete {
+		c := *segs[n-1]
+		c.parts = append([]*part(nil), c.parts...)
+		segs[n-1] = &c
+	}
+	v := &snapshot{segs: segs, inits: s.inits, nextMSN: s.nextMSN, discSeq: s.discSeq,
+		partTarget: s.PartTarget(), maxDur: s.maxDur}
+	if s.video != nil {
+		v.video = s.video.hub
+	}
+	if s.audio != nil {
+		v.audio = s.audio.hub
+	}
+	return v
+}
+
+// hasPart reports whether segment msn has part idx (-1: is complete).
+func (v *snapshot) hasPart(msn uint64, idx int) bool { return hasPart(v.segs, msn, idx) }
+
+// hasCompleteSegment reports whether a playlist lists a segment.
+func (v *snapshot) hasCompleteSegment() bool { return hasCompleteSegment(v.segs) }
+
+// lastPart returns the number and index of the newest part, false if none.
+func (v *snapshot) lastPart() (uint64, int, bool) { return lastPart(v.segs) }
+
+// segmentData returns complete segment msn, nil if it is not in the window.
+func (v *snapshot) segmentData(msn uint64) []byte {
+	var data []byte
+	for _, s := range v.segs {
+		if s.msn == msn && s.complete {
+			data = s.data
+		}
+	}
+	return data
+}
+
+// partData returns part idx of segment msn, or gone when it will never
+// exist (its segment ended with fewer parts, or left the window).
+func (v *snapshot) partData(msn uint64, idx int) (d []byte, gone bool) {
+	if len(v.segs) > 0 && msn < v.segs[0].msn {
+		return nil, true
+	}
+	for _, s := range v.segs {
+		if s.msn == msn {
+			if idx < len(s.parts) {
+				return s.parts[idx].data, false
+			}
+			return nil, s.complete
+		}
+	}
+	return nil, false
+}
+
+// msnAt returns the number of the segment starting at dts, false if none
+// in the window does.
+func (v *snapshot) msnAt(dts time.Duration) (uint64, bool) {
+	for _, s := range v.segs {
+		if s.startDTS == dts {
+			return s.msn, true
+		}
+	}
+	return 0, false
+}
+
+// resumePoint is where a next muxer of the path goes on (resumePoint).
+func (v *snapshot) resumePoint(at time.Time) resumePoint {
+	rp := resumePoint{nextMSN: v.nextMSN, discSeq: v.discSeq + 1, at: at}
+	for _, sg := range v.segs[min(1, len(v.segs)):] {
+		if sg.discontinuity {
+			rp.discSeq++
+		}
+	}
+	return rp
 }
 
 // tsOf converts hub time to a timescale, relative to the origin.
@@ -153,7 +271,10 @@ func (s *segmenter) setup(tracks []*media.Track) (bool, error) {
 	}
 	s.video, s.audio = video, audio
 	s.initID++
-	s.inits[s.initID] = buf.Bytes()
+	inits := maps.Clone(s.inits) // a snapshot may hold the old map
+	inits[s.initID] = buf.Bytes()
+	s.inits = inits
+	s.rev++
 	return true, nil
 }
 
@@ -217,6 +338,7 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 	case s.video != nil && u.Track.ID == s.video.hub.ID && u.Track.IsVideo():
 		if u.Track != s.video.hub && s.video.hub.SameParams(u.Track) {
 			s.video.hub = u.Track
+			s.rev++
 		}
 		return s.addVideo(u) || cut, nil
 	case s.audio != nil && u.Track.ID == s.audio.hub.ID && !u.Track.IsVideo():
@@ -246,9 +368,12 @@ func (s *segmenter) startSegment(dts time.Duration, wall time.Time, key bool) {
 	}
 	for id := range s.inits {
 		if id < s.segs[0].init {
-			delete(s.inits, id)
+			s.inits = maps.Clone(s.inits) // a snapshot may hold the old map
+			maps.DeleteFunc(s.inits, func(id int, _ []byte) bool { return id < s.segs[0].init })
+			break
 		}
 	}
+	s.rev++
 }
 
 func (s *segmenter) cur() *segment { return s.segs[len(s.segs)-1] }
@@ -265,6 +390,7 @@ func (s *segmenter) addVideo(u *media.Unit) bool {
 	d := u.DTS - p.DTS
 	if s.partTgt == 0 && d > 0 {
 		s.partTgt = wholeFrames(s.partTarget, frameDuration(p.Track, d))
+		s.rev++
 	}
 	s.appendVideo(p, d)
 	switch {
@@ -387,6 +513,7 @@ func (s *segmenter) cutPart(end time.Duration) {
 	seg := s.cur()
 	seg.parts = append(seg.parts, &part{index: len(seg.parts), data: buf.Bytes(), dur: end - s.partStart, independent: s.partKey})
 	seg.bytes += buf.Len()
+	s.rev++
 }
 
 // finishSegment completes the growing segment.
@@ -398,6 +525,7 @@ func (s *segmenter) finishSegment() {
 		seg.data = append(seg.data, p.data...)
 	}
 	s.maxDur = max(s.maxDur, seg.dur)
+	s.rev++
 }
 
 // endSegment closes the growing segment where the stream stops (republish,
@@ -423,6 +551,7 @@ func (s *segmenter) endSegment() bool {
 	if len(seg.parts) == 0 {
 		s.segs = s.segs[:len(s.segs)-1] // nothing in it: its number is not used
 		s.nextMSN--
+		s.rev++
 		return false
 	}
 	s.finishSegment()

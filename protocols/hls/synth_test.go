@@ -281,7 +281,7 @@ func (f *feeder) add(u *media.Unit) {
 // checks it.
 func (f *feeder) render(skip bool) *mediaPL {
 	f.t.Helper()
-	body := string(f.m.playlist().render(skip))
+	body := string(f.m.playlist(f.seg.snapshot()).render(skip))
 	pl := parseMedia(f.t, body)
 	if !f.failed {
 		if problems := mediaProblems(pl, f.conf); len(problems) > 0 {
