@@ -1,9 +1,13 @@
 package hls
 
 import (
+	"context"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
 )
 
 // touchGroupLocked marks m and the other variants of its ladder (its
@@ -80,4 +84,85 @@ func (h *Handler) siblingMSN(m *muxer, dts time.Duration) (uint64, bool) {
 		}
 	}
 	return best, found
+}
+
+// rungWatch follows one rung that multivariant requests wait for (the
+// ladder is starting, or the rung does not know its picture size yet):
+// one trusted hub reader per rung, however many requests wait, started by
+// the first of them and stopped when the last leaves. The hub wakes it
+// when the rung is published (an on-demand wait) and on each batch of its
+// units (a track update comes with the unit that carries it); when the
+// rung is ready, the watch closes ready and every waiting request answers
+// at once. A watch that cannot follow the rung (nothing publishes it, the
+// stream ended) drops out of Handler.rungs without closing ready: its
+// requests wait out their deadline and look once more; the next request
+// starts a new watch.
+type rungWatch struct {
+	ready   chan struct{}  // closed when the rung is ready
+	tracks  []*media.Track // the rung's tracks, set before ready is closed
+	cancel  context.CancelFunc
+	waiters int // guarded by Handler.mu
+}
+
+// joinRungWatch returns the watch of the rung at path, starting one.
+func (h *Handler) joinRungWatch(path string) *rungWatch {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.rungs[path]
+	if w == nil {
+		ctx, cancel := context.WithCancel(h.ctx)
+		w = &rungWatch{ready: make(chan struct{}), cancel: cancel}
+		if h.ctx.Err() == nil { // closed: no watch (the request waits out its deadline)
+			h.rungs[path] = w
+			h.wg.Add(1)
+			go h.watchRung(ctx, path, w)
+		}
+	}
+	w.waiters++
+	return w
+}
+
+// leaveRungWatch ends a request's wait; the last to leave stops the watch.
+func (h *Handler) leaveRungWatch(path string, w *rungWatch) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if w.waiters--; w.waiters == 0 {
+		w.cancel()
+		if h.rungs[path] == w {
+			delete(h.rungs, path)
+		}
+	}
+}
+
+// watchRung reads the rung at path until it is ready (then it wakes the
+// waiting requests), the watch is stopped or the rung cannot be followed.
+func (h *Handler) watchRung(ctx context.Context, path string, w *rungWatch) {
+	defer h.wg.Done()
+	defer w.cancel()
+	defer func() {
+		h.mu.Lock()
+		if h.rungs[path] == w {
+			delete(h.rungs, path)
+		}
+		h.mu.Unlock()
+	}()
+	// A trusted reader (the request that waits was authorized for the
+	// source); Wait waits for an on-demand ladder to publish the rung.
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true})
+	if err != nil {
+		return
+	}
+	defer r.Close()
+	batch := make([]*media.Unit, 0, 64)
+	for {
+		if t := h.rungReady(path); t != nil {
+			w.tracks = t
+			h.rungWakes.Add(1)
+			close(w.ready)
+			return
+		}
+		if batch, err = r.NextBatch(ctx, batch[:0]); err != nil {
+			return
+		}
+	}
 }

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/streamhub/streamhub/protocols/internal/httperr"
@@ -63,7 +64,7 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu     sync.Mutex // mu guards muxers and groups
+	mu     sync.Mutex // mu guards muxers, groups, resume and rungs
 	muxers map[string]*muxer
 	// groups holds the muxers of each ladder (a source and its rungs),
 	// by the source's path.
@@ -71,6 +72,13 @@ type Handler struct {
 	// resume is where the numbering of a path's next muxer goes on, kept
 	// when a muxer stops (see resumePoint).
 	resume map[string]resumePoint
+
+	// rungs holds the watches of the rungs multivariant requests wait for
+	// (rungWatch), by path; guarded by mu.
+	rungs map[string]*rungWatch
+	// rungWakes counts the watches that found their rung ready and woke
+	// its waiting requests (for the tests).
+	rungWakes atomic.Int64
 
 	viewers *viewers
 }
@@ -80,7 +88,8 @@ type Handler struct {
 func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
-		groups: map[string]map[*muxer]struct{}{}, resume: map[string]resumePoint{}, viewers: newViewers()}
+		groups: map[string]map[*muxer]struct{}{}, resume: map[string]resumePoint{}, rungs: map[string]*rungWatch{},
+		viewers: newViewers()}
 	hub.CountViewers("hls", h.viewers.count)
 	return h
 }

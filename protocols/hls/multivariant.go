@@ -48,22 +48,47 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 
 // waitRung waits until the rung at path is published with a video track
 // whose parameters are known, and returns its tracks; nil at the deadline.
+// It does not poll: it waits on the group's watch of the rung (rungWatch),
+// which wakes every request waiting on it when the rung is ready.
 func (h *Handler) waitRung(ctx context.Context, path string, deadline time.Time) []*media.Track {
-	for {
-		if s := h.hub.Stream(path); s != nil && s.Publishing() && s.Derived() {
-			if vt, _ := pickTracks(s.Tracks()); vt != nil && vt.SPS != nil && vt.Width > 0 {
-				return s.Tracks()
-			}
-		}
-		if time.Now().After(deadline) {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(50 * time.Millisecond):
+	if t := h.rungReady(path); t != nil {
+		return t
+	}
+	if !time.Now().Before(deadline) {
+		return nil
+	}
+	w := h.joinRungWatch(path)
+	defer h.leaveRungWatch(path, w)
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case <-w.ready:
+		return w.tracks
+	case <-ctx.Done():
+		return nil
+	case <-timer.C:
+		// A rung the watch could not follow (nothing would have started
+		// it) may still have come: one last look.
+		return h.rungReady(path)
+	}
+}
+
+// rungReady returns the tracks of the rung at path if it is published
+// with a video track whose parameters are known, else nil.
+func (h *Handler) rungReady(path string) []*media.Track {
+	if s := h.hub.Stream(path); s != nil && s.Publishing() && s.Derived() {
+		if t := s.Tracks(); rungTracksReady(t) {
+			return t
 		}
 	}
+	return nil
+}
+
+// rungTracksReady reports whether a rung's tracks can be listed: a video
+// track with its parameter sets and picture size.
+func rungTracksReady(tracks []*media.Track) bool {
+	vt, _ := pickTracks(tracks)
+	return vt != nil && vt.SPS != nil && vt.Width > 0
 }
 
 // variant describes the muxer's own stream, its bandwidth measured from

@@ -45,12 +45,22 @@ func serverConfig() Config {
 // the handler and warms it up (warmUp).
 func startLive(t testing.TB, conf Config, opts synthOpts, initial time.Duration) *live {
 	t.Helper()
+	return startLiveHub(t, conf, opts, initial, nil)
+}
+
+// startLiveHub is startLive with a change to the hub's config (nil: none).
+func startLiveHub(t testing.TB, conf Config, opts synthOpts, initial time.Duration, hubConf func(*server.HubConfig)) *live {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
+	hc := server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
 		c := server.DefaultPathConfig()
 		c.GracePeriod = 0
 		return c
-	}})
+	}}
+	if hubConf != nil {
+		hubConf(&hc)
+	}
+	hub := server.NewHub(hc)
 	src := newSynth(opts)
 	pub, err := hub.PublishTrusted("live/x", src.tracks(), server.PublishOptions{Protocol: "test"})
 	if err != nil {
