@@ -178,3 +178,84 @@ func TestRungNotUpInTime(t *testing.T) {
 	}
 	l.noWatches()
 }
+
+// TestRungNumberedLikeSource: a rung's muxer, started while the source's
+// runs, numbers its segments like the source's segments that start at the
+// same keyframes (the rung carries the source's timestamps), and each
+// variant's playlist reports the other.
+func TestRungNumberedLikeSource(t *testing.T) {
+	l := startLive(t, serverConfig(), synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 2500*time.Millisecond)
+	var rtracks []*media.Track
+	for _, tr := range l.src.tracks() {
+		c := *tr
+		rtracks = append(rtracks, &c)
+	}
+	rpub, err := l.hub.PublishTrusted("live/x/160p", rtracks, server.PublishOptions{Protocol: "test", Derived: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(rpub.Close)
+	// mirror writes the next units of the source to both variants, up to
+	// and including the next video unit.
+	mirror := func() {
+		for {
+			u := l.src.next()
+			l.write(u)
+			rpub.Write(&media.Unit{Track: rtracks[u.Track.ID], PTS: u.PTS, DTS: u.DTS, KeyFrame: u.KeyFrame, Payload: u.Payload, Wall: u.Wall})
+			if u.Track.IsVideo() {
+				return
+			}
+		}
+	}
+	for range 60 { // two GOPs in the rung's cache
+		mirror()
+	}
+	l.sync()
+	ch := l.async("160p/stream.m3u8")
+	var first response
+	for deadline := time.Now().Add(10 * time.Second); first.code == 0; {
+		select {
+		case first = <-ch:
+		case <-time.After(10 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("160p/stream.m3u8: no answer within 10 s")
+			}
+			mirror()
+		}
+	}
+	if first.code != 200 {
+		t.Fatalf("160p/stream.m3u8: %d %s", first.code, first.body)
+	}
+	for range 90 {
+		mirror()
+		if l.src.peek()%(300*time.Millisecond) < 40*time.Millisecond {
+			l.sync()
+		}
+	}
+	l.sync()
+	l.h.mu.Lock()
+	src, rung := l.h.muxers["live/x"], l.h.muxers["live/x/160p"]
+	l.h.mu.Unlock()
+	if src == nil || rung == nil {
+		t.Fatal("a variant has no muxer")
+	}
+	sv, rv := src.view(), rung.view()
+	matched := 0
+	for _, rs := range rv.segs {
+		if n, ok := sv.msnAt(rs.startDTS); ok {
+			matched++
+			if n != rs.msn {
+				t.Errorf("the rung's segment at %s is %d, the source's %d", rs.startDTS, rs.msn, n)
+			}
+		}
+	}
+	if matched < 2 {
+		t.Errorf("%d of the rung's segments start where one of the source's does, want 2 or more", matched)
+	}
+	if r := l.get("stream.m3u8"); !strings.Contains(r.body, `#EXT-X-RENDITION-REPORT:URI="160p/stream.m3u8"`) {
+		t.Errorf("the source's playlist does not report the rung:\n%s", tail(r.body, 400))
+	}
+	if r := l.get("160p/stream.m3u8"); !strings.Contains(r.body, `#EXT-X-RENDITION-REPORT:URI="../stream.m3u8"`) {
+		t.Errorf("the rung's playlist does not report the source:\n%s", tail(r.body, 400))
+	}
+}
