@@ -206,6 +206,39 @@ func (v *snapshot) resumePoint(at time.Time) resumePoint {
 	return rp
 }
 
+// hasPart reports whether segment msn has part idx (or is complete with
+// fewer parts, when idx is -1: the whole segment).
+func hasPart(segs []*segment, msn uint64, idx int) bool {
+	for i := len(segs) - 1; i >= 0; i-- {
+		s := segs[i]
+		if s.msn < msn {
+			return false
+		}
+		if s.msn == msn {
+			if idx < 0 {
+				return s.complete
+			}
+			if idx < len(s.parts) {
+				return true
+			}
+			// §6.2.5.2: a Part Index past the last part of a complete
+			// segment asks for part 0 of the next one.
+			return s.complete && hasPart(segs, msn+1, 0)
+		}
+	}
+	return len(segs) > 0 && segs[0].msn > msn // already left the window
+}
+
+// hasCompleteSegment reports whether a playlist of segs lists a segment.
+func hasCompleteSegment(segs []*segment) bool {
+	for _, s := range segs {
+		if s.complete {
+			return true
+		}
+	}
+	return false
+}
+
 // tsOf converts hub time to a timescale, relative to the origin.
 func (s *segmenter) tsOf(d time.Duration, timescale int64) int64 {
 	d -= s.origin
