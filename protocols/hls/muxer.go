@@ -59,7 +59,6 @@ type muxer struct {
 	stopped bool          // the muxer ended: waiting is pointless
 	changed chan struct{} // closed (and replaced) on every new part
 	version uint64        // counts the changes
-	tracks  []*media.Track
 
 	// The rendered media playlist (plain and delta update) of a version:
 	// every player woken by a new part asks for the same bytes.
@@ -73,10 +72,9 @@ type muxer struct {
 	// starts afresh: the live edge until the first segment exists.
 	resumeMSN uint64
 
-	lastReq  time.Time // guarded by h.mu
-	group    string    // the ladder's source path: itself, or the parent of a rung
-	done     chan struct{}
-	bytesOut uint64
+	lastReq time.Time // guarded by h.mu
+	group   string    // the ladder's source path: itself, or the parent of a rung
+	done    chan struct{}
 }
 
 // muxerFor returns the running muxer of path, starting one if the stream is
@@ -102,7 +100,7 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
 	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
 		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
-		done: make(chan struct{}), tracks: r.Tracks(), group: path}
+		done: make(chan struct{}), group: path}
 	if i := strings.LastIndexByte(path, '/'); i > 0 && r.Stream().Derived() {
 		m.group = path[:i]
 	}
