@@ -36,7 +36,7 @@ type Config struct {
 	RTMP rtmp.Config `yaml:"rtmp"`
 	RTSP rtsp.Config `yaml:"rtsp"`
 	SRT  srt.Config  `yaml:"srt"`
-	HLS  HLSConfig   `yaml:"hls"`
+	HLS  hls.Config  `yaml:"hls"`
 	HTTP HTTPConfig  `yaml:"http"`
 	// Transcode is the FFmpeg ladder.
 	Transcode transcode.Config `yaml:"transcode"`
@@ -57,15 +57,6 @@ type Config struct {
 type LogConfig struct {
 	Level  string `yaml:"level"`
 	Format string `yaml:"format"`
-}
-
-// HLSConfig is the hls: section.
-type HLSConfig struct {
-	PartTarget   time.Duration `yaml:"partTarget"`
-	SegmentMin   time.Duration `yaml:"segmentMin"`
-	Window       int           `yaml:"window"`
-	IdleTimeout  time.Duration `yaml:"idleTimeout"`
-	BlockTimeout time.Duration `yaml:"blockTimeout"`
 }
 
 // HTTPConfig is the http: section.
@@ -258,21 +249,7 @@ func (c *Config) Validate() []error {
 	if c.HTTP.WriteTimeout < 100*time.Millisecond || c.HTTP.WriteTimeout > 10*time.Minute {
 		bad("http.writeTimeout", "must be between 100ms and 10m (got %s)", c.HTTP.WriteTimeout)
 	}
-	if c.HLS.PartTarget < 50*time.Millisecond || c.HLS.PartTarget > 2*time.Second {
-		bad("hls.partTarget", "must be between 50ms and 2s (got %s)", c.HLS.PartTarget)
-	}
-	if c.HLS.SegmentMin < c.HLS.PartTarget || c.HLS.SegmentMin > 30*time.Second {
-		bad("hls.segmentMin", "must be between hls.partTarget and 30s (got %s)", c.HLS.SegmentMin)
-	}
-	if c.HLS.Window < 3 || c.HLS.Window > 100 {
-		bad("hls.window", "must be between 3 and 100 segments (got %d)", c.HLS.Window)
-	}
-	if c.HLS.IdleTimeout < time.Second || c.HLS.IdleTimeout > time.Hour {
-		bad("hls.idleTimeout", "must be between 1s and 1h (got %s)", c.HLS.IdleTimeout)
-	}
-	if c.HLS.BlockTimeout < time.Second || c.HLS.BlockTimeout > time.Minute {
-		bad("hls.blockTimeout", "must be between 1s and 1m (got %s)", c.HLS.BlockTimeout)
-	}
+	errs = append(errs, c.HLS.Validate("hls")...)
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
 	}
@@ -406,11 +383,8 @@ func (c *Config) RTMPServerConfig() rtmp.Config {
 	return r
 }
 
-// HLSServerConfig returns the hls package's Config.
-func (c *Config) HLSServerConfig() hls.Config {
-	return hls.Config{PartTarget: c.HLS.PartTarget, SegmentMin: c.HLS.SegmentMin, Window: c.HLS.Window,
-		IdleTimeout: c.HLS.IdleTimeout, BlockTimeout: c.HLS.BlockTimeout}
-}
+// HLSServerConfig returns the hls: section.
+func (c *Config) HLSServerConfig() hls.Config { return c.HLS }
 
 // SRTServerConfig returns the srt: section.
 func (c *Config) SRTServerConfig() srt.Config { return c.SRT }

@@ -23,6 +23,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/protocols/internal/httperr"
 	"github.com/streamhub/streamhub/server"
 )
@@ -30,20 +31,36 @@ import (
 // Config configures LL-HLS.
 type Config struct {
 	// PartTarget is the part duration aimed at (EXT-X-PART-INF).
-	PartTarget time.Duration
+	PartTarget time.Duration `yaml:"partTarget"`
 	// SegmentMin is the shortest segment: segments are cut at the first
 	// keyframe after it.
-	SegmentMin time.Duration
+	SegmentMin time.Duration `yaml:"segmentMin"`
 	// Window is how many complete segments a playlist lists.
-	Window int
+	Window int `yaml:"window"`
 	// IdleTimeout stops a muxer nobody asked for in this long.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `yaml:"idleTimeout"`
 	// BlockTimeout bounds a blocking playlist or part request.
-	BlockTimeout time.Duration
+	BlockTimeout time.Duration `yaml:"blockTimeout"`
 	// Renditions, if set, returns the ladder rungs of a live source path
 	// (and starts an on-demand ladder); the multivariant playlist lists
-	// each as <name>/stream.m3u8 beside the source.
-	Renditions func(path string) []Rendition
+	// each as <name>/stream.m3u8 beside the source. Set by main.
+	Renditions func(path string) []Rendition `yaml:"-"`
+}
+
+// Validate returns the problems of the section at prefix ("hls"), each
+// naming its key.
+func (c *Config) Validate(prefix string) []error {
+	p := conf.New(prefix)
+	p.Duration("partTarget", c.PartTarget, 50*time.Millisecond, 2*time.Second)
+	if c.SegmentMin < c.PartTarget || c.SegmentMin > 30*time.Second {
+		p.Bad("segmentMin", "must be between %s.partTarget and 30s (got %s)", prefix, c.SegmentMin)
+	}
+	if c.Window < 3 || c.Window > 100 {
+		p.Bad("window", "must be between 3 and 100 segments (got %d)", c.Window)
+	}
+	p.Duration("idleTimeout", c.IdleTimeout, time.Second, time.Hour)
+	p.Duration("blockTimeout", c.BlockTimeout, time.Second, time.Minute)
+	return p.Errs()
 }
 
 // Rendition is one ladder rung of a source, published as <path>/<Name>.
