@@ -1,6 +1,6 @@
-// Command streamhub is a live media server in one static binary: RTMP, SRT
-// and RTSP in; HTTP-FLV, LL-HLS, RTSP, RTMP and SRT out; a GOP cache for
-// instant start and an FFmpeg bitrate ladder.
+// Command streamhub is a live media server in one static binary: RTMP, SRT,
+// RTSP and WebRTC (WHIP) in; HTTP-FLV, LL-HLS, RTSP, RTMP, SRT and WebRTC
+// (WHEP) out; a GOP cache for instant start and an FFmpeg bitrate ladder.
 package main
 
 import (
@@ -63,7 +63,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 	root := &cobra.Command{
 		Use:           "streamhub",
-		Short:         "Live media server: RTMP, SRT and RTSP in; HTTP-FLV, LL-HLS, RTSP, RTMP and SRT out",
+		Short:         "Live media server: RTMP, SRT, RTSP and WHIP in; HTTP-FLV, LL-HLS, RTSP, RTMP, SRT and WHEP out",
 		Args:          cobra.NoArgs,
 		SilenceUsage:  true,
 		SilenceErrors: false,
