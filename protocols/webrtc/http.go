@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/streamhub/streamhub/internal/guard"
@@ -156,8 +157,8 @@ func readBody(w http.ResponseWriter, r *http.Request, contentType string, limit 
 
 // refuse answers a refused POST and logs it (summarized per address).
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, kind, path string, status int, err error) {
-	s.hub.LogRefusal(s.log, r.RemoteAddr, "session refused", "kind", kind, "path", server.LogPath(path),
-		"remote", r.RemoteAddr, "status", status, "reason", guard.Truncate(err.Error()))
+	s.hub.LogRefusal(s.log, r.RemoteAddr, kind+" "+strconv.Itoa(status), "session refused", "kind", kind,
+		"path", server.LogPath(path), "remote", r.RemoteAddr, "status", status, "reason", guard.Truncate(err.Error()))
 	http.Error(w, err.Error(), status)
 }
 

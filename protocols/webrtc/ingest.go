@@ -45,17 +45,18 @@ type whipIngest struct {
 	enc      AudioEncoder
 	opus     *media.Track
 	aac      *media.Track
-	expected int // media sections the answer accepted
+	expected int // media sections the answer accepted; guarded by mu
 
 	kick chan struct{} // a keyframe request, for serve (never blocks)
 
-	mu      sync.Mutex // mu guards the fields below and the units of every track
-	t0      time.Time  // arrival of the first packet: the session's time origin
-	tracks  []*inTrack
-	ready   chan struct{} // closed when every expected track arrived
-	pub     *server.Publisher
-	lastKey time.Time // arrival of the last keyframe
-	wg      sync.WaitGroup
+	mu        sync.Mutex // mu guards the fields below and the units of every track
+	t0        time.Time  // arrival of the first packet: the session's time origin
+	tracks    []*inTrack
+	ready     chan struct{} // closed when every expected track arrived
+	readyOnce sync.Once
+	pub       *server.Publisher
+	lastKey   time.Time // arrival of the last keyframe
+	wg        sync.WaitGroup
 }
 
 // inTrack is one received track.
@@ -107,8 +108,14 @@ func (s *Server) newWHIP(r *http.Request, path, key string, peer server.Peer, of
 		return nil, err
 	}
 	claim.SetKick(func() { ss.end(errKicked) })
-	in.expected = acceptedSections(ss.answer)
-	if in.expected == 0 {
+	expected := acceptedSections(ss.answer)
+	in.mu.Lock() // the connection is up: tracks may be arriving already
+	in.expected = expected
+	if expected > 0 && len(in.tracks) >= expected {
+		in.readyOnce.Do(func() { close(in.ready) })
+	}
+	in.mu.Unlock()
+	if expected == 0 {
 		ss.pc.Close()
 		claim.Release()
 		return nil, badRequest("webrtc: no media section of the offer can be taken: streamhub takes %s", supportedCodecs)
@@ -204,8 +211,8 @@ func (in *whipIngest) onTrack(remote *pwebrtc.TrackRemote, recv *pwebrtc.RTPRece
 		it.track = t
 	}
 	in.tracks = append(in.tracks, it)
-	if len(in.tracks) == in.expected {
-		close(in.ready)
+	if in.expected > 0 && len(in.tracks) >= in.expected {
+		in.readyOnce.Do(func() { close(in.ready) })
 	}
 	in.wg.Add(2)
 	in.mu.Unlock()
