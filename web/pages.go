@@ -260,11 +260,30 @@ func validRung(path, rung string) bool {
 	return rung != "" && rung != "source" && !strings.Contains(rung, "/") && server.ValidatePath(path+"/"+rung) == nil
 }
 
+// broadcastConf is what golive.js and chat.js get, as JSON in the
+// broadcast page.
+type broadcastConf struct {
+	API string `json:"api"` // the streams API: POST creates, GET <api>/<id> has the figures
+	// WebRTC says that the server takes WHIP (Config.WebRTC): the page goes
+	// live from the browser at /<path>/whip.
+	WebRTC     bool        `json:"webrtc"`
+	ICEServers []ICEServer `json:"iceServers"`
+	// Chat is "": the page joins /chat/<path> once it is live there.
+	Chat         string `json:"chat"`
+	ChatMaxBytes int    `json:"chatMaxBytes"`
+}
+
 // broadcastPage is the data of broadcast.html.
 type broadcastPage struct {
-	API string
+	API  string
+	Conf broadcastConf
 }
 
 func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "broadcast.html", broadcastPage{API: "/api/v1/streams"})
+	conf := broadcastConf{API: "/api/v1/streams", WebRTC: h.conf.WebRTC, ICEServers: h.conf.ICEServers,
+		ChatMaxBytes: h.conf.ChatMaxBytes}
+	if conf.ICEServers == nil {
+		conf.ICEServers = []ICEServer{}
+	}
+	h.render(w, http.StatusOK, "broadcast.html", broadcastPage{API: conf.API, Conf: conf})
 }

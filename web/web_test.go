@@ -114,10 +114,11 @@ func TestTemplatesEscape(t *testing.T) {
 	conf := watchConf{Path: "a" + evil, Mode: "flv", Rung: evil, Rungs: []string{evil}, HLS: evil, FLV: evil, Chat: evil,
 		Libs: map[string]string{"hls": evil}, Missing: evil}
 	for page, data := range map[string]any{
-		"home.html":      homePage{Streams: []streamInfo{{Path: evil, Watch: evil, Width: 1, Height: 1}}, Host: evil},
-		"watch.html":     watchPage{Path: evil, Conf: conf, Missing: []string{evil}, Hint: evil},
-		"error.html":     errorPage{Title: evil, Message: evil},
-		"broadcast.html": broadcastPage{API: evil},
+		"home.html":  homePage{Streams: []streamInfo{{Path: evil, Watch: evil, Width: 1, Height: 1}}, Host: evil},
+		"watch.html": watchPage{Path: evil, Conf: conf, Missing: []string{evil}, Hint: evil},
+		"error.html": errorPage{Title: evil, Message: evil},
+		"broadcast.html": broadcastPage{API: evil, Conf: broadcastConf{API: evil, WebRTC: true, Chat: evil,
+			ICEServers: []ICEServer{{URLs: []string{evil}, Username: evil, Credential: evil}}}},
 	} {
 		w := httptest.NewRecorder()
 		h.render(w, 200, page, data)
@@ -201,6 +202,9 @@ func TestBroadcastPage(t *testing.T) {
 		if code != 200 || !strings.Contains(page, want) {
 			t.Errorf("broadcast page (status %d) lacks %q", code, want)
 		}
+	}
+	if strings.Contains(page, `id="live-form"`) || !strings.Contains(page, `id="golive-off"`) || strings.Contains(page, "golive.js") {
+		t.Errorf("broadcast page without WebRTC offers to go live from the browser:\n%s", page)
 	}
 	// Until the API is there, its URLs answer JSON errors the page shows.
 	resp, err := http.Post(srv.URL+"/api/v1/streams", "application/json", strings.NewReader(`{"name":"x"}`))
@@ -303,5 +307,54 @@ func TestHomeHidesProtectedStreams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With WebRTC on, the broadcast page has the go-live part (preview, path,
+// key, Go live, Stop, figures, chat) and its settings: the API, the ICE
+// servers for RTCPeerConnection, the chat's limit.
+func TestBroadcastPageGoLive(t *testing.T) {
+	conf := DefaultConfig()
+	conf.WebRTC = true
+	conf.ICEServers = []ICEServer{{URLs: []string{"stun:stun.example.com:3478"}},
+		{URLs: []string{"turn:turn.example.com:3478?transport=udp"}, Username: "u", Credential: "c"}}
+	_, srv := newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), conf)
+	code, page := get(t, srv.URL+"/broadcast")
+	for _, want := range []string{`id="preview"`, `id="source"`, `value="screen"`, `id="live-path"`,
+		`id="live-key" name="key" type="password"`, `id="live-button"`, `id="stop-button"`, `id="live-bitrate"`,
+		`id="live-viewers"`, `id="chat-log"`, `src="/static/golive.js?v=`, `src="/static/chat.js?v=`, `data-api="/api/v1/streams"`} {
+		if code != 200 || !strings.Contains(page, want) {
+			t.Errorf("broadcast page (status %d) lacks %q", code, want)
+		}
+	}
+	m := regexp.MustCompile(`(?s)<script type="application/json" id="broadcast-conf">(.*?)</script>`).FindStringSubmatch(page)
+	var c struct {
+		API        string `json:"api"`
+		WebRTC     bool   `json:"webrtc"`
+		ICEServers []struct {
+			URLs       []string `json:"urls"`
+			Username   string   `json:"username"`
+			Credential string   `json:"credential"`
+		} `json:"iceServers"`
+		Chat         *string `json:"chat"`
+		ChatMaxBytes int     `json:"chatMaxBytes"`
+	}
+	if m == nil || json.Unmarshal([]byte(m[1]), &c) != nil {
+		t.Fatalf("no broadcast-conf JSON:\n%s", page)
+	}
+	if c.API != "/api/v1/streams" || !c.WebRTC || c.ChatMaxBytes != 500 || c.Chat == nil || *c.Chat != "" || len(c.ICEServers) != 2 ||
+		c.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" || c.ICEServers[0].Username != "" ||
+		c.ICEServers[1].Username != "u" || c.ICEServers[1].Credential != "c" {
+		t.Errorf("broadcast-conf %+v", c)
+	}
+	// No ICE server: an empty list (RTCPeerConnection takes [] but not null).
+	conf.ICEServers = nil
+	_, srv = newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), conf)
+	if _, page = get(t, srv.URL+"/broadcast"); !strings.Contains(page, `"iceServers":[]`) {
+		t.Errorf("no ICE servers: want \"iceServers\":[] in the page:\n%s", page)
+	}
+	code, js := get(t, srv.URL+"/static/golive.js")
+	if code != 200 || !strings.Contains(js, "/whip") {
+		t.Errorf("golive.js: status %d", code)
 	}
 }
