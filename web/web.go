@@ -1,12 +1,12 @@
 // Package web serves the pages embedded in the binary: the list of live
-// streams, a watch page per stream (hls.js or mpegts.js, a rendition
+// streams, a watch page per stream (hls.js, mpegts.js or WHEP, a rendition
 // picker, a latency readout and a chat) and a broadcast page that creates
 // a stream through the API, shows the settings for OBS and goes live from
 // the browser's camera or screen over WHIP.
 //
 //	GET /                   live streams (refreshed from /streams.json)
 //	GET /streams.json       the same list as JSON
-//	GET /watch/<path>       player and chat; ?mode=hls|flv&rung=<name>
+//	GET /watch/<path>       player and chat; ?mode=webrtc|hls|flv&rung=<name>
 //	GET /broadcast          create a stream (POST /api/v1/streams from the page), go live over WHIP
 //	GET /chat/<path>        the chat room of <path> (WebSocket, chat.go)
 //	GET /static/...         CSS, scripts and the player libraries (static/vendor)

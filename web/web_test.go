@@ -183,6 +183,12 @@ func TestWatchPage(t *testing.T) {
 	if c.Mode != "hls" || c.Rung != "" {
 		t.Errorf("?mode=nope&rung=..: %+v, want mode hls and the source", c)
 	}
+	if c.WHEP != "" || len(c.ICEServers) != 0 {
+		t.Errorf("without WebRTC the page has a WHEP URL %q or ICE servers %v", c.WHEP, c.ICEServers)
+	}
+	if c = watchConfOf("/watch/live/test?mode=webrtc"); c.Mode != "hls" {
+		t.Errorf("?mode=webrtc without WebRTC: mode %q, want hls", c.Mode)
+	}
 	// A rung of a live stream has a page too (it may start on demand).
 	if c = watchConfOf("/watch/live/test/160p"); c.Path != "live/test/160p" {
 		t.Errorf("rung page: %+v", c)
@@ -356,5 +362,56 @@ func TestBroadcastPageGoLive(t *testing.T) {
 	code, js := get(t, srv.URL+"/static/golive.js")
 	if code != 200 || !strings.Contains(js, "/whip") {
 		t.Errorf("golive.js: status %d", code)
+	}
+}
+
+// With WebRTC on, the watch page plays over WHEP by default when the
+// stream's video can go to a browser (H.264, AV1), with the ICE servers
+// and the key; ?mode= still picks the others.
+func TestWatchPageWebRTC(t *testing.T) {
+	hub := newTestHub(t)
+	hevc, err := hub.PublishTrusted("live/hevc", []*media.Track{{ID: 0, Codec: media.CodecH265, Width: 640, Height: 360}},
+		server.PublishOptions{Protocol: "rtmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hevc.Close)
+	conf := DefaultConfig()
+	conf.WebRTC = true
+	conf.ICEServers = []ICEServer{{URLs: []string{"stun:stun.example.com:3478"}}}
+	conf.Renditions = func(string) []string { return []string{"240p"} }
+	_, srv := newTestServer(t, hub, conf)
+	watchConfOf := func(url string) (watchConf, string) {
+		t.Helper()
+		code, page := get(t, srv.URL+url)
+		m := regexp.MustCompile(`(?s)id="watch-conf">(.*?)</script>`).FindStringSubmatch(page)
+		var c watchConf
+		if code != 200 || m == nil || json.Unmarshal([]byte(m[1]), &c) != nil {
+			t.Fatalf("GET %s: status %d, no watch-conf JSON:\n%s", url, code, page)
+		}
+		return c, page
+	}
+	c, page := watchConfOf("/watch/live/test")
+	if c.Mode != "webrtc" || c.WHEP != "/live/test/whep" || len(c.ICEServers) != 1 || c.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" {
+		t.Errorf("default: %+v; want mode webrtc, WHEP /live/test/whep and the ICE server", c)
+	}
+	if !strings.Contains(page, `<option value="webrtc">`) || !strings.Contains(page, `id="fallback"`) {
+		t.Errorf("the page lacks the WebRTC mode or the fallback line:\n%s", page)
+	}
+	for url, want := range map[string]string{
+		"/watch/live/test?mode=hls":    "hls",
+		"/watch/live/test?mode=flv":    "flv",
+		"/watch/live/test?mode=webrtc": "webrtc",
+		"/watch/live/test?mode=nope":   "hls", // asked for something else: the long-standing default
+		"/watch/live/test/240p":        "webrtc",
+		"/watch/live/hevc":             "hls", // H.265: few browsers take it over WebRTC
+		"/watch/live/hevc?mode=webrtc": "webrtc",
+	} {
+		if c, _ := watchConfOf(url); c.Mode != want {
+			t.Errorf("GET %s: mode %q, want %q", url, c.Mode, want)
+		}
+	}
+	if c, _ := watchConfOf("/watch/live/test?key=a%20b&rung=240p"); c.WHEP != "/live/test/whep?key=a+b" || c.KeyQuery != "?key=a+b" || c.Rung != "240p" {
+		t.Errorf("with a key: %+v; want the key on the WHEP URL", c)
 	}
 }
