@@ -64,6 +64,10 @@ type broadcastResult struct {
 	Busy    *liveState `json:"busy"`
 	Stopped *liveState `json:"stopped"`
 	Refused *liveState `json:"refused"`
+	Kicked  *struct {
+		liveState
+		AfterMs int `json:"afterMs"`
+	} `json:"kicked"`
 	Errors  []string   `json:"errors"`
 	Console []string   `json:"console"`
 }
@@ -207,6 +211,10 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 	}
 	s.waitLog(t, 5*time.Second, "ended by the client (DELETE)")
 
+	// Live again: kicked on the server, the page must say so.
+	event("live2", 45*time.Second)
+	kickPublisher(t, s, path)
+
 	code, ok := node.wait(60 * time.Second)
 	if !ok {
 		stopNode()
@@ -292,6 +300,11 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 	if r := res.Refused; r == nil || r.Phase == "live" || !strings.Contains(r.Error, "HTTP 401") || !strings.Contains(r.Error, "key") {
 		t.Errorf("a wrong key: %+v; want the server's 401 and its reason shown", r)
 	}
+	if k := res.Kicked; k == nil || !strings.Contains(k.Error, "server ended the session") || k.PreviewLive {
+		t.Errorf("kicked on the server: %+v; want the page to stop and say so", k)
+	} else {
+		t.Logf("the page saw the kick after %d ms", k.AfterMs)
+	}
 }
 
 // grepLines returns the lines of s that contain sub.
@@ -349,4 +362,36 @@ func flvAudioCodec(t *testing.T, url string) string {
 		}
 	}
 	return ""
+}
+
+// kickPublisher waits for path's publisher in /api/v1/sessions and kicks
+// it (DELETE /api/v1/sessions/<id>).
+func kickPublisher(t *testing.T, s *streamhub, path string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var list struct {
+			Sessions []struct{ ID, Kind, Path string }
+		}
+		_, body := httpGet(t, "http://"+s.httpAddr+"/api/v1/sessions")
+		json.Unmarshal(body, &list) //nolint:errcheck // an empty list is retried
+		for _, ss := range list.Sessions {
+			if ss.Kind == "publisher" && ss.Path == path {
+				req, _ := http.NewRequest(http.MethodDelete, "http://"+s.httpAddr+"/api/v1/sessions/"+ss.ID, nil)
+				resp, err := http.DefaultClient.Do(req)
+				if err != nil {
+					t.Fatalf("DELETE /api/v1/sessions/%s: %v", ss.ID, err)
+				}
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					t.Fatalf("DELETE /api/v1/sessions/%s: %s", ss.ID, resp.Status)
+				}
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no publisher on %s in /api/v1/sessions after 10 s:\n%s", path, body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }

@@ -13,10 +13,15 @@
 //
 // After "live" the page stays live until FILE exists (or --hold seconds,
 // default 60, passed); meanwhile it records the page's figures. Then it
-// clicks Stop, and goes live again with a wrong key to see the server's
-// refusal shown on the page. The result is the last line:
+// clicks Stop, goes live again with a wrong key to see the server's
+// refusal shown on the page, and then with the right key:
 //
-//	{"ok":true,"created":{..},"live":{..},"busy":{..},"stopped":{..},"refused":{..},"errors":[..],"console":[..]}
+//	{"event":"live2","path":"live/<id>"}
+//
+// after which the test kicks the session on the server; the page must say
+// so within 30 s (kicked, with afterMs). The result is the last line:
+//
+//	{"ok":true,"created":{..},"live":{..},"busy":{..},"stopped":{..},"refused":{..},"kicked":{..},"errors":[..],"console":[..]}
 //
 // Exit status 0 when every step ran, 1 when a step failed, 2 on a setup
 // failure or timeout (lib.mjs).
@@ -77,7 +82,7 @@ const pageState = (pg) =>
 async function main() {
   const opts = parseArgs(process.argv.slice(2));
   const base = opts.base;
-  const res = { ok: false, base, created: {}, live: {}, busy: {}, stopped: {}, refused: {}, errors: [], console: [] };
+  const res = { ok: false, base, created: {}, live: {}, busy: {}, stopped: {}, refused: {}, kicked: null, errors: [], console: [] };
   const run = session(res, { timeoutMs: opts.timeout * 1000, timeoutError: `timeout: no result within ${opts.timeout}s` });
   const step = (name, ok, what) => {
     if (!ok) throw new Error(`step ${name}: ${what}`);
@@ -168,6 +173,23 @@ async function main() {
       return s.error || s.phase === 'live' ? s : null;
     }, 20000);
     step('refused', res.refused, 'no answer to a wrong key within 20 s');
+
+    // 6. Live again; the test kicks the session on the server: the page
+    // must notice and say so.
+    await pg.fill('#live-key', res.created.obsKey);
+    await pg.click('#live-button');
+    const again = await waitFor(async () => {
+      const s = await pageState(pg);
+      return s.phase === 'live' || s.error ? s : null;
+    }, 20000);
+    step('live again', again && again.phase === 'live', 'not live again within 20 s: ' + JSON.stringify(again));
+    process.stdout.write(JSON.stringify({ event: 'live2', path: again.path }) + '\n');
+    const t1 = Date.now();
+    res.kicked = await waitFor(async () => {
+      const s = await pageState(pg);
+      return s.phase !== 'live' ? s : null;
+    }, 30000, 250);
+    if (res.kicked) res.kicked.afterMs = Date.now() - t1;
 
     res.ok = true;
     await run.finish(0);

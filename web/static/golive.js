@@ -48,6 +48,7 @@
   let pc = null;
   let etag = '';
   let gen = 0; // counts the sessions: callbacks of an old one do nothing
+  let connectedAt = 0; // performance.now() when this session's connection came up
   let timers = [];
 
   function note(text) {
@@ -232,6 +233,7 @@
       return;
     }
     const my = ++gen;
+    connectedAt = 0;
     state.path = path;
     setPhase('connecting');
     setStatus('starting the camera…');
@@ -275,6 +277,7 @@
       note('connection ' + p.connectionState);
       switch (p.connectionState) {
         case 'connected':
+          if (!connectedAt) connectedAt = performance.now();
           setPhase('live');
           setStatus('live on ' + path);
           watchEl.href = '/watch/' + path;
@@ -292,6 +295,9 @@
         case 'failed':
           stop('', 'The connection to the server failed (ICE or DTLS): the server may have ended the session, ' +
             'or its WebRTC port (webrtc.udpAddress / tcpAddress) is not reachable from here.');
+          break;
+        case 'closed': // by the server (the key was rotated, the stream deleted, the server stopped)
+          stop('', 'The server ended the session.');
           break;
       }
     });
@@ -370,12 +376,24 @@
       bitrateEl.textContent = 'sending ' + f.kbps + ' kb/s';
       sizeEl.textContent = w ? w + '×' + h + (fps ? ' · ' + Math.round(fps) + ' fps' : '') : '';
     }, 1000));
+    // The server's view: a session it ended (kicked, key rotated, stream
+    // deleted) may look connected here for up to 30 s, until ICE consent
+    // fails; the stream no longer publishing there says it at once.
+    let notLive = 0;
     const viewers = async () => {
       if (my !== gen) return;
-      const n = await countViewers(state.path);
+      const v = await countViewers(state.path);
       if (my !== gen) return;
-      state.figures.viewers = n;
-      viewersEl.textContent = n === null ? 'viewers –' : n + (n === 1 ? ' viewer' : ' viewers');
+      state.figures.viewers = v.viewers;
+      viewersEl.textContent = v.viewers === null ? 'viewers –' : v.viewers + (v.viewers === 1 ? ' viewer' : ' viewers');
+      // The hub has the stream within 3 s of the connection (once every
+      // track sent a packet): not publishing after that, twice, is an end.
+      const settled = connectedAt > 0 && performance.now() - connectedAt > 4000;
+      if (v.publishing !== false || !settled) {
+        notLive = 0;
+      } else if (++notLive >= 2) {
+        stop('', 'The server ended the session: ' + state.path + ' is no longer live there (kicked, key rotated or stream deleted?).');
+      }
     };
     timers.push(setInterval(viewers, 3000));
     viewers();
@@ -383,27 +401,35 @@
 
   // countViewers asks the streams API for the stream created on this page
   // (its players by protocol, the ladder's and audio jobs left out), else
-  // the public list of live streams; null when neither knows the path.
+  // the public list of live streams. It returns {viewers, publishing}:
+  // viewers null when neither knows the path, publishing true or false
+  // when the server said so, else null.
   async function countViewers(path) {
+    const out = { viewers: null, publishing: null };
     try {
       if (created && created.path === path && created.id) {
         const res = await fetch(conf.api + '/' + encodeURIComponent(created.id), { headers: { Accept: 'application/json' }, cache: 'no-store' });
         if (res.ok) {
           const s = await res.json();
-          const by = (s.figures && s.figures.readersByProtocol) || {};
-          let n = 0;
-          for (const [proto, k] of Object.entries(by)) if (proto !== 'transcode') n += Number(k) || 0;
-          return s.figures ? n : 0;
+          const f = s.figures;
+          out.publishing = !!(s.live && f && f.publishing);
+          out.viewers = 0;
+          for (const [proto, k] of Object.entries((f && f.readersByProtocol) || {})) if (proto !== 'transcode') out.viewers += Number(k) || 0;
+          return out;
         }
       }
       const res = await fetch('/streams.json', { cache: 'no-store' });
-      if (!res.ok) return null;
+      if (!res.ok) return out;
       const { streams } = await res.json();
       const s = (streams || []).find((x) => x.path === path);
-      return s ? s.viewers : null;
+      if (s) {
+        out.viewers = s.viewers;
+        out.publishing = !!s.live;
+      }
     } catch (e) {
-      return null;
+      // the server restarts or the network is down: nothing known
     }
+    return out;
   }
 
   // stop ends the session (DELETE), the connection and, unless keepMedia,
