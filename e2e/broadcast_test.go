@@ -34,17 +34,18 @@ type liveState struct {
 		Viewers    *int `json:"viewers"`
 		Audio      bool `json:"audio"`
 	} `json:"figures"`
-	Events       []string `json:"events"`
-	Status       string   `json:"status"`
-	Error        string   `json:"error"`
-	BitrateText  string   `json:"bitrateText"`
-	ViewersText  string   `json:"viewersText"`
-	ChatStatus   string   `json:"chatStatus"`
-	ChatLines    []string `json:"chatLines"`
-	PreviewLive  bool     `json:"previewLive"`
-	PreviewWidth int      `json:"previewWidth"`
-	Path         string   `json:"path"`
-	KeySet       bool     `json:"keySet"`
+	Events        []string `json:"events"`
+	Status        string   `json:"status"`
+	Error         string   `json:"error"`
+	BitrateText   string   `json:"bitrateText"`
+	ViewersText   string   `json:"viewersText"`
+	ChatStatus    string   `json:"chatStatus"`
+	ChatLines     []string `json:"chatLines"`
+	PreviewLive   bool     `json:"previewLive"`
+	PreviewTracks []string `json:"previewTracks"`
+	PreviewWidth  int      `json:"previewWidth"`
+	Path          string   `json:"path"`
+	KeySet        bool     `json:"keySet"`
 }
 
 // broadcastResult is the JSON line printed by broadcast.mjs.
@@ -68,8 +69,8 @@ type broadcastResult struct {
 		liveState
 		AfterMs int `json:"afterMs"`
 	} `json:"kicked"`
-	Errors  []string   `json:"errors"`
-	Console []string   `json:"console"`
+	Errors  []string `json:"errors"`
+	Console []string `json:"console"`
 }
 
 // probeStreams returns the streams ffprobe finds at url, by codec type.
@@ -138,6 +139,9 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 		t.Fatalf("live event %v: want a path live/<id> and a session under /<path>/whip/", live)
 	}
 	t.Logf("the page went live on %s after %s", path, time.Since(start).Round(time.Millisecond))
+	// The page is live once its connection is up; the hub has the stream
+	// once every track sent a packet.
+	waitLive(t, s, path, nil)
 
 	// (a) ffmpeg decodes the stream over HTTP-FLV and LL-HLS (together,
 	// while the page publishes). A WHIP publisher's audio is Opus; FLV and
@@ -293,6 +297,8 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 	}
 	if b := res.Busy; b == nil || b.Phase == "live" || !strings.Contains(b.Error, "HTTP 409") || !strings.Contains(b.Error, "busy") {
 		t.Errorf("second page on the same path: %+v; want the server's 409 shown", b)
+	} else if !b.PreviewLive || !strings.Contains(strings.Join(b.PreviewTracks, ","), "video screen") {
+		t.Errorf("second page's capture: tracks %q; want the (fake) screen", b.PreviewTracks)
 	}
 	if st := res.Stopped; st == nil || st.Location != "" || st.PreviewLive || !strings.Contains(strings.Join(st.Events, "\n"), "DELETE 200") {
 		t.Errorf("after Stop: %+v; want DELETE 200, no session, the capture ended", st)

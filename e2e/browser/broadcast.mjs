@@ -71,6 +71,7 @@ const pageState = (pg) =>
       chatStatus: el('chat-status').textContent,
       chatLines: [...el('chat-log').children].map((li) => li.textContent),
       previewLive: !!(pv.srcObject && pv.srcObject.getTracks().some((t) => t.readyState === 'live')),
+      previewTracks: pv.srcObject ? pv.srcObject.getTracks().map((t) => t.kind + ' ' + t.label) : [],
       previewWidth: pv.videoWidth,
       path: el('live-path').value,
       keySet: el('live-key').value !== '',
@@ -128,11 +129,13 @@ async function main() {
       await pg.fill('#chat-text', 'hello from the broadcast page');
       await pg.click('#chat-send');
     }
-    // A second page cannot go live on the same path meanwhile.
+    // A second page, sharing a (fake) screen, cannot go live on the same
+    // path meanwhile.
     const pgB = await pg.context().newPage();
     watchConsole(pgB, 'B');
     pgB.on('pageerror', (e) => res.errors.push(`pageerror B: ${e.message}`));
     await pgB.goto(base + '/broadcast', { timeout: 10000 });
+    await pgB.selectOption('#source', 'screen');
     await pgB.selectOption('#size', opts.size);
     await pgB.fill('#live-path', live.path);
     await pgB.fill('#live-key', res.created.obsKey);
