@@ -130,8 +130,12 @@ type WebConfig struct {
 // main adds).
 func (c *Config) WebServerConfig() web.Config {
 	w := c.Web
-	return web.Config{ChatHistory: w.ChatHistory, ChatMaxBytes: w.ChatMaxBytes, ChatRate: w.ChatRate,
-		ChatRateWindow: w.ChatRateWindow, ChatMaxConns: w.ChatMaxConns}
+	out := web.Config{ChatHistory: w.ChatHistory, ChatMaxBytes: w.ChatMaxBytes, ChatRate: w.ChatRate,
+		ChatRateWindow: w.ChatRateWindow, ChatMaxConns: w.ChatMaxConns, WebRTC: c.WebRTC.Enabled}
+	for _, is := range c.WebRTC.ICEServers { // the pages' RTCPeerConnection, as in the Link headers
+		out.ICEServers = append(out.ICEServers, web.ICEServer{URLs: is.URLs, Username: is.Username, Credential: is.Credential})
+	}
+	return out
 }
 
 // WebRTCServerConfig returns the webrtc: section with the host names of

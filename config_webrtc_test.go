@@ -39,6 +39,13 @@ func TestWebRTCConfig(t *testing.T) {
 	if len(wc.AdditionalHosts) < 2 || wc.AdditionalHosts[0] != "203.0.113.7" || len(wc.ICEServers) != 1 {
 		t.Fatalf("webrtc.Config %+v", wc)
 	}
+	// The web pages get the same ICE servers, and know that WHIP/WHEP are on.
+	if w := c.WebServerConfig(); !w.WebRTC || len(w.ICEServers) != 1 || w.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" {
+		t.Fatalf("web.Config WebRTC %v, ICEServers %+v", w.WebRTC, w.ICEServers)
+	}
+	if w := mustLoad(t, "webrtc:\n  enabled: false\n").WebServerConfig(); w.WebRTC {
+		t.Fatal("web.Config.WebRTC true with webrtc.enabled false")
+	}
 	if errs := joinErrs(mustLoad(t, "webrtc:\n  enabled: false\n  udpAddress: nope\n").Validate()); errs != "" {
 		t.Fatalf("a disabled section is not checked, got:\n%s", errs)
 	}

@@ -75,9 +75,10 @@ type webResult struct {
 		EmptyShownAfter bool   `json:"emptyShownAfter"`
 	} `json:"home"`
 	HLS struct {
-		Play       webPlay  `json:"play"`
-		HLSLatency *float64 `json:"hlsLatency"`
-		Options    []struct {
+		DefaultMode string   `json:"defaultMode"`
+		Play        webPlay  `json:"play"`
+		HLSLatency  *float64 `json:"hlsLatency"`
+		Options     []struct {
 			Value string `json:"value"`
 			Text  string `json:"text"`
 		} `json:"options"`
@@ -225,8 +226,12 @@ func TestWebBrowser(t *testing.T) {
 		}
 	}
 
-	// HLS mode.
+	// HLS mode, from the picker: the server's default for this H.264
+	// stream is WebRTC (TestWatchPageWebRTC plays it).
 	hl := res.HLS
+	if hl.DefaultMode != "webrtc" {
+		t.Errorf("watch page's default mode %q; want webrtc (the server has WebRTC, the stream is H.264)", hl.DefaultMode)
+	}
 	if !hl.Play.advanced() || hl.Play.Last.H != 360 {
 		t.Errorf("HLS mode: %+v; want frames and time advancing at 640x360", hl.Play)
 	}

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -158,12 +159,16 @@ func (h *Handler) serveStreamsJSON(w http.ResponseWriter, r *http.Request) {
 // watchConf is what watch.js and chat.js get, as JSON in the page.
 type watchConf struct {
 	Path  string   `json:"path"`
-	Mode  string   `json:"mode"`  // "hls" or "flv"
+	Mode  string   `json:"mode"`  // "webrtc", "hls" or "flv"
 	Rung  string   `json:"rung"`  // "" for the source
-	Rungs []string `json:"rungs"` // offered in FLV mode after the source
+	Rungs []string `json:"rungs"` // offered in FLV and WebRTC mode after the source
 	HLS   string   `json:"hls"`   // the multivariant playlist
 	FLV   string   `json:"flv"`   // the source's HTTP-FLV URL
-	Chat  string   `json:"chat"`  // the chat room's URL path
+	// WHEP is the source's WHEP endpoint, "" when the server has no WebRTC
+	// (Config.WebRTC): then the page has no WebRTC mode.
+	WHEP       string      `json:"whep"`
+	ICEServers []ICEServer `json:"iceServers"`
+	Chat       string      `json:"chat"` // the chat room's URL path
 	// KeyQuery is "?key=..." when the page was opened with a read key or
 	// a signed play token, added to every URL above and to the rungs'.
 	KeyQuery string `json:"keyQuery"`
@@ -195,16 +200,31 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	conf := watchConf{
 		Path: p, Mode: "hls", HLS: "/" + p + "/index.m3u8", FLV: "/" + p + ".flv", Chat: "/chat/" + p,
-		Rungs: h.rungs(p), Libs: map[string]string{}, ChatMaxBytes: h.conf.ChatMaxBytes,
+		Rungs: h.rungs(p), Libs: map[string]string{}, ChatMaxBytes: h.conf.ChatMaxBytes, ICEServers: []ICEServer{},
+	}
+	if h.conf.WebRTC {
+		conf.WHEP = "/" + p + "/whep"
+		conf.ICEServers = append(conf.ICEServers, h.conf.ICEServers...)
 	}
 	if k := q.Get("key"); k != "" {
 		conf.KeyQuery = "?key=" + url.QueryEscape(k)
 		conf.HLS += conf.KeyQuery
 		conf.FLV += conf.KeyQuery
 		conf.Chat += conf.KeyQuery
+		if conf.WHEP != "" {
+			conf.WHEP += conf.KeyQuery
+		}
 	}
-	if q.Get("mode") == "flv" {
+	// The mode asked for, else WebRTC where the stream's video can go over
+	// it (the page falls back to LL-HLS when the browser or the WHEP POST
+	// fails), else LL-HLS.
+	switch m := q.Get("mode"); {
+	case m == "flv":
 		conf.Mode = "flv"
+	case m == "webrtc" && conf.WHEP != "":
+		conf.Mode = "webrtc"
+	case m == "" && conf.WHEP != "" && h.webrtcVideo(p):
+		conf.Mode = "webrtc"
 	}
 	if rung := q.Get("rung"); validRung(p, rung) {
 		conf.Rung = rung
@@ -240,6 +260,21 @@ func (h *Handler) watchable(p string) bool {
 	return h.hub.Stream(p[:i]) != nil && slices.Contains(h.rungs(p[:i]), p[i+1:])
 }
 
+// webrtcVideo reports whether p is live with video a browser takes over
+// WebRTC as the server sends it (H.264 or AV1; H.265 is rare in browsers).
+func (h *Handler) webrtcVideo(p string) bool {
+	s := h.hub.Stream(p)
+	if s == nil {
+		return false
+	}
+	for _, t := range s.Tracks() {
+		if t.IsVideo() {
+			return t.Codec == media.CodecH264 || t.Codec == media.CodecAV1
+		}
+	}
+	return false
+}
+
 // rungs returns the valid rung names of p's ladder (Config.Renditions).
 func (h *Handler) rungs(p string) []string {
 	if h.conf.Renditions == nil {
@@ -260,11 +295,30 @@ func validRung(path, rung string) bool {
 	return rung != "" && rung != "source" && !strings.Contains(rung, "/") && server.ValidatePath(path+"/"+rung) == nil
 }
 
+// broadcastConf is what golive.js and chat.js get, as JSON in the
+// broadcast page.
+type broadcastConf struct {
+	API string `json:"api"` // the streams API: POST creates, GET <api>/<id> has the figures
+	// WebRTC says that the server takes WHIP (Config.WebRTC): the page goes
+	// live from the browser at /<path>/whip.
+	WebRTC     bool        `json:"webrtc"`
+	ICEServers []ICEServer `json:"iceServers"`
+	// Chat is "": the page joins /chat/<path> once it is live there.
+	Chat         string `json:"chat"`
+	ChatMaxBytes int    `json:"chatMaxBytes"`
+}
+
 // broadcastPage is the data of broadcast.html.
 type broadcastPage struct {
-	API string
+	API  string
+	Conf broadcastConf
 }
 
 func (h *Handler) serveBroadcast(w http.ResponseWriter, r *http.Request) {
-	h.render(w, http.StatusOK, "broadcast.html", broadcastPage{API: "/api/v1/streams"})
+	conf := broadcastConf{API: "/api/v1/streams", WebRTC: h.conf.WebRTC, ICEServers: h.conf.ICEServers,
+		ChatMaxBytes: h.conf.ChatMaxBytes}
+	if conf.ICEServers == nil {
+		conf.ICEServers = []ICEServer{}
+	}
+	h.render(w, http.StatusOK, "broadcast.html", broadcastPage{API: conf.API, Conf: conf})
 }

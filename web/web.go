@@ -1,12 +1,13 @@
 // Package web serves the pages embedded in the binary: the list of live
-// streams, a watch page per stream (hls.js or mpegts.js, a rendition
+// streams, a watch page per stream (hls.js, mpegts.js or WHEP, a rendition
 // picker, a latency readout and a chat) and a broadcast page that creates
-// a stream through the API and shows the settings for OBS.
+// a stream through the API, shows the settings for OBS and goes live from
+// the browser's camera or screen over WHIP.
 //
 //	GET /                   live streams (refreshed from /streams.json)
 //	GET /streams.json       the same list as JSON
-//	GET /watch/<path>       player and chat; ?mode=hls|flv&rung=<name>
-//	GET /broadcast          create a stream (POST /api/v1/streams from the page)
+//	GET /watch/<path>       player and chat; ?mode=webrtc|hls|flv&rung=<name>
+//	GET /broadcast          create a stream (POST /api/v1/streams from the page), go live over WHIP
 //	GET /chat/<path>        the chat room of <path> (WebSocket, chat.go)
 //	GET /static/...         CSS, scripts and the player libraries (static/vendor)
 //
@@ -46,6 +47,22 @@ type Config struct {
 	// ChatMaxConns caps the chat connections of the whole server; one more
 	// is answered 503.
 	ChatMaxConns int
+	// WebRTC says that the server takes WHIP and WHEP on its HTTP port
+	// (webrtc.enabled): only then does the broadcast page go live from the
+	// browser and the watch page offer its WebRTC mode.
+	WebRTC bool
+	// ICEServers are the STUN/TURN servers the pages give their
+	// RTCPeerConnection (webrtc.iceServers); none is needed on a LAN or
+	// when the server's address is reachable.
+	ICEServers []ICEServer
+}
+
+// ICEServer is one STUN or TURN server, as the pages hand it to
+// RTCPeerConnection (the JSON of RTCIceServer).
+type ICEServer struct {
+	URLs       []string `json:"urls"`
+	Username   string   `json:"username,omitempty"`
+	Credential string   `json:"credential,omitempty"`
 }
 
 // DefaultConfig returns the defaults: a history of 50 messages, 500 bytes

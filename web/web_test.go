@@ -114,10 +114,11 @@ func TestTemplatesEscape(t *testing.T) {
 	conf := watchConf{Path: "a" + evil, Mode: "flv", Rung: evil, Rungs: []string{evil}, HLS: evil, FLV: evil, Chat: evil,
 		Libs: map[string]string{"hls": evil}, Missing: evil}
 	for page, data := range map[string]any{
-		"home.html":      homePage{Streams: []streamInfo{{Path: evil, Watch: evil, Width: 1, Height: 1}}, Host: evil},
-		"watch.html":     watchPage{Path: evil, Conf: conf, Missing: []string{evil}, Hint: evil},
-		"error.html":     errorPage{Title: evil, Message: evil},
-		"broadcast.html": broadcastPage{API: evil},
+		"home.html":  homePage{Streams: []streamInfo{{Path: evil, Watch: evil, Width: 1, Height: 1}}, Host: evil},
+		"watch.html": watchPage{Path: evil, Conf: conf, Missing: []string{evil}, Hint: evil},
+		"error.html": errorPage{Title: evil, Message: evil},
+		"broadcast.html": broadcastPage{API: evil, Conf: broadcastConf{API: evil, WebRTC: true, Chat: evil,
+			ICEServers: []ICEServer{{URLs: []string{evil}, Username: evil, Credential: evil}}}},
 	} {
 		w := httptest.NewRecorder()
 		h.render(w, 200, page, data)
@@ -182,6 +183,12 @@ func TestWatchPage(t *testing.T) {
 	if c.Mode != "hls" || c.Rung != "" {
 		t.Errorf("?mode=nope&rung=..: %+v, want mode hls and the source", c)
 	}
+	if c.WHEP != "" || len(c.ICEServers) != 0 {
+		t.Errorf("without WebRTC the page has a WHEP URL %q or ICE servers %v", c.WHEP, c.ICEServers)
+	}
+	if c = watchConfOf("/watch/live/test?mode=webrtc"); c.Mode != "hls" {
+		t.Errorf("?mode=webrtc without WebRTC: mode %q, want hls", c.Mode)
+	}
 	// A rung of a live stream has a page too (it may start on demand).
 	if c = watchConfOf("/watch/live/test/160p"); c.Path != "live/test/160p" {
 		t.Errorf("rung page: %+v", c)
@@ -201,6 +208,9 @@ func TestBroadcastPage(t *testing.T) {
 		if code != 200 || !strings.Contains(page, want) {
 			t.Errorf("broadcast page (status %d) lacks %q", code, want)
 		}
+	}
+	if strings.Contains(page, `id="live-form"`) || !strings.Contains(page, `id="golive-off"`) || strings.Contains(page, "golive.js") {
+		t.Errorf("broadcast page without WebRTC offers to go live from the browser:\n%s", page)
 	}
 	// Until the API is there, its URLs answer JSON errors the page shows.
 	resp, err := http.Post(srv.URL+"/api/v1/streams", "application/json", strings.NewReader(`{"name":"x"}`))
@@ -303,5 +313,105 @@ func TestHomeHidesProtectedStreams(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// With WebRTC on, the broadcast page has the go-live part (preview, path,
+// key, Go live, Stop, figures, chat) and its settings: the API, the ICE
+// servers for RTCPeerConnection, the chat's limit.
+func TestBroadcastPageGoLive(t *testing.T) {
+	conf := DefaultConfig()
+	conf.WebRTC = true
+	conf.ICEServers = []ICEServer{{URLs: []string{"stun:stun.example.com:3478"}},
+		{URLs: []string{"turn:turn.example.com:3478?transport=udp"}, Username: "u", Credential: "c"}}
+	_, srv := newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), conf)
+	code, page := get(t, srv.URL+"/broadcast")
+	for _, want := range []string{`id="preview"`, `id="source"`, `value="screen"`, `id="live-path"`,
+		`id="live-key" name="key" type="password"`, `id="live-button"`, `id="stop-button"`, `id="live-bitrate"`,
+		`id="live-viewers"`, `id="chat-log"`, `src="/static/golive.js?v=`, `src="/static/chat.js?v=`, `data-api="/api/v1/streams"`} {
+		if code != 200 || !strings.Contains(page, want) {
+			t.Errorf("broadcast page (status %d) lacks %q", code, want)
+		}
+	}
+	m := regexp.MustCompile(`(?s)<script type="application/json" id="broadcast-conf">(.*?)</script>`).FindStringSubmatch(page)
+	var c struct {
+		API        string `json:"api"`
+		WebRTC     bool   `json:"webrtc"`
+		ICEServers []struct {
+			URLs       []string `json:"urls"`
+			Username   string   `json:"username"`
+			Credential string   `json:"credential"`
+		} `json:"iceServers"`
+		Chat         *string `json:"chat"`
+		ChatMaxBytes int     `json:"chatMaxBytes"`
+	}
+	if m == nil || json.Unmarshal([]byte(m[1]), &c) != nil {
+		t.Fatalf("no broadcast-conf JSON:\n%s", page)
+	}
+	if c.API != "/api/v1/streams" || !c.WebRTC || c.ChatMaxBytes != 500 || c.Chat == nil || *c.Chat != "" || len(c.ICEServers) != 2 ||
+		c.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" || c.ICEServers[0].Username != "" ||
+		c.ICEServers[1].Username != "u" || c.ICEServers[1].Credential != "c" {
+		t.Errorf("broadcast-conf %+v", c)
+	}
+	// No ICE server: an empty list (RTCPeerConnection takes [] but not null).
+	conf.ICEServers = nil
+	_, srv = newTestServer(t, server.NewHub(server.HubConfig{Logger: quietLog}), conf)
+	if _, page = get(t, srv.URL+"/broadcast"); !strings.Contains(page, `"iceServers":[]`) {
+		t.Errorf("no ICE servers: want \"iceServers\":[] in the page:\n%s", page)
+	}
+	code, js := get(t, srv.URL+"/static/golive.js")
+	if code != 200 || !strings.Contains(js, "/whip") {
+		t.Errorf("golive.js: status %d", code)
+	}
+}
+
+// With WebRTC on, the watch page plays over WHEP by default when the
+// stream's video can go to a browser (H.264, AV1), with the ICE servers
+// and the key; ?mode= still picks the others.
+func TestWatchPageWebRTC(t *testing.T) {
+	hub := newTestHub(t)
+	hevc, err := hub.PublishTrusted("live/hevc", []*media.Track{{ID: 0, Codec: media.CodecH265, Width: 640, Height: 360}},
+		server.PublishOptions{Protocol: "rtmp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(hevc.Close)
+	conf := DefaultConfig()
+	conf.WebRTC = true
+	conf.ICEServers = []ICEServer{{URLs: []string{"stun:stun.example.com:3478"}}}
+	conf.Renditions = func(string) []string { return []string{"240p"} }
+	_, srv := newTestServer(t, hub, conf)
+	watchConfOf := func(url string) (watchConf, string) {
+		t.Helper()
+		code, page := get(t, srv.URL+url)
+		m := regexp.MustCompile(`(?s)id="watch-conf">(.*?)</script>`).FindStringSubmatch(page)
+		var c watchConf
+		if code != 200 || m == nil || json.Unmarshal([]byte(m[1]), &c) != nil {
+			t.Fatalf("GET %s: status %d, no watch-conf JSON:\n%s", url, code, page)
+		}
+		return c, page
+	}
+	c, page := watchConfOf("/watch/live/test")
+	if c.Mode != "webrtc" || c.WHEP != "/live/test/whep" || len(c.ICEServers) != 1 || c.ICEServers[0].URLs[0] != "stun:stun.example.com:3478" {
+		t.Errorf("default: %+v; want mode webrtc, WHEP /live/test/whep and the ICE server", c)
+	}
+	if !strings.Contains(page, `<option value="webrtc">`) || !strings.Contains(page, `id="fallback"`) {
+		t.Errorf("the page lacks the WebRTC mode or the fallback line:\n%s", page)
+	}
+	for url, want := range map[string]string{
+		"/watch/live/test?mode=hls":    "hls",
+		"/watch/live/test?mode=flv":    "flv",
+		"/watch/live/test?mode=webrtc": "webrtc",
+		"/watch/live/test?mode=nope":   "hls", // asked for something else: the long-standing default
+		"/watch/live/test/240p":        "webrtc",
+		"/watch/live/hevc":             "hls", // H.265: few browsers take it over WebRTC
+		"/watch/live/hevc?mode=webrtc": "webrtc",
+	} {
+		if c, _ := watchConfOf(url); c.Mode != want {
+			t.Errorf("GET %s: mode %q, want %q", url, c.Mode, want)
+		}
+	}
+	if c, _ := watchConfOf("/watch/live/test?key=a%20b&rung=240p"); c.WHEP != "/live/test/whep?key=a+b" || c.KeyQuery != "?key=a+b" || c.Rung != "240p" {
+		t.Errorf("with a key: %+v; want the key on the WHEP URL", c)
 	}
 }

@@ -1,5 +1,6 @@
 // web.mjs drives streamhub's own web pages (web/) in headless Chromium:
-// the home page, the watch page in HLS and in HTTP-FLV mode with the
+// the home page, the watch page in HLS and in HTTP-FLV mode (its default
+// mode, WebRTC, has its own test: watchrtc.mjs) with the
 // rendition picker, the chat between two pages, and the broadcast page
 // against a stream API faked by Playwright's request routing.
 //
@@ -130,9 +131,13 @@ async function main() {
     res.home.text = await pg.textContent(item);
     res.home.emptyShownAfter = await pg.isVisible('#empty');
 
-    // 2. The watch page plays LL-HLS; the picker switches to the rung.
+    // 2. The watch page opens in the mode the server picked (WebRTC for
+    // an H.264 stream when the server has it); LL-HLS from the picker
+    // plays; the picker switches to the rung.
     await pg.click(item + ' a');
     await pg.waitForURL('**' + watchPath + '**', { timeout: 10000 });
+    res.hls.defaultMode = await pg.evaluate(() => JSON.parse(document.getElementById('watch-conf').textContent).mode);
+    if (res.hls.defaultMode !== 'hls') await pg.selectOption('#mode', 'hls');
     res.hls.play = await playing(pg, 25000, 3000);
     if (!res.hls.play.started) throw new Error('step hls: the video did not play within 25 s');
     res.hls.hlsLatency = await pg.evaluate(() => (window.streamhub.hls ? window.streamhub.hls.latency : null));

@@ -1,7 +1,8 @@
 // broadcast.js creates a stream through the API (POST /api/v1/streams,
 // with the admin token as a Bearer token when one is given) and shows what
-// OBS needs. Whatever the API returns is put on the page as text or as an
-// http(s) link only.
+// OBS needs; the stream just created is also handed to golive.js (the
+// `streamhub:created` event on document). Whatever the API returns is
+// put on the page as text or as an http(s) link only.
 (() => {
   'use strict';
   const form = document.getElementById('create');
@@ -40,6 +41,7 @@
     if (watch) link.href = watch;
     else link.removeAttribute('href');
     result.hidden = false;
+    document.dispatchEvent(new CustomEvent('streamhub:created', { detail: s }));
   }
 
   form.addEventListener('submit', async (ev) => {

@@ -1,10 +1,15 @@
-// chat.js is the chat of the watch page: one WebSocket to /chat/<path>
-// (frames described in web/message.go), reconnecting with backoff. Names
-// and messages are put on the page with textContent only: whatever people
-// type is shown as text, never parsed as HTML.
+// chat.js is the chat of the watch and broadcast pages: one WebSocket to
+// /chat/<path> (frames described in web/message.go), reconnecting with
+// backoff. The room is the "chat" URL of the page's JSON settings
+// (#watch-conf or #broadcast-conf); when that is "", the chat waits for a
+// `streamhub:chat` event on document whose detail is the room's URL path
+// (the broadcast page sends it once it is live). Names and messages are
+// put on the page with textContent only: whatever people type is shown as
+// text, never parsed as HTML.
 (() => {
   'use strict';
-  const conf = JSON.parse(document.getElementById('watch-conf').textContent);
+  const confEl = document.getElementById('watch-conf') || document.getElementById('broadcast-conf');
+  const conf = JSON.parse(confEl.textContent);
   const log = document.getElementById('chat-log');
   const form = document.getElementById('chat-form');
   const nameIn = document.getElementById('chat-name');
@@ -14,6 +19,8 @@
   const nameKey = 'streamhub.chat.name';
 
   let ws = null;
+  let room = conf.chat || ''; // the room's URL path, '' for none yet
+  let gen = 0; // counts the rooms joined: a closed socket of an old one does not reconnect
   let sentName = ''; // the name sent on this connection
   let backoff = 1000;
 
@@ -69,15 +76,18 @@
   }
 
   function connect() {
-    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + conf.chat;
+    const my = gen;
+    const url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + room;
     ws = new WebSocket(url);
     sentName = '';
     ws.addEventListener('open', () => {
+      if (my !== gen) return;
       backoff = 1000;
       statusEl.textContent = 'connected';
       sendName();
     });
     ws.addEventListener('message', (ev) => {
+      if (my !== gen) return;
       let m;
       try {
         m = JSON.parse(ev.data);
@@ -101,11 +111,28 @@
       }
     });
     ws.addEventListener('close', (ev) => {
+      if (my !== gen) return; // left for another room
       statusEl.textContent = 'disconnected' + (ev.reason ? ' (' + ev.reason + ')' : '') + '; reconnecting in ' + backoff / 1000 + ' s';
-      setTimeout(connect, backoff);
+      setTimeout(() => {
+        if (my === gen) connect();
+      }, backoff);
       backoff = Math.min(backoff * 2, 30000);
     });
   }
+
+  // join leaves the current room, if any, and enters path's ('' leaves).
+  function join(path) {
+    if (path === room && ws) return;
+    gen++;
+    if (ws) ws.close();
+    ws = null;
+    room = path;
+    backoff = 1000;
+    log.replaceChildren();
+    statusEl.textContent = room ? '' : 'the chat opens when you are live';
+    if (room) connect();
+  }
+  document.addEventListener('streamhub:chat', (ev) => join(typeof ev.detail === 'string' ? ev.detail : ''));
 
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
@@ -128,5 +155,6 @@
   });
   nameIn.addEventListener('change', sendName);
 
-  connect();
+  if (room) connect();
+  else statusEl.textContent = 'the chat opens when you are live';
 })();

@@ -1,9 +1,12 @@
-// watch.js plays the stream of the watch page: LL-HLS with hls.js or
-// HTTP-FLV with mpegts.js (the libraries come from this server, loaded when
-// a mode needs them), with a rendition picker and a latency readout. The
-// page's settings are JSON in #watch-conf (web/pages.go watchConf). Mode
-// and rung are in the query string (?mode=flv&rung=240p), kept current so
-// a link or a reload plays the same.
+// watch.js plays the stream of the watch page: WebRTC (WHEP, the browser's
+// own RTCPeerConnection), LL-HLS with hls.js or HTTP-FLV with mpegts.js
+// (the libraries come from this server, loaded when a mode needs them),
+// with a rendition picker and a latency readout. The page's settings are
+// JSON in #watch-conf (web/pages.go watchConf). Mode and rung are in the
+// query string (?mode=flv&rung=240p), kept current so a link or a reload
+// plays the same. WebRTC mode falls back to LL-HLS when the browser has no
+// RTCPeerConnection, the WHEP POST is refused or the connection fails; why
+// is shown in #fallback.
 (() => {
   'use strict';
   const conf = JSON.parse(document.getElementById('watch-conf').textContent);
@@ -13,11 +16,13 @@
   const latencyEl = document.getElementById('latency');
   const resolutionEl = document.getElementById('resolution');
   const statusEl = document.getElementById('status');
+  const fallbackEl = document.getElementById('fallback');
 
   // state is also window.streamhub, for the console and the tests.
   // events keeps the player's last notable events (errors, level
   // switches), newest last.
-  const state = { mode: conf.mode, rung: conf.rung, hls: null, flv: null, gen: 0, events: [] };
+  // rtc is the WebRTC session: {pc, location, latency, stats}.
+  const state = { mode: conf.mode, rung: conf.rung, hls: null, flv: null, rtc: null, fallback: '', gen: 0, events: [] };
   function note(text) {
     state.events.push(new Date().toISOString().slice(11, 23) + ' ' + text);
     if (state.events.length > 50) state.events.shift();
@@ -57,6 +62,15 @@
   }
 
   function stop() {
+    if (state.rtc) {
+      const r = state.rtc;
+      state.rtc = null;
+      clearTimeout(r.timer);
+      r.pc.close();
+      // The server frees the session at once rather than at its timeout.
+      if (r.location) fetch(r.location, { method: 'DELETE', keepalive: true }).catch(() => {});
+      video.srcObject = null;
+    }
     if (state.hls) {
       state.hls.destroy();
       state.hls = null;
@@ -82,12 +96,32 @@
     }, 3000);
   }
 
+  // fallback leaves WebRTC mode for LL-HLS and says why.
+  function fallback(gen, why) {
+    if (gen !== state.gen) return;
+    note('WebRTC fallback: ' + why);
+    state.fallback = why;
+    fallbackEl.textContent = why + ' — playing LL-HLS instead.';
+    fallbackEl.hidden = false;
+    state.mode = 'hls';
+    start();
+  }
+
   async function start() {
     const gen = ++state.gen;
     stop();
+    if (state.mode === 'webrtc' && !(conf.whep && window.RTCPeerConnection)) {
+      state.mode = 'hls';
+      fallbackEl.textContent = conf.whep ? 'This browser has no WebRTC (RTCPeerConnection): playing LL-HLS.' : 'This server has no WebRTC: playing LL-HLS.';
+      fallbackEl.hidden = false;
+    }
     updateURL();
     modeSel.value = state.mode;
     setStatus('loading…');
+    if (state.mode === 'webrtc') {
+      startWebRTC(gen);
+      return;
+    }
     const lib = conf.libs[state.mode];
     if (!lib) {
       setStatus(conf.missing, true);
@@ -163,13 +197,141 @@
     hls.attachMedia(video);
   }
 
-  function startFLV(gen) {
+  // rungOptions fills the picker with the source and the ladder's rungs
+  // (FLV and WebRTC mode, where a rung is its own URL).
+  function rungOptions() {
     const opts = [option('', 'source')];
     const rungs = conf.rungs.slice();
     if (state.rung && !rungs.includes(state.rung)) rungs.push(state.rung); // picked in HLS mode
     for (const r of rungs) opts.push(option(r, r));
     rendSel.replaceChildren(...opts);
     rendSel.value = state.rung;
+  }
+
+  // gathered resolves when ICE gathering completed or after ms.
+  function gathered(pc, ms) {
+    return new Promise((resolve) => {
+      if (pc.iceGatheringState === 'complete') return resolve();
+      const t = setTimeout(resolve, ms);
+      pc.addEventListener('icegatheringstatechange', () => {
+        if (pc.iceGatheringState === 'complete') {
+          clearTimeout(t);
+          resolve();
+        }
+      });
+    });
+  }
+
+  // startWebRTC plays over WHEP: a recvonly offer (video and audio) once
+  // ICE gathering completed, the answer, and the tracks in the <video>.
+  async function startWebRTC(gen) {
+    rungOptions();
+    const url = state.rung ? '/' + conf.path + '/' + state.rung + '/whep' + conf.keyQuery : conf.whep;
+    const pc = new RTCPeerConnection({ iceServers: conf.iceServers || [] });
+    const r = { pc, location: '', latency: NaN, stats: { framesDecoded: 0, audioSamples: 0 }, last: null, timer: 0 };
+    state.rtc = r;
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const ms = new MediaStream();
+    pc.addEventListener('track', (ev) => {
+      ms.addTrack(ev.track);
+      if (video.srcObject !== ms) video.srcObject = ms;
+      video.play().catch(() => {});
+    });
+    pc.addEventListener('connectionstatechange', () => {
+      if (state.rtc !== r) return;
+      note('WebRTC connection ' + pc.connectionState);
+      if (pc.connectionState === 'connected') {
+        clearTimeout(r.timer);
+        setStatus('playing ' + (state.rung || 'source') + ' over WebRTC');
+      } else if (pc.connectionState === 'failed') {
+        fallback(gen, 'WebRTC: the connection to the server failed (its UDP/TCP port may be blocked from here)');
+      }
+    });
+    let res;
+    let body;
+    try {
+      await pc.setLocalDescription(await pc.createOffer());
+      await gathered(pc, 1000);
+      if (state.rtc !== r) return;
+      res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+      body = await res.text();
+    } catch (e) {
+      fallback(gen, 'WebRTC: ' + e.message);
+      return;
+    }
+    const loc = res.headers.get('Location');
+    if (state.rtc !== r) {
+      if (res.status === 201 && loc) fetch(loc, { method: 'DELETE', keepalive: true }).catch(() => {});
+      return;
+    }
+    if (res.status !== 201) {
+      fallback(gen, 'WebRTC refused by the server (HTTP ' + res.status + '): ' + (body.trim() || res.statusText));
+      return;
+    }
+    r.location = new URL(loc || '', location.href).pathname;
+    try {
+      await pc.setRemoteDescription({ type: 'answer', sdp: body });
+    } catch (e) {
+      fallback(gen, 'WebRTC: the server\'s answer was not taken: ' + e.message);
+      return;
+    }
+    setStatus('connecting over WebRTC…');
+    r.timer = setTimeout(() => {
+      if (state.rtc === r && pc.connectionState !== 'connected') fallback(gen, 'WebRTC: not connected within 10 s');
+    }, 10000);
+  }
+
+  // ntpEpochMs is 1900-01-01 (the NTP epoch) in Unix milliseconds.
+  const ntpEpochMs = -2208988800000;
+
+  // rtcStats reads the WebRTC figures. The latency is how long ago the
+  // server sent the picture now shown: the browser maps the RTP timestamps
+  // to the server's clock with its sender reports and estimates when the
+  // last frame played out in that clock (estimatedPlayoutTimestamp, NTP
+  // milliseconds); this needs the two clocks to agree (NTP). Where that
+  // figure is missing or the clocks plainly differ (a negative or very
+  // large result), it is half the round trip plus the time from a frame's
+  // first packet to its decoded picture over the last interval
+  // (totalProcessingDelay, else the jitter buffer's delay).
+  async function rtcStats(r) {
+    const cur = { proc: 0, decoded: 0, jb: 0, emitted: 0 };
+    let rtt = NaN;
+    let playout = 0;
+    const st = r.stats;
+    (await r.pc.getStats()).forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        cur.proc = s.totalProcessingDelay || 0;
+        cur.decoded = s.framesDecoded || 0;
+        cur.jb = s.jitterBufferDelay || 0;
+        cur.emitted = s.jitterBufferEmittedCount || 0;
+        playout = s.estimatedPlayoutTimestamp || 0;
+        st.framesDecoded = cur.decoded;
+      } else if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        st.audioSamples = s.totalSamplesReceived || 0;
+      } else if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime !== undefined) {
+        rtt = s.currentRoundTripTime;
+      }
+    });
+    const last = r.last || { proc: 0, decoded: 0, jb: 0, emitted: 0 };
+    r.last = cur;
+    const behind = playout > 0 ? (Date.now() - (playout + ntpEpochMs)) / 1000 : NaN;
+    if (behind >= 0 && behind < 30) {
+      r.latency = behind;
+      r.latencyFrom = 'playout';
+      return;
+    }
+    let delay = NaN;
+    if (cur.proc > 0 && cur.decoded > last.decoded) delay = (cur.proc - last.proc) / (cur.decoded - last.decoded);
+    else if (cur.emitted > last.emitted) delay = (cur.jb - last.jb) / (cur.emitted - last.emitted);
+    if (Number.isFinite(delay)) {
+      r.latency = delay + (Number.isFinite(rtt) ? rtt / 2 : 0);
+      r.latencyFrom = 'network';
+    }
+  }
+
+  function startFLV(gen) {
+    rungOptions();
     if (!window.mpegts || !mpegts.isSupported()) {
       setStatus('This browser cannot play HTTP-FLV (no Media Source Extensions); try HLS.', true);
       return;
@@ -192,12 +354,13 @@
   }
 
   modeSel.addEventListener('change', () => {
-    state.mode = modeSel.value === 'flv' ? 'flv' : 'hls';
+    state.mode = ['webrtc', 'flv'].includes(modeSel.value) ? modeSel.value : 'hls';
+    fallbackEl.hidden = true; // a new choice: the last fallback's reason is old
     start();
   });
 
   rendSel.addEventListener('change', () => {
-    if (state.mode === 'flv') {
+    if (state.mode === 'flv' || state.mode === 'webrtc') {
       state.rung = rendSel.value;
       start();
       return;
@@ -213,15 +376,22 @@
 
   // The readout: how far behind live the picture is. HLS: hls.js's
   // estimate (from the playlist's program date times); FLV: what is
-  // buffered ahead of the playhead.
+  // buffered ahead of the playhead; WebRTC: the jitter buffer's delay and
+  // half the round trip (getStats, rtcStats).
   setInterval(() => {
     let latency = NaN;
-    if (state.hls && Number.isFinite(state.hls.latency)) {
+    if (state.rtc) {
+      const r = state.rtc;
+      rtcStats(r).catch(() => {});
+      latency = r.latency;
+    } else if (state.hls && Number.isFinite(state.hls.latency)) {
       latency = state.hls.latency;
     } else if (state.flv && video.buffered.length > 0) {
       latency = video.buffered.end(video.buffered.length - 1) - video.currentTime;
     }
-    latencyEl.textContent = Number.isFinite(latency) && latency >= 0 ? 'latency ' + latency.toFixed(2) + ' s' : 'latency –';
+    if (!Number.isFinite(latency) || latency < 0) latencyEl.textContent = 'latency –';
+    else if (state.rtc) latencyEl.textContent = 'latency ' + Math.round(latency * 1000) + ' ms'; // sub-second: ms
+    else latencyEl.textContent = 'latency ' + latency.toFixed(2) + ' s';
     resolutionEl.textContent = video.videoWidth ? video.videoWidth + '×' + video.videoHeight : '';
   }, 500);
 
