@@ -145,17 +145,11 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 
 	// (a) ffmpeg decodes the stream over HTTP-FLV and LL-HLS (together,
 	// while the page publishes). A WHIP publisher's audio is Opus; FLV and
-	// HLS players are to get it as AAC from the Opus→AAC audio job. Without
-	// that job the FLV carries Opus as Enhanced FLV, which ffmpeg 5.1
-	// cannot read: its video is decoded alone then.
+	// HLS players get it as AAC, made by the Opus→AAC job.
 	flvAudio := flvAudioCodec(t, s.flvURL(path))
-	flvIn, flvOut := []string(nil), []string(nil)
-	if flvAudio != "" && flvAudio != "aac" {
-		flvIn, flvOut = []string{"-analyzeduration", "1000000"}, []string{"-map", "0:v"}
-	}
 	hlsStreams := probeStreams(t, s.hlsURL(path, "index.m3u8"))
 	results := make(chan decoded, 2)
-	go func() { results <- decodeWith(t, s.flvURL(path), 4, flvIn, flvOut) }()
+	go func() { results <- decode(t, s.flvURL(path), 4) }()
 	go func() { results <- decode(t, s.hlsURL(path, "index.m3u8"), 4) }()
 	dec := map[string]decoded{}
 	for range 2 {
@@ -243,36 +237,20 @@ func TestBroadcastPageGoesLive(t *testing.T) {
 		}
 	}
 
-	// The decodes: video frames over both; audio as the stream has it.
-	// Once the FLV's audio is AAC (the Opus→AAC job is in the build), AAC
-	// is asserted over both: codec and decoded frames. Before, the FLV's
-	// audio (Opus) is not decoded, and HLS must decode whatever audio it
-	// announces (Opus in fMP4).
+	// The decodes: video frames and AAC audio over both.
 	flvD, hlsD := dec[s.flvURL(path)], dec[s.hlsURL(path, "index.m3u8")]
 	if v := hlsStreams["video"]; v.CodecName != "h264" || v.Width != 320 || v.Height != 240 {
 		t.Errorf("LL-HLS video stream %+v; want h264 320x240 (the page's size)", v)
 	}
 	const minAudio = 50 // 20 ms Opus or 21 ms AAC frames: 4 s make about 190
-	switch flvAudio {
-	case "aac":
-		if a := hlsStreams["audio"]; a.CodecName != "aac" {
-			t.Errorf("the FLV's audio is AAC but LL-HLS's is %+v; want aac", a)
-		}
-		flvD.check(t, 40, minAudio)
-		hlsD.check(t, 40, minAudio)
-	case "":
-		t.Errorf("the FLV has no audio track; the page captured audio (fake microphone)")
-		flvD.check(t, 40, 0)
-		hlsD.check(t, 40, 0)
-	default:
-		t.Logf("the FLV's audio is %s, not AAC (no Opus→AAC job in this build): AAC not asserted, the FLV's video decoded alone", flvAudio)
-		flvD.check(t, 40, 0)
-		if _, ok := hlsStreams["audio"]; ok {
-			hlsD.check(t, 40, minAudio)
-		} else {
-			hlsD.check(t, 40, 0)
-		}
+	if flvAudio != "aac" {
+		t.Errorf("the FLV's audio is %q; want aac (the page captured the fake microphone's Opus)", flvAudio)
 	}
+	if a := hlsStreams["audio"]; a.CodecName != "aac" {
+		t.Errorf("LL-HLS's audio is %+v; want aac", a)
+	}
+	flvD.check(t, 40, minAudio)
+	hlsD.check(t, 40, minAudio)
 	t.Logf("decoded: FLV (audio %q) %d video, %d audio frames; LL-HLS (audio %q) %d video, %d audio frames",
 		flvAudio, flvD.video, flvD.audio, hlsStreams["audio"].CodecName, hlsD.video, hlsD.audio)
 

@@ -232,9 +232,21 @@
     state.rtc = r;
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
+    // The picture first, the sound once the first picture shows: Chromium
+    // sets up audio output on the page's main thread, which would hold the
+    // first picture back (about 250 ms where there is no sound device).
     const ms = new MediaStream();
+    let audioTrack = null;
+    let shown = !video.requestVideoFrameCallback;
+    if (!shown) {
+      video.requestVideoFrameCallback(() => {
+        shown = true;
+        if (audioTrack && state.rtc === r) ms.addTrack(audioTrack);
+      });
+    }
     pc.addEventListener('track', (ev) => {
-      ms.addTrack(ev.track);
+      if (ev.track.kind === 'audio' && !shown) audioTrack = ev.track;
+      else ms.addTrack(ev.track);
       if (video.srcObject !== ms) video.srcObject = ms;
       video.play().catch(() => {});
     });
