@@ -416,7 +416,16 @@ func (c *Config) rungNames() []string {
 // error.
 func (c *Config) PathConfig(path string) server.PathConfig {
 	if i := strings.LastIndexByte(path, '/'); i > 0 {
-		if source, name := path[:i], path[i+1:]; c.isRung(source, name) {
+		// A rung, or the audio job's Opus companion (of a source or of a
+		// rung): the source's keys and signed links, and no network
+		// publisher while the source is live.
+		source, name := path[:i], path[i+1:]
+		if name == transcode.OpusRung {
+			pc := c.PathConfig(source)
+			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
+			return pc
+		}
+		if c.isRung(source, name) {
 			pc := c.pathConfig(source)
 			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
 			return pc

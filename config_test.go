@@ -293,6 +293,11 @@ paths:
 	if pc := c.PathConfig("private/x/240p"); pc.ReadKey != "k1" || pc.Transcode != server.TranscodeOff || pc.RungOf != "private/x" {
 		t.Errorf("a rung of private/x: %+v, want the source's read key and no ladder", pc)
 	}
+	// The audio job's Opus companion is the source's, like a rung (its
+	// read key; no network publisher while the source is live).
+	if pc := c.PathConfig("private/x/webrtc"); pc.ReadKey != "k1" || pc.RungOf != "private/x" {
+		t.Errorf("the Opus companion of private/x: %+v, want the source's read key", pc)
+	}
 	if pc := c.PathConfig("private/x/480p"); pc.ReadKey != "" {
 		t.Errorf("private/x/480p is not a rung of private/x (its ladder is [240p]) but got its settings")
 	}

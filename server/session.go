@@ -50,10 +50,12 @@ type LinkStats struct {
 	Dropped       uint64  `json:"dropped"`       // packets given up on (too late)
 }
 
-func linkOf(p *atomic.Pointer[func() LinkStats]) *LinkStats {
+// linkFunc returns the link figures' function set by SetLinkStats, nil if
+// none. The hub calls it with no lock held: it may take the transport's
+// own locks, which its writing goroutine holds around Publisher.Write.
+func linkFunc(p *atomic.Pointer[func() LinkStats]) func() LinkStats {
 	if f := p.Load(); f != nil {
-		ls := (*f)()
-		return &ls
+		return *f
 	}
 	return nil
 }
@@ -77,21 +79,30 @@ type Session struct {
 // by path and then age.
 func (h *Hub) Sessions() []Session {
 	var out []Session
+	var links []func() LinkStats // out[i]'s, called once the locks are released
 	for _, s := range h.Streams() {
 		s.mu.RLock()
 		if p := s.publisher; p != nil {
 			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
-				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load(), Link: linkOf(&p.link)})
+				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
+			links = append(links, linkFunc(&p.link))
 		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()
 		for r := range s.readers {
 			if rp := r.peer.Load(); rp != nil {
 				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
-					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load(), Link: linkOf(&r.link)})
+					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
+				links = append(links, linkFunc(&r.link))
 			}
 		}
 		s.readersMu.Unlock()
+	}
+	for i, f := range links {
+		if f != nil {
+			ls := f()
+			out[i].Link = &ls
+		}
 	}
 	slices.SortFunc(out, func(a, b Session) int {
 		if c := strings.Compare(a.Path, b.Path); c != 0 {

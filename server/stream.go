@@ -15,7 +15,9 @@ package server
 // Lock order: Hub.mu, then Stream.mu, then Stream.readersMu. Nothing that
 // only reads takes Stream.mu exclusively, and nothing walks the readers
 // under it, so a scrape or an API listing never stalls Publisher.Write for
-// work proportional to the number of readers.
+// work proportional to the number of readers. A transport's link figures
+// (SetLinkStats) are read with no hub lock held: a publisher's transport
+// may hold its own lock around Write, and take it again to count.
 
 import (
 	"math/bits"
@@ -196,23 +198,24 @@ func (s *Stream) Stats() StreamStats {
 		Publishes: s.publishes.Load(), CachedGOP: s.cache.Len(), Uptime: time.Since(s.started),
 		Derived: s.derived, DropsTotal: s.dropsTotal.Load(), BytesOut: s.bytesOut.Load(),
 	}
-	var links []*LinkStats
+	var links []func() LinkStats // called once the locks are released (linkFunc)
 	if s.publisher != nil {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
-		links = append(links, linkOf(&s.publisher.link))
+		links = append(links, linkFunc(&s.publisher.link))
 	}
 	s.mu.RUnlock()
 	s.readersMu.Lock()
-	defer s.readersMu.Unlock()
 	st.Readers = len(s.readers)
 	for r := range s.readers {
 		st.Drops += r.drops.Load()
-		links = append(links, linkOf(&r.link))
+		links = append(links, linkFunc(&r.link))
 	}
 	st.ReadersByProtocol = s.readersByProtocolLocked()
-	for _, l := range links {
-		if l != nil {
+	s.readersMu.Unlock()
+	for _, f := range links {
+		if f != nil {
+			l := f()
 			st.Link.RTTMs = max(st.Link.RTTMs, l.RTTMs)
 			st.Link.LostPackets += l.LostPackets
 			st.Link.Retransmitted += l.Retransmitted

@@ -130,6 +130,15 @@ func aacArgs(threads int) []string {
 // once runs one FFmpeg until it exits, the watchdog ends it or Close.
 func (e *AACEncoder) once() (err error) {
 	defer guard.RecoverErr(e.log, "aac encoder", &err)
+	// What queued while FFmpeg was down (up to 5 s in a backoff) is stale:
+	// it would reach the players seconds behind the picture.
+	for drained := false; !drained; {
+		select {
+		case <-e.queue:
+		default:
+			drained = true
+		}
+	}
 	mux, err := tsconv.NewMuxer([]*media.Track{e.in})
 	if err != nil {
 		return err

@@ -35,10 +35,11 @@ func (m *Manager) OpusPath(source string) string {
 	return source + "/" + OpusRung
 }
 
-// needsOpus reports whether source is live with audio that is not Opus.
+// needsOpus reports whether source is live with audio that is not Opus. A
+// ladder rung may be a source too (WHEP viewers of a rung hear it).
 func (m *Manager) needsOpus(source string) bool {
 	s := m.hub.Stream(source)
-	if s == nil || s.Derived() || !s.Publishing() {
+	if s == nil || !s.Publishing() {
 		return false
 	}
 	for _, t := range s.Tracks() {

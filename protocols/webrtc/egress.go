@@ -9,6 +9,7 @@ import (
 	mrand "math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
@@ -58,9 +59,15 @@ type viewer struct {
 	// companion hands over the reader of the source's Opus companion
 	// stream when the source's audio is not Opus (nil otherwise, or
 	// closed without a reader when there is none).
-	companion chan *server.Reader
-	pliMu     sync.Mutex
-	pliAt     time.Time
+	companion       chan *server.Reader
+	companionPath   string
+	companionLogged atomic.Bool // said once per viewer that there is none
+	// session, videoID and audioID are the publisher and the track IDs
+	// this viewer takes (send's goroutine only).
+	session          uint64
+	videoID, audioID int
+	pliMu            sync.Mutex
+	pliAt            time.Time
 }
 
 // outTrack is one track sent to one viewer.
@@ -78,16 +85,30 @@ type outTrack struct {
 	// sentPkts and resent count packets for the session's figures, lost
 	// what the viewer's receiver reports say it lost.
 	sentPkts, resent, lost uint64
+	// resendTokens are the resends this viewer may still make (see
+	// resendShare).
+	resendTokens float64
 }
 
 // sent is one packet in a viewer's history.
 type sent struct {
-	ok      bool
-	seq     uint16
-	ts      uint32
-	marker  bool
-	payload []byte // shared, never modified
+	ok       bool
+	seq      uint16
+	ts       uint32
+	marker   bool
+	payload  []byte // shared, never modified
+	resentAt int64  // unix ns of its last resend, 0 if none
 }
+
+// Resends are bounded, so that a viewer's NACKs cannot make the server send
+// more than the stream to it: every packet sent earns resendShare of a
+// resend (at most resendBurst banked), and one packet is resent at most
+// once per resendGap, however often it is asked for.
+const (
+	resendShare = 0.5
+	resendBurst = 256
+	resendGap   = 50 * time.Millisecond
+)
 
 // newWHEP checks a viewer, attaches a hub reader and answers its offer.
 func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, offer string) (*session, error) {
@@ -187,13 +208,18 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	rd.SetPeer(peer, func() { ss.end(errKicked) })
 	rd.SetLinkStats(v.link)
 	if companion != "" {
-		// Ask for the companion now: FFmpeg starts while ICE and DTLS run.
-		v.companion = make(chan *server.Reader, 1)
-		v.wg.Add(1)
-		go v.openCompanion(ss.ctx, companion)
+		v.companion, v.companionPath = make(chan *server.Reader, 1), companion
+		v.wg.Add(1) // before start: the session's cleanup waits for it
 	}
 	if !ss.start() {
+		if companion != "" {
+			v.wg.Done()
+		}
 		return fail(&requestError{status: http.StatusServiceUnavailable, err: ErrServerClosed})
+	}
+	if companion != "" {
+		// Ask for the companion now: FFmpeg starts while ICE and DTLS run.
+		go v.openCompanion(ss.ctx, companion)
 	}
 	return ss, nil
 }
@@ -203,27 +229,45 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 func (v *viewer) openCompanion(ctx context.Context, path string) {
 	defer v.wg.Done()
 	defer guard.Recover(v.ss.log, "webrtc companion")
-	wctx, cancel := context.WithTimeout(ctx, server.OnDemandTimeout)
-	defer cancel()
-	// Trusted: the viewer was authorized for the source; this is its audio.
-	r, err := v.ss.srv.hub.ReadTrusted(wctx, path, server.ReadOptions{Wait: true})
-	if err != nil {
-		if ctx.Err() == nil {
-			v.ss.log.Info("audio not sent: no Opus companion stream", "companion", path, "cause", err.Error())
-		}
-		close(v.companion)
-		return
-	}
-	if ctx.Err() != nil {
+	r := v.attachCompanion(ctx, path)
+	if r != nil && ctx.Err() != nil {
 		r.Close()
+		r = nil
+	}
+	if r == nil {
 		close(v.companion)
 		return
 	}
 	v.companion <- r
 }
 
-// pumpCompanion sends the companion's Opus units until ctx ends.
-func (v *viewer) pumpCompanion(ctx context.Context) {
+// attachCompanion reads the Opus companion at path, waiting for the audio
+// job to publish it; nil (logged) when it does not come or is not the
+// job's stream.
+func (v *viewer) attachCompanion(ctx context.Context, path string) *server.Reader {
+	wctx, cancel := context.WithTimeout(ctx, server.OnDemandTimeout)
+	defer cancel()
+	// Trusted: the viewer was authorized for the source; this is its audio.
+	r, err := v.ss.srv.hub.ReadTrusted(wctx, path, server.ReadOptions{Wait: true})
+	if err != nil {
+		if ctx.Err() == nil && v.companionLogged.CompareAndSwap(false, true) {
+			v.ss.log.Info("audio not sent: no Opus companion stream (trying again)", "companion", path, "cause", err.Error())
+		}
+		return nil
+	}
+	if !r.Stream().Derived() {
+		// Something else published there (no job's stream): not its audio.
+		v.ss.log.Warn("audio not sent: the Opus companion path is not the audio job's stream", "companion", path)
+		r.Close()
+		return nil
+	}
+	return r
+}
+
+// pumpCompanion sends the companion's Opus units until ctx ends. When the
+// companion ends (the source republished, the job restarted) it attaches
+// again, so the sound comes back with the source.
+func (v *viewer) pumpCompanion(ctx context.Context, path string) {
 	defer v.wg.Done()
 	defer guard.Recover(v.ss.log, "webrtc companion")
 	var r *server.Reader
@@ -236,25 +280,47 @@ func (v *viewer) pumpCompanion(ctx context.Context) {
 		}
 		return
 	}
-	if r == nil {
-		return
-	}
-	defer r.Close()
 	buf := make([]*media.Unit, 0, viewerBatch)
+	for ctx.Err() == nil {
+		if r == nil {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(companionRetry):
+			}
+			if r = v.attachCompanion(ctx, path); r == nil {
+				continue
+			}
+		}
+		err := v.pumpFrom(ctx, r, buf)
+		r.Close()
+		r = nil
+		if err != nil {
+			return // the viewer is gone
+		}
+		if ctx.Err() == nil {
+			v.ss.log.Info("the Opus companion stream ended; attaching again", "companion", path)
+		}
+	}
+}
+
+// companionRetry is the pause before attaching to the companion again.
+const companionRetry = 500 * time.Millisecond
+
+// pumpFrom sends r's Opus until r ends (nil) or the viewer is gone (its
+// write error).
+func (v *viewer) pumpFrom(ctx context.Context, r *server.Reader, buf []*media.Unit) error {
 	for {
 		batch, err := r.NextBatch(ctx, buf[:0])
 		if err != nil {
-			if ctx.Err() == nil {
-				v.ss.log.Info("audio stopped: the Opus companion stream ended", "cause", err.Error())
-			}
-			return
+			return nil
 		}
 		for _, u := range batch {
 			if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
 				continue
 			}
 			if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
-				return
+				return err
 			}
 		}
 	}
@@ -312,7 +378,7 @@ func (v *viewer) serve(ctx context.Context) error {
 	}
 	if v.companion != nil {
 		v.wg.Add(1)
-		go v.pumpCompanion(ctx)
+		go v.pumpCompanion(ctx, v.companionPath)
 	}
 	batch := v.first
 	v.first = nil
@@ -336,17 +402,22 @@ func (v *viewer) serve(ctx context.Context) error {
 
 // send writes one unit to the viewer.
 func (v *viewer) send(u *media.Unit) error {
+	if u.Track.Session != v.session {
+		// A new publisher: its track IDs may be laid out differently. Take
+		// the first track of each kind it sends, as the FLV muxer does.
+		v.session, v.videoID, v.audioID = u.Track.Session, -1, -1
+	}
 	var o *outTrack
 	switch {
-	case v.video != nil && u.Track.Codec == v.video.codec:
+	case v.video != nil && u.Track.Codec == v.video.codec && (v.videoID < 0 || u.Track.ID == v.videoID):
 		if u.PTS != u.DTS {
 			return errBFrames
 		}
-		o = v.video
-	case v.audio != nil && v.companion == nil && u.Track.Codec == media.CodecOpus:
-		o = v.audio
+		o, v.videoID = v.video, u.Track.ID
+	case v.audio != nil && v.companion == nil && u.Track.Codec == media.CodecOpus && (v.audioID < 0 || u.Track.ID == v.audioID):
+		o, v.audioID = v.audio, u.Track.ID
 	default:
-		return nil // a track this viewer does not get
+		return nil // a track this viewer does not get (or a second one of a kind)
 	}
 	var recs []byte
 	if o.codec == media.CodecOpus {
@@ -382,6 +453,7 @@ func (o *outTrack) write(marker bool, payload []byte, ts uint32) error {
 	o.seq++
 	o.hist[seq%histSize] = sent{ok: true, seq: seq, ts: ts, marker: marker, payload: payload}
 	o.sentPkts++
+	o.resendTokens = min(o.resendTokens+resendShare, resendBurst)
 	o.mu.Unlock()
 	p := rtp.Packet{Header: rtp.Header{Version: 2, Marker: marker, SequenceNumber: seq, Timestamp: o.tsBase + ts}, Payload: payload}
 	if err := o.track.WriteRTP(&p); err != nil {
@@ -399,6 +471,10 @@ func (o *outTrack) readRTCP() {
 	v := o.v
 	defer v.wg.Done()
 	defer guard.Recover(v.ss.log, "webrtc rtcp")
+	var ssrc uint32 // ours: receiver reports carry a block per stream received
+	if enc := o.sender.GetParameters().Encodings; len(enc) > 0 {
+		ssrc = uint32(enc[0].SSRC)
+	}
 	var again []sent
 	for {
 		pkts, _, err := o.sender.ReadRTCP()
@@ -409,12 +485,17 @@ func (o *outTrack) readRTCP() {
 			switch p := p.(type) {
 			case *rtcp.TransportLayerNack:
 				again = again[:0]
+				now := time.Now().UnixNano()
 				o.mu.Lock()
 				for _, pair := range p.Nacks {
 					for _, seq := range pair.PacketList() {
-						if h := o.hist[seq%histSize]; h.ok && h.seq == seq {
-							again = append(again, h)
+						h := &o.hist[seq%histSize]
+						if !h.ok || h.seq != seq || now-h.resentAt < int64(resendGap) || o.resendTokens < 1 {
+							continue
 						}
+						o.resendTokens--
+						h.resentAt = now
+						again = append(again, *h)
 					}
 				}
 				o.resent += uint64(len(again))
@@ -427,9 +508,11 @@ func (o *outTrack) readRTCP() {
 				v.forwardPLI()
 			case *rtcp.ReceiverReport:
 				for _, rr := range p.Reports {
-					o.mu.Lock()
-					o.lost = uint64(rr.TotalLost)
-					o.mu.Unlock()
+					if rr.SSRC == ssrc {
+						o.mu.Lock()
+						o.lost = uint64(rr.TotalLost)
+						o.mu.Unlock()
+					}
 				}
 			}
 		}

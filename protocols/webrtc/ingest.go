@@ -8,6 +8,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtpav1"
@@ -45,7 +46,9 @@ type whipIngest struct {
 	enc      AudioEncoder
 	opus     *media.Track
 	aac      *media.Track
-	expected int // media sections the answer accepted; guarded by mu
+	expected int           // media sections the answer accepted; guarded by mu
+	closed   bool          // the session ended: no new track; guarded by mu
+	lost     atomic.Uint64 // packets given up on, over every track
 
 	kick chan struct{} // a keyframe request, for serve (never blocks)
 
@@ -122,6 +125,9 @@ func (s *Server) newWHIP(r *http.Request, path, key string, peer server.Peer, of
 	}
 	ss.serve = in.serve
 	ss.cleanup = func() {
+		in.mu.Lock()
+		in.closed = true // no track goroutine starts from now on
+		in.mu.Unlock()
 		in.wg.Wait()
 		if in.enc != nil {
 			in.enc.Close()
@@ -199,6 +205,10 @@ func (in *whipIngest) onTrack(remote *pwebrtc.TrackRemote, recv *pwebrtc.RTPRece
 		it.clock = 90000
 	}
 	in.mu.Lock()
+	if in.closed { // pion calls OnTrack on a goroutine of its own: it may come after the end
+		in.mu.Unlock()
+		return
+	}
 	if in.pub != nil { // a late track: the hub's track list is fixed
 		in.mu.Unlock()
 		in.ss.log.Info("track ignored: it came after publishing", "codec", t.Codec)
@@ -240,19 +250,30 @@ func (it *inTrack) read() {
 			return
 		}
 		now := time.Now()
+		before := it.ro.lost
 		var lost bool
 		ordered, lost = it.ro.push(p, now, ordered)
-		in.mu.Lock()
-		if in.t0.IsZero() {
-			in.t0 = now
+		if n := it.ro.lost - before; n > 0 {
+			in.lost.Add(n)
 		}
-		for _, p := range ordered {
-			it.handle(p, now)
-		}
-		in.mu.Unlock()
+		it.handleAll(ordered, now)
 		if lost && it.video != nil {
 			in.requestKeyframe() // the picture is broken until the next keyframe
 		}
+	}
+}
+
+// handleAll hands in-order packets to handle under in.mu (released even if
+// handle panics: the session must still be able to end).
+func (it *inTrack) handleAll(ordered []*rtp.Packet, now time.Time) {
+	in := it.in
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.t0.IsZero() {
+		in.t0 = now
+	}
+	for _, p := range ordered {
+		it.handle(p, now)
 	}
 }
 
@@ -442,12 +463,7 @@ func (in *whipIngest) writeAAC(u *media.Unit) {
 // link returns the session's figures for the API and the metrics: the
 // round-trip time and the packets given up on after waiting for their
 // retransmission.
+// It takes no lock: the hub may call it at any time.
 func (in *whipIngest) link() server.LinkStats {
-	ls := server.LinkStats{RTTMs: in.ss.rttMs()}
-	in.mu.Lock()
-	for _, it := range in.tracks {
-		ls.LostPackets += it.ro.lost
-	}
-	in.mu.Unlock()
-	return ls
+	return server.LinkStats{RTTMs: in.ss.rttMs(), LostPackets: in.lost.Load()}
 }

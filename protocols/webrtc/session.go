@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/sdp/v3"
@@ -49,6 +51,11 @@ type session struct {
 	// the PeerConnection is closed.
 	serve   func(ctx context.Context) error
 	cleanup func()
+
+	// rtt caches the round-trip time (float64 bits, ms), rttAt when it
+	// was taken (unix ns); rttBusy while a goroutine fetches it.
+	rtt, rttAt atomic.Int64
+	rttBusy    atomic.Bool
 
 	mu     sync.Mutex // mu guards ufrag, remote SDP and negotiation
 	ufrag  string     // our current ICE ufrag, the ETag
@@ -122,6 +129,9 @@ func (ss *session) negotiate() (string, error) {
 // start registers the session and runs it; false after Close.
 func (ss *session) start() bool {
 	if !ss.srv.add(ss) {
+		ss.mu.Lock()
+		ss.closed = true
+		ss.mu.Unlock()
 		ss.pc.Close()
 		return false
 	}
@@ -330,12 +340,34 @@ func replaceICE(s, ufrag, pwd string) string {
 }
 
 // rttMs returns the round-trip time of the session's ICE candidate pair in
-// use, from its STUN checks, in milliseconds (0 before there is one).
+// use, from its STUN checks, in milliseconds (0 before there is one). It
+// never blocks: it returns the last figure and, when that is older than
+// rttMaxAge, has a goroutine of its own fetch a new one (pion's GetStats
+// walks the whole connection; a scrape of many sessions must not).
 func (ss *session) rttMs() float64 {
-	for _, st := range ss.pc.GetStats() {
-		if cp, ok := st.(pwebrtc.ICECandidatePairStats); ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
-			return cp.CurrentRoundTripTime * 1000
-		}
+	if time.Since(time.Unix(0, ss.rttAt.Load())) > rttMaxAge && ss.rttBusy.CompareAndSwap(false, true) {
+		go func() {
+			defer ss.rttBusy.Store(false)
+			defer guard.Recover(ss.log, "webrtc stats")
+			var ms float64
+			// Under mu and not after the end: pion's GetStats races with
+			// PeerConnection.Close (run closes it once closed is set).
+			ss.mu.Lock()
+			if !ss.closed {
+				for _, st := range ss.pc.GetStats() {
+					if cp, ok := st.(pwebrtc.ICECandidatePairStats); ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
+						ms = cp.CurrentRoundTripTime * 1000
+						break
+					}
+				}
+			}
+			ss.mu.Unlock()
+			ss.rtt.Store(int64(math.Float64bits(ms)))
+			ss.rttAt.Store(time.Now().UnixNano())
+		}()
 	}
-	return 0
+	return math.Float64frombits(uint64(ss.rtt.Load()))
 }
+
+// rttMaxAge is how old a session's round-trip figure may get.
+const rttMaxAge = 2 * time.Second
