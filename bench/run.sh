@@ -19,7 +19,9 @@
 # children's CPU separately (/proc of every descendant, plus what reaped
 # children left in cutime/cstime) and the sum. WEBRTC_UDP=ADDR sets the
 # ICE UDP address (default: a free port on every address, so that the
-# viewers' host candidates on the machine's interface reach it).
+# viewers' host candidates on the machine's interface reach it). The
+# viewers send RTCP as browsers do (NACKs, receiver reports, TWCC: pion's
+# default interceptors); RTCP=0 runs them without any.
 #
 # -baseline also runs the same load against bench/loopback (one FLV file
 # pushed in 32 KiB writes, no hub) right after, for a same-machine reference
@@ -170,7 +172,7 @@ fi
 UNIT=reader
 if [ "$PROTO" = webrtc ]; then
   UNIT=viewer
-  "$out/whepload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/whepload.json" | tee "$out/whepload.txt"
+  "$out/whepload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} ${RTCP:+-rtcp=$([ "$RTCP" = 0 ] && echo false || echo true)} -json "$out/whepload.json" | tee "$out/whepload.txt"
 elif [ "$PROTO" = hls ]; then
   UNIT=client
   "$out/hlsload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} ${PRELOAD:+-preload} -json "$out/hlsload.json" | tee "$out/hlsload.txt"

@@ -8,9 +8,13 @@
 // gathered before the POST, no trickle), applies the answer, waits for ICE
 // and DTLS, and reads RTP from both tracks with one goroutine per track.
 // It parses only the 12-byte RTP header (sequence numbers for gaps) and, up
-// to the first keyframe, the H.264 NAL type; nothing is depacketized. There
-// are no interceptors: the viewers send no RTCP (no NACK, no receiver
-// reports), so a lost packet stays lost and shows as a gap. On exit each
+// to the first keyframe, the H.264 NAL type; nothing is depacketized.
+// By default the viewers have pion's default interceptors, so they send
+// what a browser sends: NACKs, receiver reports and transport-wide
+// congestion control feedback (the server's NACK handling is part of the
+// load). A lost packet counts as lost when the gap is seen; a resent one
+// arrives later and counts as reordered. -rtcp=false leaves out every
+// interceptor: no RTCP at all, a lost packet stays lost. On exit each
 // viewer DELETEs its session (the Location of the answer) and closes.
 //
 // The viewers start spread over -ramp (or at -rate per second), and each
@@ -40,6 +44,7 @@ import (
 	"time"
 
 	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
 	"github.com/pion/transport/v5"
 	"github.com/pion/transport/v5/stdnet"
 	pwebrtc "github.com/pion/webrtc/v4"
@@ -106,6 +111,7 @@ type Summary struct {
 	ViewersWithLoss   int     `json:"viewers_with_loss"`
 	Gaps              int64   `json:"gaps"`
 	Reordered         int64   `json:"reordered_packets"`
+	RTCP              bool    `json:"rtcp"`       // the viewers sent NACKs, receiver reports, TWCC
 	ToolCPUS          float64 `json:"tool_cpu_s"` // this process, user+system
 	ToolCPUPerViewerS float64 `json:"tool_cpu_ms_per_viewer_second"`
 }
@@ -118,6 +124,7 @@ type options struct {
 	key      string
 	loopback bool
 	rcvbuf   int
+	rtcp     bool
 	jsonOut  string
 	cpuProf  string
 }
@@ -132,6 +139,7 @@ func main() {
 	flag.StringVar(&o.key, "key", "", "stream key, sent as Authorization: Bearer KEY")
 	flag.BoolVar(&o.loopback, "loopback", false, "also gather 127.0.0.1 candidates")
 	flag.IntVar(&o.rcvbuf, "rcvbuf", 4<<20, "SO_RCVBUF of each viewer's UDP socket (capped by net.core.rmem_max): the cached GOP arrives as one burst")
+	flag.BoolVar(&o.rtcp, "rtcp", true, "pion's default interceptors (NACKs, receiver reports, TWCC) as a browser; false: no RTCP at all")
 	flag.StringVar(&o.jsonOut, "json", "", "also write the summary as JSON to this file")
 	flag.StringVar(&o.cpuProf, "cpuprofile", "", "write this tool's CPU profile to this file")
 	flag.Parse()
@@ -148,7 +156,7 @@ func main() {
 		o.ramp = time.Duration(float64(o.n) / *rate * float64(time.Second))
 	}
 
-	api, err := newAPI(o.loopback, o.rcvbuf)
+	api, err := newAPI(o.loopback, o.rcvbuf, o.rtcp)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "whepload:", err)
 		os.Exit(1)
@@ -215,9 +223,9 @@ func (n bufNet) ListenUDP(network string, a *net.UDPAddr) (transport.UDPConn, er
 	return c, err
 }
 
-// newAPI is a pion API with H.264 and Opus, no interceptors, UDP over IPv4
-// only and no mDNS.
-func newAPI(loopback bool, rcvbuf int) (*pwebrtc.API, error) {
+// newAPI is a pion API with H.264 and Opus, UDP over IPv4 only and no
+// mDNS; with rtcp pion's default interceptors, otherwise none.
+func newAPI(loopback bool, rcvbuf int, rtcp bool) (*pwebrtc.API, error) {
 	m := &pwebrtc.MediaEngine{}
 	// H.264 as a browser offers it: the usual profiles, packetization
 	// mode 1 (some servers match the source's profile).
@@ -250,7 +258,12 @@ func newAPI(loopback bool, rcvbuf int) (*pwebrtc.API, error) {
 		return nil, err
 	}
 	se.SetNet(bufNet{Net: n, rcvbuf: rcvbuf})
-	return pwebrtc.NewAPI(pwebrtc.WithMediaEngine(m), pwebrtc.WithSettingEngine(se)), nil
+	opts := []func(*pwebrtc.API){pwebrtc.WithMediaEngine(m), pwebrtc.WithSettingEngine(se)}
+	if !rtcp {
+		// NewAPI registers the default interceptors only when given no registry.
+		opts = append(opts, pwebrtc.WithInterceptorRegistry(&interceptor.Registry{}))
+	}
+	return pwebrtc.NewAPI(opts...), nil
 }
 
 // view is one viewer, until ctx ends.
@@ -486,7 +499,7 @@ func cpuTime() time.Duration {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func summarize(o options, rs []result) Summary {
-	s := Summary{URL: o.url, Viewers: len(rs), ReadS: o.d.Seconds()}
+	s := Summary{URL: o.url, Viewers: len(rs), ReadS: o.d.Seconds(), RTCP: o.rtcp}
 	var answer, connect, firstV, firstK, firstA, kbps []float64
 	var sentV int64
 	for _, r := range rs {
@@ -563,7 +576,7 @@ func printText(s Summary) {
 	fmt.Fprintf(&b, "POST -> 1st audio pkt    median %.1f ms\n", s.FirstAudioMedian)
 	fmt.Fprintf(&b, "per-viewer throughput    median %.0f kbit/s, min %.0f kbit/s\n", s.KbpsMedian, s.KbpsMin)
 	fmt.Fprintf(&b, "packets video / audio    %d / %d (%d bytes)\n", s.VideoPackets, s.AudioPackets, s.BytesTotal)
-	fmt.Fprintf(&b, "lost video / audio       %d / %d packets (video %.3f %%), %d gaps, %d viewers with loss, %d reordered\n",
+	fmt.Fprintf(&b, "lost video / audio       %d / %d packets (video %.3f %%), %d gaps, %d viewers with loss, %d reordered (resent, with -rtcp)\n",
 		s.VideoLost, s.AudioLost, s.VideoLossPct, s.Gaps, s.ViewersWithLoss, s.Reordered)
 	fmt.Fprintf(&b, "whepload CPU             %.2f s; %.3f ms per viewer-second\n", s.ToolCPUS, s.ToolCPUPerViewerS)
 	fmt.Print(b.String())
