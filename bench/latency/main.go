@@ -47,6 +47,14 @@
 // -http is the WHEP URL; the POST is retried while it is not 201 (the
 // stream not there yet), for up to 20 s.
 //
+// -whip (implies -webrtc) publishes from the browser instead of ffmpeg: the
+// same page paints the clock into a 320x240 canvas every 33 ms (the same
+// layout, black 0 and white 255 in RGB), sends canvas.captureStream(30)
+// (H.264 preferred) and an Opus tone over WHIP (POST /PATH/whip), and plays
+// the stream back over WHEP in a second RTCPeerConnection: browser WHIP to
+// WHEP glass-to-glass. Each run publishes anew. With a running server give
+// only -http, the WHEP URL; the WHIP URL is the same ending in /whip.
+//
 // -direct is the no-server baseline: ffmpeg writes FLV to its stdout and this
 // program serves that byte stream itself as HTTP-FLV (chunked, with CORS) to
 // the player; everything else is the same, so the difference to the normal
@@ -194,6 +202,7 @@ type options struct {
 	direct           bool
 	hls              bool
 	webrtc           bool
+	whip             bool
 	settle           time.Duration
 	partTarget       string
 	audio            bool
@@ -216,6 +225,7 @@ func main() {
 	flag.BoolVar(&o.direct, "direct", false, "baseline without streamhub: ffmpeg's FLV output served by this program")
 	flag.BoolVar(&o.hls, "hls", false, "play LL-HLS (/PATH/index.m3u8) with hls.js, lowLatencyMode on, instead of HTTP-FLV with mpegts.js")
 	flag.BoolVar(&o.webrtc, "webrtc", false, "play over WHEP (/PATH/whep) in a bare RTCPeerConnection instead of HTTP-FLV with mpegts.js")
+	flag.BoolVar(&o.whip, "whip", false, "publish from Chromium over WHIP (a canvas with the painted clock) instead of ffmpeg over RTMP; implies -webrtc")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
 	flag.BoolVar(&o.audio, "audio", true, "add a silent AAC track (PCM fed in lockstep with the video)")
@@ -228,7 +238,13 @@ func main() {
 	flag.StringVar(&o.jsonFile, "json", "", "also write the JSON result to this file")
 	flag.BoolVar(&o.verbose, "v", false, "show server, ffmpeg and node diagnostics")
 	flag.Parse()
-	if (o.rtmpURL == "") != (o.httpURL == "") {
+	if o.whip {
+		if o.rtmpURL != "" {
+			fatalf("-whip publishes from the browser: give only -http (the WHEP URL)")
+		}
+		o.webrtc = true
+	}
+	if !o.whip && (o.rtmpURL == "") != (o.httpURL == "") {
 		fatalf("-rtmp and -http go together")
 	}
 	if o.direct && o.rtmpURL != "" {
@@ -483,6 +499,16 @@ func run(ctx context.Context, o options) (Result, error) {
 		if res.URL, err = serveDirect(ctx, gen); err != nil {
 			return res, err
 		}
+	case o.whip:
+		res.Mode = "streamhub, browser WHIP"
+		res.URL = o.httpURL
+		if res.URL == "" {
+			if _, _, _, res.URL, err = startServer(ctx, o, root); err != nil {
+				return res, err
+			}
+		} else {
+			res.Mode = "browser WHIP"
+		}
 	default:
 		rtmpURL, httpURL := o.rtmpURL, o.httpURL
 		if rtmpURL == "" {
@@ -563,6 +589,9 @@ func measure(ctx context.Context, o options, root, flvURL string) (Run, error) {
 	}
 	if o.webrtc {
 		args = append(args, "--whep")
+	}
+	if o.whip {
+		args = append(args, "--whip", strings.TrimSuffix(flvURL, "/whep")+"/whip")
 	}
 	nctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration+60*time.Second)
 	defer cancel()

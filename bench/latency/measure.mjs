@@ -33,7 +33,7 @@ const pkgVersion = (name) => {
 };
 
 function parseArgs(argv) {
-  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false, whep: false };
+  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false, whep: false, whip: '' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -47,6 +47,7 @@ function parseArgs(argv) {
     else if (a === '--player') o.player = JSON.parse(next());
     else if (a === '--hls') o.hls = true;
     else if (a === '--whep') o.whep = true;
+    else if (a === '--whip') o.whip = next();
     else throw new Error(`unknown argument ${a}`);
   }
   if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--hls | --whep] [--warmup S] [--duration S] [--player JSON]');
@@ -128,11 +129,67 @@ if (S.rvfc) {
   requestAnimationFrame(cb);
 }
 
+// publish paints the clock into a canvas (the layout of main.go, in RGB)
+// every 33 ms and sends it, H.264 first, with an Opus tone over WHIP.
+async function publish(url) {
+  const pc2 = document.createElement('canvas');
+  pc2.width = L.width; pc2.height = L.height;
+  const g2 = pc2.getContext('2d');
+  const paint = () => {
+    const ms = Date.now();
+    g2.fillStyle = 'rgb(128,128,128)'; g2.fillRect(0, 0, L.width, L.height);
+    // The 42 ms bits and their popcount, as main.go's encode.
+    let pop = 0;
+    const bits = [];
+    for (let i = 0; i < L.msBits; i++) { const b = Math.floor(ms / 2 ** i) % 2; bits.push(b); pop += b; }
+    for (let i = 0; i < L.bits - L.msBits; i++) bits.push(Math.floor(pop / 2 ** i) % 2);
+    for (let i = 0; i < L.bits; i++) {
+      g2.fillStyle = bits[i] ? '#fff' : '#000';
+      g2.fillRect(L.x0 + (i % L.cols) * L.blockW, L.y0 + Math.floor(i / L.cols) * L.rowPitch, L.blockW, L.blockH);
+    }
+    g2.fillStyle = '#000'; g2.fillRect(L.black.x, L.black.y, L.black.w, L.black.h);
+    g2.fillStyle = '#fff'; g2.fillRect(L.white.x, L.white.y, L.white.w, L.white.h);
+    g2.fillRect((S.painted * 4) % (L.width - 16), 180, 16, 16);
+    S.painted++;
+  };
+  S.painted = 0;
+  paint();
+  setInterval(paint, 33);
+  const stream = pc2.captureStream(30);
+  const pub = window.PUB = new RTCPeerConnection();
+  const vt = pub.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendonly', streams: [stream] });
+  if (vt.setCodecPreferences && RTCRtpSender.getCapabilities) {
+    const cs = RTCRtpSender.getCapabilities('video').codecs;
+    const h264 = cs.filter((c) => c.mimeType.toLowerCase() === 'video/h264');
+    if (h264.length) vt.setCodecPreferences([...h264, ...cs.filter((c) => c.mimeType.toLowerCase() !== 'video/h264')]);
+  }
+  try {
+    const ac = new AudioContext();
+    const osc = ac.createOscillator();
+    const dst = ac.createMediaStreamDestination();
+    osc.connect(dst); osc.start();
+    pub.addTransceiver(dst.stream.getAudioTracks()[0], { direction: 'sendonly', streams: [stream] });
+  } catch (e) { S.errors.push('audio: ' + e); }
+  await pub.setLocalDescription(await pub.createOffer());
+  await new Promise((r) => {
+    if (pub.iceGatheringState === 'complete') return r();
+    pub.onicegatheringstatechange = () => pub.iceGatheringState === 'complete' && r();
+    setTimeout(r, 2000);
+  });
+  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pub.localDescription.sdp });
+  const body = await res.text();
+  if (res.status !== 201) throw new Error('WHIP POST ' + res.status + ': ' + body);
+  S.whipLocation = new URL(res.headers.get('Location'), url).href;
+  await pub.setRemoteDescription({ type: 'answer', sdp: body });
+  S.whipCodec = (body.match(/a=rtpmap:\d+ (H264|VP8|VP9|AV1|H265)/) || [])[1] || '';
+}
+
 if (q.get('whep')) {
   // A bare WHEP client: recvonly video and audio, every candidate in the
   // offer (no trickle). The POST is retried while the stream is not there
   // (for a server started with the publisher), for up to 20 s.
   (async () => {
+    if (q.get('whip')) await publish(q.get('whip'));
     const pc = window.PC = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -180,6 +237,8 @@ if (q.get('whep')) {
   window.whepDelete = async () => {
     if (S.location) await fetch(S.location, { method: 'DELETE' }).catch(() => {});
     if (window.PC) PC.close();
+    if (S.whipLocation) await fetch(S.whipLocation, { method: 'DELETE' }).catch(() => {});
+    if (window.PUB) PUB.close();
   };
 } else if (q.get('hls')) {
   if (!window.Hls || !Hls.isSupported()) {
@@ -246,6 +305,7 @@ async function main() {
     const pg = await run.launch('streamhub-latency-chromium-', { viewport: { width: 640, height: 480 } });
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
     if (o.whep) qs.set('whep', '1');
+    if (o.whip) qs.set('whip', o.whip);
     if (o.hls) {
       qs.set('hls', '1');
       await pg.addInitScript({ path: hlsPath });
@@ -278,7 +338,7 @@ async function main() {
         version: window.Hls ? Hls.version : '', rate: v.playbackRate,
         ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0,
         latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0,
-        posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
+        whipCodec: S.whipCodec || '', posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
         rtc: window.rtcStats ? await window.rtcStats() : null };
     });
     if (o.whep) {
@@ -287,6 +347,7 @@ async function main() {
         res.first_frame_after_post_ms = w1.first - w1.posted;
         if (w1.connected) res.connected_after_post_ms = w1.connected - w1.posted;
       }
+      res.publisher_codec = w1.whipCodec;
       if (w1.rtc) {
         res.audio_samples = w1.rtc.audioSamples;
         res.jitter_buffer_ms = w1.rtc.jitterBufferMs;
