@@ -317,6 +317,7 @@ type Run struct {
 	JitterBufferMs        float64  `json:"jitter_buffer_ms"`
 	NackCount             int64    `json:"nack_count"`
 	PacketsLost           int64    `json:"packets_lost"`
+	PublisherCodec        string   `json:"publisher_codec,omitempty"` // -whip: the video codec of the WHIP answer
 	DroppedFrames         int      `json:"dropped_frames"`
 	PresentedFrames       int      `json:"presented_frames"`
 	RVFC                  bool     `json:"rvfc"`
@@ -450,6 +451,9 @@ func printText(w io.Writer, r Result) {
 		if run.PlayerName == "RTCPeerConnection" {
 			fmt.Fprintf(w, ", first frame %.0f ms and connected %.0f ms after the POST, jitter buffer %.0f ms, %d audio samples, %d NACKs, %d lost",
 				run.FirstFrameAfterPostMs, run.ConnectedAfterPostMs, run.JitterBufferMs, run.AudioSamples, run.NackCount, run.PacketsLost)
+			if run.PublisherCodec != "" {
+				fmt.Fprintf(w, ", WHIP video %s", run.PublisherCodec)
+			}
 		} else {
 			fmt.Fprintf(w, ", buffer %.2f s, playhead/buffer-end speed %.4f/%.4f", run.ForwardBufferS, run.PlayheadRate, run.BufferEndRate)
 		}
