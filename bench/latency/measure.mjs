@@ -181,7 +181,7 @@ async function publish(url) {
   if (res.status !== 201) throw new Error('WHIP POST ' + res.status + ': ' + body);
   S.whipLocation = new URL(res.headers.get('Location'), url).href;
   await pub.setRemoteDescription({ type: 'answer', sdp: body });
-  S.whipCodec = (body.match(/a=rtpmap:\d+ (H264|VP8|VP9|AV1|H265)/) || [])[1] || '';
+  S.whipCodec = (body.match(/a=rtpmap:[0-9]+ (H264|VP8|VP9|AV1|H265)/) || [])[1] || '';
 }
 
 if (q.get('whep')) {
