@@ -55,6 +55,10 @@
 // WHEP glass-to-glass. Each run publishes anew. With a running server give
 // only -http, the WHEP URL; the WHIP URL is the same ending in /whip.
 //
+// -prewarm (with -webrtc) first connects two local RTCPeerConnections in
+// the page and closes them, so that a fresh browser's one-time costs of its
+// first connection stay out of the first-frame figure.
+//
 // -direct is the no-server baseline: ffmpeg writes FLV to its stdout and this
 // program serves that byte stream itself as HTTP-FLV (chunked, with CORS) to
 // the player; everything else is the same, so the difference to the normal
@@ -203,6 +207,7 @@ type options struct {
 	hls              bool
 	webrtc           bool
 	whip             bool
+	prewarm          bool
 	settle           time.Duration
 	partTarget       string
 	audio            bool
@@ -226,6 +231,7 @@ func main() {
 	flag.BoolVar(&o.hls, "hls", false, "play LL-HLS (/PATH/index.m3u8) with hls.js, lowLatencyMode on, instead of HTTP-FLV with mpegts.js")
 	flag.BoolVar(&o.webrtc, "webrtc", false, "play over WHEP (/PATH/whep) in a bare RTCPeerConnection instead of HTTP-FLV with mpegts.js")
 	flag.BoolVar(&o.whip, "whip", false, "publish from Chromium over WHIP (a canvas with the painted clock) instead of ffmpeg over RTMP; implies -webrtc")
+	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
 	flag.BoolVar(&o.audio, "audio", true, "add a silent AAC track (PCM fed in lockstep with the video)")
@@ -255,6 +261,9 @@ func main() {
 	}
 	if o.hls && o.webrtc {
 		fatalf("-hls and -webrtc are two different players: choose one")
+	}
+	if o.prewarm && !o.webrtc {
+		fatalf("-prewarm is for -webrtc")
 	}
 	if o.webrtc && o.player != "" {
 		fatalf("-player is for mpegts.js and hls.js")
@@ -311,19 +320,23 @@ type Run struct {
 	StartupMs        float64 `json:"startup_ms"`
 	// WebRTC (-webrtc): from the WHEP POST to the first presented frame
 	// and to ICE+DTLS connected; from getStats at the end of the window.
-	FirstFrameAfterPostMs float64  `json:"first_frame_after_post_ms"`
-	ConnectedAfterPostMs  float64  `json:"connected_after_post_ms"`
-	AudioSamples          int64    `json:"audio_samples"`
-	JitterBufferMs        float64  `json:"jitter_buffer_ms"`
-	NackCount             int64    `json:"nack_count"`
-	PacketsLost           int64    `json:"packets_lost"`
-	PublisherCodec        string   `json:"publisher_codec,omitempty"` // -whip: the video codec of the WHIP answer
-	DroppedFrames         int      `json:"dropped_frames"`
-	PresentedFrames       int      `json:"presented_frames"`
-	RVFC                  bool     `json:"rvfc"`
-	Errors                []string `json:"errors"`
-	PlayerName            string   `json:"player"`
-	PlayerVersion         string   `json:"player_version"`
+	FirstFrameAfterPostMs float64 `json:"first_frame_after_post_ms"`
+	ConnectedAfterPostMs  float64 `json:"connected_after_post_ms"`
+	AudioSamples          int64   `json:"audio_samples"`
+	JitterBufferMs        float64 `json:"jitter_buffer_ms"`
+	NackCount             int64   `json:"nack_count"`
+	PacketsLost           int64   `json:"packets_lost"`
+	PublisherCodec        string  `json:"publisher_codec,omitempty"` // -whip: the video codec of the WHIP answer
+	Prewarm               *struct {
+		Ms    float64 `json:"ms"`
+		State string  `json:"state"`
+	} `json:"prewarm,omitempty"` // -prewarm: how long the local connection took, and its end state
+	DroppedFrames   int      `json:"dropped_frames"`
+	PresentedFrames int      `json:"presented_frames"`
+	RVFC            bool     `json:"rvfc"`
+	Errors          []string `json:"errors"`
+	PlayerName      string   `json:"player"`
+	PlayerVersion   string   `json:"player_version"`
 	// Non-fatal player errors in the window by detail (hls.js).
 	PlayerWarnings map[string]int `json:"player_warnings"`
 	// hls.js's own view at the end of the window.
@@ -593,6 +606,9 @@ func measure(ctx context.Context, o options, root, flvURL string) (Run, error) {
 	}
 	if o.webrtc {
 		args = append(args, "--whep")
+	}
+	if o.prewarm {
+		args = append(args, "--prewarm")
 	}
 	if o.whip {
 		args = append(args, "--whip", strings.TrimSuffix(flvURL, "/whep")+"/whip")

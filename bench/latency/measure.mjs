@@ -33,7 +33,7 @@ const pkgVersion = (name) => {
 };
 
 function parseArgs(argv) {
-  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false, whep: false, whip: '' };
+  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false, whep: false, whip: '', prewarm: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -48,6 +48,7 @@ function parseArgs(argv) {
     else if (a === '--hls') o.hls = true;
     else if (a === '--whep') o.whep = true;
     else if (a === '--whip') o.whip = next();
+    else if (a === '--prewarm') o.prewarm = true;
     else throw new Error(`unknown argument ${a}`);
   }
   if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--hls | --whep] [--warmup S] [--duration S] [--player JSON]');
@@ -184,12 +185,34 @@ async function publish(url) {
   S.whipCodec = (body.match(/a=rtpmap:[0-9]+ (H264|VP8|VP9|AV1|H265)/) || [])[1] || '';
 }
 
+// prewarm connects two local RTCPeerConnections (a data channel) and
+// closes them: what a fresh browser pays once for its first connection
+// (certificate, network stack) is then out of the WHEP viewer's figures.
+async function prewarm() {
+  const t0 = Date.now();
+  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate).catch(() => {});
+  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate).catch(() => {});
+  a.createDataChannel('warm');
+  await a.setLocalDescription(await a.createOffer());
+  await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription(await b.createAnswer());
+  await a.setRemoteDescription(b.localDescription);
+  await new Promise((r) => {
+    const t = setTimeout(r, 3000);
+    a.onconnectionstatechange = () => { if (a.connectionState === 'connected') { clearTimeout(t); r(); } };
+  });
+  S.prewarm = { ms: Date.now() - t0, state: a.connectionState };
+  a.close(); b.close();
+}
+
 if (q.get('whep')) {
   // A bare WHEP client: recvonly video and audio, every candidate in the
   // offer (no trickle). The POST is retried while the stream is not there
   // (for a server started with the publisher), for up to 20 s.
   (async () => {
     if (q.get('whip')) await publish(q.get('whip'));
+    if (q.get('prewarm')) await prewarm();
     const pc = window.PC = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
@@ -306,6 +329,7 @@ async function main() {
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
     if (o.whep) qs.set('whep', '1');
     if (o.whip) qs.set('whip', o.whip);
+    if (o.prewarm) qs.set('prewarm', '1');
     if (o.hls) {
       qs.set('hls', '1');
       await pg.addInitScript({ path: hlsPath });
@@ -338,7 +362,7 @@ async function main() {
         version: window.Hls ? Hls.version : '', rate: v.playbackRate,
         ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0,
         latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0,
-        whipCodec: S.whipCodec || '', posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
+        whipCodec: S.whipCodec || '', prewarm: S.prewarm || null, posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
         rtc: window.rtcStats ? await window.rtcStats() : null };
     });
     if (o.whep) {
@@ -348,6 +372,7 @@ async function main() {
         if (w1.connected) res.connected_after_post_ms = w1.connected - w1.posted;
       }
       res.publisher_codec = w1.whipCodec;
+      if (w1.prewarm) res.prewarm = w1.prewarm;
       if (w1.rtc) {
         res.audio_samples = w1.rtc.audioSamples;
         res.jitter_buffer_ms = w1.rtc.jitterBufferMs;
