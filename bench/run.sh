@@ -3,12 +3,25 @@
 # with ffmpeg (-c copy, looped), opens N readers with bench/flvload, and
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
-#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|hls] [-config FILE] [-baseline]
+#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline]
 #
 # -proto hls opens N low-latency HLS clients with bench/hlsload instead
 # (blocking playlist reloads for each next part, then the part; PRELOAD=1
 # adds hls.js's preload-hint part request alongside each reload) at
 # /live/bench/index.m3u8; the figures are the same, per client-second.
+#
+# -proto webrtc opens N WHEP viewers with bench/whepload (pion, one process)
+# at /live/bench/whep. WebRTC players cannot take B-frames, so this mode
+# publishes its own source, the same 720p30 ~2.7 Mbit/s H.264+AAC encoded
+# with -bf 0 (bench/out/src-720p30-nob.flv). The AAC makes streamhub start
+# its FFmpeg audio job (AAC to Opus, a child process) at the first viewer:
+# the report gives the streamhub process's CPU (the per-viewer figure), the
+# children's CPU separately (/proc of every descendant, plus what reaped
+# children left in cutime/cstime) and the sum. WEBRTC_UDP=ADDR sets the
+# ICE UDP address (default: a free port on every address, so that the
+# viewers' host candidates on the machine's interface reach it). The
+# viewers send RTCP as browsers do (NACKs, receiver reports, TWCC: pion's
+# default interceptors); RTCP=0 runs them without any.
 #
 # -baseline also runs the same load against bench/loopback (one FLV file
 # pushed in 32 KiB writes, no hub) right after, for a same-machine reference
@@ -32,28 +45,30 @@ while [ $# -gt 0 ]; do
     -proto) PROTO=$2; shift 2 ;;
     -config) EXTRA_CONFIG=$2; shift 2 ;;
     -baseline) BASELINE=1; shift ;;
-    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls] [-config FILE] [-baseline]" >&2; exit 2 ;;
+    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline]" >&2; exit 2 ;;
   esac
 done
-case "$PROTO" in http|rtmp|rtsp|hls) ;; *) echo "bench: -proto is http, rtmp, rtsp or hls" >&2; exit 2 ;; esac
-if [ "$PROTO" = hls ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV" >&2; exit 2; fi
+case "$PROTO" in http|rtmp|rtsp|hls|webrtc) ;; *) echo "bench: -proto is http, rtmp, rtsp, hls or webrtc" >&2; exit 2 ;; esac
+if [ "$PROTO" != http ] && [ "$PROTO" != rtmp ] && [ "$PROTO" != rtsp ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV" >&2; exit 2; fi
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 8192
 out=bench/out
 mkdir -p "$out"
 
-src="$out/src-720p30.flv"
+src="$out/src-720p30.flv" BF=()
+if [ "$PROTO" = webrtc ]; then src="$out/src-720p30-nob.flv" BF=(-bf 0); fi
 if [ ! -f "$src" ]; then
   echo "bench: encoding the 720p30 test source once ($src)"
   ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
     -f lavfi -i sine=frequency=440:sample_rate=48000 -t 30 \
-    -c:v libx264 -preset veryfast -b:v 2550k -maxrate 2600k -bufsize 2600k -g 60 -keyint_min 60 -sc_threshold 0 \
+    -c:v libx264 -preset veryfast "${BF[@]}" -b:v 2550k -maxrate 2600k -bufsize 2600k -g 60 -keyint_min 60 -sc_threshold 0 \
     -c:a aac -b:a 128k -f flv "$src"
 fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 RTMP_PORT=$(free_port) HTTP_PORT=$(free_port) RTSP_PORT=$(free_port) SRT_PORT=$(free_udp_port)
+WEBRTC_UDP=${WEBRTC_UDP:-":$(free_udp_port)"}
 if [ -n "${PPROF:-}" ]; then
   # An extra file in package main, given to the compiler through -overlay:
   # the checkout stays as it is.
@@ -82,6 +97,7 @@ else
 fi
 LOADER=flvload
 [ "$PROTO" = hls ] && LOADER=hlsload
+[ "$PROTO" = webrtc ] && LOADER=whepload
 go build -o "$out/$LOADER" "./bench/$LOADER"
 conf="$out/bench.yml"
 # Every reader of the load tool comes from 127.0.0.1: no per-address cap
@@ -96,6 +112,7 @@ rtsp: {address: "127.0.0.1:$RTSP_PORT", transports: [tcp]}
 srt: {address: "127.0.0.1:$SRT_PORT"}
 streams: {database: "$out/streams.db"}
 YML
+grep -q '^webrtc:' "$conf" || echo "webrtc: {udpAddress: \"$WEBRTC_UDP\", tcpAddress: \"\"}" >> "$conf"
 
 "$out/streamhub" --config "$conf" > "$out/server.log" 2>&1 &
 SRV=$!
@@ -108,11 +125,40 @@ sleep 5 # gortmplib reads 2 s of media to find the tracks; then let the GOP cach
 
 cpu() { awk '{print $14+$15}' "/proc/$SRV/stat"; }
 cpusplit() { awk '{print "utime " $14 " stime " $15}' "/proc/$SRV/stat"; }
+# kids prints "PID TICKS" for every live descendant of the server and
+# "reaped TICKS" for the children it has waited for (cutime+cstime).
+kids() {
+  python3 - "$SRV" <<'PY'
+import os, sys
+root = sys.argv[1]
+procs = {}
+for p in os.listdir('/proc'):
+    if not p.isdigit():
+        continue
+    try:
+        st = open(f'/proc/{p}/stat').read()
+    except OSError:
+        continue
+    f = st[st.rindex(')') + 2:].split()
+    procs[p] = (f[1], int(f[11]) + int(f[12]), int(f[13]) + int(f[14]))  # ppid, utime+stime, cutime+cstime
+print('reaped', procs.get(root, (0, 0, 0))[2])
+todo = [root]
+while todo:
+    parent = todo.pop()
+    for p, (pp, t, _) in procs.items():
+        if pp == parent:
+            print(p, t)
+            todo.append(p)
+PY
+}
+kidshwm() { for p in $(kids | awk '$1 != "reaped" {print $1}'); do awk '/VmHWM/ {s += $2} END {print s + 0}' "/proc/$p/status" 2>/dev/null; done | awk '{s += $1} END {print s + 0}'; }
 TICK=$(getconf CLK_TCK)
+k0=$(kids)
 c0=$(cpu); [ -n "${STRACE:-}" ] && (sleep 8; timeout 3 strace -c -f -p $SRV -o bench/out/strace.txt) &
 case "$PROTO" in
   rtmp) URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench" ;;
   rtsp) URL="rtsp://127.0.0.1:$RTSP_PORT/live/bench" ;;
+  webrtc) URL="http://127.0.0.1:$HTTP_PORT/live/bench/whep" ;;
   hls) URL="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8" ;;
   *) URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
 esac
@@ -124,21 +170,34 @@ if [ -n "${PPROF:-}" ]; then
   PPROF_JOB=$!
 fi
 UNIT=reader
-if [ "$PROTO" = hls ]; then
+if [ "$PROTO" = webrtc ]; then
+  UNIT=viewer
+  "$out/whepload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} ${RTCP:+-rtcp=$([ "$RTCP" = 0 ] && echo false || echo true)} -json "$out/whepload.json" | tee "$out/whepload.txt"
+elif [ "$PROTO" = hls ]; then
   UNIT=client
   "$out/hlsload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} ${PRELOAD:+-preload} -json "$out/hlsload.json" | tee "$out/hlsload.txt"
 else
   "$out/flvload" -url "$URL" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/flvload.json" | tee "$out/flvload.txt"
 fi
-c1=$(cpu); cpusplit
+c1=$(cpu); k1=$(kids); cpusplit
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$SRV/status")
-python3 - "$c0" "$c1" "$TICK" "$N" "${T%s}" "$hwm" "$UNIT" <<'PY' | tee -a "$out/$LOADER.txt"
+khwm=$(kidshwm)
+python3 - "$c0" "$c1" "$TICK" "$N" "${T%s}" "$hwm" "$UNIT" "$khwm" "$k0" "$k1" <<'PY' | tee -a "$out/$LOADER.txt"
 import sys
 c0, c1, tick, n, t, hwm = map(float, sys.argv[1:7])
-unit = sys.argv[7]
+unit, khwm = sys.argv[7], float(sys.argv[8])
+def parse(s):
+    return {a: int(b) for a, b in (l.split() for l in s.splitlines() if l.strip())}
+k0, k1 = parse(sys.argv[9]), parse(sys.argv[10])
+kids = sum(v - k0.get(p, 0) for p, v in k1.items()) / tick
+live = len([p for p in k1 if p != 'reaped'])
 cpu = (c1 - c0) / tick
-print(f"server CPU               {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per {unit}-second")
+print(f"server CPU               {cpu:.2f} s over the run; {1000*cpu/(n*t):.3f} ms per {unit}-second (streamhub process only)")
 print(f"server peak RSS          {hwm/1024:.1f} MB")
+if kids > 0 or live:
+    print(f"children CPU             {kids:.2f} s over the run ({live} live at the end: FFmpeg jobs); {1000*kids/(n*t):.3f} ms per {unit}-second")
+    print(f"server + children CPU    {cpu+kids:.2f} s; {1000*(cpu+kids)/(n*t):.3f} ms per {unit}-second")
+    print(f"children peak RSS        {khwm/1024:.1f} MB (sum of the live ones)")
 PY
 if [ -n "${PPROF:-}" ]; then
   wait "$PPROF_JOB" || true

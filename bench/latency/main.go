@@ -6,6 +6,9 @@
 //	    -http http://127.0.0.1:8080/live/latency.flv   # a running server
 //	go run ./bench/latency -direct               # baseline without streamhub
 //	go run ./bench/latency -hls                  # LL-HLS (index.m3u8) in hls.js
+//	go run ./bench/latency -webrtc               # WHEP in a bare RTCPeerConnection
+//	go run ./bench/latency -webrtc -rtmp rtmp://127.0.0.1:1935/live/latency \
+//	    -http http://127.0.0.1:8080/live/latency/whep  # WHEP of a running server
 //
 // It generates raw yuv420p 320x240 frames at 30 fps in real time and paints
 // the wall-clock milliseconds of each frame into it as 48 black/white blocks
@@ -29,6 +32,33 @@
 // non-fatal errors by detail (fatal ones are errors) and its own latency
 // estimate. With -rtmp, -http is then the index.m3u8 URL.
 //
+// -webrtc plays the stream over WHEP (POST /PATH/whep) in a bare
+// RTCPeerConnection (recvonly video and audio, candidates gathered before
+// the POST, no trickle), the stream as srcObject of the same <video>. The
+// same frames and decoding; the report adds, per run, the first presented
+// frame after the POST (requestVideoFrameCallback), ICE+DTLS connected
+// after the POST, and from getStats the audio samples received (the AAC
+// source is heard only through the server's Opus audio job), the jitter
+// buffer's mean delay, NACKs sent and packets lost. The started server
+// gets a free ICE UDP port on every address (Chromium's host candidates
+// are mDNS names the server does not resolve; it answers the checks
+// peer-reflexively). -settle waits before the first run so that the server
+// has a whole GOP cached, and each run's POST is a new viewer. With -rtmp,
+// -http is the WHEP URL; the POST is retried while it is not 201 (the
+// stream not there yet), for up to 20 s.
+//
+// -whip (implies -webrtc) publishes from the browser instead of ffmpeg: the
+// same page paints the clock into a 320x240 canvas every 33 ms (the same
+// layout, black 0 and white 255 in RGB), sends canvas.captureStream(30)
+// (H.264 preferred) and an Opus tone over WHIP (POST /PATH/whip), and plays
+// the stream back over WHEP in a second RTCPeerConnection: browser WHIP to
+// WHEP glass-to-glass. Each run publishes anew. With a running server give
+// only -http, the WHEP URL; the WHIP URL is the same ending in /whip.
+//
+// -prewarm (with -webrtc) first connects two local RTCPeerConnections in
+// the page and closes them, so that a fresh browser's one-time costs of its
+// first connection stay out of the first-frame figure.
+//
 // -direct is the no-server baseline: ffmpeg writes FLV to its stdout and this
 // program serves that byte stream itself as HTTP-FLV (chunked, with CORS) to
 // the player; everything else is the same, so the difference to the normal
@@ -36,7 +66,7 @@
 //
 // It needs ffmpeg, /usr/bin/chromium (or $CHROMIUM), node and the npm
 // packages of e2e/browser (scripts/test.sh runs npm ci there): mpegts.js,
-// and hls.js for -hls.
+// and hls.js for -hls (only playwright-core for -webrtc).
 package main
 
 import (
@@ -175,6 +205,10 @@ type options struct {
 	root             string
 	direct           bool
 	hls              bool
+	webrtc           bool
+	whip             bool
+	prewarm          bool
+	settle           time.Duration
 	partTarget       string
 	audio            bool
 	duration, warmup time.Duration
@@ -184,6 +218,7 @@ type options struct {
 	jsonFile         string
 	verbose          bool
 	runs             int
+	waitURL          string // -webrtc with the started server: HEAD this until 200
 }
 
 func main() {
@@ -194,6 +229,10 @@ func main() {
 	flag.StringVar(&o.root, "root", "", "repository root (default: found from the working directory)")
 	flag.BoolVar(&o.direct, "direct", false, "baseline without streamhub: ffmpeg's FLV output served by this program")
 	flag.BoolVar(&o.hls, "hls", false, "play LL-HLS (/PATH/index.m3u8) with hls.js, lowLatencyMode on, instead of HTTP-FLV with mpegts.js")
+	flag.BoolVar(&o.webrtc, "webrtc", false, "play over WHEP (/PATH/whep) in a bare RTCPeerConnection instead of HTTP-FLV with mpegts.js")
+	flag.BoolVar(&o.whip, "whip", false, "publish from Chromium over WHIP (a canvas with the painted clock) instead of ffmpeg over RTMP; implies -webrtc")
+	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure)")
+	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
 	flag.BoolVar(&o.audio, "audio", true, "add a silent AAC track (PCM fed in lockstep with the video)")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measurement time of each run")
@@ -205,14 +244,29 @@ func main() {
 	flag.StringVar(&o.jsonFile, "json", "", "also write the JSON result to this file")
 	flag.BoolVar(&o.verbose, "v", false, "show server, ffmpeg and node diagnostics")
 	flag.Parse()
-	if (o.rtmpURL == "") != (o.httpURL == "") {
+	if o.whip {
+		if o.rtmpURL != "" {
+			fatalf("-whip publishes from the browser: give only -http (the WHEP URL)")
+		}
+		o.webrtc = true
+	}
+	if !o.whip && (o.rtmpURL == "") != (o.httpURL == "") {
 		fatalf("-rtmp and -http go together")
 	}
 	if o.direct && o.rtmpURL != "" {
 		fatalf("-direct does not use a server")
 	}
-	if o.direct && o.hls {
+	if o.direct && (o.hls || o.webrtc) {
 		fatalf("-direct is HTTP-FLV only")
+	}
+	if o.hls && o.webrtc {
+		fatalf("-hls and -webrtc are two different players: choose one")
+	}
+	if o.prewarm && !o.webrtc {
+		fatalf("-prewarm is for -webrtc")
+	}
+	if o.webrtc && o.player != "" {
+		fatalf("-player is for mpegts.js and hls.js")
 	}
 	if o.partTarget != "" && (!o.hls || o.rtmpURL != "") {
 		fatalf("-part is for -hls with the started server")
@@ -251,25 +305,38 @@ func fatalf(format string, a ...any) {
 
 // Run is one player session, as measure.mjs reports it.
 type Run struct {
-	DurationS        float64  `json:"duration_s"`
-	Samples          int      `json:"samples"`
-	DecodeFailures   int      `json:"decode_failures"`
-	MedianMs         float64  `json:"median_ms"`
-	P95Ms            float64  `json:"p95_ms"`
-	MinMs            float64  `json:"min_ms"`
-	MaxMs            float64  `json:"max_ms"`
-	DisplayMedianMs  float64  `json:"display_median_ms"` // with expectedDisplayTime instead of Date.now()
-	FirstSecMedianMs float64  `json:"first_second_median_ms"`
-	LastSecMedianMs  float64  `json:"last_second_median_ms"`
-	Stalls           int      `json:"stalls"`
-	StallsAfterStart int      `json:"stalls_after_start"` // waiting events from the first frame on, warmup included
-	StartupMs        float64  `json:"startup_ms"`
-	DroppedFrames    int      `json:"dropped_frames"`
-	PresentedFrames  int      `json:"presented_frames"`
-	RVFC             bool     `json:"rvfc"`
-	Errors           []string `json:"errors"`
-	PlayerName       string   `json:"player"`
-	PlayerVersion    string   `json:"player_version"`
+	DurationS        float64 `json:"duration_s"`
+	Samples          int     `json:"samples"`
+	DecodeFailures   int     `json:"decode_failures"`
+	MedianMs         float64 `json:"median_ms"`
+	P95Ms            float64 `json:"p95_ms"`
+	MinMs            float64 `json:"min_ms"`
+	MaxMs            float64 `json:"max_ms"`
+	DisplayMedianMs  float64 `json:"display_median_ms"` // with expectedDisplayTime instead of Date.now()
+	FirstSecMedianMs float64 `json:"first_second_median_ms"`
+	LastSecMedianMs  float64 `json:"last_second_median_ms"`
+	Stalls           int     `json:"stalls"`
+	StallsAfterStart int     `json:"stalls_after_start"` // waiting events from the first frame on, warmup included
+	StartupMs        float64 `json:"startup_ms"`
+	// WebRTC (-webrtc): from the WHEP POST to the first presented frame
+	// and to ICE+DTLS connected; from getStats at the end of the window.
+	FirstFrameAfterPostMs float64 `json:"first_frame_after_post_ms"`
+	ConnectedAfterPostMs  float64 `json:"connected_after_post_ms"`
+	AudioSamples          int64   `json:"audio_samples"`
+	JitterBufferMs        float64 `json:"jitter_buffer_ms"`
+	NackCount             int64   `json:"nack_count"`
+	PacketsLost           int64   `json:"packets_lost"`
+	PublisherCodec        string  `json:"publisher_codec,omitempty"` // -whip: the video codec of the WHIP answer
+	Prewarm               *struct {
+		Ms    float64 `json:"ms"`
+		State string  `json:"state"`
+	} `json:"prewarm,omitempty"` // -prewarm: how long the local connection took, and its end state
+	DroppedFrames   int      `json:"dropped_frames"`
+	PresentedFrames int      `json:"presented_frames"`
+	RVFC            bool     `json:"rvfc"`
+	Errors          []string `json:"errors"`
+	PlayerName      string   `json:"player"`
+	PlayerVersion   string   `json:"player_version"`
 	// Non-fatal player errors in the window by detail (hls.js).
 	PlayerWarnings map[string]int `json:"player_warnings"`
 	// hls.js's own view at the end of the window.
@@ -304,10 +371,12 @@ type Result struct {
 	StallsAfterStart int             `json:"stalls_after_start"`
 	PlayerWarnings   map[string]int  `json:"player_warnings,omitempty"`
 	RunMediansMs     []float64       `json:"run_medians_ms"`
-	Errors           []string        `json:"errors"`
-	GeneratorLate    int64           `json:"generator_late_frames"`
-	FramesGenerated  int64           `json:"frames_generated"`
-	PerRun           []Run           `json:"per_run"`
+	// -webrtc: each run's first presented frame after its WHEP POST.
+	FirstFramesMs   []float64 `json:"first_frames_after_post_ms,omitempty"`
+	Errors          []string  `json:"errors"`
+	GeneratorLate   int64     `json:"generator_late_frames"`
+	FramesGenerated int64     `json:"frames_generated"`
+	PerRun          []Run     `json:"per_run"`
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -337,6 +406,9 @@ func (r *Result) add(run Run) {
 		r.Client = strings.TrimSpace(run.PlayerName + " " + run.PlayerVersion)
 	}
 	r.RunMediansMs = append(r.RunMediansMs, run.MedianMs)
+	if run.FirstFrameAfterPostMs > 0 {
+		r.FirstFramesMs = append(r.FirstFramesMs, run.FirstFrameAfterPostMs)
+	}
 	for _, e := range run.Errors {
 		r.Errors = append(r.Errors, fmt.Sprintf("run %d: %s", r.Runs, e))
 	}
@@ -355,6 +427,9 @@ func printText(w io.Writer, r Result) {
 	what := "HTTP-FLV in mpegts.js"
 	if strings.HasPrefix(r.Client, "hls.js") {
 		what = "LL-HLS in hls.js"
+	}
+	if strings.HasPrefix(r.Client, "RTCPeerConnection") {
+		what = "WHEP in Chromium"
 	}
 	fmt.Fprintf(w, "glass-to-glass latency, %s (%s, audio=%v)\n", what, r.Mode, r.Audio)
 	fmt.Fprintf(w, "  url              %s\n", r.URL)
@@ -386,7 +461,15 @@ func printText(w io.Writer, r Result) {
 	for i, run := range r.PerRun {
 		fmt.Fprintf(w, "  run %-2d           median %.0f, p95 %.0f, first/last s %.0f/%.0f ms, %d stalls, startup %.0f ms, %d dropped",
 			i+1, run.MedianMs, run.P95Ms, run.FirstSecMedianMs, run.LastSecMedianMs, run.Stalls, run.StartupMs, run.DroppedFrames)
-		fmt.Fprintf(w, ", buffer %.2f s, playhead/buffer-end speed %.4f/%.4f", run.ForwardBufferS, run.PlayheadRate, run.BufferEndRate)
+		if run.PlayerName == "RTCPeerConnection" {
+			fmt.Fprintf(w, ", first frame %.0f ms and connected %.0f ms after the POST, jitter buffer %.0f ms, %d audio samples, %d NACKs, %d lost",
+				run.FirstFrameAfterPostMs, run.ConnectedAfterPostMs, run.JitterBufferMs, run.AudioSamples, run.NackCount, run.PacketsLost)
+			if run.PublisherCodec != "" {
+				fmt.Fprintf(w, ", WHIP video %s", run.PublisherCodec)
+			}
+		} else {
+			fmt.Fprintf(w, ", buffer %.2f s, playhead/buffer-end speed %.4f/%.4f", run.ForwardBufferS, run.PlayheadRate, run.BufferEndRate)
+		}
 		if run.PlayerTargetLatencyS > 0 {
 			fmt.Fprintf(w, ", hls.js latency/target %.2f/%.2f s, rate %.2f", run.PlayerLatencyS, run.PlayerTargetLatencyS, run.PlaybackRate)
 		}
@@ -407,6 +490,9 @@ func run(ctx context.Context, o options) (Result, error) {
 	need := []string{"playwright-core/package.json", "mpegts.js/dist/mpegts.js"}
 	if o.hls {
 		need[1] = "hls.js/dist/hls.min.js"
+	}
+	if o.webrtc {
+		need = need[:1]
 	}
 	for _, f := range need {
 		if _, err := os.Stat(filepath.Join(nm, f)); err != nil {
@@ -430,16 +516,31 @@ func run(ctx context.Context, o options) (Result, error) {
 		if res.URL, err = serveDirect(ctx, gen); err != nil {
 			return res, err
 		}
+	case o.whip:
+		res.Mode = "streamhub, browser WHIP"
+		res.URL = o.httpURL
+		if res.URL == "" {
+			if _, _, _, res.URL, err = startServer(ctx, o, root); err != nil {
+				return res, err
+			}
+		} else {
+			res.Mode = "browser WHIP"
+		}
 	default:
 		rtmpURL, httpURL := o.rtmpURL, o.httpURL
 		if rtmpURL == "" {
-			var flvURL, hlsURL string
-			if rtmpURL, flvURL, hlsURL, err = startServer(ctx, o, root); err != nil {
+			var flvURL, hlsURL, whepURL string
+			if rtmpURL, flvURL, hlsURL, whepURL, err = startServer(ctx, o, root); err != nil {
 				return res, err
 			}
 			httpURL = flvURL
 			if o.hls {
 				httpURL = hlsURL
+			}
+			if o.webrtc {
+				// Wait on the FLV URL (a HEAD), play the WHEP one.
+				httpURL = whepURL
+				o.waitURL = flvURL
 			}
 		}
 		go func() {
@@ -448,14 +549,27 @@ func run(ctx context.Context, o options) (Result, error) {
 			}
 		}()
 		wait := httpURL
+		if o.webrtc {
+			wait = o.waitURL
+		}
 		if o.hls {
 			// The media playlist answers 200 once the segmenter has a part.
 			if base, ok := strings.CutSuffix(httpURL, "index.m3u8"); ok {
 				wait = base + "stream.m3u8"
 			}
 		}
-		if err := waitStream(ctx, wait, 20*time.Second); err != nil {
-			return res, err
+		if wait != "" {
+			if err := waitStream(ctx, wait, 20*time.Second); err != nil {
+				return res, err
+			}
+		}
+		if o.webrtc {
+			// A whole GOP in the server's cache before the first viewer.
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(o.settle):
+			}
 		}
 		res.URL = httpURL
 	}
@@ -489,6 +603,15 @@ func measure(ctx context.Context, o options, root, flvURL string) (Run, error) {
 	}
 	if o.hls {
 		args = append(args, "--hls")
+	}
+	if o.webrtc {
+		args = append(args, "--whep")
+	}
+	if o.prewarm {
+		args = append(args, "--prewarm")
+	}
+	if o.whip {
+		args = append(args, "--whip", strings.TrimSuffix(flvURL, "/whep")+"/whip")
 	}
 	nctx, cancel := context.WithTimeout(ctx, o.warmup+o.duration+60*time.Second)
 	defer cancel()
@@ -608,10 +731,10 @@ func freeUDPAddr() (string, error) {
 	return c.LocalAddr().String(), nil
 }
 
-func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, hlsURL string, err error) {
+func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, hlsURL, whepURL string, err error) {
 	dir, err := os.MkdirTemp("", "streamhub-latency-")
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	go func() { <-ctx.Done(); os.RemoveAll(dir) }()
 	bin := o.bin
@@ -620,29 +743,36 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 		b := exec.Command("go", "build", "-o", bin, ".")
 		b.Dir = root
 		if out, err := b.CombinedOutput(); err != nil {
-			return "", "", "", fmt.Errorf("go build: %v\n%s", err, out)
+			return "", "", "", "", fmt.Errorf("go build: %v\n%s", err, out)
 		}
 	}
 	ra, err := freeAddr()
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	ha, err := freeAddr()
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	// RTSP and SRT on free ports too, so that nothing else on the machine
 	// (e2e tests, a server on the default ports) gets in the way.
 	rtspA, err := freeAddr()
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	srtA, err := freeUDPAddr()
 	if err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
-	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\nstreams: {database: %q}\n",
-		ra, ha, rtspA, srtA, filepath.Join(dir, "streams.db"))
+	// ICE on every address: the mux gathers no loopback candidate, and
+	// Chromium reaches the machine's own interface address.
+	rtcA, err := freeUDPAddr()
+	if err != nil {
+		return "", "", "", "", err
+	}
+	_, rtcPort, _ := net.SplitHostPort(rtcA)
+	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\nstreams: {database: %q}\nwebrtc: {udpAddress: %q, tcpAddress: \"\"}\n",
+		ra, ha, rtspA, srtA, filepath.Join(dir, "streams.db"), ":"+rtcPort)
 	if o.partTarget != "" {
 		// segmentMin must not be below partTarget; 1 s keeps the GOP's segments.
 		conf += fmt.Sprintf("hls: {partTarget: %q}\n", o.partTarget)
@@ -658,7 +788,7 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 	}
 	cf := filepath.Join(dir, "streamhub.yml")
 	if err := os.WriteFile(cf, []byte(conf), 0o644); err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	cmd := exec.CommandContext(ctx, bin, "--config", cf)
 	if o.verbose {
@@ -666,7 +796,7 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 	}
 	procGroup(cmd)
 	if err := cmd.Start(); err != nil {
-		return "", "", "", err
+		return "", "", "", "", err
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -680,16 +810,16 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 			}
 			select {
 			case err := <-exited:
-				return "", "", "", fmt.Errorf("streamhub exited: %v (run with -v for its log)", err)
+				return "", "", "", "", fmt.Errorf("streamhub exited: %v (run with -v for its log)", err)
 			default:
 			}
 			if time.Now().After(deadline) {
-				return "", "", "", fmt.Errorf("streamhub not listening on %s", a)
+				return "", "", "", "", fmt.Errorf("streamhub not listening on %s", a)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	return "rtmp://" + ra + "/live/latency", "http://" + ha + "/live/latency.flv", "http://" + ha + "/live/latency/index.m3u8", nil
+	return "rtmp://" + ra + "/live/latency", "http://" + ha + "/live/latency.flv", "http://" + ha + "/live/latency/index.m3u8", "http://" + ha + "/live/latency/whep", nil
 }
 
 func waitStream(ctx context.Context, url string, d time.Duration) error {

@@ -1,10 +1,11 @@
 // measure.mjs: the browser half of bench/latency. It plays an HTTP-FLV URL
 // with mpegts.js (or, with --hls, an HLS multivariant playlist with hls.js,
-// lowLatencyMode on) in headless Chromium and, on every presented video
+// lowLatencyMode on; or, with --whep, a WHEP endpoint in a bare
+// RTCPeerConnection) in headless Chromium and, on every presented video
 // frame, decodes the wall-clock milliseconds painted into the frame by
 // bench/latency/main.go and records Date.now() minus them.
 //
-//	node measure.mjs --url URL --layout JSON [--hls] [--warmup S] [--duration S] [--player JSON]
+//	node measure.mjs --url URL --layout JSON [--hls | --whep] [--warmup S] [--duration S] [--player JSON]
 //
 // It prints one JSON line: samples, median_ms, p95_ms, min/max/mean, stalls
 // (video "waiting" events in the window), errors, latencies_ms (every
@@ -32,7 +33,7 @@ const pkgVersion = (name) => {
 };
 
 function parseArgs(argv) {
-  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false };
+  const o = { url: '', layout: null, warmup: 3, duration: 20, player: {}, hls: false, whep: false, whip: '', prewarm: false };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const next = () => {
@@ -45,20 +46,24 @@ function parseArgs(argv) {
     else if (a === '--duration') o.duration = Number(next());
     else if (a === '--player') o.player = JSON.parse(next());
     else if (a === '--hls') o.hls = true;
+    else if (a === '--whep') o.whep = true;
+    else if (a === '--whip') o.whip = next();
+    else if (a === '--prewarm') o.prewarm = true;
     else throw new Error(`unknown argument ${a}`);
   }
-  if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--hls] [--warmup S] [--duration S] [--player JSON]');
+  if (!o.url || !o.layout) throw new Error('usage: node measure.mjs --url URL --layout JSON [--hls | --whep] [--warmup S] [--duration S] [--player JSON]');
   return o;
 }
 
 // The page. Everything it measures lives in window.S. With hls it plays
-// with hls.js (window.Hls, injected before the page's scripts run),
-// otherwise with mpegts.js from the static server.
-const page = (hls) => `<!doctype html>
+// with hls.js (window.Hls, injected before the page's scripts run), with
+// whep over WHEP in an RTCPeerConnection, otherwise with mpegts.js from the
+// static server.
+const page = (hls, whep) => `<!doctype html>
 <html><head><meta charset="utf-8"><title>streamhub latency</title></head>
 <body>
 <video id="v" muted autoplay playsinline></video>
-${hls ? '' : '<script src="/mpegts.js"></script>'}
+${hls || whep ? '' : '<script src="/mpegts.js"></script>'}
 <script>
 const q = new URLSearchParams(location.search);
 const L = JSON.parse(q.get('layout'));
@@ -125,7 +130,140 @@ if (S.rvfc) {
   requestAnimationFrame(cb);
 }
 
-if (q.get('hls')) {
+// publish paints the clock into a canvas (the layout of main.go, in RGB)
+// every 33 ms and sends it, H.264 first, with an Opus tone over WHIP.
+async function publish(url) {
+  const pc2 = document.createElement('canvas');
+  pc2.width = L.width; pc2.height = L.height;
+  const g2 = pc2.getContext('2d');
+  const paint = () => {
+    const ms = Date.now();
+    g2.fillStyle = 'rgb(128,128,128)'; g2.fillRect(0, 0, L.width, L.height);
+    // The 42 ms bits and their popcount, as main.go's encode.
+    let pop = 0;
+    const bits = [];
+    for (let i = 0; i < L.msBits; i++) { const b = Math.floor(ms / 2 ** i) % 2; bits.push(b); pop += b; }
+    for (let i = 0; i < L.bits - L.msBits; i++) bits.push(Math.floor(pop / 2 ** i) % 2);
+    for (let i = 0; i < L.bits; i++) {
+      g2.fillStyle = bits[i] ? '#fff' : '#000';
+      g2.fillRect(L.x0 + (i % L.cols) * L.blockW, L.y0 + Math.floor(i / L.cols) * L.rowPitch, L.blockW, L.blockH);
+    }
+    g2.fillStyle = '#000'; g2.fillRect(L.black.x, L.black.y, L.black.w, L.black.h);
+    g2.fillStyle = '#fff'; g2.fillRect(L.white.x, L.white.y, L.white.w, L.white.h);
+    g2.fillRect((S.painted * 4) % (L.width - 16), 180, 16, 16);
+    S.painted++;
+  };
+  S.painted = 0;
+  paint();
+  setInterval(paint, 33);
+  const stream = pc2.captureStream(30);
+  const pub = window.PUB = new RTCPeerConnection();
+  const vt = pub.addTransceiver(stream.getVideoTracks()[0], { direction: 'sendonly', streams: [stream] });
+  if (vt.setCodecPreferences && RTCRtpSender.getCapabilities) {
+    const cs = RTCRtpSender.getCapabilities('video').codecs;
+    const h264 = cs.filter((c) => c.mimeType.toLowerCase() === 'video/h264');
+    if (h264.length) vt.setCodecPreferences([...h264, ...cs.filter((c) => c.mimeType.toLowerCase() !== 'video/h264')]);
+  }
+  try {
+    const ac = new AudioContext();
+    const osc = ac.createOscillator();
+    const dst = ac.createMediaStreamDestination();
+    osc.connect(dst); osc.start();
+    pub.addTransceiver(dst.stream.getAudioTracks()[0], { direction: 'sendonly', streams: [stream] });
+  } catch (e) { S.errors.push('audio: ' + e); }
+  await pub.setLocalDescription(await pub.createOffer());
+  await new Promise((r) => {
+    if (pub.iceGatheringState === 'complete') return r();
+    pub.onicegatheringstatechange = () => pub.iceGatheringState === 'complete' && r();
+    setTimeout(r, 2000);
+  });
+  const res = await fetch(url, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pub.localDescription.sdp });
+  const body = await res.text();
+  if (res.status !== 201) throw new Error('WHIP POST ' + res.status + ': ' + body);
+  S.whipLocation = new URL(res.headers.get('Location'), url).href;
+  await pub.setRemoteDescription({ type: 'answer', sdp: body });
+  S.whipCodec = (body.match(/a=rtpmap:[0-9]+ (H264|VP8|VP9|AV1|H265)/) || [])[1] || '';
+}
+
+// prewarm connects two local RTCPeerConnections (a data channel) and
+// closes them: what a fresh browser pays once for its first connection
+// (certificate, network stack) is then out of the WHEP viewer's figures.
+async function prewarm() {
+  const t0 = Date.now();
+  const a = new RTCPeerConnection(), b = new RTCPeerConnection();
+  a.onicecandidate = (e) => e.candidate && b.addIceCandidate(e.candidate).catch(() => {});
+  b.onicecandidate = (e) => e.candidate && a.addIceCandidate(e.candidate).catch(() => {});
+  a.createDataChannel('warm');
+  await a.setLocalDescription(await a.createOffer());
+  await b.setRemoteDescription(a.localDescription);
+  await b.setLocalDescription(await b.createAnswer());
+  await a.setRemoteDescription(b.localDescription);
+  await new Promise((r) => {
+    const t = setTimeout(r, 3000);
+    a.onconnectionstatechange = () => { if (a.connectionState === 'connected') { clearTimeout(t); r(); } };
+  });
+  S.prewarm = { ms: Date.now() - t0, state: a.connectionState };
+  a.close(); b.close();
+}
+
+if (q.get('whep')) {
+  // A bare WHEP client: recvonly video and audio, every candidate in the
+  // offer (no trickle). The POST is retried while the stream is not there
+  // (for a server started with the publisher), for up to 20 s.
+  (async () => {
+    if (q.get('whip')) await publish(q.get('whip'));
+    if (q.get('prewarm')) await prewarm();
+    const pc = window.PC = new RTCPeerConnection();
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.addTransceiver('audio', { direction: 'recvonly' });
+    const ms = new MediaStream();
+    pc.ontrack = (e) => { ms.addTrack(e.track); v.srcObject = ms; };
+    pc.onconnectionstatechange = () => {
+      if (pc.connectionState === 'connected' && !S.connectedAt) S.connectedAt = Date.now();
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    await new Promise((r) => {
+      if (pc.iceGatheringState === 'complete') return r();
+      pc.onicegatheringstatechange = () => pc.iceGatheringState === 'complete' && r();
+      setTimeout(r, 2000);
+    });
+    const until = Date.now() + 20000;
+    for (;;) {
+      S.postedAt = Date.now();
+      const res = await fetch(q.get('url'), { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+      const body = await res.text();
+      if (res.status === 201) {
+        S.location = new URL(res.headers.get('Location'), q.get('url')).href;
+        await pc.setRemoteDescription({ type: 'answer', sdp: body });
+        break;
+      }
+      if (Date.now() > until) { S.errors.push('WHEP POST ' + res.status + ': ' + body); return; }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    const pr = v.play();
+    if (pr && pr.catch) pr.catch(() => {}); // autoplay starts it once the track arrives
+  })().catch((e) => S.errors.push('whep: ' + e));
+  window.rtcStats = async () => {
+    const out = { audioSamples: 0, nacks: 0, lost: 0, jitterBufferMs: 0 };
+    if (!window.PC) return out;
+    (await PC.getStats()).forEach((s) => {
+      if (s.type !== 'inbound-rtp') return;
+      out.lost += s.packetsLost || 0;
+      if (s.kind === 'audio') out.audioSamples = s.totalSamplesReceived || 0;
+      if (s.kind === 'video') {
+        out.nacks = s.nackCount || 0;
+        if (s.jitterBufferEmittedCount) out.jitterBufferMs = 1000 * s.jitterBufferDelay / s.jitterBufferEmittedCount;
+      }
+    });
+    return out;
+  };
+  window.whepDelete = async () => {
+    if (S.location) await fetch(S.location, { method: 'DELETE' }).catch(() => {});
+    if (window.PC) PC.close();
+    if (S.whipLocation) await fetch(S.whipLocation, { method: 'DELETE' }).catch(() => {});
+    if (window.PUB) PUB.close();
+  };
+} else if (q.get('hls')) {
   if (!window.Hls || !Hls.isSupported()) {
     S.errors.push('hls.js not supported in this browser (no MSE?)');
   } else {
@@ -176,7 +314,9 @@ async function main() {
     median_ms: 0, p95_ms: 0, min_ms: 0, max_ms: 0, mean_ms: 0, display_median_ms: 0,
     first_second_median_ms: 0, last_second_median_ms: 0,
     stalls: 0, stalls_after_start: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
-    player: o.hls ? 'hls.js' : 'mpegts.js', player_version: pkgVersion(o.hls ? 'hls.js' : 'mpegts.js'),
+    player: o.whep ? 'RTCPeerConnection' : o.hls ? 'hls.js' : 'mpegts.js',
+    player_version: o.whep ? '' : pkgVersion(o.hls ? 'hls.js' : 'mpegts.js'),
+    first_frame_after_post_ms: 0, connected_after_post_ms: 0, audio_samples: 0, jitter_buffer_ms: 0, nack_count: 0, packets_lost: 0,
     player_warnings: {}, player_latency_s: 0, player_target_latency_s: 0, playback_rate: 0, forward_buffer_s: 0,
     playhead_rate: 0, buffer_end_rate: 0,
     latencies_ms: [],
@@ -184,9 +324,12 @@ async function main() {
   const run = session(res, { timeoutMs: (o.warmup + o.duration + 40) * 1000, timeoutError: 'timeout' });
 
   try {
-    const base = await run.serve(page(o.hls));
+    const base = await run.serve(page(o.hls, o.whep));
     const pg = await run.launch('streamhub-latency-chromium-', { viewport: { width: 640, height: 480 } });
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
+    if (o.whep) qs.set('whep', '1');
+    if (o.whip) qs.set('whip', o.whip);
+    if (o.prewarm) qs.set('prewarm', '1');
     if (o.hls) {
       qs.set('hls', '1');
       await pg.addInitScript({ path: hlsPath });
@@ -212,14 +355,32 @@ async function main() {
         ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0 };
     });
     await sleep(o.duration * 1000);
-    const w1 = await pg.evaluate(() => {
+    const w1 = await pg.evaluate(async () => {
       const v = document.getElementById('v');
       return { t: Date.now(), stalls: S.stalls, presented: S.presented, fails: S.fails, dropped: v.getVideoPlaybackQuality().droppedVideoFrames,
         samples: S.samples, errors: S.errors, rvfc: S.rvfc, warnings: S.warnings, stallsAfterStart: S.stallsAfterStart,
         version: window.Hls ? Hls.version : '', rate: v.playbackRate,
         ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0,
-        latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0 };
+        latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0,
+        whipCodec: S.whipCodec || '', prewarm: S.prewarm || null, posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
+        rtc: window.rtcStats ? await window.rtcStats() : null };
     });
+    if (o.whep) {
+      res.player_version = (await pg.evaluate(() => navigator.userAgent)).replace(/.*(Chrom[a-z]*\/[0-9.]+).*/, '$1');
+      if (w1.posted) {
+        res.first_frame_after_post_ms = w1.first - w1.posted;
+        if (w1.connected) res.connected_after_post_ms = w1.connected - w1.posted;
+      }
+      res.publisher_codec = w1.whipCodec;
+      if (w1.prewarm) res.prewarm = w1.prewarm;
+      if (w1.rtc) {
+        res.audio_samples = w1.rtc.audioSamples;
+        res.jitter_buffer_ms = w1.rtc.jitterBufferMs;
+        res.nack_count = w1.rtc.nacks;
+        res.packets_lost = w1.rtc.lost;
+      }
+      await pg.evaluate(() => window.whepDelete());
+    }
     const win = w1.samples.filter((s) => s[0] >= w0.t && s[0] <= w1.t);
     const lat = win.map((s) => s[1]).sort((a, b) => a - b);
     res.duration_s = (w1.t - w0.t) / 1000;
