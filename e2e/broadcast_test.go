@@ -76,22 +76,7 @@ type broadcastResult struct {
 // probeStreams returns the streams ffprobe finds at url, by codec type.
 func probeStreams(t *testing.T, url string) map[string]probedStream {
 	t.Helper()
-	out, errOut, code := run(t, 30*time.Second, "ffprobe", "-hide_banner", "-v", "error", "-rw_timeout", "10000000",
-		"-show_entries", "stream=codec_type,codec_name,width,height", "-of", "json", url)
-	if code != 0 {
-		t.Fatalf("ffprobe of %s: exit status %d, stderr:\n%s", url, code, tail(errOut, 20))
-	}
-	var res struct {
-		Streams []probedStream `json:"streams"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("ffprobe of %s: %v\n%s", url, err, out)
-	}
-	streams := map[string]probedStream{}
-	for _, st := range res.Streams {
-		streams[st.CodecType] = st
-	}
-	return streams
+	return ffprobeStreams(t, url, false, "-rw_timeout", "10000000", "-show_entries", "stream=codec_type,codec_name,width,height", url)
 }
 
 func TestBroadcastPageGoesLive(t *testing.T) {

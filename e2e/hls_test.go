@@ -98,22 +98,8 @@ func probeFMP4(t *testing.T, name string, init, media []byte, decode bool) map[s
 	if decode {
 		count = "-count_frames"
 	}
-	out, errOut, code := run(t, 30*time.Second, "ffprobe", "-hide_banner", "-v", "error", count,
-		"-show_entries", "stream=codec_type,codec_name,width,height,nb_read_frames,nb_read_packets", "-of", "json", f)
-	if code != 0 || strings.TrimSpace(errOut) != "" {
-		t.Fatalf("ffprobe of %s: exit status %d, stderr:\n%s", name, code, tail(errOut, 20))
-	}
-	var res struct {
-		Streams []probedStream `json:"streams"`
-	}
-	if err := json.Unmarshal([]byte(out), &res); err != nil {
-		t.Fatalf("ffprobe of %s: %v\n%s", name, err, out)
-	}
-	streams := map[string]probedStream{}
-	for _, st := range res.Streams {
-		streams[st.CodecType] = st
-	}
-	return streams
+	return ffprobeStreams(t, name, true, count,
+		"-show_entries", "stream=codec_type,codec_name,width,height,nb_read_frames,nb_read_packets", f)
 }
 
 // TestHLSFFmpeg publishes H264+AAC over RTMP; ffmpeg decodes the live HLS

@@ -8,6 +8,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -369,3 +370,26 @@ const (
 type flvTagData = httpflv.Tag
 
 func newFLVReader(r io.Reader) (*httpflv.Reader, error) { return httpflv.NewReader(r) }
+
+// ffprobeStreams runs ffprobe with args (the input last) and returns the
+// streams it reports, by codec type; what names the input in failures.
+// With strict, anything ffprobe writes to stderr is a failure too.
+func ffprobeStreams(t testing.TB, what string, strict bool, args ...string) map[string]probedStream {
+	t.Helper()
+	args = append([]string{"-hide_banner", "-v", "error", "-of", "json"}, args...)
+	out, errOut, code := run(t, 30*time.Second, "ffprobe", args...)
+	if code != 0 || (strict && strings.TrimSpace(errOut) != "") {
+		t.Fatalf("ffprobe of %s: exit status %d, stderr:\n%s", what, code, tail(errOut, 20))
+	}
+	var res struct {
+		Streams []probedStream `json:"streams"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("ffprobe of %s: %v\n%s", what, err, out)
+	}
+	streams := map[string]probedStream{}
+	for _, st := range res.Streams {
+		streams[st.CodecType] = st
+	}
+	return streams
+}
