@@ -111,7 +111,11 @@ function decode() {
 
 function onFrame(now, meta) {
   const t = Date.now();
-  if (!S.firstFrameAt) S.firstFrameAt = t;
+  if (!S.firstFrameAt) {
+    S.firstFrameAt = t;
+    // The sound joins once the picture shows (see the WHEP client below).
+    if (window.pendingAudio) window.pendingMS.addTrack(window.pendingAudio);
+  }
   S.presented++;
   const ms = decode();
   if (ms < 0) S.fails++;
@@ -216,8 +220,15 @@ if (q.get('whep')) {
     const pc = window.PC = new RTCPeerConnection();
     pc.addTransceiver('video', { direction: 'recvonly' });
     pc.addTransceiver('audio', { direction: 'recvonly' });
-    const ms = new MediaStream();
-    pc.ontrack = (e) => { ms.addTrack(e.track); v.srcObject = ms; };
+    // The picture first, the sound once it shows, as streamhub's players
+    // do: Chromium sets up audio output on the page's main thread, which
+    // holds the first picture back (~250 ms headless, no sound device).
+    const ms = window.pendingMS = new MediaStream();
+    pc.ontrack = (e) => {
+      if (e.track.kind === 'audio' && !S.firstFrameAt) window.pendingAudio = e.track;
+      else ms.addTrack(e.track);
+      v.srcObject = ms;
+    };
     pc.onconnectionstatechange = () => {
       if (pc.connectionState === 'connected' && !S.connectedAt) S.connectedAt = Date.now();
     };
