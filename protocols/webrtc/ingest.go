@@ -76,7 +76,9 @@ type inTrack struct {
 	base    time.Duration // the first packet's arrival after t0
 	lastTS  uint32
 	ext     int64 // RTP time since the first packet, unwrapped
-	errs    int   // packets that failed to depacketize
+	errs    int   // packets that failed to depacketize, units that went back in time
+	wrote   bool  // lastDTS is set
+	lastDTS time.Duration
 }
 
 // newWHIP checks a publisher and answers its offer.
@@ -277,6 +279,19 @@ func (it *inTrack) handleAll(ordered []*rtp.Packet, now time.Time) {
 	}
 }
 
+// forward reports whether a unit at dts may go to the hub: a peer's RTP
+// timestamps must not take the track back in time (the hub's timeline and
+// every muxer after it assume they do not). A unit that would is dropped
+// and counted.
+func (it *inTrack) forward(dts time.Duration) bool {
+	if it.wrote && dts < it.lastDTS {
+		it.errs++
+		return false
+	}
+	it.wrote, it.lastDTS = true, dts
+	return true
+}
+
 // handle turns one in-order packet into units; in.mu must be held.
 func (it *inTrack) handle(p *rtp.Packet, now time.Time) {
 	in := it.in
@@ -290,6 +305,9 @@ func (it *inTrack) handle(p *rtp.Packet, now time.Time) {
 	pts := it.base + time.Duration(it.ext/it.clock)*time.Second + time.Duration(it.ext%it.clock)*time.Second/time.Duration(it.clock)
 	if it.video == nil {
 		if len(p.Payload) == 0 {
+			return
+		}
+		if !it.forward(pts) {
 			return
 		}
 		if in.pub != nil {
@@ -315,6 +333,10 @@ func (it *inTrack) handle(p *rtp.Packet, now time.Time) {
 		in.pub.UpdateTrack(it.video.Track())
 	}
 	if u == nil {
+		return
+	}
+	if !it.forward(u.DTS) {
+		in.requestKeyframe() // the pictures after it refer to what was dropped (never blocks)
 		return
 	}
 	if u.KeyFrame {

@@ -110,3 +110,20 @@ func equal16(a, b []uint16) bool {
 	}
 	return true
 }
+
+// A peer's timestamps cannot take a track back in time: such units are
+// dropped and counted, equal ones pass.
+func TestForwardOnly(t *testing.T) {
+	it := &inTrack{}
+	for i, tc := range []struct {
+		dts  time.Duration
+		want bool
+	}{{100, true}, {120, true}, {120, true}, {90, false}, {-5, false}, {140, true}} {
+		if got := it.forward(tc.dts); got != tc.want {
+			t.Errorf("unit %d at %d: forward %v, want %v", i, tc.dts, got, tc.want)
+		}
+	}
+	if it.errs != 2 {
+		t.Errorf("%d units counted as gone back, want 2", it.errs)
+	}
+}
