@@ -9,7 +9,6 @@ package e2e
 // in the API and /metrics, and sees the page stop it cleanly.
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -293,24 +292,8 @@ func grepLines(s, sub string) string {
 // "" when 90 video tags came without audio.
 func flvAudioCodec(t *testing.T, url string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	fr, err := newFLVReader(resp.Body)
-	if err != nil {
-		t.Fatalf("%s: %v", url, err)
-	}
+	fr, done := getFLV(t, url, 15*time.Second)
+	defer done()
 	for video := 0; video < 90; {
 		tag, err := fr.Read()
 		if err != nil {

@@ -217,25 +217,9 @@ func countVideo(tags []flvTag) int {
 // from sending the request to having the whole tag.
 func firstFLVFrame(t testing.TB, url string) (flvTagData, bool, time.Duration) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
 	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET %s: %s", url, resp.Status)
-	}
-	fr, err := newFLVReader(resp.Body)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
+	fr, done := getFLV(t, url, 10*time.Second)
+	defer done()
 	sawConfig := false
 	for {
 		tag, err := fr.Read()
@@ -392,4 +376,35 @@ func ffprobeStreams(t testing.TB, what string, strict bool, args ...string) map[
 		streams[st.CodecType] = st
 	}
 	return streams
+}
+
+// getFLV GETs an HTTP-FLV URL, bounded by timeout, and returns the stream's
+// tag reader; done ends the request.
+func getFLV(t testing.TB, url string, timeout time.Duration) (*httpflv.Reader, func()) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		cancel()
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		cancel()
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	done := func() {
+		resp.Body.Close()
+		cancel()
+	}
+	if resp.StatusCode != http.StatusOK {
+		done()
+		t.Fatalf("GET %s: %s", url, resp.Status)
+	}
+	fr, err := newFLVReader(resp.Body)
+	if err != nil {
+		done()
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return fr, done
 }
