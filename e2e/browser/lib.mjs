@@ -139,3 +139,20 @@ export function fatal(base) {
     process.exit(2);
   };
 }
+
+// parseSampleArgs reads the arguments of a player script: a URL, then
+// --sample SECONDS (how long to watch once playing) and --timeout SECONDS
+// (the whole run), with defaults; usage names the script's URL argument.
+export function parseSampleArgs(argv, script, defaults, usage = 'URL') {
+  const o = { url: '', ...defaults };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    if (a === '--sample') o.sample = Number(argv[++i]);
+    else if (a === '--timeout') o.timeout = Number(argv[++i]);
+    else if (!a.startsWith('--') && !o.url) o.url = a;
+    else throw new Error(`unknown argument ${a}`);
+  }
+  if (!o.url) throw new Error(`usage: node ${script} ${usage} [--sample SECONDS] [--timeout SECONDS]`);
+  if (!(o.sample > 0) || !(o.timeout > o.sample)) throw new Error('need 0 < --sample < --timeout');
+  return o;
+}

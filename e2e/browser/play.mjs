@@ -18,21 +18,7 @@
 // browser, its profile directory and the server are always cleaned up (the
 // parts shared with bench/latency/measure.mjs are in lib.mjs).
 
-import { session, errorLine, fatal, sleep } from './lib.mjs';
-
-function parseArgs(argv) {
-  const o = { url: '', sample: 4, timeout: 30 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--sample') o.sample = Number(argv[++i]);
-    else if (a === '--timeout') o.timeout = Number(argv[++i]);
-    else if (!a.startsWith('--') && !o.url) o.url = a;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!o.url) throw new Error('usage: node play.mjs URL [--sample SECONDS] [--timeout SECONDS]');
-  if (!(o.sample > 0) || !(o.timeout > o.sample)) throw new Error('need 0 < --sample < --timeout');
-  return o;
-}
+import { session, errorLine, fatal, sleep, parseSampleArgs } from './lib.mjs';
 
 const page = `<!doctype html>
 <html><head><meta charset="utf-8"><title>streamhub e2e</title></head>
@@ -65,7 +51,7 @@ if (!window.mpegts || !mpegts.isSupported()) {
 </body></html>`;
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseSampleArgs(process.argv.slice(2), 'play.mjs', { sample: 4, timeout: 30 });
   const res = {
     ok: false,
     url: opts.url,

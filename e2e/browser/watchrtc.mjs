@@ -17,20 +17,7 @@
 // decoded, audio samples received) and the query string. Exit status 0
 // when the video played, 1 when not, 2 on setup failure or timeout.
 
-import { session, errorLine, fatal, sleep } from './lib.mjs';
-
-function parseArgs(argv) {
-  const o = { url: '', sample: 3, timeout: 60 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--sample') o.sample = Number(argv[++i]);
-    else if (a === '--timeout') o.timeout = Number(argv[++i]);
-    else if (!a.startsWith('--') && !o.url) o.url = a;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!o.url) throw new Error('usage: node watchrtc.mjs WATCH_URL [--sample SECONDS] [--timeout SECONDS]');
-  return o;
-}
+import { session, errorLine, fatal, sleep, parseSampleArgs } from './lib.mjs';
 
 const sample = (pg) =>
   pg.evaluate(async () => {
@@ -56,7 +43,7 @@ const sample = (pg) =>
   });
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseSampleArgs(process.argv.slice(2), 'watchrtc.mjs', { sample: 3, timeout: 60 }, 'WATCH_URL');
   const res = { ok: false, url: opts.url, mode: '', first: null, last: null, startupMs: 0, fallback: '', events: [], errors: [], console: [] };
   const run = session(res, { timeoutMs: opts.timeout * 1000, timeoutError: `timeout: no result within ${opts.timeout}s` });
   try {

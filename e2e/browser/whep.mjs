@@ -10,20 +10,7 @@
 // the POST to the first presented frame), and errors. Exit status 0 when
 // frames advanced, 1 when not, 2 on setup failure or timeout (see lib.mjs).
 
-import { session, errorLine, fatal, sleep } from './lib.mjs';
-
-function parseArgs(argv) {
-  const o = { url: '', sample: 4, timeout: 30 };
-  for (let i = 0; i < argv.length; i++) {
-    const a = argv[i];
-    if (a === '--sample') o.sample = Number(argv[++i]);
-    else if (a === '--timeout') o.timeout = Number(argv[++i]);
-    else if (!a.startsWith('--') && !o.url) o.url = a;
-    else throw new Error(`unknown argument ${a}`);
-  }
-  if (!o.url) throw new Error('usage: node whep.mjs URL [--sample SECONDS] [--timeout SECONDS]');
-  return o;
-}
+import { session, errorLine, fatal, sleep, parseSampleArgs } from './lib.mjs';
 
 const page = `<!doctype html>
 <html><head><meta charset="utf-8"><title>streamhub whep e2e</title></head>
@@ -96,7 +83,7 @@ window.__stats = async () => {
 </body></html>`;
 
 async function main() {
-  const opts = parseArgs(process.argv.slice(2));
+  const opts = parseSampleArgs(process.argv.slice(2), 'whep.mjs', { sample: 4, timeout: 30 });
   const res = {
     ok: false, url: opts.url, framesStart: 0, framesEnd: 0, audioSamplesStart: 0, audioSamplesEnd: 0,
     firstFrameMs: 0, videoWidth: 0, videoHeight: 0, jitterBufferMs: 0, errors: [], console: [],
