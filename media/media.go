@@ -7,6 +7,7 @@ package media
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -124,9 +125,10 @@ func (u *Unit) PayloadSize() int {
 	return n
 }
 
-// memoEntry is one cached serialization of a Unit.
+// memoEntry is one cached serialization of a Unit; once builds it.
 type memoEntry struct {
 	key  any
+	once sync.Once
 	val  []byte
 	next *memoEntry
 }
@@ -135,20 +137,26 @@ type memoEntry struct {
 // only once per unit however many readers ask: egress uses it to serialize a
 // unit once per wire format and share the bytes across all its readers.
 // key must be comparable and should be of a type private to the caller.
-// build must be deterministic for a key; it may run more than once when
-// readers race, and only one result is kept. The returned bytes are shared
-// and must not be modified.
+// build must be deterministic for a key. Readers that ask while it runs
+// wait for its result (when a unit reaches a thousand readers at once, they
+// would otherwise all build it). The returned bytes are shared and must
+// not be modified.
 func (u *Unit) Memo(key any, build func(*Unit) []byte) []byte {
 	for {
 		head := u.memo.Load()
 		for e := head; e != nil; e = e.next {
 			if e.key == key {
-				return e.val
+				return e.get(u, build)
 			}
 		}
-		e := &memoEntry{key: key, val: build(u), next: head}
+		e := &memoEntry{key: key, next: head}
 		if u.memo.CompareAndSwap(head, e) {
-			return e.val
+			return e.get(u, build)
 		}
 	}
+}
+
+func (e *memoEntry) get(u *Unit, build func(*Unit) []byte) []byte {
+	e.once.Do(func() { e.val = build(u) })
+	return e.val
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -68,6 +69,11 @@ type viewer struct {
 	videoID, audioID int
 	pliMu            sync.Mutex
 	pliAt            time.Time
+	// cork batches the packets of the units read at once for the peer's
+	// address (gso_linux.go); nil when the socket cannot.
+	cork     atomic.Pointer[cork]
+	pairMu   sync.Mutex // pairMu orders cork updates and pairDone
+	pairDone bool
 }
 
 // outTrack is one track sent to one viewer.
@@ -380,14 +386,14 @@ func (v *viewer) serve(ctx context.Context) error {
 		v.wg.Add(1)
 		go v.pumpCompanion(ctx, v.companionPath)
 	}
+	v.watchPair()
+	defer v.unwatchPair()
 	batch := v.first
 	v.first = nil
 	buf := make([]*media.Unit, 0, viewerBatch)
 	for {
-		for _, u := range batch {
-			if err := v.send(u); err != nil {
-				return err
-			}
+		if err := v.sendBatch(batch); err != nil {
+			return err
 		}
 		var err error
 		batch, err = v.r.NextBatch(ctx, buf[:0])
@@ -397,6 +403,62 @@ func (v *viewer) serve(ctx context.Context) error {
 			}
 			return err
 		}
+	}
+}
+
+// sendBatch writes units read at once, their packets gathered into as
+// few system calls as the socket allows.
+func (v *viewer) sendBatch(batch []*media.Unit) error {
+	k := v.cork.Load()
+	k.begin()
+	defer k.flush()
+	for _, u := range batch {
+		if err := v.send(u); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watchPair keeps v.cork on the address of the ICE pair in use (it
+// changes on an ICE restart).
+func (v *viewer) watchPair() {
+	o := v.video
+	if o == nil {
+		o = v.audio
+	}
+	if v.ss.srv.udp == nil || o == nil || o.sender.Transport() == nil {
+		return
+	}
+	it := o.sender.Transport().ICETransport()
+	update := func() {
+		v.pairMu.Lock()
+		defer v.pairMu.Unlock()
+		if v.pairDone {
+			return
+		}
+		var k *cork
+		if p, err := it.GetSelectedCandidatePair(); err == nil && p != nil && p.Remote != nil && p.Remote.Protocol == pwebrtc.ICEProtocolUDP {
+			if ip, err := netip.ParseAddr(p.Remote.Address); err == nil {
+				k = v.ss.srv.udp.corkFor(netip.AddrPortFrom(ip, p.Remote.Port))
+			}
+		}
+		v.ss.srv.udp.release(v.cork.Swap(k))
+	}
+	it.OnSelectedCandidatePairChange(func(*pwebrtc.ICECandidatePair) {
+		defer guard.Recover(v.ss.log, "webrtc pair change")
+		update()
+	})
+	update()
+}
+
+// unwatchPair stops batching for the viewer.
+func (v *viewer) unwatchPair() {
+	v.pairMu.Lock()
+	defer v.pairMu.Unlock()
+	v.pairDone = true
+	if v.ss.srv.udp != nil {
+		v.ss.srv.udp.release(v.cork.Swap(nil))
 	}
 }
 

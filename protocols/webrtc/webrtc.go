@@ -180,7 +180,7 @@ type Server struct {
 	hub  *server.Hub
 	log  *slog.Logger
 
-	udp    net.PacketConn
+	udp    *gsoConn
 	tcp    net.Listener
 	udpMux ice.UDPMux
 	tcpMux ice.TCPMux
@@ -210,13 +210,17 @@ func New(c Config, hub *server.Hub, log *slog.Logger) *Server {
 
 // Start opens the UDP port (and the TCP one) and builds the pion APIs.
 func (s *Server) Start() error {
-	udp, err := net.ListenPacket("udp", s.conf.UDPAddress)
+	ua, err := net.ResolveUDPAddr("udp", s.conf.UDPAddress)
+	if err != nil {
+		return fmt.Errorf("webrtc: webrtc.udpAddress %q: %w", s.conf.UDPAddress, err)
+	}
+	udp, err := net.ListenUDP("udp", ua)
 	if err != nil {
 		return fmt.Errorf("webrtc: listen on udp %s (webrtc.udpAddress): %w", s.conf.UDPAddress, err)
 	}
-	s.udp = udp
+	s.udp = newGSOConn(udp, s.log)
 	lf := pionLogger(s.log)
-	s.udpMux = pwebrtc.NewICEUDPMux(lf.NewLogger("ice"), udp)
+	s.udpMux = pwebrtc.NewICEUDPMux(lf.NewLogger("ice"), s.udp)
 	if s.conf.TCPAddress != "" {
 		ln, err := net.Listen("tcp", s.conf.TCPAddress)
 		if err != nil {

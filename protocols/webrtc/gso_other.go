@@ -1,0 +1,24 @@
+//go:build !linux
+
+package webrtc
+
+import (
+	"log/slog"
+	"net"
+	"net/netip"
+)
+
+// gsoConn batches a viewer's datagrams on Linux (gso_linux.go); elsewhere
+// it is the plain socket.
+type gsoConn struct{ *net.UDPConn }
+
+func newGSOConn(c *net.UDPConn, _ *slog.Logger) *gsoConn { return &gsoConn{c} }
+
+func (g *gsoConn) corkFor(netip.AddrPort) *cork { return nil }
+
+func (g *gsoConn) release(*cork) {}
+
+type cork struct{}
+
+func (k *cork) begin() {}
+func (k *cork) flush() {}
