@@ -23,9 +23,11 @@
 # viewers send RTCP as browsers do (NACKs, receiver reports, TWCC: pion's
 # default interceptors); RTCP=0 runs them without any.
 #
-# -baseline also runs the same load against bench/loopback (one FLV file
-# pushed in 32 KiB writes, no hub) right after, for a same-machine reference
-# (HTTP-FLV only).
+# -baseline also runs the same load against bench/loopback right after, for
+# a same-machine floor (HTTP-FLV only): one FLV file, no hub, one sender
+# goroutine writing each reader the bytes of the last 100 ms in one write
+# (LOOPBACK_MODE=goroutine: the older reference, a goroutine per reader
+# pushing 32 KiB writes).
 #
 # PPROF=SECONDS builds streamhub with a go build -overlay file that adds
 # net/http/pprof on a spare port (no change to the server's source), takes a
@@ -209,10 +211,10 @@ if [ -n "$BASELINE" ]; then
   wait 2>/dev/null || true
   go build -o "$out/loopback" ./bench/loopback
   LB_PORT=$(free_port)
-  "$out/loopback" -file "$src" -addr "127.0.0.1:$LB_PORT" -duration 30s 2> "$out/loopback.log" &
+  "$out/loopback" -file "$src" -addr "127.0.0.1:$LB_PORT" -duration 30s -mode "${LOOPBACK_MODE:-pass}" 2> "$out/loopback.log" &
   SRV=$!
   sleep 0.5
-  echo "--- baseline: bench/loopback (32 KiB writes, no hub)"
+  echo "--- baseline: bench/loopback -mode ${LOOPBACK_MODE:-pass} (no hub; pass: one sender, a write per reader per 100 ms)"
   c0=$(cpu)
   "$out/flvload" -url "http://127.0.0.1:$LB_PORT/live/bench.flv" -n "$N" -t "$T" ${RAMP:+-ramp $RAMP} -json "$out/loopback.json" | grep -E "connected|throughput"
   c1=$(cpu); cpusplit

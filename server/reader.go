@@ -88,78 +88,113 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		}
 	}
 	for {
-		if r.closed.Load() {
-			return dst, ErrReaderClosed
+		var wake <-chan struct{}
+		var err error
+		if dst, wake, err = r.poll(dst, n0, room); err != nil || wake == nil {
+			return dst, err
 		}
-		if r.err != nil {
-			return dst, r.err
-		}
-		now := time.Now()
-		s.mu.RLock()
-		var oldest uint64
-		if s.head > uint64(len(s.ring)) {
-			oldest = s.head - uint64(len(s.ring))
-		}
-		if r.cursor < oldest { // overrun: the ring wrapped past this reader
-			r.drops.Add(oldest - r.cursor)
-			s.dropsTotal.Add(oldest - r.cursor)
-			r.overruns.Add(1)
-			r.cursor = oldest
-			r.waitKey = s.hasVideo
-			if now.Sub(r.caughtUp) > s.conf.ReaderLagBound {
-				s.mu.RUnlock()
-				r.err = ErrReaderTooSlow
-				return dst, r.err
-			}
-		}
-		if r.waitKey && !s.hasVideo {
-			r.waitKey = false // republished without video: no keyframe will come
-		}
-		for r.cursor < s.head && len(dst)-n0 < room {
-			u := s.ring[r.cursor&s.mask]
-			r.cursor++
-			if r.waitKey {
-				// Audio waits too: a player starts at its earliest unit,
-				// so audio ahead of the picture would add up to a GOP of delay.
-				if !u.Track.IsVideo() || !u.KeyFrame {
-					r.drops.Add(1)
-					s.dropsTotal.Add(1)
-					continue
-				}
-				r.waitKey = false
-				r.audioFloor, r.floorOn = u.DTS, true
-			}
-			if r.floorOn && !u.Track.IsVideo() {
-				if u.DTS < r.audioFloor {
-					continue
-				}
-				r.floorOn = false
-			}
-			dst = append(dst, u)
-		}
-		if r.cursor == s.head {
-			r.caughtUp = now
-		}
-		if len(dst) > n0 {
-			s.mu.RUnlock()
-			r.unitsOut.Add(uint64(len(dst) - n0))
-			r.lastOut = now
-			return dst, nil
-		}
-		if s.ended {
-			s.mu.RUnlock()
-			r.err = ErrStreamClosed
-			return dst, r.err
-		}
-		s.waiting.Store(true)
-		wake := s.wake
-		s.mu.RUnlock()
 		select {
 		case <-wake:
 		case <-ctx.Done():
 			return dst, ctx.Err()
 		}
 	}
+}
+
+// TryNextBatch is NextBatch without waiting and without the batch
+// interval's pacing (a caller that serves many readers in one pass paces
+// them itself, see Stream.BatchPace): it appends the units available now,
+// at most cap(dst)-len(dst) (at least one). When there are none it returns
+// dst unchanged with a channel that is closed when the stream has more
+// (or ends); wake is nil when it returned units or an error.
+func (r *Reader) TryNextBatch(dst []*media.Unit) (out []*media.Unit, wake <-chan struct{}, err error) {
+	room := max(cap(dst)-len(dst), 1)
+	if r.closed.Load() {
+		return dst, nil, ErrReaderClosed
+	}
+	if len(r.pending) > 0 {
+		k := min(room, len(r.pending))
+		dst = append(dst, r.pending[:k]...)
+		clear(r.pending[:k])
+		r.pending = r.pending[k:]
+		r.unitsOut.Add(uint64(k))
+		return dst, nil, nil
+	}
+	return r.poll(dst, len(dst), room)
+}
+
+// poll appends what the ring has for r (one pass, under the stream's read
+// lock). With nothing to give it marks the stream as having a waiter and
+// returns the channel to wait on.
+func (r *Reader) poll(dst []*media.Unit, n0, room int) ([]*media.Unit, <-chan struct{}, error) {
+	if r.closed.Load() {
+		return dst, nil, ErrReaderClosed
+	}
+	if r.err != nil {
+		return dst, nil, r.err
+	}
+	s := r.s
+	now := time.Now()
+	s.mu.RLock()
+	var oldest uint64
+	if s.head > uint64(len(s.ring)) {
+		oldest = s.head - uint64(len(s.ring))
+	}
+	if r.cursor < oldest { // overrun: the ring wrapped past this reader
+		r.drops.Add(oldest - r.cursor)
+		s.dropsTotal.Add(oldest - r.cursor)
+		r.overruns.Add(1)
+		r.cursor = oldest
+		r.waitKey = s.hasVideo
+		if now.Sub(r.caughtUp) > s.conf.ReaderLagBound {
+			s.mu.RUnlock()
+			r.err = ErrReaderTooSlow
+			return dst, nil, r.err
+		}
+	}
+	if r.waitKey && !s.hasVideo {
+		r.waitKey = false // republished without video: no keyframe will come
+	}
+	for r.cursor < s.head && len(dst)-n0 < room {
+		u := s.ring[r.cursor&s.mask]
+		r.cursor++
+		if r.waitKey {
+			// Audio waits too: a player starts at its earliest unit,
+			// so audio ahead of the picture would add up to a GOP of delay.
+			if !u.Track.IsVideo() || !u.KeyFrame {
+				r.drops.Add(1)
+				s.dropsTotal.Add(1)
+				continue
+			}
+			r.waitKey = false
+			r.audioFloor, r.floorOn = u.DTS, true
+		}
+		if r.floorOn && !u.Track.IsVideo() {
+			if u.DTS < r.audioFloor {
+				continue
+			}
+			r.floorOn = false
+		}
+		dst = append(dst, u)
+	}
+	if r.cursor == s.head {
+		r.caughtUp = now
+	}
+	if len(dst) > n0 {
+		s.mu.RUnlock()
+		r.unitsOut.Add(uint64(len(dst) - n0))
+		r.lastOut = now
+		return dst, nil, nil
+	}
+	if s.ended {
+		s.mu.RUnlock()
+		r.err = ErrStreamClosed
+		return dst, nil, r.err
+	}
+	s.waiting.Store(true)
+	wake := s.wake
+	s.mu.RUnlock()
+	return dst, wake, nil
 }
 
 // waitPace waits d (if positive) or until ctx is done.

@@ -121,6 +121,17 @@ func (s *Stream) KeyframeInterval() time.Duration { return time.Duration(s.keyIn
 // ReaderCount returns how many readers the stream has now.
 func (s *Stream) ReaderCount() int { return int(s.readerCount.Load()) }
 
+// BatchPace is how long readers of s may be left between deliveries: the
+// path's batchInterval once s has batchReaders readers, else 0 (a reader
+// wakes for every picture). NextBatch paces itself by it; a caller that
+// serves many readers in one pass (TryNextBatch) paces the pass.
+func (s *Stream) BatchPace() time.Duration {
+	if iv := s.conf.BatchInterval; iv > 0 && s.readerCount.Load() >= int64(s.conf.BatchReaders) {
+		return iv
+	}
+	return 0
+}
+
 // Derived reports whether the stream is made by streamhub from another (a
 // ladder rung).
 func (s *Stream) Derived() bool {

@@ -19,10 +19,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
+	"github.com/streamhub/streamhub/protocols/internal/fanout"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
 	"github.com/streamhub/streamhub/protocols/internal/httperr"
 	"github.com/streamhub/streamhub/server"
@@ -47,6 +49,7 @@ type Handler struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	conns  connset.Set
+	passes fanout.Passes // the readers of hijacked TCP connections
 }
 
 // New returns a handler reading from hub.
@@ -155,6 +158,9 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 		tags = append(tags[:1], tags[2:]...)
 		payloadStart = 1
 	}
+	if _, ok := nc.(syscall.Conn); ok {
+		return h.servePass(nc, r, mux, chunked, tags)
+	}
 	var sizeLine [20]byte
 	var deadlineSet time.Time
 	batch := make([]*media.Unit, 0, maxBatch)
@@ -210,6 +216,51 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 }
 
 var crlf = []byte("\r\n")
+
+// servePass hands the reader to its stream's pass (fanout): one goroutine
+// per stream writes every due reader in turn without blocking; this one
+// only writes what its socket could not take at once. tags are the HTTP
+// head and the FLV header and metadata (framed as tags[1] says when
+// chunked).
+func (h *Handler) servePass(nc net.Conn, r *server.Reader, mux *flv.Muxer, chunked bool, tags [][]byte) (int64, error) {
+	first := tags
+	if chunked {
+		size := 0
+		for _, t := range tags[2:] {
+			size += len(t)
+		}
+		first[1] = append(strconv.AppendInt(nil, int64(size), 16), '\r', '\n')
+		first = append(first, crlf)
+	}
+	var sizeLine [20]byte
+	encode := func(dst [][]byte, batch []*media.Unit) [][]byte {
+		if chunked {
+			dst = append(dst, nil)
+		}
+		i := len(dst)
+		for _, u := range batch {
+			dst = mux.Append(dst, u)
+		}
+		if !chunked {
+			return dst
+		}
+		size := 0
+		for _, t := range dst[i:] {
+			size += len(t)
+		}
+		if size == 0 {
+			return dst[:i-1]
+		}
+		dst[i-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
+		return append(dst, crlf)
+	}
+	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, WriteTimeout: h.conf.WriteTimeout}, first)
+	if chunked && errors.Is(err, server.ErrStreamClosed) {
+		nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
+		nc.Write([]byte("0\r\n\r\n")) //nolint:errcheck // the stream is over either way
+	}
+	return n, err
+}
 
 // serveWriter is serve for connections that cannot be hijacked (HTTP/2).
 func (h *Handler) serveWriter(w http.ResponseWriter, req *http.Request, r *server.Reader, mux *flv.Muxer) (int64, error) {

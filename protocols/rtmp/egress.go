@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"syscall"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
 
 	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/fanout"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
 	"github.com/streamhub/streamhub/server"
 )
@@ -64,13 +66,32 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 			err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
 		}
 	}()
-	tags := [][]byte{mux.MetadataTag()}
-	var bufs [][]byte
+	// The metadata goes first, framed with a chunker of its own: ch's
+	// header bytes are reused by every batch.
+	first := appendTag(&chunker{chunkSize: outChunkSize}, nil, mux.MetadataTag())
+	var tags [][]byte
+	encode := func(dst [][]byte, batch []*media.Unit) [][]byte {
+		ch.reset()
+		for _, u := range batch {
+			tags = mux.Append(tags, u)
+		}
+		for _, tag := range tags {
+			dst = appendTag(ch, dst, tag)
+		}
+		clear(tags)
+		tags = tags[:0]
+		return dst
+	}
+	if _, ok := c.nc.(syscall.Conn); ok {
+		// The stream's pass writes this player with the others (fanout);
+		// this goroutine only writes what its socket could not take.
+		_, err = c.srv.passes.Serve(ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode, Lock: &c.w.mu,
+			WriteTimeout: c.srv.conf.WriteTimeout}, first)
+		return c.playEnded(err, readDone)
+	}
+	bufs := first
 	batch := make([]*media.Unit, 0, playBatch)
 	for {
-		for _, tag := range tags {
-			bufs = appendTag(ch, bufs, tag)
-		}
 		c.nc.SetWriteDeadline(time.Now().Add(c.srv.conf.WriteTimeout))
 		n := 0
 		for _, b := range bufs {
@@ -82,27 +103,31 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		}
 		clear(bufs)
 		bufs = bufs[:0]
-		ch.reset()
-		clear(tags)
-		tags = tags[:0]
 
 		batch, err = r.NextBatch(ctx, batch[:0])
 		if err != nil {
-			if errors.Is(err, context.Canceled) {
-				select {
-				case rerr := <-readDone:
-					readDone <- rerr
-					return fmt.Errorf("player left: %w", rerr)
-				default:
-				}
-			}
-			return err
+			return c.playEnded(err, readDone)
 		}
-		for _, u := range batch {
-			tags = mux.Append(tags, u)
-		}
+		bufs = encode(bufs, batch)
 		clear(batch)
 	}
+}
+
+// playEnded names why a play ended: the player's own leaving when ctx was
+// canceled by its read loop.
+func (c *conn) playEnded(err error, readDone chan error) error {
+	if errors.Is(err, context.Canceled) {
+		select {
+		case rerr := <-readDone:
+			readDone <- rerr
+			return fmt.Errorf("player left: %w", rerr)
+		default:
+		}
+	}
+	if errors.Is(err, fanout.ErrWrite) {
+		return fmt.Errorf("rtmp: writing to player: %w", err)
+	}
+	return err
 }
 
 // appendTag frames one FLV tag as an RTMP message: the message body is the

@@ -24,6 +24,7 @@ import (
 	"github.com/streamhub/streamhub/internal/conf"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
+	"github.com/streamhub/streamhub/protocols/internal/fanout"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -65,6 +66,7 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	conns  connset.Set
+	passes fanout.Passes // the players of TCP connections
 }
 
 // New returns a server; call Start to listen.

@@ -1,0 +1,358 @@
+// Package fanout writes a stream to many TCP readers from one goroutine per
+// stream: a pass takes each reader's units from the hub (TryNextBatch),
+// encodes them (shared bytes plus the reader's own framing) and hands them
+// to the socket in one non-blocking writev, reader after reader, with no
+// goroutine wake-up, timer or deadline per reader. With many readers the
+// passes are paced by the path's batch interval (Stream.BatchPace), one
+// timer for the stream.
+//
+// A reader whose socket cannot take a pass's bytes at once leaves the pass:
+// its own goroutine (the one that called Serve, parked until then) writes
+// the rest with a blocking write and the write timeout, then rejoins. So a
+// full socket never delays the others, and a joining reader's catch-up (the
+// cached GOP, much more than a socket buffer) is written by its own
+// goroutine before it joins.
+//
+//	Serve ──join──▶ group (one per stream and Passes) ──pass──▶ TryNextBatch ▶ Encode ▶ writev(nonblocking)
+//	  ▲                                                          │ short write
+//	  └────────────── the rest, blocking, then rejoin ◀──────────┘
+package fanout
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// ErrWrite wraps the error of a write to a reader's socket.
+var ErrWrite = errors.New("write")
+
+// maxBatch bounds the units one reader takes in one pass.
+const maxBatch = 512
+
+// Sink is one reader's connection.
+type Sink struct {
+	Reader *server.Reader
+	// Conn is the reader's socket; it must implement syscall.Conn (a TCP
+	// connection) for the pass to write it without blocking. Serve does
+	// not close it.
+	Conn net.Conn
+	// Encode appends to dst the bytes that deliver batch: shared bytes,
+	// and framing in memory of the sink's own that it may reuse at its
+	// next call (by then the previous bytes have been written).
+	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
+	// Lock, if set, is held around every write (another goroutine writes
+	// the same connection, as RTMP's acknowledgements do).
+	Lock sync.Locker
+	// WriteTimeout ends the session when the socket takes nothing for
+	// this long.
+	WriteTimeout time.Duration
+	// Done, if set, ends the session when closed (the peer left).
+	Done <-chan struct{}
+}
+
+// Passes serves readers, one group per stream. The zero value is ready.
+type Passes struct {
+	mu     sync.Mutex
+	groups map[*server.Stream]*group
+}
+
+// Serve writes first, then the reader's stream, to s until the session ends
+// (the reader's error, a write error, ctx, or s.Done); it returns the bytes
+// written and why it ended (never nil).
+func (p *Passes) Serve(ctx context.Context, s *Sink, first [][]byte) (int64, error) {
+	raw, err := s.Conn.(syscall.Conn).SyscallConn()
+	if err != nil {
+		return 0, fmt.Errorf("fanout: %w", err)
+	}
+	m := &member{sink: s, raw: raw, ev: make(chan event, 1)}
+	m.pending = append(m.pending, first...)
+	batch := make([]*media.Unit, 0, maxBatch)
+	var done <-chan struct{}
+	if s.Done != nil {
+		done = s.Done
+	}
+	// The catch-up: what the reader has now (the cached GOP) is written
+	// here, blocking, before it joins the passes.
+	batch, _, err = s.Reader.TryNextBatch(batch)
+	if err != nil {
+		return 0, err
+	}
+	m.pending = s.Encode(m.pending, batch)
+	clear(batch)
+	for {
+		if len(m.pending) > 0 {
+			if err := m.drain(); err != nil {
+				return m.total.Load(), err
+			}
+		}
+		g := p.join(m)
+		select {
+		case ev := <-m.ev:
+			if ev.err != nil {
+				g.leave(m)
+				return m.total.Load(), ev.err
+			}
+			// The pass left bytes the socket could not take: write them
+			// here, then join again.
+		case <-ctx.Done():
+			g.leave(m)
+			return m.total.Load(), ctx.Err()
+		case <-done:
+			g.leave(m)
+			return m.total.Load(), errors.New("the peer left")
+		}
+	}
+}
+
+// event is what a pass tells a member's goroutine: err ends the session;
+// otherwise the member has pending bytes to write.
+type event struct{ err error }
+
+type member struct {
+	sink    *Sink
+	raw     syscall.RawConn
+	ev      chan event
+	pending [][]byte     // bytes to write before the next pass (the member's own slice)
+	total   atomic.Int64 // bytes written
+}
+
+// drain writes m.pending with a blocking write and the write timeout.
+func (m *member) drain() error {
+	s := m.sink
+	if s.Lock != nil {
+		s.Lock.Lock()
+		defer s.Lock.Unlock()
+	}
+	s.Conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
+	bufs := net.Buffers(m.pending)
+	n, err := bufs.WriteTo(s.Conn)
+	s.Conn.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
+	m.total.Add(n)
+	s.Reader.AddBytesOut(int(n))
+	clear(m.pending)
+	m.pending = m.pending[:0]
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrWrite, err)
+	}
+	return nil
+}
+
+// join adds m to its stream's group, starting the group if needed.
+func (p *Passes) join(m *member) *group {
+	st := m.sink.Reader.Stream()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.groups[st]
+	if g == nil {
+		if p.groups == nil {
+			p.groups = map[*server.Stream]*group{}
+		}
+		g = &group{p: p, st: st, kick: make(chan struct{}, 1)}
+		p.groups[st] = g
+		go g.run()
+	}
+	g.mu.Lock()
+	g.members = append(g.members, m)
+	g.mu.Unlock()
+	select {
+	case g.kick <- struct{}{}:
+	default:
+	}
+	return g
+}
+
+// group is the pass of one stream's readers.
+type group struct {
+	p    *Passes
+	st   *server.Stream
+	kick chan struct{} // a member joined
+
+	mu      sync.Mutex
+	members []*member
+}
+
+// leave removes m (if the group still has it).
+func (g *group) leave(m *member) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for i, x := range g.members {
+		if x == m {
+			last := len(g.members) - 1
+			g.members[i] = g.members[last]
+			g.members[last] = nil
+			g.members = g.members[:last]
+			return
+		}
+	}
+}
+
+// run makes passes until the group has no members.
+func (g *group) run() {
+	var (
+		snap  []*member
+		batch = make([]*media.Unit, 0, maxBatch)
+		bufs  [][]byte
+		iovs  [][]byte
+		last  time.Time
+		timer *time.Timer
+	)
+	for {
+		g.p.mu.Lock()
+		g.mu.Lock()
+		if len(g.members) == 0 {
+			delete(g.p.groups, g.st)
+			g.mu.Unlock()
+			g.p.mu.Unlock()
+			if timer != nil {
+				timer.Stop()
+			}
+			return
+		}
+		snap = append(snap[:0], g.members...)
+		g.mu.Unlock()
+		g.p.mu.Unlock()
+
+		last = time.Now()
+		var wake <-chan struct{}
+		gave := false
+		for _, m := range snap {
+			var err error
+			var w <-chan struct{}
+			batch, w, err = m.sink.Reader.TryNextBatch(batch[:0])
+			if err != nil {
+				g.end(m, event{err: err})
+				continue
+			}
+			if len(batch) == 0 {
+				wake = w
+				continue
+			}
+			gave = true
+			bufs = m.sink.Encode(bufs[:0], batch)
+			clear(batch)
+			if len(bufs) == 0 {
+				continue
+			}
+			iovs = g.write(m, bufs, iovs)
+			clear(bufs)
+		}
+		clear(snap)
+		snap = snap[:0]
+
+		// Wait: with many readers, out the batch interval from this pass;
+		// otherwise until the stream has more, if this pass gave nothing.
+		if pace := g.st.BatchPace(); pace > 0 {
+			if timer == nil {
+				timer = time.NewTimer(pace)
+			} else {
+				timer.Reset(time.Until(last.Add(pace)))
+			}
+			<-timer.C
+			continue
+		}
+		if gave || wake == nil {
+			continue
+		}
+		select {
+		case <-wake:
+		case <-g.kick:
+		}
+	}
+}
+
+// write hands bufs to m's socket in one non-blocking writev; what it does
+// not take goes to m's goroutine with the member out of the pass.
+func (g *group) write(m *member, bufs, iovs [][]byte) [][]byte {
+	s := m.sink
+	if s.Lock != nil {
+		s.Lock.Lock()
+		defer s.Lock.Unlock()
+	}
+	want := 0
+	for _, b := range bufs {
+		want += len(b)
+	}
+	n, err := writev(m.raw, bufs, &iovs)
+	if n > 0 {
+		m.total.Add(int64(n))
+		s.Reader.AddBytesOut(n)
+	}
+	switch {
+	case err != nil && err != unix.EAGAIN:
+		g.end(m, event{err: fmt.Errorf("%w: %w", ErrWrite, err)})
+	case n < want:
+		// The socket is full: the rest is written by the member's own
+		// goroutine, out of the pass.
+		for _, b := range bufs {
+			if n >= len(b) {
+				n -= len(b)
+				continue
+			}
+			m.pending = append(m.pending, b[n:])
+			n = 0
+		}
+		g.end(m, event{})
+	}
+	return iovs
+}
+
+// end takes m out of the pass and tells its goroutine.
+func (g *group) end(m *member, ev event) {
+	g.leave(m)
+	select {
+	case m.ev <- ev:
+	default: // it has one already; the first counts
+	}
+}
+
+// maxIov is the kernel's limit on one writev's buffers (UIO_MAXIOV).
+const maxIov = 1024
+
+// writev writes bufs to the socket without waiting: it returns what the
+// socket took, and unix.EAGAIN when it took less than everything because
+// it is full. iovs is scratch space.
+func writev(raw syscall.RawConn, bufs [][]byte, iovs *[][]byte) (int, error) {
+	total := 0
+	var err error
+	werr := raw.Write(func(fd uintptr) bool {
+		for len(bufs) > 0 {
+			k := min(len(bufs), maxIov)
+			*iovs = append((*iovs)[:0], bufs[:k]...)
+			var n int
+			n, err = unix.Writev(int(fd), *iovs)
+			if err == unix.EINTR {
+				continue
+			}
+			if err != nil {
+				return true
+			}
+			total += n
+			want := 0
+			for _, b := range bufs[:k] {
+				want += len(b)
+			}
+			if n < want {
+				err = unix.EAGAIN
+				return true
+			}
+			bufs = bufs[k:]
+		}
+		return true
+	})
+	clear(*iovs)
+	if werr != nil {
+		return total, werr
+	}
+	return total, err
+}
