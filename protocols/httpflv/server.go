@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/internal/connset"
 	"github.com/streamhub/streamhub/protocols/internal/fanout"
@@ -103,31 +104,41 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httperr.Refuse(w, path, err)
 		return
 	}
-	defer r.Close()
 	w.Header().Set("Content-Type", "video/x-flv")
 	w.Header().Set("Cache-Control", "no-cache, no-store")
 	if req.Method == http.MethodHead {
+		r.Close()
 		w.WriteHeader(http.StatusOK)
 		return
 	}
 
 	h.wg.Add(1)
-	defer h.wg.Done()
 	start := time.Now()
 	remote := req.RemoteAddr
 	h.log.Info("session opened", "path", path, "remote", remote)
 	mux := flv.NewMuxer(r.Tracks())
-	n, err := h.serve(w, req, r, mux)
-	if merr := mux.Err(); merr != nil {
-		err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
+	end := func(n int64, err error) {
+		if merr := mux.Err(); merr != nil {
+			err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
+		}
+		h.log.Info("session closed", "path", path, "remote", remote, "bytes", n,
+			"duration", time.Since(start).Round(time.Millisecond), "drops", r.Stats().Drops, "cause", err.Error())
+		r.Close()
+		h.wg.Done()
 	}
-	h.log.Info("session closed", "path", path, "remote", remote, "bytes", n,
-		"duration", time.Since(start).Round(time.Millisecond), "drops", r.Stats().Drops, "cause", err.Error())
+	n, err := h.serve(w, req, r, mux, end)
+	if !errors.Is(err, errDetached) {
+		end(n, err)
+	}
 }
+
+// errDetached is serve's answer when the session goes on in a goroutine
+// of its own, which calls end.
+var errDetached = errors.New("detached")
 
 // serve streams until the reader or the connection ends; it always returns
 // a non-nil error saying why.
-func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Reader, mux *flv.Muxer) (int64, error) {
+func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Reader, mux *flv.Muxer, end func(int64, error)) (int64, error) {
 	hj, ok := w.(http.Hijacker)
 	if !ok { // HTTP/2: no hijacking; write through the ResponseWriter
 		return h.serveWriter(w, req, r, mux)
@@ -136,11 +147,10 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 	if err != nil {
 		return 0, fmt.Errorf("hijack: %w", err)
 	}
-	defer nc.Close()
 	if !h.conns.Add(nc) {
+		nc.Close()
 		return 0, errors.New("shutting down")
 	}
-	defer h.conns.Remove(nc)
 
 	chunked := req.ProtoAtLeast(1, 1)
 	head := "HTTP/1.1 200 OK\r\n"
@@ -159,8 +169,22 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 		payloadStart = 1
 	}
 	if _, ok := nc.(syscall.Conn); ok {
-		return h.servePass(nc, r, mux, chunked, tags)
+		// The session goes on in a goroutine of its own, so that this one
+		// returns and net/http lets go of the connection's buffers and the
+		// handler's stack (4 KiB + 4 KiB + a deep stack per reader).
+		go func() {
+			var n int64
+			err := errors.New("panic")
+			defer func() { end(n, err) }()
+			defer h.conns.Remove(nc)
+			defer nc.Close()
+			defer guard.Recover(h.log, "httpflv session", "remote", req.RemoteAddr)
+			n, err = h.servePass(nc, r, mux, chunked, tags)
+		}()
+		return 0, errDetached
 	}
+	defer nc.Close()
+	defer h.conns.Remove(nc)
 	var sizeLine [20]byte
 	var deadlineSet time.Time
 	batch := make([]*media.Unit, 0, maxBatch)

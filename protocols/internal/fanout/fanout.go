@@ -27,6 +27,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 
@@ -203,7 +204,7 @@ func (g *group) run() {
 		snap  []*member
 		batch = make([]*media.Unit, 0, maxBatch)
 		bufs  [][]byte
-		iovs  [][]byte
+		iovs  []unix.Iovec
 		last  time.Time
 		timer *time.Timer
 	)
@@ -273,7 +274,7 @@ func (g *group) run() {
 
 // write hands bufs to m's socket in one non-blocking writev; what it does
 // not take goes to m's goroutine with the member out of the pass.
-func (g *group) write(m *member, bufs, iovs [][]byte) [][]byte {
+func (g *group) write(m *member, bufs [][]byte, iovs []unix.Iovec) []unix.Iovec {
 	s := m.sink
 	if s.Lock != nil {
 		s.Lock.Lock()
@@ -321,28 +322,40 @@ const maxIov = 1024
 
 // writev writes bufs to the socket without waiting: it returns what the
 // socket took, and unix.EAGAIN when it took less than everything because
-// it is full. iovs is scratch space.
-func writev(raw syscall.RawConn, bufs [][]byte, iovs *[][]byte) (int, error) {
+// it is full. iovs is scratch space (unix.Writev would allocate its own on
+// every call).
+func writev(raw syscall.RawConn, bufs [][]byte, iovs *[]unix.Iovec) (int, error) {
 	total := 0
 	var err error
 	werr := raw.Write(func(fd uintptr) bool {
 		for len(bufs) > 0 {
 			k := min(len(bufs), maxIov)
-			*iovs = append((*iovs)[:0], bufs[:k]...)
-			var n int
-			n, err = unix.Writev(int(fd), *iovs)
-			if err == unix.EINTR {
-				continue
-			}
-			if err != nil {
-				return true
-			}
-			total += n
+			v := (*iovs)[:0]
 			want := 0
 			for _, b := range bufs[:k] {
+				if len(b) == 0 {
+					continue
+				}
+				iov := unix.Iovec{Base: &b[0]}
+				iov.SetLen(len(b))
+				v = append(v, iov)
 				want += len(b)
 			}
-			if n < want {
+			*iovs = v
+			if len(v) == 0 {
+				bufs = bufs[k:]
+				continue
+			}
+			r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+			if e == unix.EINTR {
+				continue
+			}
+			if e != 0 {
+				err = e
+				return true
+			}
+			total += int(r)
+			if int(r) < want {
 				err = unix.EAGAIN
 				return true
 			}
@@ -350,7 +363,7 @@ func writev(raw syscall.RawConn, bufs [][]byte, iovs *[][]byte) (int, error) {
 		}
 		return true
 	})
-	clear(*iovs)
+	clear(*iovs) // no pointers into the readers' bytes kept
 	if werr != nil {
 		return total, werr
 	}
