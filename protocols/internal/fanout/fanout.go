@@ -201,11 +201,8 @@ func (g *group) leave(m *member) {
 // run makes passes until the group has no members.
 func (g *group) run() {
 	var (
+		ps    passScratch
 		snap  []*member
-		batch = make([]*media.Unit, 0, maxBatch)
-		bufs  [][]byte
-		iovs  []unix.Iovec
-		last  time.Time
 		timer *time.Timer
 	)
 	for {
@@ -224,40 +221,19 @@ func (g *group) run() {
 		g.mu.Unlock()
 		g.p.mu.Unlock()
 
-		last = time.Now()
-		var wake <-chan struct{}
-		gave := false
-		for _, m := range snap {
-			var err error
-			var w <-chan struct{}
-			batch, w, err = m.sink.Reader.TryNextBatch(batch[:0])
-			if err != nil {
-				g.end(m, event{err: err})
-				continue
-			}
-			if len(batch) == 0 {
-				wake = w
-				continue
-			}
-			gave = true
-			bufs = m.sink.Encode(bufs[:0], batch)
-			clear(batch)
-			if len(bufs) == 0 {
-				continue
-			}
-			iovs = g.write(m, bufs, iovs)
-			clear(bufs)
-		}
+		start := time.Now()
+		wake, gave := g.pass(snap, &ps)
 		clear(snap)
 		snap = snap[:0]
 
-		// Wait: with many readers, out the batch interval from this pass;
-		// otherwise until the stream has more, if this pass gave nothing.
+		// Wait: with many readers, out the batch interval from this pass's
+		// start; otherwise until the stream has more, if this pass gave
+		// nothing.
 		if pace := g.st.BatchPace(); pace > 0 {
 			if timer == nil {
 				timer = time.NewTimer(pace)
 			} else {
-				timer.Reset(time.Until(last.Add(pace)))
+				timer.Reset(time.Until(start.Add(pace)))
 			}
 			<-timer.C
 			continue
@@ -272,9 +248,51 @@ func (g *group) run() {
 	}
 }
 
+// passScratch is a pass's reusable memory.
+type passScratch struct {
+	batch []*media.Unit
+	bufs  [][]byte
+	w     *vwriter
+}
+
+// pass serves every member once: what the hub has for it, encoded and
+// written without waiting. It returns a channel to wait on when it gave
+// no member anything (nil if it gave something or has no member left).
+func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, gave bool) {
+	if ps.batch == nil {
+		ps.batch = make([]*media.Unit, 0, maxBatch)
+		ps.w = newVWriter()
+	}
+	for _, m := range members {
+		var err error
+		var w <-chan struct{}
+		ps.batch, w, err = m.sink.Reader.TryNextBatch(ps.batch[:0])
+		if err != nil {
+			g.end(m, event{err: err})
+			continue
+		}
+		if len(ps.batch) == 0 {
+			wake = w
+			continue
+		}
+		gave = true
+		ps.bufs = m.sink.Encode(ps.bufs[:0], ps.batch)
+		clear(ps.batch)
+		if len(ps.bufs) == 0 {
+			continue
+		}
+		g.write(m, ps.bufs, ps.w)
+		clear(ps.bufs)
+	}
+	if gave {
+		wake = nil
+	}
+	return wake, gave
+}
+
 // write hands bufs to m's socket in one non-blocking writev; what it does
 // not take goes to m's goroutine with the member out of the pass.
-func (g *group) write(m *member, bufs [][]byte, iovs []unix.Iovec) []unix.Iovec {
+func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	s := m.sink
 	if s.Lock != nil {
 		s.Lock.Lock()
@@ -284,7 +302,7 @@ func (g *group) write(m *member, bufs [][]byte, iovs []unix.Iovec) []unix.Iovec 
 	for _, b := range bufs {
 		want += len(b)
 	}
-	n, err := writev(m.raw, bufs, &iovs)
+	n, err := w.writev(m.raw, bufs)
 	if n > 0 {
 		m.total.Add(int64(n))
 		s.Reader.AddBytesOut(n)
@@ -305,7 +323,6 @@ func (g *group) write(m *member, bufs [][]byte, iovs []unix.Iovec) []unix.Iovec 
 		}
 		g.end(m, event{})
 	}
-	return iovs
 }
 
 // end takes m out of the pass and tells its goroutine.
@@ -320,52 +337,69 @@ func (g *group) end(m *member, ev event) {
 // maxIov is the kernel's limit on one writev's buffers (UIO_MAXIOV).
 const maxIov = 1024
 
-// writev writes bufs to the socket without waiting: it returns what the
-// socket took, and unix.EAGAIN when it took less than everything because
-// it is full. iovs is scratch space (unix.Writev would allocate its own on
-// every call).
-func writev(raw syscall.RawConn, bufs [][]byte, iovs *[]unix.Iovec) (int, error) {
-	total := 0
-	var err error
-	werr := raw.Write(func(fd uintptr) bool {
-		for len(bufs) > 0 {
-			k := min(len(bufs), maxIov)
-			v := (*iovs)[:0]
-			want := 0
-			for _, b := range bufs[:k] {
-				if len(b) == 0 {
-					continue
-				}
-				iov := unix.Iovec{Base: &b[0]}
-				iov.SetLen(len(b))
-				v = append(v, iov)
-				want += len(b)
-			}
-			*iovs = v
-			if len(v) == 0 {
-				bufs = bufs[k:]
-				continue
-			}
-			r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
-			if e == unix.EINTR {
-				continue
-			}
-			if e != 0 {
-				err = e
-				return true
-			}
-			total += int(r)
-			if int(r) < want {
-				err = unix.EAGAIN
-				return true
-			}
-			bufs = bufs[k:]
-		}
-		return true
-	})
-	clear(*iovs) // no pointers into the readers' bytes kept
+// vwriter writes a reader's buffers to its socket without waiting, with
+// memory and a callback made once per pass goroutine (a closure per call
+// would allocate, as would unix.Writev's own iovec array).
+type vwriter struct {
+	bufs  [][]byte
+	iovs  []unix.Iovec
+	total int
+	err   error
+	fn    func(fd uintptr) bool
+}
+
+func newVWriter() *vwriter {
+	w := &vwriter{}
+	w.fn = w.write
+	return w
+}
+
+// writev writes bufs: it returns what the socket took, and unix.EAGAIN
+// when it took less than everything because it is full.
+func (w *vwriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+	w.bufs, w.total, w.err = bufs, 0, nil
+	werr := raw.Write(w.fn)
+	clear(w.iovs) // no pointers into the readers' bytes kept
+	w.bufs = nil
 	if werr != nil {
-		return total, werr
+		return w.total, werr
 	}
-	return total, err
+	return w.total, w.err
+}
+
+func (w *vwriter) write(fd uintptr) bool {
+	for len(w.bufs) > 0 {
+		k := min(len(w.bufs), maxIov)
+		v := w.iovs[:0]
+		want := 0
+		for _, b := range w.bufs[:k] {
+			if len(b) == 0 {
+				continue
+			}
+			iov := unix.Iovec{Base: &b[0]}
+			iov.SetLen(len(b))
+			v = append(v, iov)
+			want += len(b)
+		}
+		w.iovs = v
+		if len(v) == 0 {
+			w.bufs = w.bufs[k:]
+			continue
+		}
+		r, _, e := unix.Syscall(unix.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+		if e == unix.EINTR {
+			continue
+		}
+		if e != 0 {
+			w.err = e
+			return true
+		}
+		w.total += int(r)
+		if int(r) < want {
+			w.err = unix.EAGAIN
+			return true
+		}
+		w.bufs = w.bufs[k:]
+	}
+	return true
 }

@@ -1,0 +1,99 @@
+package fanout
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/server"
+)
+
+// benchStream is a published stream with n readers whose sockets are
+// drained by goroutines of the benchmark, as members of one group.
+func benchStream(b *testing.B, n int) (*server.Publisher, *media.Track, *group, []*member) {
+	b.Helper()
+	log := slog.New(slog.DiscardHandler)
+	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
+		c := server.DefaultPathConfig()
+		c.GracePeriod = 0
+		c.Join = server.JoinLive
+		return c
+	}})
+	b.Cleanup(hub.Close)
+	tr := &media.Track{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67, 0x42, 0, 0x1e}, PPS: []byte{0x68, 0xce}}
+	pub, err := hub.PublishTrusted("live/b", []*media.Track{tr}, server.PublishOptions{Protocol: "bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	g := &group{p: &Passes{}, st: hub.Stream("live/b"), kick: make(chan struct{}, 1)}
+	var members []*member
+	for i := 0; i < n; i++ {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			b.Fatal(err)
+		}
+		s, err := ln.Accept()
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { c.Close(); s.Close() })
+		go io.Copy(io.Discard, c) //nolint:errcheck // until the benchmark closes it
+		r, err := hub.ReadTrusted(b.Context(), "live/b", server.ReadOptions{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(r.Close)
+		raw, _ := s.(syscall.Conn).SyscallConn()
+		frame := make([]byte, 16)
+		m := &member{raw: raw, ev: make(chan event, 1), sink: &Sink{Reader: r, Conn: s, WriteTimeout: time.Second,
+			Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+				// A reader's own framing around the shared bytes, as
+				// HTTP-FLV's chunk-size line.
+				dst = append(dst, frame)
+				for _, u := range batch {
+					dst = append(dst, u.Payload...)
+				}
+				return dst
+			}}}
+		members = append(members, m)
+	}
+	return pub, tr, g, members
+}
+
+// BenchmarkPass: one unit published, then one pass over every reader (its
+// units from the hub, encoded, one non-blocking writev each). ns/op is a
+// pass; ns/reader is what one reader costs in it, kernel included.
+func BenchmarkPass(b *testing.B) {
+	for _, n := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("readers=%d", n), func(b *testing.B) {
+			pub, tr, g, members := benchStream(b, n)
+			payload := make([]byte, 11000) // a 2.7 Mbit/s 30 fps picture
+			var ps passScratch
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				d := time.Duration(i) * 33 * time.Millisecond
+				pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0, Payload: [][]byte{payload}})
+				g.pass(members, &ps)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reader")
+			for _, m := range members {
+				select {
+				case ev := <-m.ev:
+					b.Fatalf("a reader left the pass: %v", ev.err)
+				default:
+				}
+			}
+		})
+	}
+}
