@@ -113,6 +113,11 @@ type Unit struct {
 	// Size is the sum of the payload lengths, computed by the hub on Write.
 	Size int
 
+	// Orig, when set, is the unit this one retimes (the hub's catch-up
+	// join): the same payload with other timestamps. Serializers may
+	// share Orig's bytes for everything but the times.
+	Orig *Unit
+
 	memo atomic.Pointer[memoEntry]
 }
 

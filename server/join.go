@@ -188,8 +188,12 @@ func catchUp(gop []*media.Unit, window time.Duration) []*media.Unit {
 		if !u.Track.IsVideo() {
 			continue
 		}
+		orig := u
+		if u.Orig != nil {
+			orig = u.Orig
+		}
 		c := &media.Unit{Track: u.Track, PTS: squeeze(u.PTS), DTS: squeeze(u.DTS), KeyFrame: u.KeyFrame,
-			Payload: u.Payload, Wall: u.Wall, Size: u.Size}
+			Payload: u.Payload, Wall: u.Wall, Size: u.Size, Orig: orig}
 		out = append(out, c)
 	}
 	return out

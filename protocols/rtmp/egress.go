@@ -75,8 +75,16 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		for _, u := range batch {
 			tags = mux.Append(tags, u)
 		}
-		for _, tag := range tags {
-			dst = appendTag(ch, dst, tag)
+		for i := 0; i < len(tags); i++ {
+			if tag := tags[i]; len(tag) == flv.HeaderSize && i+1 < len(tags) {
+				// A retimed unit: its own header, then the shared body and
+				// trailer (flv.UnitParts).
+				rest := tags[i+1]
+				dst = appendMessage(ch, dst, tag[0], flv.TagTime(tag), rest[:len(rest)-flv.TrailerSize])
+				i++
+				continue
+			}
+			dst = appendTag(ch, dst, tags[i])
 		}
 		clear(tags)
 		tags = tags[:0]
@@ -133,7 +141,11 @@ func (c *conn) playEnded(err error, readDone chan error) error {
 // appendTag frames one FLV tag as an RTMP message: the message body is the
 // tag body, shared, not copied.
 func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
-	typ := tag[0]
+	return appendMessage(ch, bufs, tag[0], flv.TagTime(tag), flv.Body(tag))
+}
+
+// appendMessage frames one FLV tag's body of type typ as an RTMP message.
+func appendMessage(ch *chunker, bufs [][]byte, typ byte, ts uint32, body []byte) [][]byte {
 	csid := byte(csidVideo)
 	switch typ {
 	case flv.TagAudio:
@@ -141,5 +153,5 @@ func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
 	case flv.TagScript:
 		csid = csidData
 	}
-	return ch.appendMessage(bufs, csid, typ, playStreamID, flv.TagTime(tag), flv.Body(tag))
+	return ch.appendMessage(bufs, csid, typ, playStreamID, ts, body)
 }

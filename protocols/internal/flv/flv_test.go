@@ -464,3 +464,42 @@ func toBytes(s []string) [][]byte {
 	}
 	return out
 }
+
+// TestUnitPartsOfRetimedUnits: a retimed unit's parts (its own header, the
+// original's shared rest) are exactly the tag serialized for it alone;
+// the rest is the original's own bytes; a changed composition time is
+// serialized whole.
+func TestUnitPartsOfRetimedUnits(t *testing.T) {
+	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67, 0x42, 0, 0x1e}, PPS: []byte{0x68, 0xce}}
+	a := &media.Track{ID: 1, Codec: media.CodecAAC, AudioConfig: aacASC, SampleRate: 44100, Channels: 2}
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name         string
+		orig, retime *media.Unit
+		shared       bool
+	}{
+		{"picture", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2000 * ms, KeyFrame: true, Payload: [][]byte{{0x65, 1, 2, 3}}},
+			&media.Unit{Track: v, DTS: 1950 * ms, PTS: 1950 * ms, KeyFrame: true, Payload: [][]byte{{0x65, 1, 2, 3}}}, true},
+		{"B-frame order kept", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x41, 9}}},
+			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 2056 * ms, Payload: [][]byte{{0x41, 9}}}, true},
+		{"B-frame squeezed", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x41, 9}}},
+			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 1995 * ms, Payload: [][]byte{{0x41, 9}}}, false},
+		{"sound", &media.Unit{Track: a, DTS: 2000 * ms, PTS: 2000 * ms, Payload: [][]byte{{0x21, 0x10}}},
+			&media.Unit{Track: a, DTS: 16777300 * ms, PTS: 16777300 * ms, Payload: [][]byte{{0x21, 0x10}}}, true}, // extended timestamp byte
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.retime.Orig = tc.orig
+			head, rest := UnitParts(tc.retime)
+			whole := AppendUnitTag(nil, tc.retime, tc.retime.DTS)
+			if got := append(append([]byte(nil), head...), rest...); !bytes.Equal(got, whole) {
+				t.Fatalf("parts % x | % x\nwant % x", head, rest, whole)
+			}
+			if tc.shared != (rest != nil) {
+				t.Fatalf("shared %v, want %v", rest != nil, tc.shared)
+			}
+			if rest != nil && &rest[0] != &UnitTag(tc.orig)[HeaderSize] {
+				t.Fatal("the rest is a copy, not the original's bytes")
+			}
+		})
+	}
+}

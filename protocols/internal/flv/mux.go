@@ -50,7 +50,9 @@ func (m *Muxer) MetadataTag() []byte {
 
 // Append appends to dst the tags that deliver u: a sequence header first
 // when u's track has parameters the reader has not seen, then u's tag
-// (shared bytes, not to be modified). Units of tracks the muxer does not
+// (shared bytes, not to be modified). The tag of a retimed unit comes as
+// two slices (UnitParts): a HeaderSize-byte header, then the rest; every
+// other slice is one whole tag, longer than HeaderSize. Units of tracks the muxer does not
 // carry, and video before its parameters are known, append nothing.
 func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 	t := u.Track
@@ -88,8 +90,11 @@ func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 		}
 		*last = t
 	}
-	if tag := UnitTag(u); len(tag) > 0 {
-		dst = append(dst, tag)
+	if head, rest := UnitParts(u); len(head) > 0 {
+		dst = append(dst, head)
+		if rest != nil {
+			dst = append(dst, rest)
+		}
 	}
 	return dst
 }

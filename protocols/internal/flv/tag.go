@@ -111,6 +111,30 @@ func UnitTag(u *media.Unit) []byte {
 	return u.Memo(memoKey{}, func(u *media.Unit) []byte { return AppendUnitTag(nil, u, u.DTS) })
 }
 
+// retimedKey is the key of a retimed unit's own tag header.
+type retimedKey struct{}
+
+// UnitParts returns u's tag: whole (rest nil), or, for a unit that retimes
+// another (u.Orig, the hub's catch-up join) with the same body, a header
+// of its own (HeaderSize bytes, made once per unit) and the original's
+// body and trailer, shared. A join storm's retimed GOPs then cost a
+// header per unit, not a copy of every picture.
+func UnitParts(u *media.Unit) (head, rest []byte) {
+	if o := u.Orig; o != nil && u.KeyFrame == o.KeyFrame &&
+		(u.PTS-u.DTS)/time.Millisecond == (o.PTS-o.DTS)/time.Millisecond {
+		if tag := UnitTag(o); len(tag) > HeaderSize {
+			h := u.Memo(retimedKey{}, func(u *media.Unit) []byte {
+				h := append([]byte(nil), tag[:HeaderSize]...)
+				ts := Timestamp(u.DTS)
+				h[4], h[5], h[6], h[7] = byte(ts>>16), byte(ts>>8), byte(ts), byte(ts>>24)
+				return h
+			})
+			return h, tag[HeaderSize:]
+		}
+	}
+	return UnitTag(u), nil
+}
+
 // AppendUnitTag appends the tag of u with its timestamp taken from dts
 // (u.DTS, or a retimed value), or returns dst unchanged for a codec FLV
 // cannot carry.
