@@ -278,7 +278,7 @@ func (h *Handler) servePass(nc net.Conn, r *server.Reader, mux *flv.Muxer, chunk
 		dst[i-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
 		return append(dst, crlf)
 	}
-	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, WriteTimeout: h.conf.WriteTimeout}, first)
+	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, WriteTimeout: h.conf.WriteTimeout, WatchClose: true}, first)
 	if chunked && errors.Is(err, server.ErrStreamClosed) {
 		nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
 		nc.Write([]byte("0\r\n\r\n")) //nolint:errcheck // the stream is over either way

@@ -23,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -60,6 +61,11 @@ type Sink struct {
 	WriteTimeout time.Duration
 	// Done, if set, ends the session when closed (the peer left).
 	Done <-chan struct{}
+	// WatchClose says the peer sends nothing after its request (an
+	// HTTP-FLV player): the reader's goroutine waits in a read of the
+	// connection, which ends when the peer hangs up, so that a reader
+	// that left is let go even while the stream sends nothing.
+	WatchClose bool
 }
 
 // Passes serves readers, one group per stream. The zero value is ready.
@@ -98,6 +104,14 @@ func (p *Passes) Serve(ctx context.Context, s *Sink, first [][]byte) (int64, err
 			}
 		}
 		g := p.join(m)
+		if s.WatchClose {
+			ev := m.watch(ctx)
+			if ev.err != nil {
+				g.leave(m)
+				return m.total.Load(), ev.err
+			}
+			continue
+		}
 		select {
 		case ev := <-m.ev:
 			if ev.err != nil {
@@ -126,6 +140,39 @@ type member struct {
 	ev      chan event
 	pending [][]byte     // bytes to write before the next pass (the member's own slice)
 	total   atomic.Int64 // bytes written
+}
+
+// watch waits in a read of the connection for the pass's event (end
+// interrupts the read through its deadline) or the peer's leaving.
+func (m *member) watch(ctx context.Context) event {
+	c := m.sink.Conn
+	var b [512]byte
+	for {
+		select {
+		case ev := <-m.ev:
+			c.SetReadDeadline(time.Time{}) //nolint:errcheck // a closed conn fails the next read
+			return ev
+		default:
+		}
+		_, err := c.Read(b[:])
+		select {
+		case ev := <-m.ev:
+			c.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+			return ev
+		default:
+		}
+		switch {
+		case ctx.Err() != nil:
+			return event{err: ctx.Err()}
+		case err == nil: // the peer sent something: not for us
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			// An interrupt whose event was taken already; the loop looks
+			// for one that came meanwhile before it reads again.
+			c.SetReadDeadline(time.Time{}) //nolint:errcheck // as above
+		default:
+			return event{err: fmt.Errorf("the peer left: %w", err)}
+		}
+	}
 }
 
 // drain writes m.pending with a blocking write and the write timeout.
@@ -332,7 +379,13 @@ func (g *group) end(m *member, ev event) {
 	case m.ev <- ev:
 	default: // it has one already; the first counts
 	}
+	if m.sink.WatchClose {
+		m.sink.Conn.SetReadDeadline(longAgo) //nolint:errcheck // wakes its read; a closed conn already did
+	}
 }
+
+// longAgo is a deadline in the past: it ends a read at once.
+var longAgo = time.Unix(1, 0)
 
 // maxIov is the kernel's limit on one writev's buffers (UIO_MAXIOV).
 const maxIov = 1024
