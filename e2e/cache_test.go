@@ -322,15 +322,20 @@ type hlsloadSummary struct {
 	LagMedian  float64        `json:"part_lag_ms_median"`
 }
 
-// runHLSLoad builds bench/hlsload and runs n clients on url for d.
-func runHLSLoad(t *testing.T, url string, n int, d time.Duration, extra ...string) hlsloadSummary {
+// buildHLSLoad builds bench/hlsload and returns the binary.
+func buildHLSLoad(t *testing.T) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "hlsload")
+	bin := filepath.Join(t.TempDir(), "hlsload")
 	if out, err := exec.Command("go", "build", "-o", bin, "../bench/hlsload").CombinedOutput(); err != nil {
 		t.Fatalf("building bench/hlsload: %v\n%s", err, out)
 	}
-	js := filepath.Join(dir, "hlsload.json")
+	return bin
+}
+
+// runHLSLoad runs n bench/hlsload clients (bin) on url for d.
+func runHLSLoad(t *testing.T, bin, url string, n int, d time.Duration, extra ...string) hlsloadSummary {
+	t.Helper()
+	js := filepath.Join(t.TempDir(), "hlsload.json")
 	args := append([]string{"-url", url, "-n", strconv.Itoa(n), "-t", d.String(), "-json", js}, extra...)
 	out, _, code := run(t, d+time.Minute, bin, args...)
 	if code != 0 {
@@ -361,10 +366,11 @@ func TestCacheVarnishFanIn(t *testing.T) {
 	// Start the muxer and let it fill its window.
 	waitHLSSegments(t, s, "live/fan", 2, 20*time.Second)
 
+	bin := buildHLSLoad(t)
 	before := originResponses(t, s)
 	t0 := time.Now()
 	const clients = 100
-	sum := runHLSLoad(t, v.url("live/fan", "index.m3u8"), clients, 10*time.Second, "-preload")
+	sum := runHLSLoad(t, bin, v.url("live/fan", "index.m3u8"), clients, 10*time.Second, "-preload")
 	elapsed := time.Since(t0)
 	after := originResponses(t, s)
 	d := func(k string) float64 { return after[k] - before[k] }
