@@ -3,7 +3,10 @@ package hls
 import (
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"sync/atomic"
@@ -228,5 +231,43 @@ func TestShareWindows(t *testing.T) {
 	}
 	if err := s.check("live/x", v, t0); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A ladder rung is opened by its source's share value, as by its source's
+// key, and hands out the source's value; a value of another path opens
+// nothing, and neither does a rung's own (never handed out).
+func TestShareScopeOfRungs(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(p string) server.PathConfig {
+		c := server.DefaultPathConfig()
+		c.ReadKey = "k"
+		if src, ok := strings.CutSuffix(p, "/480p"); ok {
+			c.RungOf = src
+		}
+		return c
+	}})
+	h := New(testConfig(), hub, log)
+	defer func() { h.Close(); hub.Close() }()
+	now := time.Now()
+	for _, tc := range []struct {
+		path, scope string
+		ok          bool
+	}{
+		{"live/x", "live/x", true},
+		{"live/x/480p", "live/x", true},
+		{"live/y/480p", "live/x", false},
+		{"live/x/480p", "live/x/480p", false},
+		{"live/y", "live/x", false},
+	} {
+		v := h.shares.value(tc.scope, now)
+		req := httptest.NewRequest(http.MethodGet, "/"+tc.path+"/stream.m3u8?share="+v, nil)
+		q, err := h.admit(req, tc.path, req.URL.Query())
+		if (err == nil) != tc.ok {
+			t.Errorf("%s with the share of %s: %v, want ok %v", tc.path, tc.scope, err, tc.ok)
+		}
+		if err == nil && q != h.shares.query("live/x", now) {
+			t.Errorf("%s hands out %q, want the source's value", tc.path, q)
+		}
 	}
 }
