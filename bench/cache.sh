@@ -5,7 +5,12 @@
 # recipes of deploy/, proxy_cache_lock on and off), one after the other in
 # one run against one server and one publisher, for each N.
 #
-#   bench/cache.sh [-n "50 500"] [-t 15s] [-targets "direct varnish nginx nginx-nolock"]
+#   bench/cache.sh [-n "50 500"] [-t 15s] [-targets "direct varnish nginx nginx-nolock"] [-light]
+#
+# -light publishes a 640x360 ~0.5 Mbit/s source instead of the 720p30
+# ~2.7 Mbit/s one: the same parts a second, a fifth of the bytes, so that
+# 500 clients and the caches on one small machine measure the caches more
+# than the loopback copies.
 #
 # Per target and N it reports, from the origin's /metrics
 # (streamhub_hls_responses_total) and /proc:
@@ -18,18 +23,20 @@
 # - errors (hlsload's), the origin's CPU seconds per second (the streamhub
 #   process; the ladder is off) and the cache's (its processes).
 #
+# VARNISH_PARAMS adds varnishd parameters ("-p thread_pool_min=600").
 # Needs varnishd and nginx (apt-get install varnish nginx; scripts/test.sh
 # installs them) and ffmpeg. Results: bench/out/cache.md (the table) and
 # bench/out/cache-TARGET-N.{json,txt}. Not part of the test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-NS="50 500" T=15s TARGETS="direct varnish nginx nginx-nolock"
+NS="50 500" T=15s TARGETS="direct varnish nginx nginx-nolock" LIGHT=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) NS=$2; shift 2 ;;
     -t) T=$2; shift 2 ;;
     -targets) TARGETS=$2; shift 2 ;;
-    *) echo "usage: $0 [-n \"50 500\"] [-t 15s] [-targets \"direct varnish nginx nginx-nolock\"]" >&2; exit 2 ;;
+    -light) LIGHT=1; shift ;;
+    *) echo "usage: $0 [-n \"50 500\"] [-t 15s] [-targets \"direct varnish nginx nginx-nolock\"] [-light]" >&2; exit 2 ;;
   esac
 done
 PATH="$PATH:/usr/sbin"
@@ -41,7 +48,14 @@ out=bench/out
 work="$out/cache"
 rm -rf "$work"; mkdir -p "$work"
 
-src="$out/src-720p30.flv"
+src="$out/src-720p30.flv" DESC="720p30 ~2.7 Mbit/s"
+if [ -n "$LIGHT" ]; then
+  src="$out/src-360p30.flv" DESC="360p30 ~0.5 Mbit/s"
+  [ -f "$src" ] || ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=30 \
+    -f lavfi -i sine=frequency=440:sample_rate=48000 -t 30 \
+    -c:v libx264 -preset veryfast -b:v 450k -maxrate 500k -bufsize 500k -g 60 -keyint_min 60 -sc_threshold 0 \
+    -c:a aac -b:a 64k -f flv "$src"
+fi
 if [ ! -f "$src" ]; then
   echo "bench: encoding the 720p30 test source once ($src)"
   ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=1280x720:rate=30 \
@@ -86,8 +100,9 @@ for target in $TARGETS; do
       port=$(free_port) d="$PWD/$work/varnish"; mkdir -p "$d"
       sed -e "s/\.host = \"127.0.0.1\";/.host = \"127.0.0.1\";/" -e "s/\.port = \"8080\";/.port = \"$HTTP_PORT\";/" \
         deploy/varnish/streamhub.vcl > "$d/streamhub.vcl"
+      # shellcheck disable=SC2086 # VARNISH_PARAMS: extra "-p name=value" words
       varnishd -F -j none -T none -n "$d/work" -a "127.0.0.1:$port" -f "$d/streamhub.vcl" -s malloc,512m \
-        > "$d/varnishd.log" 2>&1 &
+        ${VARNISH_PARAMS:-} > "$d/varnishd.log" 2>&1 &
       ROOT[$target]=$! ADDR[$target]="127.0.0.1:$port"; PIDS+=("$!") ;;
     nginx|nginx-nolock)
       port=$(free_port) d="$PWD/$work/$target"; mkdir -p "$d/cache"
@@ -167,9 +182,9 @@ for n in $NS; do
   done
 done
 
-python3 - "$rows" "$out" "$(getconf CLK_TCK)" "$T" <<'PY' | tee "$out/cache.md"
+python3 - "$rows" "$out" "$(getconf CLK_TCK)" "$T" "$DESC" <<'PY' | tee "$out/cache.md"
 import json, sys
-rows, out, tick, T = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4]
+rows, out, tick, T, desc = sys.argv[1], sys.argv[2], float(sys.argv[3]), sys.argv[4], sys.argv[5]
 def kv(s):
     it = [x for x in s.split(',') if x]
     return {it[i]: float(it[i + 1]) for i in range(0, len(it) - 1, 2)}
@@ -187,7 +202,7 @@ for line in open(rows):
                     lag95=j['part_lag_ms_p95'], got=j['parts'], pps=j['parts_per_client_s'],
                     cpu=(float(s1) - float(s0)) / tick / (t1 - t0), ccpu=(float(c1) - float(c0)) / tick / (t1 - t0)))
 direct = {r['n']: r['lag'] for r in res if r['target'] == 'direct'}
-print(f"hlsload -preload, -t {T}, 720p30 ~2.7 Mbit/s, hls.partTarget 200 ms (5 parts/s made)\n")
+print(f"hlsload -preload, -t {T}, {desc}, hls.partTarget 200 ms (5 parts/s made)\n")
 print("| target | clients | started | errors | origin parts / part made | origin blocking playlists / version | other origin requests | part lag median (p95) | added vs direct | origin CPU (s/s) | cache CPU (s/s) |")
 print("|---|---|---|---|---|---|---|---|---|---|---|")
 for r in res:
