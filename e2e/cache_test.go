@@ -449,7 +449,8 @@ func TestCacheVarnishFanIn(t *testing.T) {
 // TestCacheSignedLinks: with signed play links required, two viewers with
 // their own links open the stream through Varnish; the playlists hand out
 // one share value and never a link; the second viewer's part is a cache
-// hit; a forged value and a missing link are refused, and not stored.
+// hit; hls.js plays a signed link through the cache; a forged value and
+// a missing link are refused, and not stored.
 func TestCacheSignedLinks(t *testing.T) {
 	const secret = "cache-test-secret-0123456789"
 	s := startServer(t, "auth:\n  playSecret: "+secret+"\n  signedPlayOnly: true\n")
@@ -498,6 +499,20 @@ func TestCacheSignedLinks(t *testing.T) {
 	if r1.StatusCode != 200 || r2.StatusCode != 200 || !cacheHit(r2) {
 		t.Errorf("%s twice: %d then %d (X-Cache %q): want the second viewer's a hit", part, r1.StatusCode, r2.StatusCode, r2.Header.Get("X-Cache"))
 	}
+	// hls.js plays the signed link through the cache: it appends its
+	// directives to the share value's query, and Varnish sorts them.
+	browserDir, err := filepath.Abs("browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireBrowser(t, browserDir)
+	res := playThroughCache(t, browserDir, v.url("live/signed", "index.m3u8?key="+links[0]))
+	for _, u := range res.SampleRequests {
+		if !strings.Contains(u, share) || strings.Contains(u, "s1.") {
+			t.Errorf("hls.js asked for %s: want the share value, never the link", u)
+		}
+	}
+
 	// Refused, and not stored: asking again reaches the origin again.
 	forged := strings.Replace(share, "share=", "share=1", 1)
 	for _, u := range []string{"stream.m3u8?" + forged, "index.m3u8", "index.m3u8?key=s1.99999999999.0000"} {
