@@ -14,11 +14,12 @@ import (
 
 // Metrics returns the /metrics handler: per-stream figures read from the
 // hub at each scrape (nothing is counted twice on the hot path), the
-// ladder's, and the Go runtime's and the process's.
-func Metrics(hub *server.Hub, ladder Ladder) http.Handler {
+// ladder's, the LL-HLS responses by kind (hls, nil: none), and the Go
+// runtime's and the process's.
+func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		&hubCollector{hub: hub, ladder: ladder},
+		&hubCollector{hub: hub, ladder: ladder}, hlsCollector(hls),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamhub_panics_total",
 			Help: "Panics caught in a session, request or worker: each ended that one session (the stack is in the log)."},
 			func() float64 { return float64(guard.Panics()) }))
@@ -43,6 +44,38 @@ var (
 	descLinkRetx = prometheus.NewDesc("streamhub_stream_link_retransmitted_packets", "Packets retransmitted, summed over the path's current SRT sessions.", labels, nil)
 	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players over HTTP-FLV, RTMP and SRT (RTSP and HLS are not counted).", labels, nil)
 )
+
+// HLSResponses returns the LL-HLS responses written, by kind, and the
+// media playlists rendered (hls.Handler.Responses).
+type HLSResponses func() (byKind map[string]uint64, renders uint64)
+
+var (
+	descHLSResponses = prometheus.NewDesc("streamhub_hls_responses_total", "LL-HLS responses written, by kind (multivariant, playlist, playlist_blocking, init, part, segment, error, refused): behind a cache, what reached the origin.", []string{"kind"}, nil)
+	descHLSRenders   = prometheus.NewDesc("streamhub_hls_playlist_renders_total", "Media playlists rendered: one per playlist version, delta flag and share value, however many players asked.", nil, nil)
+)
+
+// hlsCollector sends the LL-HLS counters at scrape time.
+type hlsCollector HLSResponses
+
+var _ prometheus.Collector = hlsCollector(nil)
+
+// Describe sends every descriptor.
+func (c hlsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descHLSResponses
+	ch <- descHLSRenders
+}
+
+// Collect sends the counters; nothing when there is no HLS handler.
+func (c hlsCollector) Collect(ch chan<- prometheus.Metric) {
+	if c == nil {
+		return
+	}
+	byKind, renders := c()
+	for k, n := range byKind {
+		ch <- prometheus.MustNewConstMetric(descHLSResponses, prometheus.CounterValue, float64(n), k)
+	}
+	ch <- prometheus.MustNewConstMetric(descHLSRenders, prometheus.CounterValue, float64(renders))
+}
 
 // hubCollector reads the hub at scrape time.
 type hubCollector struct {

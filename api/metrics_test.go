@@ -62,7 +62,7 @@ func httpGet(url string) (string, error) {
 func TestMetrics(t *testing.T) {
 	hub := server.NewHub(server.HubConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	defer hub.Close()
-	srv := httptest.NewServer(Metrics(hub, nil))
+	srv := httptest.NewServer(Metrics(hub, nil, func() (map[string]uint64, uint64) { return map[string]uint64{"part": 3}, 2 }))
 	defer srv.Close()
 	v := &media.Track{ID: 0, Codec: media.CodecH264}
 	pub, err := hub.PublishTrusted("live/m", []*media.Track{v}, server.PublishOptions{Protocol: "srt"})
@@ -93,7 +93,7 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("readers %v", n)
 	}
 	body, _ := httpGet(srv.URL + "/metrics")
-	for _, want := range []string{`streamhub_stream_publisher_up{path="live/m",protocol="srt"} 1`, "go_goroutines", "process_resident_memory_bytes", "streamhub_panics_total "} {
+	for _, want := range []string{`streamhub_stream_publisher_up{path="live/m",protocol="srt"} 1`, "go_goroutines", "process_resident_memory_bytes", "streamhub_panics_total ", `streamhub_hls_responses_total{kind="part"} 3`, "streamhub_hls_playlist_renders_total 2"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}

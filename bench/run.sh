@@ -4,6 +4,10 @@
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
 #   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline]
+#   bench/run.sh -proto hls -cache varnish|nginx|nginx-nolock [-n 500] [-t 15s]
+#
+# -cache runs bench/cache.sh for that cache beside direct, in one run (see
+# that script: origin requests per part and version, added delay, CPU).
 #
 # -proto hls opens N low-latency HLS clients with bench/hlsload instead
 # (blocking playlist reloads for each next part, then the part; PRELOAD=1
@@ -39,7 +43,7 @@
 # Results go to bench/out/ (text and JSON). Not part of the test command.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-N=1000 T=20s PROTO=http EXTRA_CONFIG="" BASELINE=""
+N=1000 T=20s PROTO=http EXTRA_CONFIG="" BASELINE="" CACHE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     -n) N=$2; shift 2 ;;
@@ -47,10 +51,15 @@ while [ $# -gt 0 ]; do
     -proto) PROTO=$2; shift 2 ;;
     -config) EXTRA_CONFIG=$2; shift 2 ;;
     -baseline) BASELINE=1; shift ;;
-    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline]" >&2; exit 2 ;;
+    -cache) CACHE=$2; shift 2 ;;
+    *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline] [-cache varnish|nginx|nginx-nolock]" >&2; exit 2 ;;
   esac
 done
 case "$PROTO" in http|rtmp|rtsp|hls|webrtc) ;; *) echo "bench: -proto is http, rtmp, rtsp, hls or webrtc" >&2; exit 2 ;; esac
+if [ -n "$CACHE" ]; then
+  [ "$PROTO" = hls ] || { echo "bench: -cache is for -proto hls" >&2; exit 2; }
+  exec bench/cache.sh -n "$N" -t "$T" -targets "direct $CACHE"
+fi
 if [ "$PROTO" != http ] && [ "$PROTO" != rtmp ] && [ "$PROTO" != rtsp ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV" >&2; exit 2; fi
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 8192

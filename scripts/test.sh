@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
-# srt-live-transmit, GStreamer with its RTSP, x264 and libav elements, the
-# browser-test npm packages), then runs every check: gofmt, go vet and the
+# srt-live-transmit, GStreamer with its RTSP, x264 and libav elements,
+# Varnish and nginx, the browser-test npm packages), then runs every check: gofmt, go vet and the
 # whole test suite under the race detector, the end-to-end tier (build tag
 # e2e) included.
 set -euo pipefail
@@ -12,6 +12,10 @@ command -v ffmpeg >/dev/null 2>&1 || need+=(ffmpeg)
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 # The SRT e2e tests publish and read with srt-live-transmit too.
 command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
+# The cache-tier e2e tests run the recipes of deploy/ in varnishd and nginx
+# (in /usr/sbin, which a user's PATH may lack).
+command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varnish)
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.

@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -41,6 +42,13 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idleTimeout"`
 	// BlockTimeout bounds a blocking playlist or part request.
 	BlockTimeout time.Duration `yaml:"blockTimeout"`
+	// ShareWindow is how often the value that stands in for a viewer's
+	// key in playlist URIs changes (share.go); a value stays valid for one
+	// to two windows.
+	ShareWindow time.Duration `yaml:"shareWindow"`
+	// ShareSecret keys the share values (main sets auth.playSecret, so
+	// that values survive a restart); empty: a random key per process.
+	ShareSecret string `yaml:"-"`
 	// Renditions, if set, returns the ladder rungs of a live source path
 	// (and starts an on-demand ladder); the multivariant playlist lists
 	// each as <name>/stream.m3u8 beside the source. Set by main.
@@ -60,6 +68,7 @@ func (c *Config) Validate(prefix string) []error {
 	}
 	p.Duration("idleTimeout", c.IdleTimeout, time.Second, time.Hour)
 	p.Duration("blockTimeout", c.BlockTimeout, time.Second, time.Minute)
+	p.Duration("shareWindow", c.ShareWindow, time.Minute, 24*time.Hour)
 	return p.Errs()
 }
 
@@ -98,6 +107,11 @@ type Handler struct {
 	rungWakes atomic.Int64
 
 	viewers *viewers
+
+	shares  *shares
+	now     func() time.Time // time.Now; tests move it
+	counts  responseCounts
+	renders atomic.Uint64 // media playlists rendered (muxer.mediaPlaylist)
 }
 
 // New returns a handler; Close stops its muxers. It counts the HLS viewers
@@ -106,7 +120,7 @@ func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Handler{conf: conf, hub: hub, log: log.With("proto", "hls"), ctx: ctx, cancel: cancel, muxers: map[string]*muxer{},
 		groups: map[string]map[*muxer]struct{}{}, resume: map[string]resumePoint{}, rungs: map[string]*rungWatch{},
-		viewers: newViewers()}
+		viewers: newViewers(), shares: newShares(conf.ShareSecret, conf.ShareWindow), now: time.Now}
 	hub.CountViewers("hls", h.viewers.count)
 	return h
 }
@@ -121,6 +135,7 @@ func (h *Handler) Close() {
 func IsHLS(p string) bool { return strings.HasSuffix(p, ".m3u8") || strings.HasSuffix(p, ".mp4") }
 
 // ServeHTTP serves /PATH/index.m3u8, /PATH/stream.m3u8 and the fMP4 files.
+// Every answer says how long a shared cache may keep it (cache.go).
 func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	hd := w.Header()
 	hd.Set("Access-Control-Allow-Origin", "*")
@@ -134,38 +149,77 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	case http.MethodGet, http.MethodHead:
 	default:
 		hd.Set("Allow", "GET, HEAD, OPTIONS")
-		http.Error(w, "method not allowed: use GET or HEAD", http.StatusMethodNotAllowed)
+		h.fail(w, http.StatusMethodNotAllowed, "method not allowed: use GET or HEAD")
 		return
 	}
 	i := strings.LastIndexByte(req.URL.Path, '/')
 	if i <= 0 {
-		http.Error(w, "not an HLS URL: use /<path>/index.m3u8", http.StatusNotFound)
+		h.fail(w, http.StatusNotFound, "not an HLS URL: use /<path>/index.m3u8")
 		return
 	}
 	path, file := strings.Trim(req.URL.Path[:i], "/"), req.URL.Path[i+1:]
-	if err := h.hub.Authorize(req.Context(), path, server.ReadRequest{Key: req.URL.Query().Get("key"),
-		Peer: server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}}); err != nil {
-		httperr.Refuse(w, path, err)
+	q := req.URL.Query()
+	share, err := h.admit(req, path, q)
+	if err != nil {
+		h.fail(w, refusalStatus(err), fmt.Sprintf("%s: %v", path, err))
 		return
 	}
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil {
-		httperr.Refuse(w, path, err)
+		h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
 		return
 	}
 	h.viewers.seen(path, req.RemoteAddr, req.UserAgent()) // a live path only: its count is asked for
 	switch {
 	case file == "index.m3u8":
-		h.serveMultivariant(w, req, m)
+		h.serveMultivariant(w, req, m, share)
 	case file == "stream.m3u8":
-		h.serveMedia(w, req, m)
+		h.serveMedia(w, req, q, m, share)
 	case strings.HasPrefix(file, m.prefix) && strings.HasSuffix(file, ".mp4"):
 		h.serveFile(w, req, m, strings.TrimSuffix(strings.TrimPrefix(file, m.prefix), ".mp4"))
 	default:
 		// A file of an earlier muxer of this path (a player from before a
 		// restart) or a wrong name: the player reloads the playlist.
-		http.Error(w, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file), http.StatusNotFound)
+		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file))
 	}
+}
+
+// admit checks a request's credential and returns the query the URIs of
+// its playlists carry ("" on a path anyone may read). A share value
+// (share.go) is checked alone; anything else goes through the hub's
+// guarded door with the request's key, and a request that gave a key gets
+// the current share of the path in its URIs, never its own key.
+func (h *Handler) admit(req *http.Request, path string, q url.Values) (string, error) {
+	scope := path
+	if src := h.hub.PathConfig(path).RungOf; src != "" {
+		scope = src // the source's value plays its rungs, as its key does
+	}
+	now := h.now()
+	if v := q.Get(shareParam); v != "" {
+		if err := h.shares.check(scope, v, now); err != nil {
+			h.hub.LogRefusal(h.log, req.RemoteAddr, "share", "hls: refused", "path", path, "remote", req.RemoteAddr, "error", err)
+			return "", err
+		}
+		return h.shares.query(scope, now), nil
+	}
+	key := q.Get("key")
+	if err := h.hub.Authorize(req.Context(), path, server.ReadRequest{Key: key,
+		Peer: server.Peer{Protocol: "hls", Remote: req.RemoteAddr, Query: req.URL.RawQuery}}); err != nil {
+		return "", err
+	}
+	if key == "" {
+		return "", nil
+	}
+	return h.shares.query(scope, now), nil
+}
+
+// refusalStatus is the status of a refused request: 403 for a bad share
+// value, else the hub's error's (401 for a wrong key).
+func refusalStatus(err error) int {
+	if errors.Is(err, ErrShareInvalid) || errors.Is(err, ErrShareExpired) {
+		return http.StatusForbidden
+	}
+	return httperr.Status(err)
 }
 
 // waitFor waits until ready holds of the muxer's snapshot, the muxer
@@ -193,22 +247,30 @@ func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func(*snapshot) b
 	}
 }
 
-func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer) {
-	q := req.URL.Query()
+// maxPartIndex bounds _HLS_part, as parseFileName bounds a part's index.
+const maxPartIndex = 999
+
+func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, q url.Values, m *muxer, share string) {
 	if q.Has("_HLS_part") && !q.Has("_HLS_msn") {
-		http.Error(w, "_HLS_part needs _HLS_msn", http.StatusBadRequest)
+		h.fail(w, http.StatusBadRequest, "_HLS_part needs _HLS_msn")
 		return
 	}
+	skip := q.Get("_HLS_skip")
+	if skip != "" && skip != "YES" && skip != "v2" {
+		h.fail(w, http.StatusBadRequest, "bad _HLS_skip: use YES or v2")
+		return
+	}
+	kind, cc := KindPlaylist, ccPlain
 	if v := q.Get("_HLS_msn"); v != "" {
 		msn, err := strconv.ParseUint(v, 10, 64)
 		if err != nil {
-			http.Error(w, "bad _HLS_msn", http.StatusBadRequest)
+			h.fail(w, http.StatusBadRequest, "bad _HLS_msn")
 			return
 		}
 		part := -1
 		if pv := q.Get("_HLS_part"); pv != "" {
-			if part, err = strconv.Atoi(pv); err != nil || part < 0 {
-				http.Error(w, "bad _HLS_part", http.StatusBadRequest)
+			if part, err = strconv.Atoi(pv); err != nil || part < 0 || part > maxPartIndex {
+				h.fail(w, http.StatusBadRequest, fmt.Sprintf("bad _HLS_part: use 0 to %d", maxPartIndex))
 				return
 			}
 		}
@@ -219,30 +281,34 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 		}
 		// RFC 8216bis 6.2.5.2: more than two segments ahead is an error.
 		if msn > next+1 {
-			http.Error(w, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next), http.StatusBadRequest)
+			h.fail(w, http.StatusBadRequest, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next))
 			return
 		}
+		kind, cc = KindBlocking, blockingCacheControl(h.conf.PartTarget)
 		if !h.waitFor(req.Context(), m, func(v *snapshot) bool { return v.hasPart(msn, part) }) {
 			if req.Context().Err() != nil {
 				return // the player left
 			}
+			// Not there in time: the playlist as it is, kept no longer
+			// than an error, since it lacks what its URL names.
+			kind, cc = KindError, ccShort
 		}
-		w.Header().Set("Cache-Control", "no-cache")
 	} else {
 		// A muxer that just started may have no complete segment yet.
 		h.waitFor(req.Context(), m, (*snapshot).hasCompleteSegment)
-		w.Header().Set("Cache-Control", "max-age=1")
 	}
-	body, err := m.mediaPlaylist(q.Get("_HLS_skip") == "YES" || q.Get("_HLS_skip") == "v2", keyQuery(q.Get("key")))
+	body, err := m.mediaPlaylist(skip != "", share)
 	if body == nil {
 		code := http.StatusNotFound
 		if err == nil {
 			code = http.StatusServiceUnavailable
 			err = errors.New("no media yet: retry")
 		}
-		http.Error(w, fmt.Sprintf("%s: %v", m.path, err), code)
+		h.fail(w, code, fmt.Sprintf("%s: %v", m.path, err))
 		return
 	}
+	h.counts.add(kind)
+	w.Header().Set("Cache-Control", cc)
 	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if req.Method != http.MethodHead {
@@ -255,25 +321,31 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, m *muxer)
 func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, name string) {
 	var data []byte
 	ref, ok := parseFileName(name)
+	kind := KindSegment
 	switch {
 	case !ok:
 	case ref.kind == "init":
-		data = m.view().inits[int(ref.n)]
+		kind, data = KindInit, m.view().inits[int(ref.n)]
 	case ref.kind == "seg":
 		data = m.view().segmentData(ref.n)
 	case ref.kind == "part":
+		kind = KindPart
 		msn, idx := ref.n, ref.idx
 		if msn <= m.view().nextMSN { // the hinted part, or one just before: block for it
 			h.waitFor(req.Context(), m, func(v *snapshot) bool { d, gone := v.partData(msn, idx); return d != nil || gone })
+			if req.Context().Err() != nil {
+				return // the player (or the cache's fetch) left
+			}
 		}
 		data, _ = m.view().partData(msn, idx)
 	}
 	if data == nil {
-		http.Error(w, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name), http.StatusNotFound)
+		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name))
 		return
 	}
+	h.counts.add(kind)
 	// Names are unique per muxer and never reused: caches may keep them.
-	w.Header().Set("Cache-Control", "public, max-age=3600, immutable")
+	w.Header().Set("Cache-Control", ccFile)
 	w.Header().Set("Content-Type", "video/mp4")
 	w.Header().Set("Content-Length", strconv.Itoa(len(data)))
 	if req.Method != http.MethodHead {

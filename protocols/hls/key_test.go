@@ -14,10 +14,11 @@ import (
 	"github.com/streamhub/streamhub/server"
 )
 
-// On a path with a read key every URI of the playlist carries the key:
-// players resolve them without the query of the playlist they came from.
-func TestPlaylistURIsCarryTheKey(t *testing.T) {
-	p := &mediaPlaylist{prefix: "ab_", partTarget: 200 * time.Millisecond, targetDur: 1, query: keyQuery("s3cr t"),
+// On a path with a read key every URI of the playlist carries the path's
+// share value: players resolve them without the query of the playlist
+// they came from.
+func TestPlaylistURIsCarryTheShare(t *testing.T) {
+	p := &mediaPlaylist{prefix: "ab_", partTarget: 200 * time.Millisecond, targetDur: 1, query: "?share=1.ab",
 		segs: []*segment{
 			{msn: 4, init: 1, complete: true, dur: time.Second, parts: []*part{{index: 0, dur: time.Second, independent: true}}},
 			{msn: 5, init: 1, parts: []*part{{index: 0, dur: 200 * time.Millisecond, independent: true}}},
@@ -29,26 +30,27 @@ func TestPlaylistURIsCarryTheKey(t *testing.T) {
 		switch {
 		case strings.Contains(line, `URI="`):
 			uris++
-			if !strings.Contains(line, `?key=s3cr+t"`) {
-				t.Errorf("URI without the key: %s", line)
+			if !strings.Contains(line, `?share=1.ab"`) {
+				t.Errorf("URI without the share: %s", line)
 			}
 		case line != "" && !strings.HasPrefix(line, "#"):
 			uris++
-			if !strings.HasSuffix(line, "?key=s3cr+t") {
-				t.Errorf("segment URI without the key: %s", line)
+			if !strings.HasSuffix(line, "?share=1.ab") {
+				t.Errorf("segment URI without the share: %s", line)
 			}
 		}
 	}
 	if uris != 6 { // map, 2 parts, 1 segment, preload hint, rendition report
 		t.Errorf("%d URIs checked, want 6", uris)
 	}
-	if renderMultivariant([]variant{{uri: "stream.m3u8" + keyQuery("k")}}) == nil {
+	if renderMultivariant([]variant{{uri: "stream.m3u8?share=1.ab"}}) == nil {
 		t.Fatal("no multivariant playlist")
 	}
 }
 
 // A player that gives the read key once (on index.m3u8) can follow every
-// URI from there; without the key it gets 401.
+// URI from there, none of which carries the key; without the key it gets
+// 401.
 func TestReadKeyFollowsThePlaylists(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
@@ -114,6 +116,9 @@ func TestReadKeyFollowsThePlaylists(t *testing.T) {
 		}
 		return out
 	}
+	if strings.Contains(body, "r3ad") || !strings.Contains(body, "?share=") {
+		t.Fatalf("index.m3u8 hands out the key or no share:\n%s", body)
+	}
 	variants := follow(base, body)
 	if len(variants) != 1 {
 		t.Fatalf("variants %v", variants)
@@ -121,6 +126,9 @@ func TestReadKeyFollowsThePlaylists(t *testing.T) {
 	code, body = get(variants[0].String())
 	if code != http.StatusOK {
 		t.Fatalf("%s: %d %s", variants[0], code, body)
+	}
+	if strings.Contains(body, "r3ad") {
+		t.Fatalf("stream.m3u8 hands out the key:\n%s", body)
 	}
 	kinds := map[string]bool{}
 	for _, u := range follow(variants[0], body) {

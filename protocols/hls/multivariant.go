@@ -9,7 +9,9 @@ import (
 	"github.com/streamhub/streamhub/media"
 )
 
-func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer) {
+// serveMultivariant serves index.m3u8; share is the query of every URI
+// in it (admit).
+func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m *muxer, share string) {
 	var rends []Rendition
 	if h.conf.Renditions != nil {
 		rends = h.conf.Renditions(m.path) // starts an on-demand ladder now, while we wait below
@@ -20,14 +22,13 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 	if len(rends) == 0 && h.conf.Renditions != nil {
 		rends = h.conf.Renditions(m.path) // a source over TS or RTSP knows its picture size only now
 	}
-	key := keyQuery(req.URL.Query().Get("key"))
-	vs := []variant{m.variant("stream.m3u8" + key)}
+	vs := []variant{m.variant("stream.m3u8" + share)}
 	for _, r := range rends {
 		tracks := h.waitRung(req.Context(), m.path+"/"+r.Name, deadline)
 		if tracks == nil {
 			continue // not up in time: players see it on their next load
 		}
-		v := variant{uri: r.Name + "/stream.m3u8" + key, bandwidth: r.Bandwidth, average: r.AverageBandwidth}
+		v := variant{uri: r.Name + "/stream.m3u8" + share, bandwidth: r.Bandwidth, average: r.AverageBandwidth}
 		if vt, at := pickTracks(tracks); vt != nil {
 			v.codecs = append(v.codecs, codecString(vt))
 			v.width, v.height, v.fps = vt.Width, vt.Height, vt.FPS
@@ -39,7 +40,8 @@ func (h *Handler) serveMultivariant(w http.ResponseWriter, req *http.Request, m 
 	}
 	body := renderMultivariant(vs)
 	w.Header().Set("Content-Type", "application/vnd.apple.mpegurl")
-	w.Header().Set("Cache-Control", "max-age=1")
+	h.counts.add(KindMultivariant)
+	w.Header().Set("Cache-Control", ccShort)
 	w.Header().Set("Content-Length", strconv.Itoa(len(body)))
 	if req.Method != http.MethodHead {
 		w.Write(body) //nolint:errcheck

@@ -60,11 +60,13 @@ type muxer struct {
 	changed chan struct{} // closed (and replaced) on every new part
 	version uint64        // counts the changes
 
-	// The rendered media playlist (plain and delta update) of a version:
+	// The rendered media playlist (plain and delta update) of a version
+	// and URI query (a path's share value, the same for every viewer):
 	// every player woken by a new part asks for the same bytes.
 	plMu    sync.Mutex
 	plCache [2]struct {
 		version uint64
+		query   string
 		body    []byte
 	}
 
@@ -291,7 +293,7 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 	m.plMu.Lock()
 	c := m.plCache[i]
 	m.plMu.Unlock()
-	if query == "" && c.body != nil && c.version == v {
+	if c.body != nil && c.version == v && c.query == query {
 		return c.body, nil
 	}
 	m.mu.RLock()
@@ -303,12 +305,10 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 	pl.reports = m.h.reports(m)
 	pl.query = query
 	body := pl.render(skip)
-	if query != "" {
-		return body, nil // per viewer: not cached
-	}
+	m.h.renders.Add(1)
 	m.plMu.Lock()
 	if m.plCache[i].version <= v {
-		m.plCache[i].version, m.plCache[i].body = v, body
+		m.plCache[i].version, m.plCache[i].query, m.plCache[i].body = v, query, body
 	}
 	m.plMu.Unlock()
 	return body, nil

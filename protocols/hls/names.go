@@ -2,7 +2,6 @@ package hls
 
 import (
 	"fmt"
-	"net/url"
 	"strconv"
 	"strings"
 )
@@ -14,16 +13,6 @@ func partURI(prefix string, msn uint64, i int) string {
 	return fmt.Sprintf("%spart%d.%d.mp4", prefix, msn, i)
 }
 func initURI(prefix string, id int) string { return fmt.Sprintf("%sinit%d.mp4", prefix, id) }
-
-// keyQuery is the query every URI of a playlist carries when the player
-// gave a read key: players resolve playlist URIs without the query of the
-// playlist they came from.
-func keyQuery(key string) string {
-	if key == "" {
-		return ""
-	}
-	return "?key=" + url.QueryEscape(key)
-}
 
 // fileRef names one fMP4 file: init<n>, seg<n> or part<n>.<idx>.
 type fileRef struct {

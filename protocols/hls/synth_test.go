@@ -246,7 +246,7 @@ type feeder struct {
 
 func testConfig() Config {
 	return Config{PartTarget: 200 * time.Millisecond, SegmentMin: time.Second, Window: 7,
-		IdleTimeout: time.Minute, BlockTimeout: 5 * time.Second}
+		IdleTimeout: time.Minute, BlockTimeout: 5 * time.Second, ShareWindow: time.Hour}
 }
 
 func newFeeder(t testing.TB, conf Config, src *synth) *feeder {
