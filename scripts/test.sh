@@ -33,7 +33,16 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
+  # Packages with a service (nginx, varnish) must not start it: the tests
+  # run their own on free ports, and a postinst that fails to bind :80
+  # would fail the install. policy-rc.d answering 101 forbids the start.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null && $SUDO chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+  [ -z "$policy" ] || $SUDO rm -f "$policy"
 fi
 if [ -f e2e/browser/package.json ]; then
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
