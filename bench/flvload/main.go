@@ -46,6 +46,7 @@ type result struct {
 	bytes         int64
 	err           error
 	ccErrors      int             // SRT: continuity-counter gaps after each PID's first packet
+	srtDrops      uint64          // SRT: packets the receiver dropped (too late or never retransmitted)
 	playoutDelays []time.Duration // sampled: how long each frame would wait in a real-time player
 }
 
@@ -69,6 +70,9 @@ type Summary struct {
 	// CCErrors counts, over all SRT readers, the MPEG-TS continuity-counter
 	// gaps after each PID's first packet (0 for the other protocols).
 	CCErrors int `json:"ts_cc_errors"`
+	// SRTRecvDrops is the packets the SRT readers' receivers dropped (too
+	// late to play, or lost for good): each is a TS gap the server did not make.
+	SRTRecvDrops uint64 `json:"srt_receiver_drops"`
 }
 
 func main() {
@@ -320,8 +324,7 @@ func readRTSP(ctx context.Context, raw string) result {
 // ends. It finds the H.264 PID in the PMT, the first keyframe (an IDR NAL
 // in that PID's payload), and counts continuity-counter gaps on every PID
 // after its first packet: what a decoder would see as discontinuities.
-func readSRT(ctx context.Context, u *url.URL) result {
-	var res result
+func readSRT(ctx context.Context, u *url.URL) (res result) {
 	t0 := time.Now()
 	cfg := gosrt.DefaultConfig()
 	cfg.StreamId = "read:" + strings.TrimPrefix(u.Path, "/")
@@ -337,6 +340,11 @@ func readSRT(ctx context.Context, u *url.URL) result {
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
+	defer func() {
+		var st gosrt.Statistics
+		c.Stats(&st)
+		res.srtDrops = st.Accumulated.PktRecvDrop
+	}()
 	res.connected = true
 	var (
 		buf            = make([]byte, 1500)
@@ -431,6 +439,7 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 		}
 		s.BytesTotal += r.bytes
 		s.CCErrors += r.ccErrors
+		s.SRTRecvDrops += r.srtDrops
 		if r.connected {
 			kbps = append(kbps, float64(r.bytes)*8/1000/d.Seconds())
 		}
@@ -460,7 +469,7 @@ func printText(s Summary) {
 	fmt.Fprintf(&b, "per-reader throughput    median %.0f kbit/s, min %.0f kbit/s\n", s.KbpsMedian, s.KbpsMin)
 	fmt.Fprintf(&b, "bytes received           %d\n", s.BytesTotal)
 	if strings.HasPrefix(s.URL, "srt:") {
-		fmt.Fprintf(&b, "TS continuity gaps       %d (all readers, after each PID's first packet)\n", s.CCErrors)
+		fmt.Fprintf(&b, "TS continuity gaps       %d (all readers, after each PID's first packet); SRT receiver drops %d\n", s.CCErrors, s.SRTRecvDrops)
 	}
 	if s.PlayoutDelayMed != 0 || s.PlayoutDelayP95 != 0 {
 		fmt.Fprintf(&b, "playout delay (sampled)  median %.0f ms, p95 %.0f ms (how far behind arrival a real-time player runs)\n", s.PlayoutDelayMed, s.PlayoutDelayP95)

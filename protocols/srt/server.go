@@ -320,7 +320,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	}
 	st := c.stats()
 	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "cause", reason,
-		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped)
+		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped, "slowDrops", st.SlowDrops)
 }
 
 func modeKey(m Mode) string {
