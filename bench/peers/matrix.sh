@@ -34,6 +34,7 @@
 # DIR/table.json; DIR defaults to bench/out/peers/DATE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+ARGS="$*"
 ROUNDS=3 T=20s RAMP=${RAMP:-1s} PROTOS="flv rtmp rtsp srt" SERVERS="" OUT=""
 PEERS_DIR=${PEERS_DIR:-/work/scratch/peers}
 declare -A N=([flv]=1000 [rtmp]=1000 [rtsp]=200 [srt]=200)
@@ -80,14 +81,22 @@ done
 [ -f "$PEERS_DIR/versions.txt" ] && cp "$PEERS_DIR/versions.txt" "$OUT/"
 git log -1 --format='streamhub tree %H %s' > "$OUT/run.txt"
 for h in "${HUBS[@]}"; do echo "streamhub build $h = ${HUB[$h]}" >> "$OUT/run.txt"; done
-echo "command: $0 $*" >> "$OUT/run.txt"
+echo "command: ${RAMP:+RAMP=$RAMP }${SRS_MW:+SRS_MW=$SRS_MW }$0 $ARGS" >> "$OUT/run.txt"
 SRC_KBPS=$(python3 -c "
 import json,subprocess,sys
 d=float(subprocess.check_output(['ffprobe','-v','error','-show_entries','format=duration','-of','csv=p=0','$src']))
 import os; print(round(os.path.getsize('$src')*8/1000/d))")
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-free_udp_port() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# ports prints free loopback ports, distinct: three TCP, then two UDP (all
+# held open together while they are picked, so none comes out twice).
+ports() {
+  python3 -c '
+import socket
+ss = [socket.socket() for _ in range(3)] + [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2)]
+for s in ss:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))'
+}
 
 supports() { # server proto
   case "$1:$2" in
@@ -106,8 +115,8 @@ cell() {
   local srv=$1 proto=$2 round=$3 n=${N[$2]}
   local dir="$OUT/$round-$proto-$srv"
   mkdir -p "$dir"
-  local rtmp http rtsp srt
-  rtmp=$(free_port) http=$(free_port) rtsp=$(free_port) srt=$(free_udp_port)
+  local rtmp http rtsp srt webrtc
+  read -r rtmp http rtsp srt webrtc < <(ports)
   local cmd=() ready=$rtmp
   case "$srv" in
     srs)
@@ -150,7 +159,7 @@ http: {address: "127.0.0.1:$http"}
 rtsp: {address: "127.0.0.1:$rtsp", transports: [tcp]}
 srt: {address: "127.0.0.1:$srt"}
 streams: {database: "$dir/streams.db"}
-webrtc: {udpAddress: "127.0.0.1:$(free_udp_port)", tcpAddress: ""}
+webrtc: {udpAddress: "127.0.0.1:$webrtc", tcpAddress: ""}
 YML
       cmd=("${HUB[$srv]}" --config "$dir/streamhub.yml") ;;
   esac
@@ -174,8 +183,14 @@ YML
   esac
   local load0 c0 c1 hwm load1
   load0=$(cut -d' ' -f1 /proc/loadavg)
-  c0=$(awk '{print $14+$15}' "/proc/$pid/stat")
-  "$OUT/flvload" -url "$url" -n "$n" -t "$T" -ramp "$RAMP" -json "$dir/flvload.json" > "$dir/flvload.txt" 2>&1 || true
+  if ! c0=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null); then
+    echo "matrix: $srv did not start for $proto, round $round (see $dir/server.log)" >&2
+    [ -n "$pub" ] && { kill "$pub" 2>/dev/null; wait "$pub" 2>/dev/null; }
+    return 1
+  fi
+  # The load tool's own CPU (user and system seconds) tells whether it, not
+  # the server, was the limit.
+  { TIMEFORMAT='%U %S'; time "$OUT/flvload" -url "$url" -n "$n" -t "$T" -ramp "$RAMP" -json "$dir/flvload.json" > "$dir/flvload.txt" 2>&1 || true; } 2> "$dir/flvload.time"
   c1=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo "$c0")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -183,15 +198,16 @@ YML
   kill "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null || true
   [ -n "$pub" ] && { wait "$pub" 2>/dev/null || true; }
-  python3 - "$srv" "$proto" "$round" "$n" "${T%s}" "$c0" "$c1" "$(getconf CLK_TCK)" "$hwm" "$load0" "$load1" "$SRC_KBPS" "$dir/flvload.json" <<'PY' | tee -a "$OUT/cells.jsonl"
+  python3 - "$srv" "$proto" "$round" "$n" "${T%s}" "$c0" "$c1" "$(getconf CLK_TCK)" "$hwm" "$load0" "$load1" "$SRC_KBPS" "$dir/flvload.json" "$(cat "$dir/flvload.time")" <<'PY' | tee -a "$OUT/cells.jsonl"
 import json, sys, os
-srv, proto, rnd, n, t, c0, c1, tick, hwm, l0, l1, kbps, f = sys.argv[1:]
+srv, proto, rnd, n, t, c0, c1, tick, hwm, l0, l1, kbps, f, lt = sys.argv[1:]
+lt = sum(float(x) for x in lt.split()[:2]) if lt.strip() else 0
 n, t, tick, kbps = int(n), float(t), float(tick), float(kbps)
 cpu = (float(c1) - float(c0)) / tick
 s = json.load(open(f)) if os.path.exists(f) else {}
 print(json.dumps({"server": srv, "proto": proto, "round": int(rnd), "readers": n, "t_s": t,
     "cpu_s": round(cpu, 2), "cpu_us_per_reader_s": round(1e6 * cpu / (n * t), 1), "peak_rss_mb": round(int(hwm) / 1024, 1),
-    "load1_before": float(l0), "load1_after": float(l1), "source_kbps": kbps,
+    "load1_before": float(l0), "load1_after": float(l1), "source_kbps": kbps, "loadtool_cpu_s": round(lt, 2),
     "delivered_ratio_median": round(s.get("per_reader_kbps_median", 0) / kbps, 3),
     "delivered_ratio_min": round(s.get("per_reader_kbps_min", 0) / kbps, 3), "flvload": s}))
 PY
@@ -205,7 +221,10 @@ for round in $(seq "$ROUNDS"); do
     for srv in "${order[@]}"; do
       supports "$srv" "$proto" || continue
       echo "matrix: round $round, $proto, $srv (${N[$proto]} readers)" >&2
-      cell "$srv" "$proto" "$round" > /dev/null
+      # A server that fails to start (a port taken in between) gets one
+      # more try on other ports.
+      cell "$srv" "$proto" "$round" > /dev/null || cell "$srv" "$proto" "$round" > /dev/null ||
+        echo "matrix: cell $proto/$srv of round $round left out" >&2
     done
   done
 done

@@ -49,23 +49,26 @@ def main():
                 "ts_cc_errors": [f.get("ts_cc_errors", 0) for f in fl],
                 "srt_receiver_drops": [f.get("srt_receiver_drops", 0) for f in fl],
                 "load1": [c["load1_before"] for c in cs] + [c["load1_after"] for c in cs],
+                "loadtool_cpu_s": [c.get("loadtool_cpu_s", 0) for c in cs],
             }
             rows.append(r)
     out.append("| protocol | server | readers | CPU µs per reader-second | peak RSS MB | first keyframe median / p95 ms "
-               "| keyframe within 1 s | delivered (median / min reader) | errors | load (1 min) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|")
+               "| keyframe within 1 s | delivered (median / min connected reader) | errors | load tool CPU s | load (1 min) |")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         extra = ""
         if r["proto"] == "srt":
             extra = f"; TS CC gaps {fmt(r['ts_cc_errors'])}, SRT receiver drops {fmt(r['srt_receiver_drops'])}"
         loopback = r["server"] == "loopback"
         out.append("| " + " | ".join([
-            PROTO.get(r["proto"], r["proto"]), r["server"], str(r["readers"]),
+            PROTO.get(r["proto"], r["proto"]), r["server"],
+            str(r["readers"]) if min(r["connected"]) == r["readers"] else f"{r['readers']} (connected: {', '.join(map(str, r['connected']))})",
             fmt(r["cpu_us_per_reader_s"]), fmt(r["peak_rss_mb"]),
             "—" if loopback else fmt(r["first_key_ms_median"], "{:.1f}") + " / " + fmt(r["first_key_ms_p95"], "{:.1f}"),
             "—" if loopback else fmt(r["key_within_1s"]),
             fmt(r["delivered_ratio_median"], "{:.2f}") + " / " + fmt(r["delivered_ratio_min"], "{:.2f}"),
             fmt(r["errors"]) + extra,
+            fmt(r["loadtool_cpu_s"], "{:.1f}") if any(r["loadtool_cpu_s"]) else "—",
             f"{min(r['load1']):.1f}–{max(r['load1']):.1f}",
         ]) + " |")
     open(sys.argv[2], "w").write("\n".join(out) + "\n")
