@@ -31,6 +31,9 @@ const readBatch = 256
 // decoder sees a continuous stream from the join on, and a gap only where
 // a reader dropped units itself. A reader starts (and restarts after a
 // drop or a new layout) at a video keyframe, with the PAT and PMT first.
+// Until it has caught up with live (the join backlog: retimed copies of
+// the cache made for it), a reader muxes with the shared muxer into its
+// own buffer: memoized, those packets would stay on its copies.
 
 // streamMux is the MPEG-TS state shared by the SRT readers of one stream.
 type streamMux struct {
@@ -74,6 +77,14 @@ type tsLayout struct {
 	mu     sync.Mutex // mu guards mux and tables
 	mux    *tsconv.Muxer
 	tables []byte // PAT and PMT, made after the first unit (which picks the PCR track)
+}
+
+// private returns the TS packets of u muxed for one reader alone, in buf
+// (reused): nothing is kept on the unit.
+func (l *tsLayout) private(u *media.Unit, buf []byte) []byte {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return append(buf[:0], l.mux.Encode(u)...)
 }
 
 // unit returns the TS packets of u, muxed once for every reader of the
@@ -145,6 +156,8 @@ type tsOut struct {
 	session    uint64  // the publisher session of the last unit seen
 	waitKey    bool    // skip to the next video keyframe (at the start, after a full send queue, on a new layout)
 	needTables bool    // send the PAT and PMT before the next packets
+	live       bool    // caught up: units are muxed once for all (until then, for this reader alone)
+	own        []byte  // this reader's TS packets of a unit, while catching up
 	cc         []pidCC // this reader's continuity counters
 	msg        [PayloadSize]byte
 	lastOK     time.Time // last successful send
@@ -165,6 +178,10 @@ func newTSOut(conn messageWriter, mux *streamMux, tracks []*media.Track) (*tsOut
 	}
 	return &tsOut{conn: conn, mux: mux, layout: l, waitKey: l.hasVideo, needTables: true, lastOK: time.Now()}, nil
 }
+
+// liveAge is how recent a unit's arrival must be for a reader to count as
+// caught up with live (see tsOut.write).
+const liveAge = time.Second
 
 // errTooSlow ends a reader whose send queue stayed full.
 var errTooSlow = errors.New("srt: reader too slow: its send queue stayed full for srt.writeTimeout")
@@ -194,8 +211,23 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 		}
 		o.waitKey = false
 	}
-	b := o.layout.unit(u)
-	if b == nil {
+	// A joining reader first gets the backlog: copies of the cached units
+	// retimed for it (or for the few joining at the same moment). Their TS
+	// packets, memoized, would stay on those copies as long as the reader
+	// holds them: megabytes per reader for a reader's first seconds. So a
+	// reader muxes for itself until a unit comes within liveAge of its
+	// arrival, and from then on shares the live units' packets.
+	if !o.live && (u.Wall.IsZero() || time.Since(u.Wall) < liveAge) {
+		o.live = true
+	}
+	var b []byte
+	if o.live {
+		b = o.layout.unit(u)
+	} else {
+		o.own = o.layout.private(u, o.own)
+		b = o.own
+	}
+	if len(b) == 0 {
 		return nil
 	}
 	if o.needTables {

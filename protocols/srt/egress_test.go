@@ -268,3 +268,36 @@ func BenchmarkTSPerReader(b *testing.B) {
 type discardMessages struct{}
 
 func (discardMessages) Write(p []byte) (int, error) { return len(p), nil }
+
+// A joining reader's backlog (units that arrived long ago) is muxed for
+// that reader alone; the first recent unit switches it to the shared
+// packets, with no counter gap between.
+func TestSharedTSBacklogPrivate(t *testing.T) {
+	tracks := egressTracks(t, 1)
+	units := egressUnits(tracks, 20, 1000)
+	now := time.Now()
+	for i, u := range units {
+		u.Wall = now.Add(-10*time.Second + time.Duration(i)*time.Second/30)
+		if i >= 30 {
+			u.Wall = now
+		}
+	}
+	var out sink
+	o, err := newTSOut(&out, &streamMux{}, tracks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func() []*media.Track { return tracks }
+	for i, u := range units {
+		if err := o.write(u, get, time.Hour); err != nil {
+			t.Fatal(err)
+		}
+		if live := i >= 30; o.live != live {
+			t.Fatalf("unit %d: live %v, want %v", i, o.live, live)
+		}
+	}
+	pids, gaps := tsCheck(t, out.Bytes())
+	if len(pids) < 4 || gaps != 0 {
+		t.Errorf("PIDs %v, %d counter gaps across the switch to shared packets (want 0)", pids, gaps)
+	}
+}
