@@ -179,8 +179,8 @@ func newTSOut(conn messageWriter, mux *streamMux, tracks []*media.Track) (*tsOut
 	return &tsOut{conn: conn, mux: mux, layout: l, waitKey: l.hasVideo, needTables: true, lastOK: time.Now()}, nil
 }
 
-// liveAge is how recent a unit's arrival must be for a reader to count as
-// caught up with live (see tsOut.write).
+// liveAge is how recent a picture's arrival must be for a reader to count
+// as caught up with live (see tsOut.write).
 const liveAge = time.Second
 
 // errTooSlow ends a reader whose send queue stayed full.
@@ -215,9 +215,11 @@ func (o *tsOut) write(u *media.Unit, tracks func() []*media.Track, writeTimeout 
 	// retimed for it (or for the few joining at the same moment). Their TS
 	// packets, memoized, would stay on those copies as long as the reader
 	// holds them: megabytes per reader for a reader's first seconds. So a
-	// reader muxes for itself until a unit comes within liveAge of its
-	// arrival, and from then on shares the live units' packets.
-	if !o.live && (u.Wall.IsZero() || time.Since(u.Wall) < liveAge) {
+	// reader muxes for itself until a picture comes within liveAge of its
+	// arrival, and from then on shares the live units' packets. (Pictures:
+	// the backlog's recent audio, sent early for players that probe the
+	// stream, are the cached units themselves, with a recent arrival.)
+	if !o.live && u.Track.IsVideo() && (u.Wall.IsZero() || time.Since(u.Wall) < liveAge) {
 		o.live = true
 	}
 	var b []byte

@@ -270,7 +270,7 @@ type discardMessages struct{}
 func (discardMessages) Write(p []byte) (int, error) { return len(p), nil }
 
 // A joining reader's backlog (units that arrived long ago) is muxed for
-// that reader alone; the first recent unit switches it to the shared
+// that reader alone; the first recent picture switches it to the shared
 // packets, with no counter gap between.
 func TestSharedTSBacklogPrivate(t *testing.T) {
 	tracks := egressTracks(t, 1)
@@ -278,7 +278,9 @@ func TestSharedTSBacklogPrivate(t *testing.T) {
 	now := time.Now()
 	for i, u := range units {
 		u.Wall = now.Add(-10*time.Second + time.Duration(i)*time.Second/30)
-		if i >= 30 {
+		if i >= 30 || (i == 3 && u.Track.Codec == media.CodecAAC) {
+			// Recent audio early in the backlog (as the join plan sends
+			// it) does not make the reader live: only a recent picture.
 			u.Wall = now
 		}
 	}
