@@ -5,6 +5,7 @@
 //	go run ./bench/flvload -url http://127.0.0.1:8080/live/test.flv -n 1000 -t 20s
 //	go run ./bench/flvload -url rtmp://127.0.0.1:1935/live/test -n 200 -t 20s
 //	go run ./bench/flvload -url rtsp://127.0.0.1:8554/live/test -n 200 -t 20s   (RTP over TCP)
+//	go run ./bench/flvload -url srt://127.0.0.1:8890/live/test -n 200 -t 20s    (MPEG-TS, stream ID read:live/test)
 //
 // It prints a text summary and, with -json FILE, the same figures as JSON.
 package main
@@ -31,6 +32,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	gosrt "github.com/datarhei/gosrt"
 	"github.com/pion/rtp"
 
 	"github.com/streamhub/streamhub/bench/internal/stats"
@@ -43,6 +45,8 @@ type result struct {
 	firstKey      time.Duration // from dial to the first video keyframe; 0 if none
 	bytes         int64
 	err           error
+	ccErrors      int             // SRT: continuity-counter gaps after each PID's first packet
+	srtDrops      uint64          // SRT: packets the receiver dropped (too late or never retransmitted)
 	playoutDelays []time.Duration // sampled: how long each frame would wait in a real-time player
 }
 
@@ -63,6 +67,12 @@ type Summary struct {
 	KbpsMin         float64  `json:"per_reader_kbps_min"`
 	PlayoutDelayMed float64  `json:"playout_delay_ms_median"`
 	PlayoutDelayP95 float64  `json:"playout_delay_ms_p95"`
+	// CCErrors counts, over all SRT readers, the MPEG-TS continuity-counter
+	// gaps after each PID's first packet (0 for the other protocols).
+	CCErrors int `json:"ts_cc_errors"`
+	// SRTRecvDrops is the packets the SRT readers' receivers dropped (too
+	// late to play, or lost for good): each is a TS gap the server did not make.
+	SRTRecvDrops uint64 `json:"srt_receiver_drops"`
 }
 
 func main() {
@@ -78,8 +88,8 @@ func main() {
 		os.Exit(2)
 	}
 	pu, err := url.Parse(*u)
-	if err != nil || (pu.Scheme != "http" && pu.Scheme != "rtmp" && pu.Scheme != "rtsp") {
-		fmt.Fprintln(os.Stderr, "flvload: -url must be http://...flv, rtmp://... or rtsp://...")
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "rtmp" && pu.Scheme != "rtsp" && pu.Scheme != "srt") {
+		fmt.Fprintln(os.Stderr, "flvload: -url must be http://...flv, rtmp://..., rtsp://... or srt://HOST:PORT/PATH")
 		os.Exit(2)
 	}
 
@@ -106,6 +116,8 @@ func main() {
 				results[i] = readFLV(rctx, client, *u, i%10 == 0)
 			case "rtmp":
 				results[i] = readRTMP(rctx, pu)
+			case "srt":
+				results[i] = readSRT(rctx, pu)
 			default:
 				results[i] = readRTSP(rctx, *u)
 			}
@@ -308,6 +320,103 @@ func readRTSP(ctx context.Context, raw string) result {
 	return res
 }
 
+// readSRT plays one SRT stream (MPEG-TS, stream ID "read:PATH") until ctx
+// ends. It finds the H.264 PID in the PMT, the first keyframe (an IDR NAL
+// in that PID's payload), and counts continuity-counter gaps on every PID
+// after its first packet: what a decoder would see as discontinuities.
+func readSRT(ctx context.Context, u *url.URL) (res result) {
+	t0 := time.Now()
+	cfg := gosrt.DefaultConfig()
+	cfg.StreamId = "read:" + strings.TrimPrefix(u.Path, "/")
+	if s := u.Query().Get("streamid"); s != "" {
+		cfg.StreamId = s
+	}
+	cfg.PayloadSize = 7 * 188
+	c, err := gosrt.Dial("srt", u.Host, cfg)
+	if err != nil {
+		res.err = err
+		return res
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() })
+	defer stop()
+	defer func() {
+		var st gosrt.Statistics
+		c.Stats(&st)
+		res.srtDrops = st.Accumulated.PktRecvDrop
+	}()
+	res.connected = true
+	var (
+		buf            = make([]byte, 1500)
+		pmtPID, vidPID = -1, -1
+		lastCC         [8192]int8
+		tail           [3]byte // the video payload's last bytes, for a start code across packets
+	)
+	for i := range lastCC {
+		lastCC[i] = -1
+	}
+	for {
+		n, err := c.Read(buf)
+		if err != nil {
+			if ctx.Err() == nil {
+				res.err = err
+			}
+			return res
+		}
+		res.bytes += int64(n)
+		for p := buf[:n]; len(p) >= 188; p = p[188:] {
+			if p[0] != 0x47 {
+				res.ccErrors++
+				continue
+			}
+			pid := int(p[1]&0x1f)<<8 | int(p[2])
+			afc := p[3] >> 4 & 3
+			if afc&1 != 0 { // has payload: the counter advances
+				cc := int8(p[3] & 0xf)
+				if l := lastCC[pid]; l >= 0 && cc != (l+1)&0xf && cc != l {
+					res.ccErrors++
+				}
+				lastCC[pid] = cc
+			}
+			if res.firstKey > 0 || afc&1 == 0 {
+				continue
+			}
+			pl := p[4:]
+			if afc == 3 {
+				if int(pl[0])+1 > len(pl) {
+					continue
+				}
+				pl = pl[1+int(pl[0]):]
+			}
+			pusi := p[1]&0x40 != 0
+			switch {
+			case pid == 0 && pusi && len(pl) > 13:
+				pl = pl[1+int(pl[0]):] // pointer field
+				pmtPID = int(pl[10]&0x1f)<<8 | int(pl[11])
+			case pid == pmtPID && pusi && vidPID < 0 && len(pl) > 13:
+				pl = pl[1+int(pl[0]):]
+				end := min(3+int(pl[1]&0xf)<<8|int(pl[2]), len(pl)) - 4 // before the CRC
+				for i := 12 + (int(pl[10]&0xf)<<8 | int(pl[11])); i+5 <= end; {
+					if pl[i] == 0x1b { // H.264
+						vidPID = int(pl[i+1]&0x1f)<<8 | int(pl[i+2])
+						break
+					}
+					i += 5 + (int(pl[i+3]&0xf)<<8 | int(pl[i+4]))
+				}
+			case pid == vidPID:
+				b := append(tail[:], pl...)
+				for i := 0; i+3 < len(b); i++ {
+					if b[i] == 0 && b[i+1] == 0 && b[i+2] == 1 && b[i+3]&0x1f == 5 {
+						res.firstKey = time.Since(t0)
+						break
+					}
+				}
+				copy(tail[:], b[len(b)-3:])
+			}
+		}
+	}
+}
+
 func summarize(u string, rs []result, d time.Duration) Summary {
 	s := Summary{URL: u, Readers: len(rs)}
 	var keys, kbps, delays []float64
@@ -329,6 +438,8 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 			}
 		}
 		s.BytesTotal += r.bytes
+		s.CCErrors += r.ccErrors
+		s.SRTRecvDrops += r.srtDrops
 		if r.connected {
 			kbps = append(kbps, float64(r.bytes)*8/1000/d.Seconds())
 		}
@@ -357,6 +468,9 @@ func printText(s Summary) {
 	fmt.Fprintf(&b, "keyframe within 1 s      %d readers\n", s.KeyWithin1s)
 	fmt.Fprintf(&b, "per-reader throughput    median %.0f kbit/s, min %.0f kbit/s\n", s.KbpsMedian, s.KbpsMin)
 	fmt.Fprintf(&b, "bytes received           %d\n", s.BytesTotal)
+	if strings.HasPrefix(s.URL, "srt:") {
+		fmt.Fprintf(&b, "TS continuity gaps       %d (all readers, after each PID's first packet); SRT receiver drops %d\n", s.CCErrors, s.SRTRecvDrops)
+	}
 	if s.PlayoutDelayMed != 0 || s.PlayoutDelayP95 != 0 {
 		fmt.Fprintf(&b, "playout delay (sampled)  median %.0f ms, p95 %.0f ms (how far behind arrival a real-time player runs)\n", s.PlayoutDelayMed, s.PlayoutDelayP95)
 	}

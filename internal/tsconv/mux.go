@@ -87,7 +87,6 @@ func (m *Muxer) setup(tracks []*media.Track) error {
 // is called when u comes from a new publisher. The bytes are valid until
 // the next call.
 func (m *Muxer) Mux(u *media.Unit, tracks func() []*media.Track) ([]byte, error) {
-	id := u.Track.ID
 	if u.Track.Session != m.session {
 		// A new publisher may lay its tracks out differently.
 		if m.session != 0 && !sameCodecs(m.codecs, tracks()) {
@@ -98,8 +97,17 @@ func (m *Muxer) Mux(u *media.Unit, tracks func() []*media.Track) ([]byte, error)
 		}
 		m.session = u.Track.Session
 	}
+	return m.Encode(u), nil
+}
+
+// Encode returns the TS packets of u with the muxer's layout as it is (no
+// republish handling: a caller that shares one muxer between readers picks
+// it by the codecs, see SameCodecs), nil for a unit of a track the muxer
+// does not carry or cannot take. The bytes are valid until the next call.
+func (m *Muxer) Encode(u *media.Unit) []byte {
+	id := u.Track.ID
 	if id < 0 || id >= len(m.byID) || m.byID[id] == nil || m.codecs[id] != u.Track.Codec {
-		return nil, nil
+		return nil
 	}
 	tt := m.byID[id]
 	pts, dts := TSTime(u.PTS), TSTime(u.DTS)
@@ -118,10 +126,27 @@ func (m *Muxer) Mux(u *media.Unit, tracks func() []*media.Track) ([]byte, error)
 		err = m.w.WriteMPEG1Audio(tt, pts, u.Payload)
 	}
 	if err != nil {
-		return nil, nil // a unit the muxer cannot take is skipped
+		return nil // a unit the muxer cannot take is skipped
 	}
-	return m.buf, nil
+	return m.buf
 }
+
+// Tables returns the PAT and PMT packets of the muxer's layout, as the
+// muxer also repeats them in the stream (before a keyframe of the track
+// that carries the PCR). The PCR track is the one of the first unit
+// encoded: call Tables after that. The bytes are valid until the next
+// call.
+func (m *Muxer) Tables() []byte {
+	m.buf = m.buf[:0]
+	if _, err := m.w.WriteTables(); err != nil {
+		return nil
+	}
+	return m.buf
+}
+
+// SameCodecs reports whether the muxer was made for tracks with these
+// codecs, in this order.
+func (m *Muxer) SameCodecs(tracks []*media.Track) bool { return sameCodecs(m.codecs, tracks) }
 
 func sameCodecs(c []media.Codec, tracks []*media.Track) bool {
 	if len(c) != len(tracks) {

@@ -3,7 +3,7 @@
 //
 //	caller ──handshake (streamid, passphrase)──▶ handle ──▶ publish or read
 //	publish: conn ──mpegts.Reader──▶ ingest (TS → units, once) ──▶ hub
-//	read:    hub Reader ──mpegts.Writer──▶ 1316-byte messages ──▶ conn
+//	read:    hub Reader ──TS muxed once per stream (egress.go)──▶ 1316-byte messages ──▶ conn
 //
 // gosrt neither parses stream IDs nor enforces passphrases by itself (an
 // unencrypted caller is accepted unless we check): both happen here, before
@@ -70,8 +70,10 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	mu    sync.Mutex // mu guards conns and rejected
+	mu    sync.Mutex // mu guards conns, rejected and muxes
 	conns map[*conn]struct{}
+	// muxes holds the MPEG-TS muxers shared by the readers of each stream.
+	muxes map[*server.Stream]*streamMux
 	// rejected remembers the callers (address and port) refused in the
 	// last rejectMemory and why: a caller retransmits its handshake while
 	// a refusal waits out the refusal delay, and gosrt hands the
@@ -97,7 +99,7 @@ const (
 func New(conf Config, hub *server.Hub, log *slog.Logger) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Server{conf: conf, hub: hub, log: log.With("proto", "srt"), ctx: ctx, cancel: cancel,
-		conns: map[*conn]struct{}{}, rejected: map[string]rejection{}}
+		conns: map[*conn]struct{}{}, rejected: map[string]rejection{}, muxes: map[*server.Stream]*streamMux{}}
 }
 
 // srtConfig is the gosrt configuration for listening and dialing.
@@ -318,7 +320,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 	}
 	st := c.stats()
 	s.log.Info("connection closed", "path", id.Path, "mode", id.Mode.String(), "remote", remote, "cause", reason,
-		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped)
+		"rttMs", st.RTTMs, "lossPkts", st.LossPackets, "retransPkts", st.Retransmitted, "dropPkts", st.Dropped, "slowDrops", st.SlowDrops)
 }
 
 func modeKey(m Mode) string {

@@ -336,7 +336,7 @@ func (f *fullConn) Write(p []byte) (int, error) {
 func TestFullQueueSkipsToKeyframe(t *testing.T) {
 	v := &media.Track{ID: 0, Codec: media.CodecH264, Session: 1}
 	fc := &fullConn{okUntil: 1 << 30}
-	o, err := newTSOut(fc, []*media.Track{v})
+	o, err := newTSOut(fc, &streamMux{}, []*media.Track{v})
 	if err != nil {
 		t.Fatal(err)
 	}
