@@ -14,8 +14,9 @@
 # Readers per protocol default to flv=1000 rtmp=1000 rtsp=200 srt=200.
 # Protocols per server: streamhub all four; SRS flv and rtmp (built with
 # --srt=off, it has no SRT, and it serves no RTSP); mediamtx rtmp, rtsp and
-# srt (it has no HTTP-FLV); loopback (bench/loopback: the FLV file pushed in
-# 32 KiB writes, no hub) flv only, as the floor.
+# srt (it has no HTTP-FLV); loopback (bench/loopback, the floor: one sender
+# writing each reader the last 100 ms of the FLV file in one write, no hub)
+# flv only.
 #
 # -streamhub NAME=BINARY adds a streamhub build under its own name (repeat
 # it to compare builds, e.g. before=/tmp/old after=/tmp/new; the servers
