@@ -135,6 +135,7 @@ type memoEntry struct {
 	key  any
 	once sync.Once
 	val  []byte
+	ok   bool // build returned (it may panic: then every asker builds)
 	next *memoEntry
 }
 
@@ -162,6 +163,9 @@ func (u *Unit) Memo(key any, build func(*Unit) []byte) []byte {
 }
 
 func (e *memoEntry) get(u *Unit, build func(*Unit) []byte) []byte {
-	e.once.Do(func() { e.val = build(u) })
+	e.once.Do(func() { e.val = build(u); e.ok = true })
+	if !e.ok {
+		return build(u) // the first build panicked: no cached answer
+	}
 	return e.val
 }

@@ -56,7 +56,9 @@ type Handler struct {
 // New returns a handler reading from hub.
 func New(c Config, hub *server.Hub, log *slog.Logger) *Handler {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Handler{conf: c, hub: hub, log: log.With("proto", "httpflv"), ctx: ctx, cancel: cancel}
+	h := &Handler{conf: c, hub: hub, log: log.With("proto", "httpflv"), ctx: ctx, cancel: cancel}
+	h.passes.Log = h.log
+	return h
 }
 
 // Close ends every FLV session (their connections are hijacked, so

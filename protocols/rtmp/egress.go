@@ -93,6 +93,10 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 	if _, ok := c.nc.(syscall.Conn); ok {
 		// The stream's pass writes this player with the others (fanout);
 		// this goroutine only writes what its socket could not take.
+		// gortmplib's own writes (from the read loop) get a deadline.
+		c.w.mu.Lock()
+		c.w.conn, c.w.timeout = c.nc, c.srv.conf.WriteTimeout
+		c.w.mu.Unlock()
 		_, err = c.srv.passes.Serve(ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode, Lock: &c.w.mu,
 			WriteTimeout: c.srv.conf.WriteTimeout}, first)
 		return c.playEnded(err, readDone)

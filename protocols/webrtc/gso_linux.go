@@ -224,13 +224,17 @@ func (k *cork) send(b []byte, seg, count int) {
 		if err == nil {
 			return
 		}
-		if err == unix.EIO || err == unix.EINVAL || err == unix.EOPNOTSUPP {
-			// The route's device cannot segment (no checksum offload):
-			// one datagram a call from now on.
+		switch err {
+		case unix.EINVAL:
+			// This peer's route cannot take the run (a path MTU below the
+			// segment size): this run goes datagram by datagram.
+		case unix.EIO, unix.EOPNOTSUPP:
+			// The device cannot segment (no checksum offload): one
+			// datagram a call from now on.
 			if g.gso.CompareAndSwap(true, false) {
 				g.log.Warn("webrtc: the ICE UDP socket cannot use UDP segmentation offload here; sending one datagram per call", "error", err)
 			}
-		} else {
+		default:
 			g.failed(err, count)
 			return
 		}

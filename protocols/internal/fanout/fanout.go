@@ -22,6 +22,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sync"
@@ -32,6 +33,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
@@ -54,8 +56,10 @@ type Sink struct {
 	// next call (by then the previous bytes have been written).
 	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
 	// Lock, if set, is held around every write (another goroutine writes
-	// the same connection, as RTMP's acknowledgements do).
-	Lock sync.Locker
+	// the same connection, as RTMP's acknowledgements do; it must bound
+	// its own writes with a deadline). The pass only tries it: a reader
+	// whose lock is busy leaves the pass for its own goroutine.
+	Lock *sync.Mutex
 	// WriteTimeout ends the session when the socket takes nothing for
 	// this long.
 	WriteTimeout time.Duration
@@ -70,6 +74,10 @@ type Sink struct {
 
 // Passes serves readers, one group per stream. The zero value is ready.
 type Passes struct {
+	// Log, if set, is where a pass that panicked is reported (its
+	// readers' sessions end; the process lives).
+	Log *slog.Logger
+
 	mu     sync.Mutex
 	groups map[*server.Stream]*group
 }
@@ -93,7 +101,8 @@ func (p *Passes) Serve(ctx context.Context, s *Sink, first [][]byte) (int64, err
 	// here, blocking, before it joins the passes.
 	batch, _, err = s.Reader.TryNextBatch(batch)
 	if err != nil {
-		return 0, err
+		m.drain() //nolint:errcheck // the head at least (an HTTP status), best effort
+		return m.total.Load(), err
 	}
 	m.pending = s.Encode(m.pending, batch)
 	clear(batch)
@@ -104,29 +113,24 @@ func (p *Passes) Serve(ctx context.Context, s *Sink, first [][]byte) (int64, err
 			}
 		}
 		g := p.join(m)
+		var ev event
 		if s.WatchClose {
-			ev := m.watch(ctx)
-			if ev.err != nil {
-				g.leave(m)
-				return m.total.Load(), ev.err
+			ev = m.watch(ctx)
+		} else {
+			select {
+			case ev = <-m.ev:
+			case <-ctx.Done():
+				ev = event{err: ctx.Err()}
+			case <-done:
+				ev = event{err: errors.New("the peer left")}
 			}
-			continue
 		}
-		select {
-		case ev := <-m.ev:
-			if ev.err != nil {
-				g.leave(m)
-				return m.total.Load(), ev.err
-			}
-			// The pass left bytes the socket could not take: write them
-			// here, then join again.
-		case <-ctx.Done():
-			g.leave(m)
-			return m.total.Load(), ctx.Err()
-		case <-done:
-			g.leave(m)
-			return m.total.Load(), errors.New("the peer left")
+		if ev.err != nil {
+			g.quit(m)
+			return m.total.Load(), ev.err
 		}
+		// The pass left bytes the socket could not take (and, with a
+		// Lock, handed its hold over): write them here, then join again.
 	}
 }
 
@@ -140,6 +144,10 @@ type member struct {
 	ev      chan event
 	pending [][]byte     // bytes to write before the next pass (the member's own slice)
 	total   atomic.Int64 // bytes written
+	// locked says the pass handed m over in the middle of a write with
+	// Sink.Lock still held, so that no other writer lands inside a
+	// half-written message: drain (or quit) unlocks it.
+	locked bool
 }
 
 // watch waits in a read of the connection for the pass's event (end
@@ -179,7 +187,10 @@ func (m *member) watch(ctx context.Context) event {
 func (m *member) drain() error {
 	s := m.sink
 	if s.Lock != nil {
-		s.Lock.Lock()
+		if !m.locked {
+			s.Lock.Lock()
+		}
+		m.locked = false
 		defer s.Lock.Unlock()
 	}
 	s.Conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
@@ -228,6 +239,26 @@ type group struct {
 
 	mu      sync.Mutex
 	members []*member
+
+	// passMu is held through each pass: quit waits on it, so that no
+	// pass touches a member once its session has returned.
+	passMu sync.Mutex
+}
+
+// quit takes m out for good: after it returns no pass uses m, and a hold
+// of Sink.Lock handed over to m (a write it never drained) is released.
+func (g *group) quit(m *member) {
+	g.leave(m)
+	g.passMu.Lock()
+	g.passMu.Unlock() //nolint:staticcheck // an empty critical section: waiting for the pass in progress
+	select {
+	case <-m.ev:
+	default:
+	}
+	if m.locked {
+		m.locked = false
+		m.sink.Lock.Unlock()
+	}
 }
 
 // leave removes m (if the group still has it).
@@ -252,6 +283,11 @@ func (g *group) run() {
 		snap  []*member
 		timer *time.Timer
 	)
+	defer func() {
+		if v := recover(); v != nil {
+			g.fail(v)
+		}
+	}()
 	for {
 		g.p.mu.Lock()
 		g.mu.Lock()
@@ -269,7 +305,7 @@ func (g *group) run() {
 		g.p.mu.Unlock()
 
 		start := time.Now()
-		wake, gave := g.pass(snap, &ps)
+		wake, gave := g.locked(snap, &ps)
 		clear(snap)
 		snap = snap[:0]
 
@@ -293,6 +329,13 @@ func (g *group) run() {
 		case <-g.kick:
 		}
 	}
+}
+
+// locked is a pass under passMu (released if the pass panics).
+func (g *group) locked(members []*member, ps *passScratch) (<-chan struct{}, bool) {
+	g.passMu.Lock()
+	defer g.passMu.Unlock()
+	return g.pass(members, ps)
 }
 
 // passScratch is a pass's reusable memory.
@@ -319,7 +362,11 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 			continue
 		}
 		if len(ps.batch) == 0 {
-			wake = w
+			if wake == nil {
+				// The first: a unit written since this pass began has
+				// closed it already (later ones may be newer channels).
+				wake = w
+			}
 			continue
 		}
 		gave = true
@@ -341,9 +388,13 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 // not take goes to m's goroutine with the member out of the pass.
 func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	s := m.sink
-	if s.Lock != nil {
-		s.Lock.Lock()
-		defer s.Lock.Unlock()
+	if s.Lock != nil && !s.Lock.TryLock() {
+		// Another writer holds the connection (and may be blocked on a
+		// full socket): this reader leaves the pass with its bytes, and
+		// its own goroutine waits for the lock, not the pass.
+		m.pending = append(m.pending, bufs...)
+		g.end(m, event{})
+		return
 	}
 	want := 0
 	for _, b := range bufs {
@@ -356,10 +407,14 @@ func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	}
 	switch {
 	case err != nil && err != unix.EAGAIN:
+		if s.Lock != nil {
+			s.Lock.Unlock()
+		}
 		g.end(m, event{err: fmt.Errorf("%w: %w", ErrWrite, err)})
 	case n < want:
 		// The socket is full: the rest is written by the member's own
-		// goroutine, out of the pass.
+		// goroutine, out of the pass; the lock goes with it, so that no
+		// other writer lands inside a half-written message.
 		for _, b := range bufs {
 			if n >= len(b) {
 				n -= len(b)
@@ -368,7 +423,12 @@ func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 			m.pending = append(m.pending, b[n:])
 			n = 0
 		}
+		m.locked = s.Lock != nil
 		g.end(m, event{})
+	default:
+		if s.Lock != nil {
+			s.Lock.Unlock()
+		}
 	}
 }
 
@@ -381,6 +441,26 @@ func (g *group) end(m *member, ev event) {
 	}
 	if m.sink.WatchClose {
 		m.sink.Conn.SetReadDeadline(longAgo) //nolint:errcheck // wakes its read; a closed conn already did
+	}
+}
+
+// fail ends a group whose pass panicked: it is reported, the group is
+// dropped, and each member's session ends with the error (a new reader
+// starts a new group).
+func (g *group) fail(v any) {
+	if g.p.Log != nil {
+		guard.Report(g.p.Log, "fanout pass", v, "path", g.st.Path())
+	}
+	g.p.mu.Lock()
+	if g.p.groups[g.st] == g {
+		delete(g.p.groups, g.st)
+	}
+	g.p.mu.Unlock()
+	g.mu.Lock()
+	members := append([]*member(nil), g.members...)
+	g.mu.Unlock()
+	for _, m := range members {
+		g.end(m, event{err: guard.ErrPanic})
 	}
 }
 
