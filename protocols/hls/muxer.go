@@ -123,7 +123,7 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 			return n, ok
 		}
 		return rp.nextMSN, resumed
-	})
+	}, func() []wallAnchor { return h.siblingAnchors(m) })
 	m.takeSnapshot()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()
