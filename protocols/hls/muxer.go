@@ -88,9 +88,16 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	}
 	h.mu.Unlock()
 	// The segmenter is streamhub's own reader (the request that starts it
-	// was authorized): it starts at the cached GOP with its real timing,
-	// after an on-demand source has started.
-	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true})
+	// was authorized): it starts at the cached GOPs with their real
+	// timing, after an on-demand source has started, from the newest
+	// keyframe at least segmentMin ago (the gopCache.backlog keeps it):
+	// the GOP before the current one is then a complete segment at once,
+	// and the first playlist is answered at once with the current GOP's
+	// parts up to the live edge, where a player starts. From the current
+	// GOP alone, the first playlist would wait for its end (a segment is
+	// complete at the next keyframe: up to a GOP) and the player would
+	// start that much later.
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true, Backlog: h.conf.SegmentMin})
 	if err != nil {
 		return nil, err
 	}
@@ -118,12 +125,16 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	}
 	// Segments are cut at keyframes, so they last at least a GOP: start the
 	// target duration there, since EXT-X-TARGETDURATION must not change.
-	m.seg.startAt(r.Stream().KeyframeInterval(), discSeq, func(dts time.Duration) (uint64, bool) {
-		if n, ok := h.siblingMSN(m, dts); ok {
-			return n, ok
-		}
-		return rp.nextMSN, resumed
-	}, func() []wallAnchor { return h.siblingAnchors(m) })
+	m.seg.startAt(r.Stream().KeyframeInterval(), discSeq, siblingInfo{
+		firstMSN: func(dts time.Duration) (uint64, bool) {
+			if n, ok := h.siblingMSN(m, dts); ok {
+				return n, ok
+			}
+			return rp.nextMSN, resumed
+		},
+		anchors:   func() []wallAnchor { return h.siblingAnchors(m) },
+		notBefore: func() (time.Duration, bool) { return h.siblingStart(m) },
+	})
 	m.takeSnapshot()
 	if h.ctx.Err() != nil {
 		h.mu.Unlock()

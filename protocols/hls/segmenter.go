@@ -88,8 +88,13 @@ type segmenter struct {
 	// segment's start (programDateTime). anchors, if set, returns the
 	// sibling variants' anchors, which a new anchor is taken from when one
 	// fits.
-	anchor    wallAnchor
-	anchors   func() []wallAnchor
+	anchor  wallAnchor
+	anchors func() []wallAnchor
+	// notBefore, if set, returns the earliest start of a sibling
+	// variant's segments: the first segment starts no earlier (a backlog
+	// reaching further back is dropped), so that firstMSN finds its
+	// number among the siblings'.
+	notBefore func() (time.Duration, bool)
 	partSeq   uint32 // moof sequence number
 	partStart time.Duration
 	partKey   bool
@@ -108,13 +113,20 @@ func newSegmenter(partTarget, segmentMin time.Duration, window int) *segmenter {
 
 // startAt sets where a new segmenter starts, before its first unit: the
 // target duration it announces at least (maxDur, the GOP length: segments
-// last at least a GOP), the discontinuity sequence it goes on from, how
-// its first segment is numbered (firstMSN, see the field) and where its
-// wall-clock anchor may come from (anchors, see the field; nil: its own).
-func (s *segmenter) startAt(maxDur time.Duration, discSeq int, firstMSN func(dts time.Duration) (uint64, bool),
-	anchors func() []wallAnchor) {
-	s.maxDur, s.discSeq, s.firstMSN, s.anchors = maxDur, discSeq, firstMSN, anchors
+// last at least a GOP), the discontinuity sequence it goes on from, and
+// what its sibling variants tell (sib; zero: there are none).
+func (s *segmenter) startAt(maxDur time.Duration, discSeq int, sib siblingInfo) {
+	s.maxDur, s.discSeq = maxDur, discSeq
+	s.firstMSN, s.anchors, s.notBefore = sib.firstMSN, sib.anchors, sib.notBefore
 	s.rev++
+}
+
+// siblingInfo is what a segmenter asks of its sibling variants (the
+// segmenter fields of the same names); any may be nil.
+type siblingInfo struct {
+	firstMSN  func(dts time.Duration) (uint64, bool)
+	anchors   func() []wallAnchor
+	notBefore func() (time.Duration, bool)
 }
 
 // wallAnchor is a point of the stream's timeline (dts) and the wall time
@@ -407,6 +419,11 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 	if !s.started || s.layoutChanged(u) {
 		if u.Track.IsVideo() && !u.KeyFrame {
 			return false, nil // a timeline starts at a keyframe
+		}
+		if len(s.segs) == 0 && s.notBefore != nil {
+			if t, ok := s.notBefore(); ok && u.DTS < t {
+				return false, nil // backlog older than the siblings' window
+			}
 		}
 		if s.started {
 			cut = s.endSegment()

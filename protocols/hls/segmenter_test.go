@@ -692,7 +692,7 @@ func TestProgramDateTimeLine(t *testing.T) {
 	far := wallAnchor{dts: 0, wall: wall0.Add(-time.Hour)}
 	src2 := newSynth(synthOpts{video: media.CodecH264, audio: media.CodecAAC, msRound: true, arrival: arrival})
 	f2 := newFeeder(t, testConfig(), src2)
-	f2.seg.startAt(time.Second, 0, nil, func() []wallAnchor { return []wallAnchor{far, sib} })
+	f2.seg.startAt(time.Second, 0, siblingInfo{anchors: func() []wallAnchor { return []wallAnchor{far, sib} }})
 	f2.until(3 * time.Second)
 	if f2.seg.anchor != sib {
 		t.Errorf("anchor %+v beside the sibling's %+v, want the sibling's", f2.seg.anchor, sib)
@@ -701,5 +701,17 @@ func TestProgramDateTimeLine(t *testing.T) {
 		if !ss.start.Equal(sib.at(ss.startDTS)) {
 			t.Errorf("segment %d: PROGRAM-DATE-TIME %s, want the sibling's line %s", ss.msn, ss.start, sib.at(ss.startDTS))
 		}
+	}
+}
+
+// TestNotBefore: a segmenter whose sibling variants' segments start at 2 s
+// drops its backlog before that (it could not number it like them).
+func TestNotBefore(t *testing.T) {
+	src := newSynth(synthOpts{video: media.CodecH264, audio: media.CodecAAC})
+	f := newFeeder(t, testConfig(), src)
+	f.seg.startAt(time.Second, 0, siblingInfo{notBefore: func() (time.Duration, bool) { return 2 * time.Second, true }})
+	f.until(4 * time.Second)
+	if got := f.seg.segs[0].startDTS; got != 2*time.Second {
+		t.Errorf("first segment starts at %s, want 2s (the siblings' first)", got)
 	}
 }
