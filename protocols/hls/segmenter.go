@@ -45,6 +45,7 @@ type trackOut struct {
 	samples   []*fmp4.Sample
 	base      int64       // DTS of samples[0], in timescale
 	pend      *media.Unit // video: the last unit, waiting for the next one for its duration
+	end       int64       // audio: where the last sample ended, in timescale (0: none yet)
 }
 
 // segmenter cuts one stream into fMP4 parts and segments. Video drives the
@@ -580,11 +581,21 @@ func (s *segmenter) addAudio(u *media.Unit) bool {
 	if len(u.Payload) != 1 || len(u.Payload[0]) == 0 {
 		return false
 	}
+	fd := audioFrameDur(a.hub, u)
 	if len(a.samples) == 0 {
 		a.base = s.tsOf(u.DTS, a.timescale)
+		// A part's audio starts where the last part's ended when its
+		// timestamp is within half a frame of that: timestamps rounded to
+		// milliseconds (RTMP's) put it up to a millisecond off, and a
+		// browser's Media Source then has a hole or an overlap of audio at
+		// every part boundary (hls.js stalled on them: bufferSeekOverHole).
+		if d := a.base - a.end; a.end != 0 && d > -fd/2 && d < fd/2 {
+			a.base = a.end
+		}
+		a.end = a.base
 	}
-	fd := audioFrameDur(a.hub, u)
 	a.samples = append(a.samples, &fmp4.Sample{Duration: uint32(fd), Payload: u.Payload[0]})
+	a.end += fd
 	if s.video != nil {
 		return false
 	}
