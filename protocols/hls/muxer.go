@@ -73,8 +73,11 @@ type muxer struct {
 	resumeMSN uint64
 
 	lastReq time.Time // guarded by h.mu
-	group   string    // the ladder's source path: itself, or the parent of a rung
-	done    chan struct{}
+	// inflight counts the requests in progress (Handler.hold): a muxer
+	// does not idle out under one that waits longer than idleTimeout.
+	inflight atomic.Int32
+	group    string // the ladder's source path: itself, or the parent of a rung
+	done     chan struct{}
 }
 
 // muxerFor returns the running muxer of path, starting one if the stream is
@@ -152,6 +155,21 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	return m, nil
 }
 
+// hold marks a request of m in progress until the returned func is
+// called, which counts as a request of m's ladder then: a request that
+// waits (a blocking reload, a multivariant playlist waiting for the
+// ladder's rungs) for longer than idleTimeout does not see its muxer stop
+// under it, and idleTimeout runs from the end of the last request.
+func (h *Handler) hold(m *muxer) (release func()) {
+	m.inflight.Add(1)
+	return func() {
+		h.mu.Lock()
+		h.touchGroupLocked(m, time.Now())
+		h.mu.Unlock()
+		m.inflight.Add(-1)
+	}
+}
+
 // saveResumeLocked keeps rp for path, dropping old points; h.mu must be
 // held.
 func (h *Handler) saveResumeLocked(path string, rp resumePoint) {
@@ -186,7 +204,7 @@ func (m *muxer) run(r *server.Reader) {
 				return
 			case <-t.C:
 				h.mu.Lock()
-				idle := time.Since(m.lastReq) > h.conf.IdleTimeout
+				idle := m.inflight.Load() == 0 && time.Since(m.lastReq) > h.conf.IdleTimeout
 				h.mu.Unlock()
 				if idle {
 					cancel()

@@ -919,3 +919,25 @@ func TestFirstPlaylistAtOnce(t *testing.T) {
 			listed, want, l.last.DTS, r.body)
 	}
 }
+
+// TestWaitingRequestKeepsMuxer: a request that waits longer than
+// idleTimeout (here a blocking reload for the next segment, while the
+// stream stalls) keeps its muxer: it is answered by the same muxer, whose
+// file names the player already has, not by a new one started after the
+// first idled out under it.
+func TestWaitingRequestKeepsMuxer(t *testing.T) {
+	conf := serverConfig()
+	conf.IdleTimeout = time.Second
+	l := startLive(t, conf, synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
+	m := l.muxer()
+	ch := l.async(fmt.Sprintf("stream.m3u8?_HLS_msn=%d", l.nextMSN()))
+	noResponse(t, ch, 2500*time.Millisecond, "a blocking reload for the next segment while nothing is published")
+	l.publishSync(2 * time.Second)
+	r := wantResponse(t, ch, 5*time.Second, "the blocking reload once the segment is complete")
+	if r.code != http.StatusOK {
+		t.Fatalf("blocking reload: %d %s", r.code, r.body)
+	}
+	if now := l.muxer(); now != m || !strings.Contains(r.body, m.prefix) {
+		t.Errorf("the muxer stopped under a waiting request (idleTimeout %s) and another answered it", conf.IdleTimeout)
+	}
+}
