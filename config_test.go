@@ -124,7 +124,7 @@ func TestBadValues(t *testing.T) {
 		{"rtsp:\n  readTimeout: 0s\n", "rtsp.readTimeout", "100ms"},
 		{"srt:\n  latency: 1ms\n", "srt.latency", "20ms"},
 		{"hls:\n  partTarget: 10ms\n", "hls.partTarget", "50ms"},
-		{"hls:\n  segmentMin: 50ms\n", "hls.segmentMin", "partTarget"},
+		{"hls:\n  segmentMin: 100ms\n", "hls.segmentMin", "partTarget"},
 		{"hls:\n  window: 1\n", "hls.window", "3"},
 		{"http:\n  tlsCert: a.pem\n", "http.tlsCert", "both"},
 		{"srt:\n  address: \"8890\"\n", "srt.address", "PORT"},
