@@ -23,7 +23,7 @@
 // the result as the last line:
 //
 //	{"ok":true,"samples":[{"t":..,"frames":..,"ct":..},..],
-//	 "partTarget":0.1,"canBlockReload":true,"blockingRequests":..,
+//	 "partTarget":0.2,"canBlockReload":true,"blockingRequests":..,
 //	 "errors":[..],"warnings":[..],...}
 //
 // errors holds fatal hls.js errors and page errors; warnings the non-fatal
