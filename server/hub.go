@@ -289,8 +289,11 @@ type ReadOptions struct {
 	// (the path's gopCache.backlog bounds what is kept), for players that
 	// must receive that much media before they show any: ffmpeg and
 	// ffprobe analyze 5 s of an MPEG-TS input. It applies with catch-up
-	// only (the backlog is played through within catchUp, so the player
-	// is not left that far behind live).
+	// (the backlog is played through within catchUp, so the player is not
+	// left that far behind live) and with NoCatchUp, for a reader that
+	// does not play but cuts the backlog at its real timing (an HLS
+	// segmenter: complete segments at once); with a path's catchUp of 0
+	// it is ignored.
 	Backlog time.Duration
 }
 
@@ -316,7 +319,7 @@ func (h *Hub) readWith(path string, opts ReadOptions) (*Reader, error) {
 		window = 0
 	}
 	backlog := opts.Backlog
-	if window == 0 {
+	if window == 0 && !opts.NoCatchUp {
 		backlog = 0
 	}
 	r, err := s.addReader(window, backlog)

@@ -1335,3 +1335,42 @@ func TestNoAudioBeforeFirstPicture(t *testing.T) {
 		})
 	}
 }
+
+// TestBacklogRealTiming: a NoCatchUp reader asking for a backlog gets the
+// earlier cached GOPs with their real timing (an HLS segmenter cuts them
+// into complete segments at once); a reader of a path without catch-up
+// does not (it would play that far behind live).
+func TestBacklogRealTiming(t *testing.T) {
+	pc := testConf()
+	pc.GOPCache.Backlog = 3 * time.Second
+	h := newTestHub(t, pc)
+	p := mustPublish(t, h, "live/bl", videoTracks())
+	defer p.Close()
+	units := genUnits(0, 130, 25, true) // 1 s GOPs, 5.2 s
+	writeAll(p, units)
+	first := func(opts ReadOptions) (*media.Unit, int) {
+		r, err := h.ReadTrusted(context.Background(), "live/bl", opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer r.Close()
+		got, err := r.NextBatch(context.Background(), make([]*media.Unit, 0, 4096))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got[0], len(got)
+	}
+	// The newest keyframe is at 5 s; at least 1 s back: 4 s.
+	u, n := first(ReadOptions{NoCatchUp: true, Backlog: time.Second})
+	if !u.KeyFrame || u.DTS != 4*time.Second {
+		t.Errorf("NoCatchUp with a 1 s backlog starts at %s (key %v), want the keyframe at 4s", u.DTS, u.KeyFrame)
+	}
+	if n != 60 { // 30 pictures and their audio, as written
+		t.Errorf("%d units, want 60 with their real timing", n)
+	}
+	for _, opts := range []ReadOptions{{NoCatchUp: true}, {Backlog: time.Second}} {
+		if u, _ := first(opts); u.DTS != 5*time.Second {
+			t.Errorf("%+v starts at %s, want the newest keyframe (5s)", opts, u.DTS)
+		}
+	}
+}

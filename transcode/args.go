@@ -33,8 +33,12 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		a = append(a, "-filter_complex_threads", strconv.Itoa(c.Threads))
 	}
 	// The GOP cache comes first as a burst: a short analysis suffices.
+	// The decoder threads by slices, not frames: frame threading holds
+	// each picture back by one frame per extra thread (two frames, 67 ms
+	// at 30 fps on two cores), and every rung would be that much behind
+	// the source (a source of one slice then decodes on one thread).
 	a = append(a, "-protocol_whitelist", "pipe", "-analyzeduration", "300000", "-probesize", "2000000",
-		"-copyts", "-f", "mpegts", "-i", "pipe:0")
+		"-thread_type", "slice", "-copyts", "-f", "mpegts", "-i", "pipe:0")
 
 	scaled := 0 // rungs that encode video (not the audio job's)
 	for _, r := range rungs {
@@ -106,8 +110,13 @@ func Args(c Config, rungs []Rung, in Input) []string {
 		}
 		// The AAC encoder's priming makes the first audio timestamp
 		// negative; shifting everything to avoid that would move the
-		// video off the source's times.
+		// video off the source's times. Each audio frame is its own PES
+		// (the muxer groups up to 2930 bytes, ~180 ms at 128 kbit/s, by
+		// default), and a picture's PES says its length, so that the
+		// demuxer reading the rung has it at once instead of at the start
+		// of the next picture.
 		a = append(a, "-f", "mpegts", "-avoid_negative_ts", "disabled", "-muxdelay", "0", "-muxpreload", "0", "-flush_packets", "1",
+			"-pes_payload_size", "0", "-omit_video_pes_length", "0",
 			"-protocol_whitelist", "pipe", "pipe:"+strconv.Itoa(3+i))
 	}
 	return a

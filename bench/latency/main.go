@@ -30,7 +30,21 @@
 // -part sets hls.partTarget of the started server). The same frames, the
 // same decoding and the same stall count; the report adds hls.js's
 // non-fatal errors by detail (fatal ones are errors) and its own latency
-// estimate. With -rtmp, -http is then the index.m3u8 URL.
+// estimate. With -rtmp, -http is then the index.m3u8 URL. -playlist plays
+// another playlist of the stream (stream.m3u8: the source's media playlist;
+// 180p/stream.m3u8: a rung's). -ladder gives the started server a ladder of
+// two rungs below the 240p source (180p and 120p, on demand), so that
+// index.m3u8 lists three variants. Each run also reports its first
+// presented frame after its first HLS request (hls.js MANIFEST_LOADING);
+// -first makes every run the stream's first HLS viewer (the started server
+// stops a muxer and an on-demand ladder 1 s after their last request, the
+// stream is awaited over HTTP-FLV, and each run waits for both to stop).
+// It also reports, per run, the first frame after hls.js's first media
+// playlist (where hls.js picks its start position for good: its default
+// config never plays faster to catch up) and hls.js's own latency estimate
+// at that frame. With LATENCY_CONSOLE=1 in the environment the page's
+// console goes to stderr (shown with -v), e.g. hls.js's log with
+// -player '{"debug":true}'.
 //
 // -webrtc plays the stream over WHEP (POST /PATH/whep) in a bare
 // RTCPeerConnection (recvonly video and audio, candidates gathered before
@@ -210,6 +224,9 @@ type options struct {
 	prewarm          bool
 	settle           time.Duration
 	partTarget       string
+	playlist         string
+	ladder           bool
+	first            bool
 	audio            bool
 	duration, warmup time.Duration
 	player           string
@@ -234,6 +251,9 @@ func main() {
 	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
+	flag.StringVar(&o.playlist, "playlist", "index.m3u8", "with -hls and the started server: the playlist to play, relative to /live/latency/ (stream.m3u8: the source's media playlist; 180p/stream.m3u8: a rung's)")
+	flag.BoolVar(&o.ladder, "ladder", false, "with -hls and the started server: an on-demand ladder of two rungs (180p, 120p) below the 240p source")
+	flag.BoolVar(&o.first, "first", false, "with -hls and the started server: every run is the stream's first HLS viewer (muxers and the ladder stop 1 s after their last request; each run waits for that)")
 	flag.BoolVar(&o.audio, "audio", true, "add a silent AAC track (PCM fed in lockstep with the video)")
 	flag.DurationVar(&o.duration, "duration", 20*time.Second, "measurement time of each run")
 	flag.IntVar(&o.runs, "runs", 1, "player sessions, one after the other on the same stream; the report pools their samples")
@@ -270,6 +290,9 @@ func main() {
 	}
 	if o.partTarget != "" && (!o.hls || o.rtmpURL != "") {
 		fatalf("-part is for -hls with the started server")
+	}
+	if (o.ladder || o.first || o.playlist != "index.m3u8") && (!o.hls || o.rtmpURL != "") {
+		fatalf("-playlist, -ladder and -first are for -hls with the started server")
 	}
 	if o.runs < 1 {
 		fatalf("-runs must be at least 1")
@@ -318,6 +341,14 @@ type Run struct {
 	Stalls           int     `json:"stalls"`
 	StallsAfterStart int     `json:"stalls_after_start"` // waiting events from the first frame on, warmup included
 	StartupMs        float64 `json:"startup_ms"`
+	// hls.js: from the first HLS request (MANIFEST_LOADING) to the first
+	// presented frame.
+	FirstFrameAfterRequestMs float64 `json:"first_frame_after_request_ms"`
+	// hls.js: from its first media playlist (where it picks the start
+	// position) to the first presented frame, and its latency estimate
+	// (live edge - playhead) at that frame.
+	FirstFrameAfterLevelMs float64 `json:"first_frame_after_level_ms"`
+	PlayerFirstLatencyS    float64 `json:"player_first_latency_s"`
 	// WebRTC (-webrtc): from the WHEP POST to the first presented frame
 	// and to ICE+DTLS connected; from getStats at the end of the window.
 	FirstFrameAfterPostMs float64 `json:"first_frame_after_post_ms"`
@@ -372,11 +403,16 @@ type Result struct {
 	PlayerWarnings   map[string]int  `json:"player_warnings,omitempty"`
 	RunMediansMs     []float64       `json:"run_medians_ms"`
 	// -webrtc: each run's first presented frame after its WHEP POST.
-	FirstFramesMs   []float64 `json:"first_frames_after_post_ms,omitempty"`
-	Errors          []string  `json:"errors"`
-	GeneratorLate   int64     `json:"generator_late_frames"`
-	FramesGenerated int64     `json:"frames_generated"`
-	PerRun          []Run     `json:"per_run"`
+	FirstFramesMs []float64 `json:"first_frames_after_post_ms,omitempty"`
+	// -hls: each run's first presented frame after its first HLS request.
+	FirstFramesAfterRequestMs []float64 `json:"first_frames_after_request_ms,omitempty"`
+	Playlist                  string    `json:"playlist,omitempty"`
+	Ladder                    bool      `json:"ladder,omitempty"`
+	First                     bool      `json:"first_viewer,omitempty"`
+	Errors                    []string  `json:"errors"`
+	GeneratorLate             int64     `json:"generator_late_frames"`
+	FramesGenerated           int64     `json:"frames_generated"`
+	PerRun                    []Run     `json:"per_run"`
 }
 
 func quantile(sorted []float64, q float64) float64 {
@@ -408,6 +444,9 @@ func (r *Result) add(run Run) {
 	r.RunMediansMs = append(r.RunMediansMs, run.MedianMs)
 	if run.FirstFrameAfterPostMs > 0 {
 		r.FirstFramesMs = append(r.FirstFramesMs, run.FirstFrameAfterPostMs)
+	}
+	if run.FirstFrameAfterRequestMs > 0 {
+		r.FirstFramesAfterRequestMs = append(r.FirstFramesAfterRequestMs, run.FirstFrameAfterRequestMs)
 	}
 	for _, e := range run.Errors {
 		r.Errors = append(r.Errors, fmt.Sprintf("run %d: %s", r.Runs, e))
@@ -445,11 +484,18 @@ func printText(w io.Writer, r Result) {
 	if r.ServerPart != "" {
 		fmt.Fprintf(w, "  server           hls.partTarget=%s\n", r.ServerPart)
 	}
+	if r.Ladder || r.First {
+		fmt.Fprintf(w, "  server           ladder=%v, every run the first HLS viewer=%v\n", r.Ladder, r.First)
+	}
 	fmt.Fprintf(w, "  measured         %d run(s), %.1f s, %d frames (%d undecodable)\n", r.Runs, r.DurationS, r.Samples, r.DecodeFailures)
 	fmt.Fprintf(w, "  median           %.0f ms\n", r.MedianMs)
 	fmt.Fprintf(w, "  p95              %.0f ms\n", r.P95Ms)
 	fmt.Fprintf(w, "  min / max        %.0f / %.0f ms\n", r.MinMs, r.MaxMs)
 	fmt.Fprintf(w, "  stalls           %d (video waiting events; %d from the first frame on, warmup included)\n", r.Stalls, r.StallsAfterStart)
+	if fs := r.FirstFramesAfterRequestMs; len(fs) > 0 {
+		s := slices.Sorted(slices.Values(fs))
+		fmt.Fprintf(w, "  first frame      median %.0f ms, max %.0f ms after the first HLS request\n", quantile(s, 0.5), s[len(s)-1])
+	}
 	if len(r.PlayerWarnings) > 0 {
 		keys := slices.Sorted(maps.Keys(r.PlayerWarnings))
 		var b strings.Builder
@@ -471,7 +517,8 @@ func printText(w io.Writer, r Result) {
 			fmt.Fprintf(w, ", buffer %.2f s, playhead/buffer-end speed %.4f/%.4f", run.ForwardBufferS, run.PlayheadRate, run.BufferEndRate)
 		}
 		if run.PlayerTargetLatencyS > 0 {
-			fmt.Fprintf(w, ", hls.js latency/target %.2f/%.2f s, rate %.2f", run.PlayerLatencyS, run.PlayerTargetLatencyS, run.PlaybackRate)
+			fmt.Fprintf(w, ", hls.js latency/target %.2f/%.2f s, rate %.2f, first frame %.0f ms after the first request and %.0f ms after the first media playlist, at hls.js latency %.2f s",
+				run.PlayerLatencyS, run.PlayerTargetLatencyS, run.PlaybackRate, run.FirstFrameAfterRequestMs, run.FirstFrameAfterLevelMs, run.PlayerFirstLatencyS)
 		}
 		fmt.Fprintln(w)
 	}
@@ -506,7 +553,11 @@ func run(ctx context.Context, o options) (Result, error) {
 	}
 
 	gen := &generator{audio: o.audio, verbose: o.verbose}
-	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, ServerPart: o.partTarget, Errors: []string{}}
+	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, ServerPart: o.partTarget, Errors: []string{},
+		Ladder: o.ladder, First: o.first}
+	if o.hls {
+		res.Playlist = o.playlist
+	}
 	if o.player != "" {
 		res.Player = json.RawMessage(o.player)
 	}
@@ -535,7 +586,7 @@ func run(ctx context.Context, o options) (Result, error) {
 			}
 			httpURL = flvURL
 			if o.hls {
-				httpURL = hlsURL
+				httpURL = strings.TrimSuffix(hlsURL, "index.m3u8") + o.playlist
 			}
 			if o.webrtc {
 				// Wait on the FLV URL (a HEAD), play the WHEP one.
@@ -554,8 +605,13 @@ func run(ctx context.Context, o options) (Result, error) {
 		}
 		if o.hls {
 			// The media playlist answers 200 once the segmenter has a part.
-			if base, ok := strings.CutSuffix(httpURL, "index.m3u8"); ok {
+			if base, ok := strings.CutSuffix(httpURL, o.playlist); ok {
 				wait = base + "stream.m3u8"
+			}
+			if o.first {
+				// Not over HLS: the player's request starts the muxer. The
+				// FLV URL answers a HEAD once the stream is published.
+				wait = strings.TrimSuffix(wait, "/stream.m3u8") + ".flv"
 			}
 		}
 		if wait != "" {
@@ -576,6 +632,16 @@ func run(ctx context.Context, o options) (Result, error) {
 
 	var all []float64
 	for i := range o.runs {
+		if o.first {
+			// A GOP in the cache, and the last run's muxers and ladder
+			// stopped (1 s idle, checked each second; then the ladder's
+			// 1 s): the next run is a first viewer again.
+			select {
+			case <-ctx.Done():
+				return res, ctx.Err()
+			case <-time.After(5 * time.Second):
+			}
+		}
 		r, err := measure(ctx, o, root, res.URL)
 		if err != nil {
 			return res, fmt.Errorf("run %d: %w", i+1, err)
@@ -773,9 +839,22 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 	_, rtcPort, _ := net.SplitHostPort(rtcA)
 	conf := fmt.Sprintf("rtmp: {address: %q}\nhttp: {address: %q}\nrtsp: {address: %q, transports: [tcp]}\nsrt: {address: %q}\nstreams: {database: %q}\nwebrtc: {udpAddress: %q, tcpAddress: \"\"}\n",
 		ra, ha, rtspA, srtA, filepath.Join(dir, "streams.db"), ":"+rtcPort)
+	var hlsConf []string
 	if o.partTarget != "" {
 		// segmentMin must not be below partTarget; 1 s keeps the GOP's segments.
-		conf += fmt.Sprintf("hls: {partTarget: %q}\n", o.partTarget)
+		hlsConf = append(hlsConf, fmt.Sprintf("partTarget: %q", o.partTarget))
+	}
+	if o.first {
+		hlsConf = append(hlsConf, "idleTimeout: 1s")
+	}
+	if len(hlsConf) > 0 {
+		conf += "hls: {" + strings.Join(hlsConf, ", ") + "}\n"
+	}
+	if o.ladder || o.first {
+		conf += "transcode:\n  idleTimeout: 1s\n"
+		if o.ladder {
+			conf += "  ladder:\n    - {name: 180p, height: 180, videoBitrate: 250k}\n    - {name: 120p, height: 120, videoBitrate: 120k}\n"
+		}
 	}
 	if o.join != "" || o.catchUp != "" {
 		conf += "paths:\n  default:\n"

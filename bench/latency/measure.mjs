@@ -113,6 +113,7 @@ function onFrame(now, meta) {
   const t = Date.now();
   if (!S.firstFrameAt) {
     S.firstFrameAt = t;
+    if (window.H) S.firstLatency = H.latency;
     // The sound joins once the picture shows (see the WHEP client below).
     if (window.pendingAudio) window.pendingMS.addTrack(window.pendingAudio);
   }
@@ -286,6 +287,12 @@ if (q.get('whep')) {
       if (d.fatal) S.errors.push('hls.js ' + d.type + ' ' + d.details + (d.response ? ' ' + JSON.stringify(d.response) : '') + (d.error ? ' ' + d.error : ''));
       else S.warnings.push([Date.now(), d.details]);
     });
+    h.on(Hls.Events.MANIFEST_LOADING, () => { S.requestAt = S.requestAt || Date.now(); });
+    // When hls.js has its first media playlist (where it picks its start
+    // position, PART-HOLD-BACK behind the live edge, for good: its
+    // default config never plays faster to catch up), and how far behind
+    // that edge it thinks it is at the first picture.
+    h.on(Hls.Events.LEVEL_LOADED, () => { S.levelAt = S.levelAt || Date.now(); });
     h.on(Hls.Events.MANIFEST_PARSED, () => {
       const pr = v.play();
       if (pr && pr.catch) pr.catch((e) => S.errors.push('play(): ' + e));
@@ -327,7 +334,7 @@ async function main() {
     stalls: 0, stalls_after_start: 0, startup_ms: 0, dropped_frames: 0, presented_frames: 0, rvfc: false, errors: [],
     player: o.whep ? 'RTCPeerConnection' : o.hls ? 'hls.js' : 'mpegts.js',
     player_version: o.whep ? '' : pkgVersion(o.hls ? 'hls.js' : 'mpegts.js'),
-    first_frame_after_post_ms: 0, connected_after_post_ms: 0, audio_samples: 0, jitter_buffer_ms: 0, nack_count: 0, packets_lost: 0,
+    first_frame_after_request_ms: 0, first_frame_after_level_ms: 0, player_first_latency_s: 0, first_frame_after_post_ms: 0, connected_after_post_ms: 0, audio_samples: 0, jitter_buffer_ms: 0, nack_count: 0, packets_lost: 0,
     player_warnings: {}, player_latency_s: 0, player_target_latency_s: 0, playback_rate: 0, forward_buffer_s: 0,
     playhead_rate: 0, buffer_end_rate: 0,
     latencies_ms: [],
@@ -337,6 +344,10 @@ async function main() {
   try {
     const base = await run.serve(page(o.hls, o.whep));
     const pg = await run.launch('streamhub-latency-chromium-', { viewport: { width: 640, height: 480 } });
+    if (process.env.LATENCY_CONSOLE) {
+      const c0 = Date.now();
+      pg.on('console', (m) => process.stderr.write(`[${Date.now() - c0}] ${m.text()}\n`));
+    }
     const qs = new URLSearchParams({ url: o.url, layout: JSON.stringify(o.layout), player: JSON.stringify(o.player) });
     if (o.whep) qs.set('whep', '1');
     if (o.whip) qs.set('whip', o.whip);
@@ -372,6 +383,7 @@ async function main() {
         samples: S.samples, errors: S.errors, rvfc: S.rvfc, warnings: S.warnings, stallsAfterStart: S.stallsAfterStart,
         version: window.Hls ? Hls.version : '', rate: v.playbackRate,
         ct: v.currentTime, end: v.buffered.length ? v.buffered.end(v.buffered.length - 1) : 0,
+        requestAt: S.requestAt || 0, levelAt: S.levelAt || 0, firstLatency: S.firstLatency || 0,
         latency: window.H ? H.latency : 0, target: window.H ? H.targetLatency : 0,
         whipCodec: S.whipCodec || '', prewarm: S.prewarm || null, posted: S.postedAt || 0, connected: S.connectedAt || 0, first: S.firstFrameAt,
         rtc: window.rtcStats ? await window.rtcStats() : null };
@@ -414,6 +426,9 @@ async function main() {
       res.player_version = w1.version || res.player_version;
       res.player_latency_s = w1.latency || 0;
       res.player_target_latency_s = w1.target || 0;
+      if (w1.requestAt && w1.first) res.first_frame_after_request_ms = w1.first - w1.requestAt;
+      if (w1.levelAt && w1.first) res.first_frame_after_level_ms = w1.first - w1.levelAt;
+      res.player_first_latency_s = w1.firstLatency;
     }
     for (const [t, d] of w1.warnings) {
       if (t >= w0.t && t <= w1.t) res.player_warnings[d] = (res.player_warnings[d] || 0) + 1;

@@ -128,6 +128,9 @@ func (m *Muxer) Encode(u *media.Unit) []byte {
 	if err != nil {
 		return nil // a unit the muxer cannot take is skipped
 	}
+	if u.Track.IsVideo() {
+		setPESLength(m.buf, tt.PID)
+	}
 	return m.buf
 }
 
@@ -147,6 +150,43 @@ func (m *Muxer) Tables() []byte {
 // SameCodecs reports whether the muxer was made for tracks with these
 // codecs, in this order.
 func (m *Muxer) SameCodecs(tracks []*media.Track) bool { return sameCodecs(m.codecs, tracks) }
+
+// setPESLength writes the PES_packet_length of the one PES of pid in buf
+// (whole TS packets), which the writer leaves 0 ("any length", allowed for
+// video only): a demuxer then has the picture as soon as its last packet
+// comes, not when the next picture's PES starts. FFmpeg, reading a ladder's
+// input or an SRT stream, would otherwise hold every picture back one
+// frame interval. A PES longer than 65535 bytes keeps 0.
+func setPESLength(buf []byte, pid uint16) {
+	const size = 188
+	start, n := -1, 0
+	for off := 0; off+size <= len(buf); off += size {
+		pkt := buf[off : off+size]
+		if pkt[0] != 0x47 || (uint16(pkt[1]&0x1f)<<8|uint16(pkt[2])) != pid || pkt[3]&0x10 == 0 {
+			continue // another PID, or no payload
+		}
+		p := 4
+		if pkt[3]&0x20 != 0 { // adaptation field
+			p += 1 + int(pkt[4])
+		}
+		if p > size {
+			return
+		}
+		if pkt[1]&0x40 != 0 { // payload unit start: the PES header
+			if start >= 0 || p+6 > size || pkt[p] != 0 || pkt[p+1] != 0 || pkt[p+2] != 1 {
+				return // not one PES as expected: leave it
+			}
+			start = off + p
+		}
+		if start >= 0 {
+			n += size - p
+		}
+	}
+	if start < 0 || n-6 > 0xffff || n < 6 {
+		return
+	}
+	buf[start+4], buf[start+5] = byte((n-6)>>8), byte(n-6)
+}
 
 func sameCodecs(c []media.Codec, tracks []*media.Track) bool {
 	if len(c) != len(tracks) {

@@ -161,3 +161,80 @@ func TestTimeBaseRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestVideoPESLength: a picture's PES says its length when it fits 16
+// bits (a demuxer then has the picture without waiting for the next one),
+// and says 0 when it does not; the pictures read back whole.
+func TestVideoPESLength(t *testing.T) {
+	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
+	a := &media.Track{ID: 1, Codec: media.CodecAAC, AudioConfig: []byte{0x12, 0x10}, SampleRate: 44100, Channels: 2}
+	m, err := NewMuxer([]*media.Track{v, a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracks := func() []*media.Track { return []*media.Track{v, a} }
+	var ts []byte
+	sizes := []int{200, 5000, 70000, 900}
+	for i, n := range sizes {
+		d := time.Duration(i) * 33 * time.Millisecond
+		body := bytes.Repeat([]byte{byte(i + 1)}, n)
+		au := [][]byte{{0x41, 0x9a}, body}
+		if i == 0 {
+			au = [][]byte{testfixtures.H264SPS, testfixtures.H264PPS, append([]byte{0x65, 0x88}, body...)}
+		}
+		b, err := m.Mux(&media.Unit{Track: v, PTS: d, DTS: d, KeyFrame: i == 0, Payload: au}, tracks)
+		if err != nil || len(b) == 0 {
+			t.Fatalf("picture %d: %v", i, err)
+		}
+		// The PES header follows the first packet's header (and its
+		// adaptation field) of the video PID with the unit start set.
+		var pesLen, payload int
+		found := false
+		for off := 0; off+188 <= len(b); off += 188 {
+			pkt := b[off : off+188]
+			if uint16(pkt[1]&0x1f)<<8|uint16(pkt[2]) != 256 {
+				continue
+			}
+			p := 4
+			if pkt[3]&0x20 != 0 {
+				p += 1 + int(pkt[4])
+			}
+			if pkt[1]&0x40 != 0 {
+				pesLen, found = int(pkt[p+4])<<8|int(pkt[p+5]), true
+			}
+			payload += 188 - p
+		}
+		want := payload - 6
+		if want > 0xffff {
+			want = 0
+		}
+		if !found || pesLen != want {
+			t.Errorf("picture %d (%d bytes): PES_packet_length %d, want %d", i, n, pesLen, want)
+		}
+		ts = append(ts, b...)
+		ab, _ := m.Mux(&media.Unit{Track: a, PTS: d, DTS: d, KeyFrame: true, Payload: [][]byte{{0x21, 0x10, byte(i)}}}, tracks)
+		ts = append(ts, ab...)
+	}
+	r := &mpegts.Reader{R: bytes.NewReader(ts)}
+	if err := r.Initialize(); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	r.OnDataH264(r.Tracks()[0], func(_, _ int64, au [][]byte) error {
+		got = append(got, len(au[len(au)-1]))
+		return nil
+	})
+	for r.Read() == nil {
+	}
+	if len(got) != len(sizes) {
+		t.Fatalf("%d pictures read back, want %d", len(got), len(sizes))
+	}
+	for i, n := range sizes {
+		if i == 0 {
+			n += 2 // the IDR's NALU header
+		}
+		if got[i] != n {
+			t.Errorf("picture %d read back with a last NALU of %d bytes, want %d", i, got[i], n)
+		}
+	}
+}

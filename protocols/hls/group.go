@@ -86,6 +86,34 @@ func (h *Handler) siblingMSN(m *muxer, dts time.Duration) (uint64, bool) {
 	return best, found
 }
 
+// siblingStart returns the earliest start of the sibling variants'
+// segments (false when none has one): a new muxer's backlog that reaches
+// further back is dropped (segmenter.notBefore). Called with m.mu held;
+// reads only snapshots.
+func (h *Handler) siblingStart(m *muxer) (time.Duration, bool) {
+	var first time.Duration
+	found := false
+	for _, sib := range h.siblings(m) {
+		if v := sib.m.view(); len(v.segs) > 0 && (!found || v.segs[0].startDTS < first) {
+			first, found = v.segs[0].startDTS, true
+		}
+	}
+	return first, found
+}
+
+// siblingAnchors returns the PROGRAM-DATE-TIME anchors of the variants
+// beside m (see segmenter.programDateTime), in the order of their URIs. Like
+// siblingMSN, it is called with m.mu held and reads only snapshots.
+func (h *Handler) siblingAnchors(m *muxer) []wallAnchor {
+	var out []wallAnchor
+	for _, sib := range h.siblings(m) {
+		if a := sib.m.view().anchor; !a.wall.IsZero() {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
 // rungWatch follows one rung that multivariant requests wait for (the
 // ladder is starting, or the rung does not know its picture size yet):
 // one trusted hub reader per rung, however many requests wait, started by

@@ -1,6 +1,6 @@
 // Package hls serves low-latency HLS from our own fMP4 segmenter.
 //
-//	hub ──one Reader per stream──▶ muxer (segmenter: parts ~200 ms, segments at keyframes)
+//	hub ──one Reader per stream──▶ muxer (segmenter: parts of partTarget, segments at keyframes)
 //	                                  │ bounded window in memory
 //	GET /PATH/index.m3u8 ─────────────┤ multivariant playlist
 //	GET /PATH/stream.m3u8?_HLS_msn=…  ┤ media playlist (blocking reload, delta updates)
@@ -169,6 +169,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
 		return
 	}
+	defer h.hold(m)()
 	h.viewers.seen(path, req.RemoteAddr, req.UserAgent()) // a live path only: its count is asked for
 	switch {
 	case file == "index.m3u8":

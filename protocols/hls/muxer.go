@@ -75,8 +75,11 @@ type muxer struct {
 	resumeMSN uint64
 
 	lastReq time.Time // guarded by h.mu
-	group   string    // the ladder's source path: itself, or the parent of a rung
-	done    chan struct{}
+	// inflight counts the requests in progress (Handler.hold): a muxer
+	// does not idle out under one that waits longer than idleTimeout.
+	inflight atomic.Int32
+	group    string // the ladder's source path: itself, or the parent of a rung
+	done     chan struct{}
 }
 
 // muxerFor returns the running muxer of path, starting one if the stream is
@@ -90,9 +93,16 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	}
 	h.mu.Unlock()
 	// The segmenter is streamhub's own reader (the request that starts it
-	// was authorized): it starts at the cached GOP with its real timing,
-	// after an on-demand source has started.
-	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true})
+	// was authorized): it starts at the cached GOPs with their real
+	// timing, after an on-demand source has started, from the newest
+	// keyframe at least segmentMin ago (the gopCache.backlog keeps it):
+	// the GOP before the current one is then a complete segment at once,
+	// and the first playlist is answered at once with the current GOP's
+	// parts up to the live edge, where a player starts. From the current
+	// GOP alone, the first playlist would wait for its end (a segment is
+	// complete at the next keyframe: up to a GOP) and the player would
+	// start that much later.
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true, Backlog: h.conf.SegmentMin})
 	if err != nil {
 		return nil, err
 	}
@@ -120,11 +130,15 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	}
 	// Segments are cut at keyframes, so they last at least a GOP: start the
 	// target duration there, since EXT-X-TARGETDURATION must not change.
-	m.seg.startAt(r.Stream().KeyframeInterval(), discSeq, func(dts time.Duration) (uint64, bool) {
-		if n, ok := h.siblingMSN(m, dts); ok {
-			return n, ok
-		}
-		return rp.nextMSN, resumed
+	m.seg.startAt(r.Stream().KeyframeInterval(), discSeq, siblingInfo{
+		firstMSN: func(dts time.Duration) (uint64, bool) {
+			if n, ok := h.siblingMSN(m, dts); ok {
+				return n, ok
+			}
+			return rp.nextMSN, resumed
+		},
+		anchors:   func() []wallAnchor { return h.siblingAnchors(m) },
+		notBefore: func() (time.Duration, bool) { return h.siblingStart(m) },
 	})
 	m.takeSnapshot()
 	if h.ctx.Err() != nil {
@@ -141,6 +155,21 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	h.mu.Unlock()
 	go m.run(r)
 	return m, nil
+}
+
+// hold marks a request of m in progress until the returned func is
+// called, which counts as a request of m's ladder then: a request that
+// waits (a blocking reload, a multivariant playlist waiting for the
+// ladder's rungs) for longer than idleTimeout does not see its muxer stop
+// under it, and idleTimeout runs from the end of the last request.
+func (h *Handler) hold(m *muxer) (release func()) {
+	m.inflight.Add(1)
+	return func() {
+		h.mu.Lock()
+		h.touchGroupLocked(m, time.Now())
+		h.mu.Unlock()
+		m.inflight.Add(-1)
+	}
 }
 
 // saveResumeLocked keeps rp for path, dropping old points; h.mu must be
@@ -177,7 +206,7 @@ func (m *muxer) run(r *server.Reader) {
 				return
 			case <-t.C:
 				h.mu.Lock()
-				idle := time.Since(m.lastReq) > h.conf.IdleTimeout
+				idle := m.inflight.Load() == 0 && time.Since(m.lastReq) > h.conf.IdleTimeout
 				h.mu.Unlock()
 				if idle {
 					cancel()

@@ -30,7 +30,7 @@ type segment struct {
 	data          []byte // the parts concatenated, once complete
 	dur           time.Duration
 	startDTS      time.Duration
-	start         time.Time // wall time of its first unit (PROGRAM-DATE-TIME)
+	start         time.Time // PROGRAM-DATE-TIME: about when its first unit arrived (programDateTime)
 	init          int       // init version it needs
 	discontinuity bool      // first segment after a republish or codec change
 	complete      bool
@@ -45,6 +45,7 @@ type trackOut struct {
 	samples   []*fmp4.Sample
 	base      int64       // DTS of samples[0], in timescale
 	pend      *media.Unit // video: the last unit, waiting for the next one for its duration
+	end       int64       // audio: where the last sample ended, in timescale (0: none yet)
 }
 
 // segmenter cuts one stream into fMP4 parts and segments. Video drives the
@@ -82,7 +83,19 @@ type segmenter struct {
 	// a sibling variant's, so that the variants of a ladder share media
 	// sequence numbers: a player switching variants asks the new one for
 	// the number it was at.
-	firstMSN  func(dts time.Duration) (uint64, bool)
+	firstMSN func(dts time.Duration) (uint64, bool)
+	// anchor ties the timeline to the wall clock: a segment's
+	// PROGRAM-DATE-TIME is the anchor's wall time moved on by the
+	// segment's start (programDateTime). anchors, if set, returns the
+	// sibling variants' anchors, which a new anchor is taken from when one
+	// fits.
+	anchor  wallAnchor
+	anchors func() []wallAnchor
+	// notBefore, if set, returns the earliest start of a sibling
+	// variant's segments: the first segment starts no earlier (a backlog
+	// reaching further back is dropped), so that firstMSN finds its
+	// number among the siblings'.
+	notBefore func() (time.Duration, bool)
 	partSeq   uint32 // moof sequence number
 	partStart time.Duration
 	partKey   bool
@@ -102,10 +115,74 @@ func newSegmenter(partTarget, segmentMin time.Duration, window int) *segmenter {
 // startAt sets where a new segmenter starts, before its first unit: the
 // target duration it announces at least (maxDur, the GOP length: segments
 // last at least a GOP), the discontinuity sequence it goes on from, and
-// how its first segment is numbered (firstMSN, see the field).
-func (s *segmenter) startAt(maxDur time.Duration, discSeq int, firstMSN func(dts time.Duration) (uint64, bool)) {
-	s.maxDur, s.discSeq, s.firstMSN = maxDur, discSeq, firstMSN
+// what its sibling variants tell (sib; zero: there are none).
+func (s *segmenter) startAt(maxDur time.Duration, discSeq int, sib siblingInfo) {
+	s.maxDur, s.discSeq = maxDur, discSeq
+	s.firstMSN, s.anchors, s.notBefore = sib.firstMSN, sib.anchors, sib.notBefore
 	s.rev++
+}
+
+// siblingInfo is what a segmenter asks of its sibling variants (the
+// segmenter fields of the same names); any may be nil.
+type siblingInfo struct {
+	firstMSN  func(dts time.Duration) (uint64, bool)
+	anchors   func() []wallAnchor
+	notBefore func() (time.Duration, bool)
+}
+
+// wallAnchor is a point of the stream's timeline (dts) and the wall time
+// it arrived at.
+type wallAnchor struct {
+	dts  time.Duration
+	wall time.Time
+}
+
+// at returns the wall time of dts on the anchor's line.
+func (a wallAnchor) at(dts time.Duration) time.Time { return a.wall.Add(dts - a.dts) }
+
+// fits reports whether a unit at dts that arrived at wall is on the
+// anchor's line, give or take maxWallSkew.
+func (a wallAnchor) fits(dts time.Duration, wall time.Time) bool {
+	if a.wall.IsZero() {
+		return false
+	}
+	d := wall.Sub(a.at(dts))
+	return d >= -maxWallSkew && d <= maxWallSkew
+}
+
+// maxWallSkew is how far from its anchor's line a segment's first unit may
+// have arrived before the segmenter takes a new anchor: arrival jitter and
+// a publisher's start-up burst (a few hundred milliseconds) stay on the
+// line; a republish after a pause, or hours of drift between the
+// publisher's clock and ours, move it.
+const maxWallSkew = time.Second
+
+// programDateTime returns the PROGRAM-DATE-TIME of a segment starting at
+// dts whose first unit arrived at wall: on the anchor's line, so that
+// PROGRAM-DATE-TIMEs go on exactly by the segments' durations. Players
+// align playlists by them (hls.js realigns its timeline by their
+// difference on reloads and variant switches); arrival times, jittered by
+// the network and by a publisher's start-up burst, moved the timeline of
+// hls.js by up to 0.4 s at each reload. A new anchor is the first sibling
+// variant's that fits (the variants of a ladder then agree exactly), else
+// this unit.
+func (s *segmenter) programDateTime(dts time.Duration, wall time.Time) time.Time {
+	if wall.IsZero() {
+		return time.Time{}
+	}
+	if !s.anchor.fits(dts, wall) {
+		s.anchor = wallAnchor{dts: dts, wall: wall}
+		if s.anchors != nil {
+			for _, a := range s.anchors() {
+				if a.fits(dts, wall) {
+					s.anchor = a
+					break
+				}
+			}
+		}
+		s.rev++
+	}
+	return s.anchor.at(dts)
 }
 
 // revision changes whenever what a snapshot shows changes.
@@ -123,6 +200,7 @@ type snapshot struct {
 	discSeq    int            // EXT-X-DISCONTINUITY-SEQUENCE
 	partTarget time.Duration  // PART-TARGET
 	maxDur     time.Duration  // the longest segment so far
+	anchor     wallAnchor     // the PROGRAM-DATE-TIME line (zero: none yet)
 	// video and audio are the tracks of the current init (nil if none).
 	video, audio *media.Track
 }
@@ -137,7 +215,7 @@ func (s *segmenter) snapshot() *snapshot {
 		segs[n-1] = &c
 	}
 	v := &snapshot{segs: segs, inits: s.inits, nextMSN: s.nextMSN, discSeq: s.discSeq,
-		partTarget: s.PartTarget(), maxDur: s.maxDur}
+		partTarget: s.PartTarget(), maxDur: s.maxDur, anchor: s.anchor}
 	if s.video != nil {
 		v.video = s.video.hub
 	}
@@ -343,6 +421,11 @@ func (s *segmenter) add(u *media.Unit, tracks func() []*media.Track) (bool, erro
 		if u.Track.IsVideo() && !u.KeyFrame {
 			return false, nil // a timeline starts at a keyframe
 		}
+		if len(s.segs) == 0 && s.notBefore != nil {
+			if t, ok := s.notBefore(); ok && u.DTS < t {
+				return false, nil // backlog older than the siblings' window
+			}
+		}
 		if s.started {
 			cut = s.endSegment()
 			s.discont = true
@@ -386,7 +469,8 @@ func (s *segmenter) startSegment(dts time.Duration, wall time.Time, key bool) {
 			s.nextMSN = n
 		}
 	}
-	s.segs = append(s.segs, &segment{msn: s.nextMSN, startDTS: dts, start: wall, init: s.initID, discontinuity: s.discont})
+	s.segs = append(s.segs, &segment{msn: s.nextMSN, startDTS: dts, start: s.programDateTime(dts, wall), init: s.initID,
+		discontinuity: s.discont})
 	s.nextMSN++
 	s.discont = false
 	s.partStart, s.partKey = dts, key
@@ -497,11 +581,21 @@ func (s *segmenter) addAudio(u *media.Unit) bool {
 	if len(u.Payload) != 1 || len(u.Payload[0]) == 0 {
 		return false
 	}
+	fd := audioFrameDur(a.hub, u)
 	if len(a.samples) == 0 {
 		a.base = s.tsOf(u.DTS, a.timescale)
+		// A part's audio starts where the last part's ended when its
+		// timestamp is within half a frame of that: timestamps rounded to
+		// milliseconds (RTMP's) put it up to a millisecond off, and a
+		// browser's Media Source then has a hole or an overlap of audio at
+		// every part boundary (hls.js stalled on them: bufferSeekOverHole).
+		if d := a.base - a.end; a.end != 0 && d > -fd/2 && d < fd/2 {
+			a.base = a.end
+		}
+		a.end = a.base
 	}
-	fd := audioFrameDur(a.hub, u)
 	a.samples = append(a.samples, &fmp4.Sample{Duration: uint32(fd), Payload: u.Payload[0]})
+	a.end += fd
 	if s.video != nil {
 		return false
 	}

@@ -879,3 +879,65 @@ func tail(s string, n int) string {
 	}
 	return s
 }
+
+// TestFirstPlaylistAtOnce: a new muxer of a stream that is live starts
+// from the GOP before the current one (the hub's backlog), so its first
+// playlist is answered at once, without waiting for the current GOP to
+// end, and lists a complete segment and the current GOP's parts up to the
+// newest picture: a player starts at the live edge right away.
+func TestFirstPlaylistAtOnce(t *testing.T) {
+	l := startLive(t, serverConfig(), synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3500*time.Millisecond)
+	l.sync()
+	h := New(l.conf, l.hub, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ts := httptest.NewServer(h)
+	defer ts.Close()
+	defer h.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	r := do(ctx, http.MethodGet, ts.URL+"/live/x/stream.m3u8") // nothing more is published
+	if r.err != nil || r.code != http.StatusOK {
+		t.Fatalf("GET stream.m3u8 of a new muxer, the stream not going on: %d %v %s", r.code, r.err, r.body)
+	}
+	pl := parseMedia(t, r.body)
+	if len(pl.complete()) == 0 {
+		t.Fatalf("no complete segment:\n%s", r.body)
+	}
+	var listed time.Duration
+	for _, s := range pl.segs {
+		if s.complete {
+			listed += time.Duration(s.dur * float64(time.Second))
+			continue
+		}
+		for _, p := range s.parts {
+			listed += time.Duration(p.dur * float64(time.Second))
+		}
+	}
+	// From the keyframe at 2 s to the newest picture but the one a part
+	// waits on: about 1.4 s.
+	if want := l.last.DTS - 2*time.Second - l.conf.PartTarget; listed < want {
+		t.Errorf("the first playlist lists %s of media, want at least %s (from the keyframe before the current one to near the newest picture at %s):\n%s",
+			listed, want, l.last.DTS, r.body)
+	}
+}
+
+// TestWaitingRequestKeepsMuxer: a request that waits longer than
+// idleTimeout (here a blocking reload for the next segment, while the
+// stream stalls) keeps its muxer: it is answered by the same muxer, whose
+// file names the player already has, not by a new one started after the
+// first idled out under it.
+func TestWaitingRequestKeepsMuxer(t *testing.T) {
+	conf := serverConfig()
+	conf.IdleTimeout = time.Second
+	l := startLive(t, conf, synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
+	m := l.muxer()
+	ch := l.async(fmt.Sprintf("stream.m3u8?_HLS_msn=%d", l.nextMSN()))
+	noResponse(t, ch, 2500*time.Millisecond, "a blocking reload for the next segment while nothing is published")
+	l.publishSync(2 * time.Second)
+	r := wantResponse(t, ch, 5*time.Second, "the blocking reload once the segment is complete")
+	if r.code != http.StatusOK {
+		t.Fatalf("blocking reload: %d %s", r.code, r.body)
+	}
+	if now := l.muxer(); now != m || !strings.Contains(r.body, m.prefix) {
+		t.Errorf("the muxer stopped under a waiting request (idleTimeout %s) and another answered it", conf.IdleTimeout)
+	}
+}

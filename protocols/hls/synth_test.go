@@ -41,6 +41,15 @@ type synth struct {
 	vFrame, aFrame int           // next frame indexes within the session
 	vBase, aBase   time.Duration // DTS of frame 0 of the session
 	last           time.Duration // DTS of the last unit
+	arrival        func(dts time.Duration) time.Duration
+}
+
+// wall returns the arrival time of the unit at dts.
+func (s *synth) wall(dts time.Duration) time.Time {
+	if s.arrival != nil {
+		return wall0.Add(dts + s.arrival(dts))
+	}
+	return wall0.Add(dts)
 }
 
 type synthOpts struct {
@@ -50,10 +59,13 @@ type synthOpts struct {
 	gop      time.Duration
 	msRound  bool
 	ptsDelay time.Duration
+	// arrival, if set, returns how late (or early) the unit at dts
+	// arrives after wall0.Add(dts): network jitter, a start-up burst.
+	arrival func(dts time.Duration) time.Duration
 }
 
 func newSynth(o synthOpts) *synth {
-	s := &synth{fpsNum: 30, fpsDen: 1, msRound: o.msRound, ptsDelay: o.ptsDelay}
+	s := &synth{fpsNum: 30, fpsDen: 1, msRound: o.msRound, ptsDelay: o.ptsDelay, arrival: o.arrival}
 	switch {
 	case o.fps == 0:
 	case o.fps == math.Trunc(o.fps):
@@ -145,7 +157,7 @@ func (s *synth) next() *media.Unit {
 		s.vFrame++
 		key := i%s.gop == 0
 		return &media.Unit{Track: s.video, DTS: dts, PTS: dts + s.ptsDelay, KeyFrame: key,
-			Payload: s.videoPayload(i, key), Wall: wall0.Add(dts)}
+			Payload: s.videoPayload(i, key), Wall: s.wall(dts)}
 	}
 	i := s.aFrame
 	s.aFrame++
@@ -153,7 +165,7 @@ func (s *synth) next() *media.Unit {
 	if s.audio.Codec == media.CodecOpus {
 		p = []byte{0xf8, 0xff, 0xfe, byte(i)} // CELT FB 20 ms, one frame
 	}
-	return &media.Unit{Track: s.audio, DTS: dts, PTS: dts, KeyFrame: true, Payload: [][]byte{p}, Wall: wall0.Add(dts)}
+	return &media.Unit{Track: s.audio, DTS: dts, PTS: dts, KeyFrame: true, Payload: [][]byte{p}, Wall: s.wall(dts)}
 }
 
 func (s *synth) videoPayload(i int, key bool) [][]byte {

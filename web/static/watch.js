@@ -159,7 +159,9 @@
       }
       return;
     }
-    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30 });
+    // hls.js keeps the latency its start left it at unless it may play a
+    // little faster to catch up (only with more than 1 s buffered).
+    const hls = new Hls({ lowLatencyMode: true, backBufferLength: 30, maxLiveSyncPlaybackRate: 1.5 });
     state.hls = hls;
     hls.on(Hls.Events.MANIFEST_PARSED, () => {
       const opts = [option('-1', 'Auto')];
