@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -40,6 +41,9 @@ import (
 
 // ErrWrite wraps the error of a write to a reader's socket.
 var ErrWrite = errors.New("write")
+
+// passYield is how many readers a pass serves between yields.
+const passYield = 64
 
 // maxBatch bounds the units one reader takes in one pass.
 const maxBatch = 512
@@ -353,7 +357,12 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 		ps.batch = make([]*media.Unit, 0, maxBatch)
 		ps.w = newVWriter()
 	}
-	for _, m := range members {
+	for i, m := range members {
+		if i%passYield == passYield-1 {
+			// A pass over thousands of readers takes milliseconds: let
+			// the goroutines of joining readers (their catch-up) run.
+			runtime.Gosched()
+		}
 		var err error
 		var w <-chan struct{}
 		ps.batch, w, err = m.sink.Reader.TryNextBatch(ps.batch[:0])
