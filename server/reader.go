@@ -74,12 +74,7 @@ func (r *Reader) NextBatch(ctx context.Context, dst []*media.Unit) ([]*media.Uni
 		return dst, ErrReaderClosed
 	}
 	if len(r.pending) > 0 {
-		k := min(room, len(r.pending))
-		dst = append(dst, r.pending[:k]...)
-		clear(r.pending[:k])
-		r.pending = r.pending[k:]
-		r.unitsOut.Add(uint64(k))
-		return dst, nil
+		return r.takePending(dst, room), nil
 	}
 	s := r.s
 	if iv := s.conf.BatchInterval; iv > 0 && !r.lastOut.IsZero() && s.readerCount.Load() >= int64(s.conf.BatchReaders) {
@@ -113,14 +108,19 @@ func (r *Reader) TryNextBatch(dst []*media.Unit) (out []*media.Unit, wake <-chan
 		return dst, nil, ErrReaderClosed
 	}
 	if len(r.pending) > 0 {
-		k := min(room, len(r.pending))
-		dst = append(dst, r.pending[:k]...)
-		clear(r.pending[:k])
-		r.pending = r.pending[k:]
-		r.unitsOut.Add(uint64(k))
-		return dst, nil, nil
+		return r.takePending(dst, room), nil, nil
 	}
 	return r.poll(dst, len(dst), room)
+}
+
+// takePending appends up to room units of the join plan not yet delivered.
+func (r *Reader) takePending(dst []*media.Unit, room int) []*media.Unit {
+	k := min(room, len(r.pending))
+	dst = append(dst, r.pending[:k]...)
+	clear(r.pending[:k])
+	r.pending = r.pending[k:]
+	r.unitsOut.Add(uint64(k))
+	return dst
 }
 
 // poll appends what the ring has for r (one pass, under the stream's read

@@ -2,7 +2,6 @@ package httpflv_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/httpflv"
 	"github.com/streamhub/streamhub/protocols/internal/flv"
@@ -30,7 +30,7 @@ import (
 // is ended by the write timeout; the publisher's writes never wait.
 func TestStalledReaderDelaysNoOne(t *testing.T) {
 	const readers, frameSize = 1000, 4000
-	var logs lockedBuffer // the server's log, shown if the test fails
+	var logs testfixtures.SyncBuffer // the server's log, shown if the test fails
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
 		c := server.DefaultPathConfig()
@@ -269,22 +269,4 @@ func TestConnectStormLeavesNothing(t *testing.T) {
 	if g1 > g0+5 || f1 > f0+5 {
 		t.Fatalf("after 5000 connects and hang-ups: %d goroutines (were %d), %d fds (were %d)", g1, g0, f1, f0)
 	}
-}
-
-// lockedBuffer is a bytes.Buffer for concurrent writers.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
