@@ -53,9 +53,52 @@ type deadlineConn struct {
 	started   bool        // the first bytes were read (by Read)
 	inSession atomic.Bool // the connection plays or records
 
-	mu    sync.Mutex // mu guards the fields below
+	mu    sync.Mutex // mu guards fresh and limit
 	fresh bool       // a deadline was set and no byte has come since
 	limit time.Time  // the deadline in force; zero = none
+
+	// wmu serializes the writes of gortsplib (responses, RTCP) and of a
+	// TCP player's loop (interleaved.flush), so that no write lands inside
+	// another's frame: gortsplib writes each response and frame in one
+	// Write call (pkg/conn), a player's batch is one writeBuffers.
+	wmu       sync.Mutex
+	afterNext chan struct{} // closed after gortsplib's next Write (guarded by wmu)
+}
+
+// Write writes one message of gortsplib's.
+func (c *deadlineConn) Write(b []byte) (int, error) {
+	c.wmu.Lock()
+	n, err := c.Conn.Write(b)
+	gate := c.afterNext
+	c.afterNext = nil
+	c.wmu.Unlock()
+	if gate != nil {
+		close(gate)
+	}
+	return n, err
+}
+
+// gateNextWrite returns a channel closed once gortsplib's next Write has
+// returned. Called from OnPlay, that Write is the PLAY response: a TCP
+// player's first packet must not go before it.
+func (c *deadlineConn) gateNextWrite() <-chan struct{} {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.afterNext == nil {
+		c.afterNext = make(chan struct{})
+	}
+	return c.afterNext
+}
+
+// writeBuffers writes bufs in one writev (the underlying connection is a
+// *net.TCPConn, which net.Buffers writes with writev), under wmu and
+// with a write deadline of timeout. It consumes bufs as net.Buffers.WriteTo
+// does. The deadline is left set: gortsplib sets its own before each write.
+func (c *deadlineConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) (int64, error) {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	c.Conn.SetWriteDeadline(time.Now().Add(timeout)) //nolint:errcheck // a closed conn fails the write
+	return bufs.WriteTo(c.Conn)
 }
 
 // SetReadDeadline records a new deadline from gortsplib: the wait for the
@@ -93,9 +136,12 @@ func (c *deadlineConn) Read(b []byte) (int, error) {
 			// gortsplib closes the connection on a request it cannot
 			// parse without a word; say why first.
 			c.answered = true
+			// A player's keepalive: not inside one of its frames.
+			c.wmu.Lock()
 			c.Conn.SetWriteDeadline(time.Now().Add(c.timeout)) //nolint:errcheck // best effort
 			fmt.Fprintf(c.Conn, "RTSP/1.0 400 Bad Request\r\nCSeq: %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n\r\n%s",
 				cseq, len(why), why)
+			c.wmu.Unlock()
 		}
 	}
 	if n > 0 {

@@ -14,6 +14,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
+	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
 	"github.com/pion/rtp"
@@ -369,7 +370,8 @@ type packetWriter func(m *description.Media, p *rtp.Packet, ntp time.Time) error
 type player struct {
 	out    *outStream
 	write  packetWriter
-	on     []bool // by hub track ID: the output has the track (a player may set up only some)
+	il     *interleaved // a TCP player's own writer, used instead of write when set
+	on     []bool       // by hub track ID: the output has the track (a player may set up only some)
 	seq    []uint16
 	base   []uint32
 	origin time.Time // NTP of hub time 0 for sender reports
@@ -448,6 +450,13 @@ func (p *player) send(ctx context.Context, batch []*media.Unit, retryFull bool) 
 				break
 			}
 			list = rest
+			if p.il != nil {
+				if fits(len(payload)) {
+					p.il.add(id, to.format.PayloadType(), marker, p.seq[id], p.base[id]+ts+off, ntp, payload)
+					p.seq[id]++
+				}
+				continue
+			}
 			pkt := &rtp.Packet{Header: rtp.Header{
 				Version: 2, PayloadType: to.format.PayloadType(), Marker: marker,
 				SequenceNumber: p.seq[id], Timestamp: p.base[id] + ts + off,
@@ -486,10 +495,13 @@ func isQueueFull(err error) bool {
 
 // startPlay runs a unicast player's loop until the session ends, the
 // stream ends or stop is called. stop waits for the loop.
-func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStream, r *server.Reader) (stop func()) {
+// il, if not nil, writes the packets of a TCP player (else gortsplib
+// does).
+func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStream, r *server.Reader, il *interleaved) (stop func()) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})
 	p := newPlayer(o, ss.WritePacketRTPWithNTP, ss.Medias())
+	p.il = il
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
@@ -518,6 +530,36 @@ func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStrea
 	}
 }
 
+// tcpWriter returns the writer of a TCP player whose packets we write
+// ourselves (interleaved.go), or nil when gortsplib writes them: UDP, RTSP
+// tunneled in HTTP or WebSocket (the connection is not ours), SRTP, or a
+// set-up media whose channel the SETUP response did not show. Called from
+// OnPlay when it answers 200: the writer's first packet waits for that
+// answer.
+func (s *Server) tcpWriter(ss *gortsplib.ServerSession, sc *gortsplib.ServerConn, st *session) *interleaved {
+	tr := ss.Transport()
+	if tr == nil || tr.Protocol != gortsplib.ProtocolTCP || tr.Profile != headers.TransportProfileAVP {
+		return nil
+	}
+	dc, ok := sc.NetConn().(*deadlineConn)
+	if !ok {
+		return nil
+	}
+	tracks := make([]*tcpTrack, len(st.out.byID))
+	for _, m := range ss.Medias() {
+		t := st.tcp[m]
+		if t == nil {
+			return nil
+		}
+		for id, to := range st.out.byID {
+			if to != nil && to.media == m {
+				tracks[id] = t
+			}
+		}
+	}
+	return newInterleaved(dc, s.conf.WriteTimeout, tracks, dc.gateNextWrite())
+}
+
 // testHookPlay, when set by a test, is called with the path before each
 // batch a play loop sends (to inject a fault into one session).
 var testHookPlay atomic.Pointer[func(path string)]
@@ -535,6 +577,12 @@ func (s *Server) playLoop(ctx context.Context, r *server.Reader, p *player, retr
 			return err
 		}
 		err = p.send(ctx, batch, retryFull)
+		clear(batch) // the batch's units are let go; the payloads in p.il stay referenced until flush
+		if err == nil && p.il != nil {
+			var n int
+			n, err = p.il.flush(ctx)
+			p.sent += n
+		}
 		if p.sent > 0 {
 			r.AddBytesOut(p.sent)
 			p.sent = 0

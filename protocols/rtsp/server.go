@@ -1,15 +1,19 @@
 // Package rtsp serves RTSP on gortsplib/v5.
 //
 //	publisher ──ANNOUNCE/RECORD──▶ ingest (RTP → units, once) ──▶ hub
-//	hub ──Reader per session──▶ RTP packets, made once per unit (Unit.Memo)
-//	    ──▶ ServerSession.WritePacketRTPWithNTP ──▶ player (TCP or UDP)
+//	hub ──Reader per session──▶ RTP payloads, made once per unit (Unit.Memo)
+//	    ├─TCP──▶ interleaved frames, one writev per batch (interleaved.go) ──▶ player
+//	    └─UDP, tunnels──▶ ServerSession.WritePacketRTPWithNTP ──▶ player
 //	hub ──one Reader per path──▶ multicast ServerStream ──▶ players in the group
 //	camera ──pull (source.go)──▶ ingest ──▶ hub
 //
 // Unicast players each get their own hub reader, so every one of them starts
 // at a keyframe from the GOP cache and a slow one skips to the next keyframe
 // instead of losing random packets; the RTP payloads are still made once per
-// unit and shared. Multicast players share one group, fed by one reader.
+// unit and shared. A TCP player's packets are framed and written by its play
+// loop itself, not queued packet by packet in gortsplib: its connection's
+// writes (ours and gortsplib's answers) are serialized in conn.go.
+// Multicast players share one group, fed by one reader.
 package rtsp
 
 import (
@@ -27,6 +31,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 
@@ -218,7 +223,10 @@ type session struct {
 	// without their lock when a session is added (a data race).
 	own      *gortsplib.ServerStream
 	mcStream *gortsplib.ServerStream // a multicast player's group stream
-	stop     func()                  // ends the play loop, waiting for it
+	// tcp is where each media set up over TCP goes (OnResponse, from the
+	// SETUP answers; read by OnPlay).
+	tcp  map[*description.Media]*tcpTrack
+	stop func() // ends the play loop, waiting for it
 	// Written by the play loop, read after stop returned.
 	endReason string // why the server ended the session ("" if the client did)
 	drops     uint64 // units skipped because the player's queue stayed full
@@ -236,7 +244,41 @@ var (
 	_ gortsplib.ServerHandlerOnPause        = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnDecodeError  = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnPacketsLost  = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnResponse     = (*Server)(nil)
 )
+
+// OnResponse notes, from a player's SETUP answer, the interleaved channel
+// and SSRC of the media it set up, for the packets we write ourselves
+// (interleaved.go). gortsplib chooses both (the client's channels, or the
+// first free pair) and tells them only in this header; it calls OnResponse
+// after the request's handling, so the media is the session's last set up.
+func (s *Server) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
+	defer guard.Recover(s.log, "rtsp OnResponse")
+	v, ok := res.Header["Transport"]
+	if !ok || res.StatusCode != base.StatusOK {
+		return
+	}
+	ss := sc.Session()
+	if ss == nil || ss.State() != gortsplib.ServerSessionStatePrePlay {
+		return
+	}
+	st, ok := ss.UserData().(*session)
+	if !ok || st.out == nil || st.multicast {
+		return
+	}
+	var th headers.Transport
+	if th.Unmarshal(v) != nil || th.InterleavedIDs == nil || th.SSRC == nil {
+		return
+	}
+	medias := ss.Medias()
+	if len(medias) == 0 {
+		return
+	}
+	if st.tcp == nil {
+		st.tcp = map[*description.Media]*tcpTrack{}
+	}
+	st.tcp[medias[len(medias)-1]] = &tcpTrack{channel: th.InterleavedIDs[0], ssrc: *th.SSRC}
+}
 
 // OnConnClose logs why a connection ended, once.
 func (s *Server) OnConnClose(ctx *gortsplib.ServerHandlerOnConnCloseCtx) {
@@ -460,7 +502,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Respon
 	if err != nil {
 		return refusal(err), nil
 	}
-	st.stop = s.startPlay(ctx.Session, st, st.out, r)
+	st.stop = s.startPlay(ctx.Session, st, st.out, r, s.tcpWriter(ctx.Session, ctx.Conn, st))
 	markInSession(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
