@@ -484,6 +484,16 @@ func (p *player) send(ctx context.Context, batch []*media.Unit, retryFull bool) 
 			p.sent += rtpHeaderSize + len(payload)
 			p.seq[id]++
 		}
+		if p.il != nil && len(p.il.bufs) >= flushBufs {
+			// A long batch (the GOP at the start) goes out in parts:
+			// the batch's memory, and the iovecs the connection keeps
+			// for writev, stay small.
+			n, err := p.il.flush(ctx)
+			p.sent += n
+			if err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -29,6 +29,10 @@ import (
 // interleaved frame's 4 ($, channel, length) and the RTP header's 12.
 const interleavedHeaderSize = 4 + rtpHeaderSize
 
+// flushBufs is the buffers (two per packet) after which a play loop writes
+// what it has of a batch.
+const flushBufs = 256
+
 // srPeriod is how often a TCP player gets a sender report per track (the
 // first with its first packets): players map RTP time to wall time with
 // them (ffmpeg and GStreamer sync audio and video by them).

@@ -47,6 +47,10 @@ const (
 	TransportMulticast = "multicast"
 )
 
+// tunnelQueueSize is the packets gortsplib queues per player when only
+// RTSP tunneled in HTTP or WebSocket uses its queue.
+const tunnelQueueSize = 256
+
 // Config configures the RTSP server.
 type Config struct {
 	// Address is the RTSP listener (TCP; RTP interleaved on it when the tcp
@@ -171,6 +175,14 @@ func (s *Server) Start() error {
 			return &listener{Listener: guard.Listen(l, guard.ListenerConfig{Name: "rtsp", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log}),
 				readTimeout: s.conf.ReadTimeout}, nil
 		},
+	}
+	if !s.conf.has(TransportUDP) && !s.conf.has(TransportMulticast) {
+		// No packet of a TCP player goes through gortsplib's queue
+		// (interleaved.go); only RTSP tunneled in HTTP or WebSocket
+		// does, and it waits for room (play loop): gortsplib's own
+		// default is enough, instead of the 64 KiB per player that
+		// writeQueueSize (4096) costs, queue or not.
+		s.lib.WriteQueueSize = min(s.conf.WriteQueueSize, tunnelQueueSize)
 	}
 	if s.conf.has(TransportUDP) {
 		s.lib.UDPRTPAddress, s.lib.UDPRTCPAddress = s.conf.UDPRTPAddress, s.conf.UDPRTCPAddress
