@@ -5,11 +5,15 @@ import (
 	"context"
 	"net"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/conn"
+	"github.com/bluenviron/gortsplib/v5/pkg/description"
+	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/bluenviron/gortsplib/v5/pkg/headers"
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
@@ -196,4 +200,52 @@ func BenchmarkInterleavedBatch(b *testing.B) {
 		clear(p.il.bufs)
 		p.il.bufs, p.il.hdr, p.il.sent = p.il.bufs[:0], p.il.hdr[:0], 0
 	}
+}
+
+// A TCP player that pauses and plays again gets packets again, after the
+// second PLAY answer (the gate is armed anew).
+func TestPlayTCPPauseAndResume(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, nil)
+	if _, err := startPublish(t, e.url("live/pause"), publishOpts{speed: 1}); err != nil {
+		t.Fatal(err)
+	}
+	waitPublished(t, e, "live/pause")
+	tcp := gortsplib.ProtocolTCP
+	u, _ := base.ParseURL(e.url("live/pause"))
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	var got atomic.Int64
+	c.OnPacketRTPAny(func(*description.Media, format.Format, *rtp.Packet) { got.Add(1) })
+	waitPackets := func(what string) {
+		t.Helper()
+		from := got.Load()
+		for end := time.Now().Add(5 * time.Second); got.Load() < from+20; {
+			if time.Now().After(end) {
+				t.Fatalf("%s: %d packets in 5 s", what, got.Load()-from)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitPackets("first PLAY")
+	if _, err := c.Pause(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Play(nil); err != nil {
+		t.Fatal(err)
+	}
+	waitPackets("PLAY after PAUSE")
 }
