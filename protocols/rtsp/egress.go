@@ -540,24 +540,20 @@ func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStrea
 	}
 }
 
-// tcpWriter returns the writer of a TCP player whose packets we write
-// ourselves (interleaved.go), or nil when gortsplib writes them: UDP, RTSP
-// tunneled in HTTP or WebSocket (the connection is not ours), SRTP, or a
-// set-up media whose channel the SETUP response did not show. Called from
-// OnPlay when it answers 200: the writer's first packet waits for that
-// answer.
-func (s *Server) tcpWriter(ss *gortsplib.ServerSession, sc *gortsplib.ServerConn, st *session) *interleaved {
+// playWriter returns the writer of a unicast player whose packets we send
+// ourselves (interleaved.go, udp.go), or nil when gortsplib sends them:
+// RTSP tunneled in HTTP or WebSocket (the connection is not ours), SRTP,
+// or a set-up media whose channel or ports the SETUP answer did not show.
+// Called from OnPlay when it answers 200: the writer's first packet waits
+// for that answer.
+func (s *Server) playWriter(ss *gortsplib.ServerSession, sc *gortsplib.ServerConn, st *session) *interleaved {
 	tr := ss.Transport()
-	if tr == nil || tr.Protocol != gortsplib.ProtocolTCP || tr.Profile != headers.TransportProfileAVP {
+	if tr == nil || tr.Profile != headers.TransportProfileAVP {
 		return nil
 	}
-	dc, ok := sc.NetConn().(*deadlineConn)
-	if !ok {
-		return nil
-	}
-	tracks := make([]*tcpTrack, len(st.out.byID))
+	tracks := make([]*trackDest, len(st.out.byID))
 	for _, m := range ss.Medias() {
-		t := st.tcp[m]
+		t := st.dests[m]
 		if t == nil {
 			return nil
 		}
@@ -567,7 +563,34 @@ func (s *Server) tcpWriter(ss *gortsplib.ServerSession, sc *gortsplib.ServerConn
 			}
 		}
 	}
-	return newInterleaved(dc, s.conf.WriteTimeout, tracks, dc.gateNextWrite())
+	switch tr.Protocol {
+	case gortsplib.ProtocolTCP:
+		dc, ok := sc.NetConn().(*deadlineConn)
+		if !ok {
+			return nil
+		}
+		return newInterleaved(dc, s.conf.WriteTimeout, tracks, dc.gateNextWrite())
+	case gortsplib.ProtocolUDP:
+		if s.udp.rtp == nil || s.udp.rtcp == nil {
+			return nil
+		}
+		for _, t := range tracks {
+			if t != nil && t.rtpAddr == nil {
+				return nil
+			}
+		}
+		// The first packets wait for the PLAY answer too: a player that
+		// has not read it yet may drop them, and the first sender
+		// report with them.
+		var gate <-chan struct{}
+		if dc, ok := sc.NetConn().(*deadlineConn); ok {
+			gate = dc.gateNextWrite()
+		}
+		w := newInterleaved(nil, s.conf.WriteTimeout, tracks, gate)
+		w.udpRTP, w.udpRTCP = s.udp.rtp, s.udp.rtcp
+		return w
+	}
+	return nil
 }
 
 // testHookPlay, when set by a test, is called with the path before each

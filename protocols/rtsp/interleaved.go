@@ -8,6 +8,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5/pkg/ntp"
 	"github.com/pion/rtcp"
+	"golang.org/x/net/ipv4"
 )
 
 // A TCP player's packets are written here, not through gortsplib:
@@ -33,25 +34,36 @@ const interleavedHeaderSize = 4 + rtpHeaderSize
 // what it has of a batch.
 const flushBufs = 256
 
-// srPeriod is how often a TCP player gets a sender report per track (the
-// first with its first packets): players map RTP time to wall time with
-// them (ffmpeg and GStreamer sync audio and video by them).
+// firstSRDelay is how long after a track's first packets its first sender
+// report goes.
+const firstSRDelay = 200 * time.Millisecond
+
+// srPeriod is how often a player gets a sender report per track (the first
+// firstSRDelay after its first packets): players map RTP time to wall time
+// with them (ffmpeg and GStreamer sync audio and video by them).
 const srPeriod = 5 * time.Second
 
-// tcpTrack is where one set-up track goes on a player's connection.
-type tcpTrack struct {
-	channel int    // RTP channel; RTCP is channel+1
-	ssrc    uint32 // the SSRC the SETUP response announced
+// trackDest is where one set-up track goes: a channel of the player's
+// connection (TCP) or the player's ports (UDP).
+type trackDest struct {
+	channel           int          // TCP: the RTP channel; RTCP is channel+1
+	rtpAddr, rtcpAddr *net.UDPAddr // UDP: the player's ports
+	ssrc              uint32       // the SSRC the SETUP response announced
 }
 
 // interleaved writes a TCP player's packets to its connection itself.
 type interleaved struct {
 	conn    *deadlineConn
 	timeout time.Duration
-	tracks  []*tcpTrack // by hub track ID; nil when not set up
+	tracks  []*trackDest // by hub track ID; nil when not set up
 	// gate is closed once the PLAY response was written: no packet may
 	// go before it.
 	gate <-chan struct{}
+
+	// A UDP player's packets go from gortsplib's RTP and RTCP sockets,
+	// one sendmmsg per batch (udp.go); conn is nil then.
+	udpRTP, udpRTCP *ipv4.PacketConn
+	msgs, rtcpMsgs  []ipv4.Message // the batch's datagrams (UDP), in bufs
 
 	hdr  []byte      // framing of the batch being built (reused)
 	bufs net.Buffers // the batch: framing and shared payloads
@@ -62,10 +74,10 @@ type interleaved struct {
 	octets  []uint32
 	lastRTP []uint32
 	lastNTP []time.Time
-	nextSR  []time.Time // zero: at the first packet
+	nextSR  []time.Time // zero: before the first packet
 }
 
-func newInterleaved(conn *deadlineConn, timeout time.Duration, tracks []*tcpTrack, gate <-chan struct{}) *interleaved {
+func newInterleaved(conn *deadlineConn, timeout time.Duration, tracks []*trackDest, gate <-chan struct{}) *interleaved {
 	n := len(tracks)
 	return &interleaved{conn: conn, timeout: timeout, tracks: tracks, gate: gate,
 		pkts: make([]uint32, n), octets: make([]uint32, n), lastRTP: make([]uint32, n),
@@ -78,9 +90,18 @@ func (w *interleaved) add(id int, pt uint8, marker bool, seq uint16, ts uint32, 
 	t := w.tracks[id]
 	start := len(w.hdr)
 	w.hdr = appendInterleavedRTP(w.hdr, t.channel, pt, marker, seq, ts, t.ssrc, len(payload))
-	// A later append may move hdr; this slice keeps the bytes it framed.
-	w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)], payload)
-	w.sent += interleavedHeaderSize + len(payload)
+	if w.udpRTP != nil {
+		// A datagram: the RTP header (without the interleaved prefix)
+		// and the payload.
+		w.bufs = append(w.bufs, w.hdr[start+4:len(w.hdr):len(w.hdr)], payload)
+		n := len(w.bufs)
+		w.msgs = append(w.msgs, ipv4.Message{Buffers: w.bufs[n-2 : n : n], Addr: t.rtpAddr})
+		w.sent += rtpHeaderSize + len(payload)
+	} else {
+		// A later append may move hdr; this slice keeps the bytes it framed.
+		w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)], payload)
+		w.sent += interleavedHeaderSize + len(payload)
+	}
 	w.pkts[id]++
 	w.octets[id] += uint32(len(payload))
 	w.lastRTP[id], w.lastNTP[id] = ts, ntpTime
@@ -113,6 +134,14 @@ func (w *interleaved) addReports(now time.Time) {
 		if t == nil || w.pkts[id] == 0 || now.Before(w.nextSR[id]) {
 			continue
 		}
+		if w.nextSR[id].IsZero() {
+			// The first report a moment after the track's first packets:
+			// over UDP, a report that overtakes them (it has a socket of
+			// its own) finds no RTP to map and is dropped (gortsplib's
+			// client does), and the next comes srPeriod later.
+			w.nextSR[id] = now.Add(firstSRDelay)
+			continue
+		}
 		sr := rtcp.SenderReport{
 			SSRC:        t.ssrc,
 			NTPTime:     ntp.Encode(w.lastNTP[id]),
@@ -124,11 +153,16 @@ func (w *interleaved) addReports(now time.Time) {
 		if err != nil {
 			continue
 		}
-		start := len(w.hdr)
-		w.hdr = append(w.hdr, '$', byte(t.channel+1))
-		w.hdr = binary.BigEndian.AppendUint16(w.hdr, uint16(len(b)))
-		w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)], b)
-		w.sent += 4 + len(b)
+		if w.udpRTP != nil {
+			w.rtcpMsgs = append(w.rtcpMsgs, ipv4.Message{Buffers: [][]byte{b}, Addr: t.rtcpAddr})
+			w.sent += len(b)
+		} else {
+			start := len(w.hdr)
+			w.hdr = append(w.hdr, '$', byte(t.channel+1))
+			w.hdr = binary.BigEndian.AppendUint16(w.hdr, uint16(len(b)))
+			w.bufs = append(w.bufs, w.hdr[start:len(w.hdr):len(w.hdr)], b)
+			w.sent += 4 + len(b)
+		}
 		w.nextSR[id] = now.Add(srPeriod)
 	}
 }
@@ -148,6 +182,9 @@ func (w *interleaved) flush(ctx context.Context) (int, error) {
 		}
 	}
 	w.addReports(time.Now())
+	if w.udpRTP != nil {
+		return w.flushUDP()
+	}
 	bufs := w.bufs // writeBuffers consumes its copy
 	n, err := w.conn.writeBuffers(&bufs, w.timeout)
 	clear(w.bufs) // no payload kept past the batch

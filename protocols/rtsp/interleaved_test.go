@@ -182,7 +182,7 @@ func BenchmarkInterleavedBatch(b *testing.B) {
 		o.byID[i] = to
 	}
 	p := newPlayer(o, nil, nil)
-	p.il = newInterleaved(nil, time.Second, []*tcpTrack{{channel: 0, ssrc: 1}, {channel: 2, ssrc: 2}}, nil)
+	p.il = newInterleaved(nil, time.Second, []*trackDest{{channel: 0, ssrc: 1}, {channel: 2, ssrc: 2}}, nil)
 	idr := make([]byte, 8*1400)
 	batch := []*media.Unit{
 		{Track: tracks[0], Payload: [][]byte{{0x65, 0x88}, idr}, KeyFrame: true, Wall: time.Now()},

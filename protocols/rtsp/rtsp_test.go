@@ -798,9 +798,14 @@ func TestSenderReportsCarryWallTime(t *testing.T) {
 	}
 	waitPublished(t, e, "live/ntp")
 	time.Sleep(1500 * time.Millisecond) // join mid-GOP, with a catch-up
-	tcp := gortsplib.ProtocolTCP
+	for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP} {
+		t.Run(proto.String(), func(t *testing.T) { senderReportsCarryWallTime(t, e, proto) })
+	}
+}
+
+func senderReportsCarryWallTime(t *testing.T, e *env, proto gortsplib.Protocol) {
 	u, _ := base.ParseURL(e.url("live/ntp"))
-	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto}
 	if err := c.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -3,16 +3,18 @@
 //	publisher ──ANNOUNCE/RECORD──▶ ingest (RTP → units, once) ──▶ hub
 //	hub ──Reader per session──▶ RTP payloads, made once per unit (Unit.Memo)
 //	    ├─TCP──▶ interleaved frames, one writev per batch (interleaved.go) ──▶ player
-//	    └─UDP, tunnels──▶ ServerSession.WritePacketRTPWithNTP ──▶ player
+//	    ├─UDP──▶ datagrams from gortsplib's sockets, one sendmmsg per batch (udp.go) ──▶ player
+//	    └─tunneled in HTTP/WebSocket──▶ ServerSession.WritePacketRTPWithNTP ──▶ player
 //	hub ──one Reader per path──▶ multicast ServerStream ──▶ players in the group
 //	camera ──pull (source.go)──▶ ingest ──▶ hub
 //
 // Unicast players each get their own hub reader, so every one of them starts
 // at a keyframe from the GOP cache and a slow one skips to the next keyframe
 // instead of losing random packets; the RTP payloads are still made once per
-// unit and shared. A TCP player's packets are framed and written by its play
-// loop itself, not queued packet by packet in gortsplib: its connection's
-// writes (ours and gortsplib's answers) are serialized in conn.go.
+// unit and shared. A TCP or UDP player's packets are framed and sent by its
+// play loop itself, not queued packet by packet in gortsplib: a TCP
+// connection's writes (ours and gortsplib's answers) are serialized in
+// conn.go.
 // Multicast players share one group, fed by one reader.
 package rtsp
 
@@ -48,7 +50,7 @@ const (
 )
 
 // tunnelQueueSize is the packets gortsplib queues per player when only
-// RTSP tunneled in HTTP or WebSocket uses its queue.
+// RTSP tunneled in HTTP or WebSocket uses its queue (no multicast).
 const tunnelQueueSize = 256
 
 // Config configures the RTSP server.
@@ -146,6 +148,8 @@ type Server struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // play loops and multicast feeders
 
+	udp udpSockets // set in Start, before any session
+
 	mu   sync.Mutex // mu guards outs
 	outs map[string]*outStream
 }
@@ -176,16 +180,17 @@ func (s *Server) Start() error {
 				readTimeout: s.conf.ReadTimeout}, nil
 		},
 	}
-	if !s.conf.has(TransportUDP) && !s.conf.has(TransportMulticast) {
-		// No packet of a TCP player goes through gortsplib's queue
-		// (interleaved.go); only RTSP tunneled in HTTP or WebSocket
-		// does, and it waits for room (play loop): gortsplib's own
-		// default is enough, instead of the 64 KiB per player that
+	if !s.conf.has(TransportMulticast) {
+		// No packet of a TCP or UDP player goes through gortsplib's
+		// queue (interleaved.go, udp.go); only RTSP tunneled in HTTP or
+		// WebSocket does, and it waits for room (play loop): gortsplib's
+		// own default is enough, instead of the 64 KiB per player that
 		// writeQueueSize (4096) costs, queue or not.
 		s.lib.WriteQueueSize = min(s.conf.WriteQueueSize, tunnelQueueSize)
 	}
 	if s.conf.has(TransportUDP) {
 		s.lib.UDPRTPAddress, s.lib.UDPRTCPAddress = s.conf.UDPRTPAddress, s.conf.UDPRTCPAddress
+		s.lib.ListenPacket = s.listenPacket
 	}
 	if s.conf.has(TransportMulticast) {
 		s.lib.MulticastIPRange = s.conf.MulticastIPRange
@@ -237,8 +242,8 @@ type session struct {
 	mcStream *gortsplib.ServerStream // a multicast player's group stream
 	// tcp is where each media set up over TCP goes (OnResponse, from the
 	// SETUP answers; read by OnPlay).
-	tcp  map[*description.Media]*tcpTrack
-	stop func() // ends the play loop, waiting for it
+	dests map[*description.Media]*trackDest
+	stop  func() // ends the play loop, waiting for it
 	// Written by the play loop, read after stop returned.
 	endReason string // why the server ended the session ("" if the client did)
 	drops     uint64 // units skipped because the player's queue stayed full
@@ -279,17 +284,33 @@ func (s *Server) OnResponse(sc *gortsplib.ServerConn, res *base.Response) {
 		return
 	}
 	var th headers.Transport
-	if th.Unmarshal(v) != nil || th.InterleavedIDs == nil || th.SSRC == nil {
+	if th.Unmarshal(v) != nil || th.SSRC == nil {
+		return
+	}
+	d := &trackDest{ssrc: *th.SSRC}
+	switch {
+	case th.InterleavedIDs != nil:
+		d.channel = th.InterleavedIDs[0]
+	case th.ClientPorts != nil:
+		// gortsplib sends to the address of the connection that set up
+		// the session, at the ports of its SETUP.
+		ta, ok := sc.NetConn().RemoteAddr().(*net.TCPAddr)
+		if !ok {
+			return
+		}
+		d.rtpAddr = &net.UDPAddr{IP: ta.IP, Zone: ta.Zone, Port: th.ClientPorts[0]}
+		d.rtcpAddr = &net.UDPAddr{IP: ta.IP, Zone: ta.Zone, Port: th.ClientPorts[1]}
+	default:
 		return
 	}
 	medias := ss.Medias()
 	if len(medias) == 0 {
 		return
 	}
-	if st.tcp == nil {
-		st.tcp = map[*description.Media]*tcpTrack{}
+	if st.dests == nil {
+		st.dests = map[*description.Media]*trackDest{}
 	}
-	st.tcp[medias[len(medias)-1]] = &tcpTrack{channel: th.InterleavedIDs[0], ssrc: *th.SSRC}
+	st.dests[medias[len(medias)-1]] = d
 }
 
 // OnConnClose logs why a connection ended, once.
@@ -514,7 +535,7 @@ func (s *Server) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (res *base.Respon
 	if err != nil {
 		return refusal(err), nil
 	}
-	st.stop = s.startPlay(ctx.Session, st, st.out, r, s.tcpWriter(ctx.Session, ctx.Conn, st))
+	st.stop = s.startPlay(ctx.Session, st, st.out, r, s.playWriter(ctx.Session, ctx.Conn, st))
 	markInSession(ctx.Conn.NetConn())
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
