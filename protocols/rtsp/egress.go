@@ -370,7 +370,7 @@ type packetWriter func(m *description.Media, p *rtp.Packet, ntp time.Time) error
 type player struct {
 	out    *outStream
 	write  packetWriter
-	il     *interleaved // a TCP player's own writer, used instead of write when set
+	il     *interleaved // a TCP or UDP player's own sender, used instead of write when set
 	on     []bool       // by hub track ID: the output has the track (a player may set up only some)
 	seq    []uint16
 	base   []uint32
@@ -505,8 +505,8 @@ func isQueueFull(err error) bool {
 
 // startPlay runs a unicast player's loop until the session ends, the
 // stream ends or stop is called. stop waits for the loop.
-// il, if not nil, writes the packets of a TCP player (else gortsplib
-// does).
+// il, if not nil, sends the packets of a TCP or UDP player (else
+// gortsplib does).
 func (s *Server) startPlay(ss *gortsplib.ServerSession, st *session, o *outStream, r *server.Reader, il *interleaved) (stop func()) {
 	ctx, cancel := context.WithCancel(s.ctx)
 	done := make(chan struct{})

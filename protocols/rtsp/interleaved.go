@@ -51,7 +51,8 @@ type trackDest struct {
 	ssrc              uint32       // the SSRC the SETUP response announced
 }
 
-// interleaved writes a TCP player's packets to its connection itself.
+// interleaved sends a player's packets itself: interleaved frames on a TCP
+// player's connection, or datagrams to a UDP player (udp.go).
 type interleaved struct {
 	conn    *deadlineConn
 	timeout time.Duration
