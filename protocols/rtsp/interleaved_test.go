@@ -211,20 +211,7 @@ func TestPlayTCPPauseAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitPublished(t, e, "live/pause")
-	tcp := gortsplib.ProtocolTCP
-	u, _ := base.ParseURL(e.url("live/pause"))
-	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &tcp}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		t.Fatal(err)
-	}
+	c := setupPlayer(t, e.url("live/pause"), gortsplib.ProtocolTCP)
 	var got atomic.Int64
 	c.OnPacketRTPAny(func(*description.Media, format.Format, *rtp.Packet) { got.Add(1) })
 	waitPackets := func(what string) {

@@ -804,19 +804,7 @@ func TestSenderReportsCarryWallTime(t *testing.T) {
 }
 
 func senderReportsCarryWallTime(t *testing.T, e *env, proto gortsplib.Protocol) {
-	u, _ := base.ParseURL(e.url("live/ntp"))
-	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto}
-	if err := c.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	desc, _, err := c.Describe(u)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
-		t.Fatal(err)
-	}
+	c := setupPlayer(t, e.url("live/ntp"), proto)
 	var mu sync.Mutex
 	worst := map[string]time.Duration{}
 	seen := map[string]int{}
@@ -854,4 +842,27 @@ func senderReportsCarryWallTime(t *testing.T, e *env, proto gortsplib.Protocol) 
 		}
 		t.Logf("%s: NTP within %v of arrival", typ, worst[typ].Round(time.Millisecond))
 	}
+}
+
+// setupPlayer starts a gortsplib client, DESCRIBEs url and SETUPs every
+// media over proto; the client is closed when the test ends.
+func setupPlayer(t *testing.T, url string, proto gortsplib.Protocol) *gortsplib.Client {
+	t.Helper()
+	u, err := base.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &gortsplib.Client{Scheme: u.Scheme, Host: u.Host, Protocol: &proto}
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	desc, _, err := c.Describe(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.SetupAll(desc.BaseURL, desc.Medias); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
