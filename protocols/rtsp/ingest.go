@@ -306,8 +306,10 @@ func (in *ingest) videoAU(inp *input, pts int64, au [][]byte) {
 		// The extractor may place a frame after its PTS when the reorder
 		// depth grows; a picture is never decoded after it is shown.
 		dts = min(dts, pts)
-		if err == nil && inp.hasLast && dts < inp.lastDTS {
-			err = errors.New("DTS went back (PTS jumped back)")
+		if err == nil && inp.hasLast && dts <= inp.lastDTS {
+			// Equal counts too: a muxer downstream (ffmpeg's among them)
+			// refuses a DTS that does not grow.
+			err = errors.New("DTS did not grow (PTS jumped back, or frames were lost)")
 		}
 		if err != nil {
 			// An access unit the extractor cannot place: resync at the
