@@ -189,7 +189,9 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 			bound: func() { conf.RTMP.Address = rtmpSrv.Addr().String() }})
 	}
 	if conf.RTSP.Address != "" {
-		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+		rc := conf.RTSPServerConfig()
+		rc.DigestHA1 = func(path string) (string, []byte, bool) { return registryDigest(reg, path) }
+		rtspSrv := rtsp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
 			if err := rtspSrv.Start(); err != nil {
 				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
@@ -333,6 +335,19 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 			httpSrv.Close()
 		},
 	}
+}
+
+// registryDigest returns the RTSP Digest user name and HA1 of the
+// registered stream at path (<prefix>/<id>, or a path under it): the user
+// name is the stream id.
+func registryDigest(reg *registry.Registry, path string) (string, []byte, bool) {
+	rest, ok := strings.CutPrefix(path, reg.Prefix()+"/")
+	if !ok {
+		return "", nil, false
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	ha1, ok := reg.DigestHA1(id)
+	return id, ha1, ok
 }
 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the

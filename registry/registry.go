@@ -26,6 +26,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/streamhub/streamhub/internal/digest"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -68,6 +69,10 @@ type Stream struct {
 	Created time.Time `json:"created"`
 	// KeyHash is SHA-256 of the key.
 	KeyHash []byte `json:"keyHash"`
+	// DigestHA1 is MD5(id:realm:key) for RTSP Digest (digest.HA1 with the
+	// stream id as the user name), set when the key is made or rotated;
+	// nil on a stream made before streamhub kept it (rotate its key).
+	DigestHA1 []byte `json:"digestHA1,omitempty"`
 }
 
 // Registry is the set of registered streams. It is safe for concurrent use.
@@ -185,6 +190,7 @@ func (r *Registry) Create(name string) (Stream, string, error) {
 	for r.byID[s.ID] != nil || r.deleted[s.ID] {
 		s.ID = newID()
 	}
+	s.DigestHA1 = digest.HA1(s.ID, key)
 	if err := r.put(s); err != nil {
 		return Stream{}, "", fmt.Errorf("registry: saving: %w", err)
 	}
@@ -257,6 +263,7 @@ func (r *Registry) RotateKey(id string) (string, error) {
 	h := hashKey(key)
 	n := *s
 	n.KeyHash = h[:]
+	n.DigestHA1 = digest.HA1(id, key)
 	if err := r.put(&n); err != nil {
 		return "", fmt.Errorf("registry: saving: %w", err)
 	}
@@ -277,6 +284,20 @@ func (r *Registry) KeyMatches(id, key string) bool {
 	}
 	h := hashKey(key)
 	return subtle.ConstantTimeCompare(h[:], s.KeyHash) == 1
+}
+
+// DigestHA1 returns the RTSP Digest HA1 of the stream with id
+// (MD5(id:digest.Realm:key)): the user name is the stream id, the password
+// its key. It reports false for an unknown id and for a stream made before
+// HA1 was kept (until its key is rotated).
+func (r *Registry) DigestHA1(id string) ([]byte, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := r.byID[id]
+	if s == nil || len(s.DigestHA1) != len(digest.HA1("", "")) {
+		return nil, false
+	}
+	return slices.Clone(s.DigestHA1), true
 }
 
 // byKeyLocked returns the stream whose key is key; r.mu must be held.

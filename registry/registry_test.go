@@ -1,11 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamhub/streamhub/internal/digest"
 )
 
 func open(t *testing.T, file string, openPublish bool) *Registry {
@@ -167,5 +170,47 @@ func TestOpenLockedSaysWhy(t *testing.T) {
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "streams.database") ||
 		!strings.Contains(err.Error(), "another streamhub") {
 		t.Fatalf("second Open: %v", err)
+	}
+}
+
+// A stream's RTSP Digest HA1 is MD5(id:realm:key), made with the key and
+// remade when it rotates, and survives a reopen; an unknown id has none.
+func TestDigestHA1(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "s.db")
+	r := open(t, file, false)
+	s, key, err := r.Create("show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha1, ok := r.DigestHA1(s.ID)
+	if !ok || !bytes.Equal(ha1, digest.HA1(s.ID, key)) {
+		t.Fatalf("DigestHA1 = %x, %v; want MD5(id:realm:key) %x", ha1, ok, digest.HA1(s.ID, key))
+	}
+	if bytes.Equal(ha1, digest.HA1("other", key)) || bytes.Equal(ha1, digest.HA1(s.ID, key+"x")) {
+		t.Fatal("HA1 does not depend on the user name and the key")
+	}
+	key2, err := r.RotateKey(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha1b, _ := r.DigestHA1(s.ID)
+	if !bytes.Equal(ha1b, digest.HA1(s.ID, key2)) {
+		t.Fatal("HA1 not remade with the rotated key")
+	}
+	r.Close()
+	r = open(t, file, false)
+	defer r.Close()
+	if got, ok := r.DigestHA1(s.ID); !ok || !bytes.Equal(got, ha1b) {
+		t.Fatalf("after a reopen: %x %v", got, ok)
+	}
+	raw, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(key2)) {
+		t.Fatal("the key is in the file in clear")
+	}
+	if _, ok := r.DigestHA1("nosuchid"); ok {
+		t.Fatal("an unknown id has an HA1")
 	}
 }
