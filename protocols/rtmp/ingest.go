@@ -2,6 +2,7 @@ package rtmp
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
@@ -23,10 +24,12 @@ const trackProbe = probeWindow
 const rtmpClock = time.Duration(1<<32) * time.Millisecond
 
 // publish reads the publisher's tracks, registers it in the hub on the
-// path it claimed and pumps its media until the connection ends.
+// path it claimed (and its further video tracks as rungs, multitrack.go)
+// and pumps its media until the connection ends.
 func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
 	defer claim.Release() // no-op once published
-	probe := &probeConn{Conn: sc}
+	ids := newTrackIDs()
+	probe := &probeConn{Conn: sc, ids: ids}
 	r := &gortmplib.Reader{Conn: probe}
 	// Reading the tracks can take up to trackProbe of media (about as much
 	// wall time from a live encoder without onMetaData), so the handshake
@@ -37,11 +40,32 @@ func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
 	c.rd.left = -1
-	r.Conn = &replayConn{Conn: sc, queue: probe.read}
-	in, err := newIngest(r.Tracks())
+	filter := &trackFilter{Conn: &replayConn{Conn: sc, queue: probe.read}, video: map[uint8]bool{}, audio: ids.audio, log: c.log}
+	r.Conn = filter
+	source, further, furtherIDs := splitTracks(r.Tracks(), sortedIDs(ids.video))
+	in, err := newIngest(source)
 	if err != nil {
 		return c.refuse(sc, "NetStream.Publish.Failed", err)
 	}
+	in.log = c.log
+	if vids := sortedIDs(ids.video); len(vids) > 0 {
+		filter.video[vids[0]] = true
+	}
+	// The rungs first: the source's ladder, started when the source
+	// publishes, then leaves their heights to them.
+	in.rungs = newRungs(further, furtherIDs, claim.Path(), in.firstAudio(), c.log)
+	defer in.closeRungs()
+	for _, rg := range in.rungs {
+		pub, err := c.srv.hub.PublishTrusted(rg.path, rg.tracks, server.PublishOptions{Derived: true, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String()})
+		if err != nil {
+			c.log.Warn("multitrack: a rendition not published", "track", rg.id, "path", rg.path, "err", err)
+			rg.ended = true
+			continue
+		}
+		rg.pub = pub
+		filter.video[rg.id] = true
+	}
+	filter.onEnd = in.trackEnded
 	pub, err := claim.Publish(in.tracks)
 	if err != nil {
 		return c.refuse(sc, refusalCode(err, true), err)
@@ -49,6 +73,11 @@ func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
 	defer pub.Close()
 	in.pub = pub
 	in.register(r)
+	defer func() {
+		if filter.dropped > 0 {
+			c.log.Info("multitrack: messages of tracks not carried were dropped", "messages", filter.dropped)
+		}
+	}()
 
 	for {
 		// Read and write: Read also writes the acknowledgements the
@@ -67,6 +96,12 @@ type ingest struct {
 	lib    []*gortmplib.Track // lib[i] is tracks[i]'s gortmplib track
 	video  map[int]*units.Video
 	unwrap []units.Unwrapper
+	// The publisher's further video tracks (multitrack.go), and the DTS of
+	// the source's last picture (srcSeen: there was one).
+	rungs   []*rung
+	srcLast time.Duration
+	srcSeen bool
+	log     *slog.Logger
 }
 
 // newIngest maps gortmplib tracks to hub tracks, refusing codecs the hub
@@ -122,8 +157,19 @@ func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
 	return in, nil
 }
 
-// register sets the gortmplib callbacks.
+// register sets the gortmplib callbacks, the rungs' included (every track
+// the reader knows needs one: gortmplib calls it unchecked).
 func (in *ingest) register(r *gortmplib.Reader) {
+	for _, rg := range in.rungs {
+		rg := rg
+		cb := func(pts, dts time.Duration, au [][]byte) { in.rungVideo(rg, pts, dts, au) }
+		switch rg.lib.Codec.(type) {
+		case *rtmpcodecs.H264:
+			r.OnDataH264(rg.lib, cb)
+		case *rtmpcodecs.H265:
+			r.OnDataH265(rg.lib, cb)
+		}
+	}
 	for i, lt := range in.lib {
 		id := i
 		switch lt.Codec.(type) {
@@ -158,6 +204,10 @@ func (in *ingest) video26x(id int, pts, dts time.Duration, au [][]byte) {
 	}
 	u.Wall = time.Now()
 	in.pub.Write(u)
+	if id == in.firstVideo() {
+		in.srcLast, in.srcSeen = u.DTS, true
+		in.checkSilentRungs()
+	}
 }
 
 func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
@@ -165,6 +215,9 @@ func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
 		return
 	}
 	upts := in.unwrap[id].Unwrap(pts % rtmpClock)
-	in.pub.Write(&media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true,
-		Payload: [][]byte{frame}, Wall: time.Now()})
+	u := &media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true, Payload: [][]byte{frame}, Wall: time.Now()}
+	in.pub.Write(u)
+	if len(in.rungs) > 0 && in.tracks[id] == in.firstAudio() {
+		in.rungAudio(u)
+	}
 }
