@@ -111,7 +111,10 @@ func (ids trackIDs) admit(msg message.Message) bool {
 			ids.audio[m.TrackID] = true
 			return true
 		case *message.AudioExCodedFrames:
-			return ids.audio[m.TrackID] || w.FourCC == message.FourCCMP3
+			if w.FourCC == message.FourCCMP3 { // needs no sequence start
+				ids.audio[m.TrackID] = true
+			}
+			return ids.audio[m.TrackID]
 		}
 		return ids.audio[m.TrackID]
 	}
