@@ -27,38 +27,57 @@ const rtmpClock = time.Duration(1<<32) * time.Millisecond
 // path it claimed (and its further video tracks as rungs, multitrack.go)
 // and pumps its media until the connection ends.
 func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
-	defer claim.Release() // no-op once published
-	ids := newTrackIDs()
-	probe := &probeConn{Conn: sc, ids: ids}
-	r := &gortmplib.Reader{Conn: probe}
 	// Reading the tracks can take up to trackProbe of media (about as much
 	// wall time from a live encoder without onMetaData), so the handshake
 	// deadline does not fit it.
 	c.nc.SetDeadline(time.Now().Add(trackProbe + c.srv.conf.ReadTimeout))
 	c.rd.left = probeMaxBytes
+	return pump(sc, claim, c.srv.hub, c.log, c.nc.RemoteAddr().String(), pumpHooks{
+		probed: func() { c.rd.left = -1 },
+		// Read and write: Read also writes the acknowledgements the
+		// publisher asked for, which must not meet the handshake deadline.
+		reading: func() { c.nc.SetDeadline(time.Now().Add(c.srv.conf.ReadTimeout)) },
+		refuse:  func(code string, err error) error { return c.refuse(sc, code, err) },
+	})
+}
+
+// pumpHooks are what pump asks of the connection.
+type pumpHooks struct {
+	probed  func()                             // the tracks are known
+	reading func()                             // before each read
+	refuse  func(code string, err error) error // tell the publisher why, return err
+}
+
+// pump is publish on any gortmplib connection (a fuzz target drives it
+// with made-up messages).
+func pump(sc gortmplib.Conn, claim *server.Claim, hub *server.Hub, log *slog.Logger, remote string, h pumpHooks) error {
+	defer claim.Release() // no-op once published
+	ids := newTrackIDs()
+	probe := &probeConn{Conn: sc, ids: ids}
+	r := &gortmplib.Reader{Conn: probe}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
-	c.rd.left = -1
-	filter := &trackFilter{Conn: &replayConn{Conn: sc, queue: probe.read}, video: map[uint8]bool{}, audio: ids.audio, log: c.log}
+	h.probed()
+	filter := &trackFilter{Conn: &replayConn{Conn: sc, queue: probe.read}, video: map[uint8]bool{}, audio: ids.audio, log: log}
 	r.Conn = filter
 	source, further, furtherIDs := splitTracks(r.Tracks(), sortedIDs(ids.video))
 	in, err := newIngest(source)
 	if err != nil {
-		return c.refuse(sc, "NetStream.Publish.Failed", err)
+		return h.refuse("NetStream.Publish.Failed", err)
 	}
-	in.log = c.log
+	in.log = log
 	if vids := sortedIDs(ids.video); len(vids) > 0 {
 		filter.video[vids[0]] = true
 	}
 	// The rungs first: the source's ladder, started when the source
 	// publishes, then leaves their heights to them.
-	in.rungs = newRungs(further, furtherIDs, claim.Path(), in.firstAudio(), c.log)
+	in.rungs = newRungs(further, furtherIDs, claim.Path(), in.firstAudio(), log)
 	defer in.closeRungs()
 	for _, rg := range in.rungs {
-		pub, err := c.srv.hub.PublishTrusted(rg.path, rg.tracks, server.PublishOptions{Derived: true, Protocol: "rtmp", Remote: c.nc.RemoteAddr().String()})
+		pub, err := hub.PublishTrusted(rg.path, rg.tracks, server.PublishOptions{Derived: true, Protocol: "rtmp", Remote: remote})
 		if err != nil {
-			c.log.Warn("multitrack: a rendition not published", "track", rg.id, "path", rg.path, "err", err)
+			log.Warn("multitrack: a rendition not published", "track", rg.id, "path", rg.path, "err", err)
 			rg.ended = true
 			continue
 		}
@@ -68,21 +87,18 @@ func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
 	filter.onEnd = in.trackEnded
 	pub, err := claim.Publish(in.tracks)
 	if err != nil {
-		return c.refuse(sc, refusalCode(err, true), err)
+		return h.refuse(refusalCode(err, true), err)
 	}
 	defer pub.Close()
 	in.pub = pub
 	in.register(r)
 	defer func() {
 		if filter.dropped > 0 {
-			c.log.Info("multitrack: messages of tracks not carried were dropped", "messages", filter.dropped)
+			log.Info("multitrack: messages of tracks not carried were dropped", "messages", filter.dropped)
 		}
 	}()
-
 	for {
-		// Read and write: Read also writes the acknowledgements the
-		// publisher asked for, which must not meet the handshake deadline.
-		c.nc.SetDeadline(time.Now().Add(c.srv.conf.ReadTimeout))
+		h.reading()
 		if err := r.Read(); err != nil {
 			return fmt.Errorf("rtmp: publisher: %w", err)
 		}
