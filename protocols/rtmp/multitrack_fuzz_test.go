@@ -150,4 +150,5 @@ func FuzzMultitrackPublisher(f *testing.F) {
 		}
 	})
 }
+
 var fuzzLogOut io.Writer = io.Discard
