@@ -151,4 +151,6 @@ func FuzzMultitrackPublisher(f *testing.F) {
 	})
 }
 
+// fuzzLogOut is where the fuzz target logs (io.Discard; a debugging test may
+// point it at os.Stdout).
 var fuzzLogOut io.Writer = io.Discard
