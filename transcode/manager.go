@@ -112,7 +112,7 @@ func (m *Manager) OnPublish(path string, derived bool) {
 	case ModeOnDemand:
 		// A republish (an encoder reconnecting): rung readers waiting in
 		// the grace period get their rungs back.
-		for _, r := range p.Rungs {
+		for _, r := range m.withoutPublisherRungs(path, p.Rungs) {
 			if s := m.hub.Stream(path + "/" + r.Name); s != nil && s.ReaderCount() > 0 {
 				m.start(path)
 				return
