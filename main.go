@@ -113,7 +113,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			cmd.OutOrStdout().Write(defaultConfigYAML) //nolint:errcheck // stdout
 		},
 	})
-	root.AddCommand(serve, versionCmd, configCmd)
+	root.AddCommand(serve, versionCmd, configCmd, newRegistryCmd())
 	return root
 }
 
@@ -154,7 +154,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	log := newLogger(conf.Log, logOut)
 	log.Info("starting", "version", versionString())
 
-	reg, err := registry.Open(conf.Streams.Database, conf.Streams.Prefix, conf.Streams.Open)
+	reg, err := registry.New(ctx, registry.Options{Database: conf.Streams.Database, Prefix: conf.Streams.Prefix,
+		Open: conf.Streams.Open, Timeout: conf.Streams.DatabaseTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -292,7 +293,7 @@ type component struct {
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
-func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
 	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
 	// Built at start, after the other components bound their addresses.
 	var (
@@ -337,7 +338,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
-func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
 	rtcH http.Handler, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
@@ -380,7 +381,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, api.RegistryCollector(reg)), webH, rtcH)),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
