@@ -33,13 +33,24 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Bin is where Debian installs PostgreSQL 15's server programs.
-const Bin = "/usr/lib/postgresql/15/bin"
+// Bin is where Debian installs PostgreSQL 15's server programs; another
+// major version's (/usr/lib/postgresql/N/bin) is used when 15 is missing
+// (a newer Debian's postgresql package).
+var Bin = func() string {
+	const want = "/usr/lib/postgresql/15/bin"
+	if _, err := os.Stat(filepath.Join(want, "initdb")); err == nil {
+		return want
+	}
+	if m, _ := filepath.Glob("/usr/lib/postgresql/*/bin/initdb"); len(m) > 0 {
+		return filepath.Dir(m[len(m)-1])
+	}
+	return want
+}()
 
 // Available says why PostgreSQL cannot be started here, or nil.
 func Available() error {
 	if _, err := os.Stat(filepath.Join(Bin, "initdb")); err != nil {
-		return fmt.Errorf("no PostgreSQL 15 in %s: install the postgresql package (scripts/test.sh does)", Bin)
+		return fmt.Errorf("no PostgreSQL in %s: install the postgresql package (scripts/test.sh does)", Bin)
 	}
 	if os.Geteuid() == 0 {
 		if _, err := user.Lookup("postgres"); err != nil {
