@@ -276,3 +276,39 @@ func testPGOutage(t *testing.T, srv *testpg.Server) {
 		t.Fatalf("after a restart: %v", err)
 	}
 }
+
+// BenchmarkResolve is the publish check of a stream key: from memory
+// (bbolt) and one query (PostgreSQL over a unix socket).
+func BenchmarkResolve(b *testing.B) {
+	bench := func(b *testing.B, r Registry) {
+		_, key, err := r.Create("bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if _, _, ok, err := r.Resolve("live/"+key, ""); !ok || err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.Run("bbolt", func(b *testing.B) {
+		r, err := Open(filepath.Join(b.TempDir(), "s.db"), "live", false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		bench(b, r)
+	})
+	b.Run("postgres", func(b *testing.B) {
+		if err := testpg.Available(); err != nil {
+			b.Skip(err)
+		}
+		srv := testpg.Start(b)
+		r, err := OpenPostgres(context.Background(), Options{Database: srv.DSN, Prefix: "live", Logger: quiet})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer r.Close()
+		bench(b, r)
+	})
+}
