@@ -178,6 +178,11 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
+	reg.Watch(func(id string) { // a key rotated or a stream deleted through another node
+		if hub.KickPublisher(reg.Path(id)) {
+			log.Info("stream key revoked on another node: publisher kicked", "id", id)
+		}
+	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
 	// The components, started in this order and closed in reverse; one

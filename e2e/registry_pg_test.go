@@ -51,7 +51,8 @@ func registryHealth(t *testing.T, s *streamhub) (up bool, why string, metricUp b
 }
 
 // Two nodes on one PostgreSQL: a key created through node B's API
-// publishes (ffmpeg, RTMP) on node A, at the stream's id. PostgreSQL
+// publishes (ffmpeg, RTMP) on node A, at the stream's id; rotated through
+// B, it is kicked and refused on A. PostgreSQL
 // stopped: A refuses a publisher with the reason, says so in the API and
 // /metrics; started again: A publishes again without a restart.
 func TestPostgresRegistryTwoNodes(t *testing.T) {
@@ -68,7 +69,18 @@ func TestPostgresRegistryTwoNodes(t *testing.T) {
 	}
 	pub := startPublisher(t, a.rtmpURL("live/"+c.Key))
 	waitLiveURL(t, a.flvURL(c.Path), c.Path, pub)
-	pub.kill()
+
+	// The key rotated through node B: node A kicks its publisher (NOTIFY),
+	// and the old key is refused on A.
+	oldKey := c.Key
+	if code := apiDo(t, "POST", "http://"+b.httpAddr+"/api/v1/streams/"+c.ID+"/rotate-key", oldKey, "", &c); code != 200 || c.Key == oldKey {
+		t.Fatalf("rotate on b: %d", code)
+	}
+	waitUntil(t, 10*time.Second, "node a kicks the publisher of the key rotated on node b", pub.exited)
+	a.waitLog(t, 5*time.Second, "stream key revoked on another node: publisher kicked")
+	if _, stderr, code := run(t, 20*time.Second, "ffmpeg", publisherArgs(a.rtmpURL("live/"+oldKey), "-t", "3")...); code == 0 {
+		t.Fatalf("the rotated key still publishes on node a:\n%s", tail(stderr, 10))
+	}
 	if up, why, mup := registryHealth(t, a); !up || !mup {
 		t.Fatalf("node a's registry while PostgreSQL runs: up %v (%s), metric up %v", up, why, mup)
 	}

@@ -33,11 +33,13 @@ type Postgres struct {
 	where   string // host:port/database, for messages (never the password)
 	log     *slog.Logger
 
-	mu     sync.Mutex // mu guards health
-	health Health
+	mu       sync.Mutex // mu guards health and relisten
+	health   Health
+	relisten context.CancelFunc // ends the revocation listener's connection (nil: none)
 
-	stop chan struct{}
-	done chan struct{}
+	ctx    context.Context // ctx ends at Close
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the pings and the revocation listener
 }
 
 // healthEvery is how often an idle registry pings PostgreSQL, so Health
@@ -84,9 +86,10 @@ func OpenPostgres(ctx context.Context, o Options) (*Postgres, error) {
 	}
 	o.Logger.Info("stream registry in PostgreSQL", "database", where, "schema", SchemaVersion(), "migrationsApplied", len(applied))
 	p := &Postgres{pool: pool, prefix: strings.Trim(o.Prefix, "/"), open: o.Open, timeout: o.Timeout, where: where,
-		log: o.Logger.With("component", "registry"), health: Health{Backend: "postgres", Up: true, Since: time.Now()},
-		stop: make(chan struct{}), done: make(chan struct{})}
-	go p.watch()
+		log: o.Logger.With("component", "registry"), health: Health{Backend: "postgres", Up: true, Since: time.Now()}}
+	p.ctx, p.cancel = context.WithCancel(context.Background())
+	p.wg.Add(1)
+	go p.ping()
 	return p, nil
 }
 
@@ -102,14 +105,14 @@ func describe(c *pgx.ConnConfig) string {
 	return host + "/" + c.Database
 }
 
-// watch pings the database while nothing else asks it.
-func (p *Postgres) watch() {
-	defer close(p.done)
+// ping pings the database while nothing else asks it.
+func (p *Postgres) ping() {
+	defer p.wg.Done()
 	t := time.NewTicker(healthEvery)
 	defer t.Stop()
 	for {
 		select {
-		case <-p.stop:
+		case <-p.ctx.Done():
 			return
 		case <-t.C:
 			p.do("a ping", func(ctx context.Context) error { return p.pool.Ping(ctx) }) //nolint:errcheck // Health says it
@@ -117,12 +120,86 @@ func (p *Postgres) watch() {
 	}
 }
 
-// Close stops the pings and closes the pool.
+// Close stops the pings and the listener and closes the pool.
 func (p *Postgres) Close() error {
-	close(p.stop)
-	<-p.done
+	p.cancel()
+	p.wg.Wait()
 	p.pool.Close()
 	return nil
+}
+
+// revokedChannel is the NOTIFY channel of rotated keys and deleted
+// streams; the payload is the stream's id.
+const revokedChannel = "streamhub_registry_revoked"
+
+// Watch calls onRevoked with the id of every stream whose key is rotated or
+// that is deleted, on any node (this one included), as PostgreSQL notifies
+// it (LISTEN/NOTIFY, sent at commit): main kicks the stream's publisher if
+// it is on this node. A notification sent while this node is cut from
+// PostgreSQL is lost (that publisher goes on until it reconnects); the
+// listener connects again by itself, and again whenever PostgreSQL
+// answers after an outage (a half-open connection would wait forever).
+func (p *Postgres) Watch(onRevoked func(id string)) {
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			err := p.listen(onRevoked)
+			select {
+			case <-p.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			p.log.Debug("stream registry: listening for revoked keys again", "error", err)
+		}
+	}()
+}
+
+// listen holds one connection of its own LISTENing until it fails, Close,
+// or PostgreSQL answers again after an outage.
+func (p *Postgres) listen(onRevoked func(id string)) error {
+	ctx, cancel := context.WithCancel(p.ctx)
+	defer cancel()
+	p.mu.Lock()
+	p.relisten = cancel
+	p.mu.Unlock()
+	actx, acancel := context.WithTimeout(ctx, p.timeout)
+	defer acancel()
+	c, err := p.pool.Acquire(actx)
+	if err != nil {
+		return err
+	}
+	conn := c.Hijack() // out of the pool: it waits for notifications only
+	defer func() {
+		cctx, ccancel := context.WithTimeout(context.Background(), time.Second)
+		conn.Close(cctx) //nolint:errcheck // gone anyway
+		ccancel()
+	}()
+	if _, err := conn.Exec(actx, "LISTEN "+revokedChannel); err != nil {
+		return err
+	}
+	for {
+		n, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		if validID(n.Payload) { // never a path out of what a garbage payload says
+			onRevoked(n.Payload)
+		}
+	}
+}
+
+// validID reports whether id is one newID could make.
+func validID(id string) bool {
+	if len(id) != 13 {
+		return false
+	}
+	for _, c := range id {
+		if (c < 'a' || c > 'z') && (c < '2' || c > '7') {
+			return false
+		}
+	}
+	return true
 }
 
 // Prefix returns the path prefix of registered streams (live).
@@ -149,6 +226,8 @@ func (p *Postgres) note(down error) {
 	p.health = Health{Backend: "postgres", Up: down == nil, Since: time.Now()}
 	if down != nil {
 		p.health.Error = down.Error()
+	} else if p.relisten != nil {
+		p.relisten() // its connection may be half open since the outage
 	}
 	p.mu.Unlock()
 	if down != nil {
@@ -281,6 +360,10 @@ func (p *Postgres) Delete(id string) error {
 				return ErrNotFound
 			}
 			_, err = tx.Exec(ctx, "INSERT INTO streamhub_deleted_streams (id, deleted) VALUES ($1, now()) ON CONFLICT DO NOTHING", id)
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", revokedChannel, id)
 			return err
 		})
 	})
@@ -295,11 +378,17 @@ func (p *Postgres) RotateKey(id string) (string, error) {
 	key := newKey()
 	h := hashKey(key)
 	err := p.do("a key rotation", func(ctx context.Context) error {
-		tag, err := p.pool.Exec(ctx, "UPDATE streamhub_streams SET key_hash = $2 WHERE id = $1", id, h[:])
-		if err == nil && tag.RowsAffected() == 0 {
-			return ErrNotFound
-		}
-		return err
+		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, "UPDATE streamhub_streams SET key_hash = $2 WHERE id = $1", id, h[:])
+			if err == nil && tag.RowsAffected() == 0 {
+				return ErrNotFound
+			}
+			if err != nil {
+				return err
+			}
+			_, err = tx.Exec(ctx, "SELECT pg_notify($1, $2)", revokedChannel, id)
+			return err
+		})
 	})
 	if errors.Is(err, ErrNotFound) {
 		return "", err

@@ -68,6 +68,7 @@ func TestPostgres(t *testing.T) {
 	t.Run("Migrations", func(t *testing.T) { testPGMigrations(t, srv) })
 	t.Run("Copy", func(t *testing.T) { testPGCopy(t, srv) })
 	t.Run("OpenErrors", func(t *testing.T) { testPGOpenErrors(t, srv) })
+	t.Run("Watch", func(t *testing.T) { testPGWatch(t, srv) })
 	// Last: they stop and pause the server.
 	t.Run("SlowThenDownThenBack", func(t *testing.T) { testPGOutage(t, srv) })
 }
@@ -214,8 +215,16 @@ func testPGOutage(t *testing.T, srv *testpg.Server) {
 	old := healthEvery
 	healthEvery = 100 * time.Millisecond
 	defer func() { healthEvery = old }()
-	r := openPG(t, srv.NewDatabase(t), false, 500*time.Millisecond)
+	db := srv.NewDatabase(t)
+	r := openPG(t, db, false, 500*time.Millisecond)
 	defer r.Close()
+	got := make(chan string, 100)
+	r.Watch(func(id string) {
+		select {
+		case got <- id:
+		default:
+		}
+	})
 	s, key, err := r.Create("x")
 	if err != nil {
 		t.Fatal(err)
@@ -275,6 +284,10 @@ func testPGOutage(t *testing.T, srv *testpg.Server) {
 	if err := check(); err != nil {
 		t.Fatalf("after a restart: %v", err)
 	}
+	// The revocation listener is back too.
+	other := openPG(t, db, false, 5*time.Second)
+	defer other.Close()
+	rotateUntilHeard(t, other, s.ID, got)
 }
 
 // BenchmarkResolve is the publish check of a stream key: from memory
@@ -311,4 +324,73 @@ func BenchmarkResolve(b *testing.B) {
 		defer r.Close()
 		bench(b, r)
 	})
+}
+
+// rotateUntilHeard rotates id's key through b until got says a listener
+// heard it (the listener connects in the background), then empties got.
+func rotateUntilHeard(t *testing.T, b Registry, id string, got chan string) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := b.RotateKey(id); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case heard := <-got:
+			if heard != id {
+				t.Fatalf("rotation: revoked %q, want %q", heard, id)
+			}
+			time.Sleep(100 * time.Millisecond)
+			for len(got) > 0 {
+				<-got
+			}
+			return
+		case <-time.After(200 * time.Millisecond):
+			if time.Now().After(deadline) {
+				t.Fatal("a rotation never reached the listener")
+			}
+		}
+	}
+}
+
+// A key rotated or a stream deleted through node b reaches node a's Watch;
+// a garbage payload does not.
+func testPGWatch(t *testing.T, srv *testpg.Server) {
+	db := srv.NewDatabase(t)
+	a, b := openPG(t, db, false, 5*time.Second), openPG(t, db, false, 5*time.Second)
+	defer a.Close()
+	defer b.Close()
+	got := make(chan string, 10)
+	a.Watch(func(id string) { got <- id })
+	s, _, err := b.Create("x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(what string) {
+		t.Helper()
+		select {
+		case id := <-got:
+			if id != s.ID {
+				t.Fatalf("%s: revoked %q, want %q", what, id, s.ID)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s on node b did not reach node a", what)
+		}
+	}
+	rotateUntilHeard(t, b, s.ID, got)
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	for _, bad := range []string{"../../x", "live/abc", "", strings.Repeat("a", 14)} {
+		if _, err := c.Exec(ctx, "SELECT pg_notify($1, $2)", revokedChannel, bad); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Delete(s.ID); err != nil {
+		t.Fatal(err)
+	}
+	wait("a delete") // and nothing of the garbage before it
 }

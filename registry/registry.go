@@ -236,6 +236,10 @@ func (r *Bolt) Deleted() []string {
 	return out
 }
 
+// Watch does nothing: one process owns the file, and its API kicks the
+// publisher of a stream it rotates or deletes itself.
+func (r *Bolt) Watch(func(id string)) {}
+
 // Health reports the file as up: once open, it does not go away.
 func (r *Bolt) Health() Health { return Health{Backend: "bbolt", Up: true} }
 

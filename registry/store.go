@@ -44,6 +44,11 @@ type Registry interface {
 	Resolve(path, key string) (newPath, newKey string, vouched bool, err error)
 	// Health says whether the database answers now.
 	Health() Health
+	// Watch calls onRevoked (from a goroutine of its own) with the id of
+	// a stream whose key was rotated or that was deleted through another
+	// node, so this node can kick its publisher; bbolt, one node, never
+	// calls it. Call it once, before Close.
+	Watch(onRevoked func(id string))
 	// Close closes the database.
 	Close() error
 }
