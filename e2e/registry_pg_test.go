@@ -52,8 +52,8 @@ func registryHealth(t *testing.T, s *streamhub) (up bool, why string, metricUp b
 
 // Two nodes on one PostgreSQL: a key created through node B's API
 // publishes (ffmpeg, RTMP) on node A, at the stream's id; rotated through
-// B, it is kicked and refused on A. PostgreSQL
-// stopped: A refuses a publisher with the reason, says so in the API and
+// B, it is kicked and refused on A. PostgreSQL stuck: A refuses a publisher
+// after the query timeout. PostgreSQL stopped: A refuses a publisher with the reason, says so in the API and
 // /metrics; started again: A publishes again without a restart.
 func TestPostgresRegistryTwoNodes(t *testing.T) {
 	pg := startPostgresServer(t)
@@ -85,12 +85,28 @@ func TestPostgresRegistryTwoNodes(t *testing.T) {
 		t.Fatalf("node a's registry while PostgreSQL runs: up %v (%s), metric up %v", up, why, mup)
 	}
 
-	pg.Stop()
+	// PostgreSQL stuck (SIGSTOP: connections open, no answer): the
+	// publisher is refused after streams.databaseTimeout (2 s), not held.
+	pg.Pause()
+	start := time.Now()
 	_, stderr, code := run(t, 20*time.Second, "ffmpeg", publisherArgs(a.rtmpURL("live/"+c.Key), "-t", "5")...)
+	took := time.Since(start)
+	pg.Resume()
+	if code == 0 {
+		t.Fatalf("published with PostgreSQL stuck; ffmpeg said:\n%s", tail(stderr, 10))
+	}
+	a.waitLog(t, 5*time.Second, "did not answer a publish check within 2s")
+	t.Logf("a publisher with PostgreSQL stuck was refused after %s", took.Round(10*time.Millisecond))
+	waitUntil(t, 15*time.Second, "node a says PostgreSQL is up after the pause", func() bool {
+		up, _, mup := registryHealth(t, a)
+		return up && mup
+	})
+
+	pg.Stop()
+	_, stderr, code = run(t, 20*time.Second, "ffmpeg", publisherArgs(a.rtmpURL("live/"+c.Key), "-t", "5")...)
 	if code == 0 {
 		t.Fatalf("published with PostgreSQL down; ffmpeg said:\n%s", tail(stderr, 10))
 	}
-	a.waitLog(t, 10*time.Second, "did not answer a publish check")
 	waitUntil(t, 15*time.Second, "node a says PostgreSQL is down", func() bool {
 		up, _, mup := registryHealth(t, a)
 		return !up && !mup
