@@ -20,6 +20,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
@@ -281,6 +282,10 @@ func (c *Config) Validate() []error {
 	errs = append(errs, c.Transcode.Validate("transcode")...)
 	if strings.TrimSpace(c.Streams.Database) == "" {
 		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db, or a postgres:// URL")
+	} else if registry.IsPostgres(c.Streams.Database) {
+		if err := registry.CheckURL(c.Streams.Database); err != nil {
+			bad("streams.database", "%v", err)
+		}
 	}
 	if t := c.Streams.DatabaseTimeout; t < 100*time.Millisecond || t > time.Minute {
 		bad("streams.databaseTimeout", "must be between 100ms and 1m (got %s)", t)

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -101,6 +103,16 @@ const DefaultTimeout = 2 * time.Second
 func IsPostgres(database string) bool {
 	d := strings.ToLower(strings.TrimSpace(database))
 	return strings.HasPrefix(d, "postgres://") || strings.HasPrefix(d, "postgresql://")
+}
+
+// CheckURL reports what is wrong with a PostgreSQL URL for
+// streams.database, without connecting (the password is never in the
+// message).
+func CheckURL(database string) error {
+	if _, err := pgx.ParseConfig(strings.TrimSpace(database)); err != nil {
+		return fmt.Errorf("not a valid PostgreSQL URL: %w", err)
+	}
+	return nil
 }
 
 // New opens the registry streams.database names: PostgreSQL for a
