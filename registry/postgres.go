@@ -105,7 +105,8 @@ func describe(c *pgx.ConnConfig) string {
 	return host + "/" + c.Database
 }
 
-// ping pings the database while nothing else asks it.
+// ping pings the database every healthEvery, so Health follows it
+// without traffic.
 func (p *Postgres) ping() {
 	defer p.wg.Done()
 	t := time.NewTicker(healthEvery)
