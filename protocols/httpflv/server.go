@@ -214,7 +214,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 				deadlineSet = now
 			}
 			bufs := net.Buffers(tags)
-			n, err := bufs.WriteTo(nc) // one writev
+			n, err := fanout.WriteBuffers(nc, &bufs) // one writev; a few writes for TLS
 			total += n
 			r.AddBytesOut(int(n))
 			if err != nil {

@@ -195,7 +195,7 @@ func (h *Handler) wsLoop(nc net.Conn, r *server.Reader, encode func([][]byte, []
 		if len(bufs) > 0 {
 			nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
 			b := net.Buffers(bufs)
-			n, err := b.WriteTo(nc)
+			n, err := fanout.WriteBuffers(nc, &b)
 			total += n
 			r.AddBytesOut(int(n))
 			if err != nil {
