@@ -411,7 +411,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
 		IdleTimeout:       conf.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(log),
 	}
 	return flv, hlsH, webH, httpSrv
 }

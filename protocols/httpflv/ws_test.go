@@ -197,7 +197,11 @@ func TestWebSocketFLVPeerLeaves(t *testing.T) {
 		func(c *websocket.Conn) error {
 			return c.WriteMessage(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""))
 		},
-		func(c *websocket.Conn) error { return c.WriteMessage(websocket.BinaryMessage, make([]byte, 64<<10)) },
+		func(c *websocket.Conn) error {
+			// The server hangs up at 4 KiB: the rest of the write may meet a reset.
+			c.WriteMessage(websocket.BinaryMessage, make([]byte, 64<<10)) //nolint:errcheck // see above
+			return nil
+		},
 		func(c *websocket.Conn) error { return c.UnderlyingConn().Close() },
 	} {
 		c, _, err := websocket.DefaultDialer.Dial(url, nil)
