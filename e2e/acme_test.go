@@ -205,7 +205,9 @@ func TestACMEWithPebble(t *testing.T) {
 		return fmt.Sprintf("tls:\n  acme:\n    domains: [%s]\n    email: ops@streamhub.test\n    directoryURL: %q\n    cacheDir: %q\n    caFile: %q\n    renewBefore: %s\n",
 			acmeDomain, dirURL, cache, ac.minica, renewBefore)
 	}
-	conf := writeConfigFor(t, a, tlsSection(ac.dir, "0s"))
+	// RTMPS and RTSPS take the same certificate (their addresses are
+	// in this first config only: restart writes a's).
+	conf := tlsConfigFor(t, a, "", "", tlsSection(ac.dir, "0s"))
 	s, err := launchServer(t, conf, a)
 	if err != nil {
 		t.Fatalf("server did not start: %v\nlog:\n%s", err, tail(s.stderr.String(), 40))
@@ -238,6 +240,26 @@ func TestACMEWithPebble(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(cache, acmeDomain)); err != nil {
 		t.Errorf("the certificate is not on disk: %v", err)
 	}
+	// RTMPS and RTSPS serve it too, verified for the name, and to a client
+	// that names none (an IP address in its URL: ffmpeg, cameras).
+	for _, addr := range []string{s.addrs.RTMPS, s.addrs.RTSPS} {
+		for _, name := range []string{acmeDomain, ""} {
+			tc := &tls.Config{RootCAs: roots, ServerName: name}
+			if name == "" {
+				tc = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // no name to verify; the serial is compared
+			}
+			c, err := tls.Dial("tcp", addr, tc)
+			if err != nil {
+				t.Errorf("TLS to %s as %q: %v", addr, name, err)
+				continue
+			}
+			if got := c.ConnectionState().PeerCertificates[0].SerialNumber.String(); got != serial {
+				t.Errorf("TLS to %s as %q: certificate %s, want %s", addr, name, got, serial)
+			}
+			c.Close()
+		}
+	}
+	decode(t, "rtmps://"+s.addrs.RTMPS+"/live/acme", 2).check(t, 30, 30)
 
 	// A restart reuses the certificate from disk: no ACME server at all.
 	// (The publisher ends with the server: the home page answers from now.)

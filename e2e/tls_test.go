@@ -173,6 +173,12 @@ func TestTLSListenersWithFiles(t *testing.T) {
 	}
 	playAll("(before the abuse)")
 
+	// ffmpeg publishes over RTSPS too (ANNOUNCE/RECORD inside TLS).
+	rtspsPub := startProc(t, "ffmpeg", append(encoderArgs(), "-f", "rtsp", "-rtsp_transport", "tcp", "rtsps://"+rtsps+"/live/tls2")...)
+	waitLiveHTTPS(t, hc, https+"/live/tls2.flv", rtspsPub)
+	decode(t, "rtmps://"+rtmps+"/live/tls2", 2).check(t, 30, 30)
+	rtspsPub.kill()
+
 	// Bad input on the TLS ports: garbage for a TLS handshake, plain RTMP,
 	// plain RTSP, and silence. Each is closed by the server (the silent
 	// ones by the handshake deadline), and nobody else notices.
