@@ -221,6 +221,15 @@ func TestTLSListenersWithFiles(t *testing.T) {
 		t.Fatalf("the RTMPS publisher ended during the abuse: %s", tail(pub.stderr.String(), 20))
 	}
 	playAll("(after the abuse)")
+
+	// WebSocket-FLV over TLS in Chromium (mpegts.js, wss://): the
+	// browser opens an HTTP/1.1 connection for it beside HTTP/2.
+	if browserDir, err := filepath.Abs("browser"); err == nil {
+		requireBrowser(t, browserDir)
+		browserPlays(t, browserDir, "wss://"+s.httpAddr+"/live/tls.flv")
+	} else {
+		t.Fatal(err)
+	}
 	if log := s.stderr.String(); !strings.Contains(log, "tls: first record does not look like a TLS handshake") {
 		t.Errorf("the server log names no refused TLS handshake:\n%s", tail(log, 30))
 	}

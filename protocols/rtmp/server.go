@@ -181,6 +181,9 @@ func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	c := &conn{srv: s, nc: nc, log: s.log.With("remote", remote)}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.log = c.log.With("tls", true)
+	}
 	err := c.runSafe()
 	if c.mode == "" || c.refused {
 		msg := "connection refused"
