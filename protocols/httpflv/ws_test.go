@@ -144,6 +144,8 @@ func TestWebSocketFLVRefused(t *testing.T) {
 		c := server.DefaultPathConfig()
 		c.ReadKey = "rk"
 		return c
+	}, ReadToken: func(path, key string) (bool, error) { // a signed link: "signed-<path>"
+		return key == "signed-"+path, nil
 	}})
 	tr := &media.Track{ID: 0, Codec: media.CodecH264, SPS: sps, PPS: pps}
 	pub, err := hub.PublishTrusted("live/x", []*media.Track{tr}, server.PublishOptions{Protocol: "test"})
@@ -161,6 +163,7 @@ func TestWebSocketFLVRefused(t *testing.T) {
 	}{
 		{"/live/x.flv", http.StatusUnauthorized},
 		{"/live/x.flv?key=wrong", http.StatusUnauthorized},
+		{"/live/x.flv?key=signed-live/y", http.StatusUnauthorized},
 		{"/live/none.flv?key=rk", http.StatusNotFound},
 		{"/live/...flv", http.StatusBadRequest},
 	} {
@@ -174,15 +177,17 @@ func TestWebSocketFLVRefused(t *testing.T) {
 			t.Errorf("%s: %v %v, want %d", tc.path, resp, err, tc.code)
 		}
 	}
-	c, _, err := websocket.DefaultDialer.Dial(url+"/live/x.flv?key=rk", nil)
-	if err != nil {
-		t.Fatalf("with the read key: %v", err)
+	for _, key := range []string{"rk", "signed-live/x"} {
+		c, _, err := websocket.DefaultDialer.Dial(url+"/live/x.flv?key="+key, nil)
+		if err != nil {
+			t.Fatalf("with the key %s: %v", key, err)
+		}
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := flv.NewReader(&wsStream{c: c}); err != nil {
+			t.Error(err)
+		}
+		c.Close()
 	}
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := flv.NewReader(&wsStream{c: c}); err != nil {
-		t.Error(err)
-	}
-	c.Close()
 }
 
 // TestWebSocketFLVPeerLeaves: a viewer that closes its side (a close
