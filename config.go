@@ -22,6 +22,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -49,6 +50,8 @@ type Config struct {
 	// WebRTC is WHIP ingest and WHEP playback.
 	WebRTC webrtc.Config `yaml:"webrtc"`
 	Paths  PathsConfig   `yaml:"paths"`
+	// TLS is the certificate of HTTPS, RTMPS and RTSPS: files or ACME.
+	TLS tlscert.Config `yaml:"tls"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -263,6 +266,15 @@ func (c *Config) Validate() []error {
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
 	}
+	errs = append(errs, c.TLS.Validate("tls")...)
+	if c.HTTP.TLSCert != "" && c.TLS.Enabled() {
+		bad("http.tlsCert", "the certificate is set in tls: (tls.cert or tls.acme) already: move it there and empty http.tlsCert and http.tlsKey")
+	}
+	for _, l := range []struct{ key, addr string }{{"rtmp.tlsAddress", c.RTMP.TLSAddress}, {"rtsp.tlsAddress", c.RTSP.TLSAddress}} {
+		if l.addr != "" && !c.TLSConfig().Enabled() {
+			bad(l.key, "needs a certificate: set tls.cert and tls.key (PEM files), or tls.acme.domains")
+		}
+	}
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
 	if c.Paths.Default.Source != "" {
 		bad("paths.default.source", "a source belongs to one path: set it in an override whose match is that path")
@@ -398,6 +410,16 @@ func (c *Config) RTMPServerConfig() rtmp.Config {
 	r := c.RTMP
 	r.MaxConnsPerAddr = c.Limits.MaxConnsPerAddress
 	return r
+}
+
+// TLSConfig returns the tls: section, with http.tlsCert and http.tlsKey
+// (the keys of older configs) as its files when they are set.
+func (c *Config) TLSConfig() tlscert.Config {
+	t := c.TLS
+	if c.HTTP.TLSCert != "" {
+		t.Cert, t.Key = c.HTTP.TLSCert, c.HTTP.TLSKey
+	}
+	return t
 }
 
 // HLSServerConfig returns the hls: section.

@@ -32,6 +32,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -189,13 +190,32 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	// with an empty address is off. Adding a protocol: its package, its
 	// config section, one entry here.
 	var comps []component
-	if conf.RTMP.Address != "" {
-		rtmpSrv := rtmp.New(conf.RTMPServerConfig(), hub, log)
+	// The certificate of HTTPS, RTMPS and RTSPS (issue 19): files, or ACME.
+	var certs *tlscert.Manager
+	if tc := conf.TLSConfig(); tc.Enabled() {
+		if certs, err = tlscert.New(tc, log); err != nil {
+			return err
+		}
+	}
+	if conf.RTMP.Address != "" || conf.RTMP.TLSAddress != "" {
+		rc := conf.RTMPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtmpSrv := rtmp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close,
-			bound: func() { conf.RTMP.Address = rtmpSrv.Addr().String() }})
+			bound: func() {
+				if a := rtmpSrv.Addr(); a != nil {
+					conf.RTMP.Address = a.String()
+				}
+			}})
 	}
 	if conf.RTSP.Address != "" {
-		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+		rc := conf.RTSPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtspSrv := rtsp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
 			if err := rtspSrv.Start(); err != nil {
 				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
@@ -229,7 +249,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, log, httpDone))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -297,9 +317,10 @@ type component struct {
 }
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
-// pages on http.address. Its Serve error goes to done.
+// pages on http.address, over TLS (HTTP/2 and HTTP/1.1) with certs' certificate
+// when certs is not nil. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
+	rtcH http.Handler, certs *tlscert.Manager, log *slog.Logger, done chan<- error) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -316,14 +337,19 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 			conf.HTTP.Address = rawLn.Addr().String()
 			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, log)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+			if certs != nil {
+				// ServeTLS with TLSConfig's certificate: it keeps "h2" in
+				// NextProtos and serves HTTP/2 (LL-HLS on Apple devices).
+				httpSrv.TLSConfig = certs.TLSConfig("h2", "http/1.1")
+			}
 			go func() {
-				if conf.HTTP.TLSCert != "" {
-					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+				if certs != nil {
+					done <- httpSrv.ServeTLS(ln, "", "")
 					return
 				}
 				done <- httpSrv.Serve(ln)
 			}()
-			log.Info("listening", "proto", "http", "address", ln.Addr().String())
+			log.Info("listening", "proto", "http", "address", ln.Addr().String(), "tls", certs != nil)
 			return nil
 		},
 		close: func() {
@@ -358,7 +384,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 	hlsH := hls.New(hlsConf, hub, log)
 	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}, hub, reg, ladder, log)
+		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer}, hub, reg, ladder, log)
 	wc := conf.WebServerConfig()
 	wc.Renditions = func(path string) []string {
 		var out []string
@@ -391,7 +417,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
 		IdleTimeout:       conf.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(log),
 	}
 	return flv, hlsH, webH, httpSrv
 }

@@ -51,6 +51,14 @@ fi
 if [ -f e2e/browser/package.json ]; then
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The ACME e2e test builds pebble and pebble-challtestsrv, the ACME test
+# server (go install of the module at a fixed version, e2e/acme_test.go):
+# build them once here, which puts the module and its dependencies in the
+# module cache, so the test needs the Go proxy no more.
+pebble_bin=$(mktemp -d)
+GOBIN="$pebble_bin" GOFLAGS= go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1 \
+  github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1
+rm -rf "$pebble_bin"
 # The web pages' player libraries, embedded by the build (the e2e tests
 # build the binary): the same step as scripts/run.sh.
 web/vendor.sh
