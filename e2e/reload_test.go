@@ -247,9 +247,9 @@ paths:
 		name  string
 		write func()
 	}{
-		{"garbage", func() { os.WriteFile(file, []byte("\x00\xff{{{ not yaml: ["), 0o600) }}, //nolint:errcheck
+		{"garbage", func() { os.WriteFile(file, []byte("\x00\xff{{{ not yaml: ["), 0o600) }},           //nolint:errcheck
 		{"half-written", func() { os.WriteFile(file, []byte(good[:len(good)*2/3]+"\n  wat"), 0o600) }}, //nolint:errcheck
-		{"deleted", func() { os.Remove(file) }}, //nolint:errcheck
+		{"deleted", func() { os.Remove(file) }},                                                        //nolint:errcheck
 	} {
 		bad.write()
 		n++
