@@ -309,6 +309,11 @@ func (r *reloader) reloadLocked(trigger string, onlyIfChanged bool) api.ReloadSt
 		}
 	}
 	st.Applied, st.NeedsRestart = d.Hot, d.Restart
+	if err != nil && onlyIfChanged && !r.status.OK && r.status.Error == err.Error() {
+		// The watcher sees every event of the directory: a file still
+		// missing is one failure, logged once, not one per event.
+		return r.status
+	}
 	if err != nil {
 		st.Error = err.Error()
 		r.fail.Add(1)
