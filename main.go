@@ -258,6 +258,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	ops.reload = newReloader(configFile, &live, func(old, cur *Config) {
 		setLogLevel(&logLevel, cur.Log.Level)
 		setHook(cur)
+		ladder.Update(cur.Transcode)
 		if h := ops.hls.Load(); h != nil {
 			h.SetMuxerConfig(cur.HLSServerConfig())
 		}

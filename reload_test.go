@@ -65,7 +65,7 @@ paths:
 	}
 	for key, hot := range map[string]bool{"log.level": true, "log.format": false, "rtmp.address": false,
 		"paths.overrides[3].readKey": true, "paths.default.gopCache.maxFrames": true, "transcode.ladder[0].videoBitrate": true,
-		"transcode.threads": false, "hls.window": true, "hls.blockTimeout": false, "auth.hookURL": true, "auth.playSecret": false,
+		"transcode.threads": true, "transcode.ffmpeg": false, "hls.window": true, "hls.blockTimeout": false, "auth.hookURL": true, "auth.playSecret": false,
 		"webrtc.iceServers": false, "nosuch.key": false} {
 		if isHot(key) != hot {
 			t.Errorf("isHot(%s) = %v, want %v", key, !hot, hot)
