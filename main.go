@@ -257,7 +257,9 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	ops := &opsState{}
 	ops.reload = newReloader(configFile, &live, func(old, cur *Config) {
 		setLogLevel(&logLevel, cur.Log.Level)
-		setHook(cur)
+		if old.Auth.HookURL != cur.Auth.HookURL || old.Auth.HookTimeout != cur.Auth.HookTimeout {
+			setHook(cur) // a new hook forgets the reads it allowed: only when it changed
+		}
 		ladder.Update(cur.Transcode)
 		if h := ops.hls.Load(); h != nil {
 			h.SetMuxerConfig(cur.HLSServerConfig())
