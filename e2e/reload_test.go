@@ -8,10 +8,12 @@ package e2e
 import (
 	"math"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -297,5 +299,37 @@ paths:
 		if !strings.Contains(log, want) {
 			t.Errorf("the log lacks %q", want)
 		}
+	}
+}
+
+// auth.hookURL set by a reload: the next reader is asked about and refused
+// by the hook; removed again, the next reader is let in without a call.
+func TestHotReloadHook(t *testing.T) {
+	requireTool(t, "ffmpeg")
+	var calls atomic.Int64
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		calls.Add(1)
+		http.Error(w, "no", http.StatusForbidden)
+	}))
+	defer hook.Close()
+	s := startServer(t, "")
+	pub := startPublisher(t, s.rtmpURL("live/h"))
+	waitLive(t, s, "live/h", pub)
+	base := mustRead(t, s.conf)
+
+	saveLikeAnEditor(t, s.conf, base+"auth:\n  hookURL: "+hook.URL+"\n")
+	if st := s.waitReload(t, 1, "hook set"); !st.OK || strings.Join(st.Applied, ",") != "auth.hookURL" {
+		t.Fatalf("reload: %+v", st)
+	}
+	if code := httpStatus(t, s.flvURL("live/h")); code != http.StatusUnauthorized || calls.Load() == 0 {
+		t.Errorf("a reader with the hook set: %d after %d hook calls, want 401 from the hook", code, calls.Load())
+	}
+	saveLikeAnEditor(t, s.conf, base)
+	if st := s.waitReload(t, 2, "hook removed"); !st.OK {
+		t.Fatalf("reload: %+v", st)
+	}
+	n := calls.Load()
+	if code := httpStatus(t, s.flvURL("live/h")); code != http.StatusOK || calls.Load() != n {
+		t.Errorf("a reader with the hook removed: %d, %d hook calls, want 200 and none", code, calls.Load()-n)
 	}
 }
