@@ -22,6 +22,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# The deploy e2e tests check the systemd unit with systemd-analyze (verify,
+# security --offline) and run the binary as another user with setpriv.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0
