@@ -20,7 +20,6 @@ import (
 // health: RegistryCollector; reloads: ReloadMetrics).
 func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(extra...)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&hubCollector{hub: hub, ladder: ladder}, hlsCollector(hls),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamhub_panics_total",
