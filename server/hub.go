@@ -55,6 +55,18 @@ type HubConfig struct {
 	// ladder rung (PublishOptions.Derived). They must not block: the
 	// transcoder starts and stops its workers from them.
 	OnPublish, OnUnpublish func(path string, derived bool)
+	// LiveElsewhere, if set, reports whether path is published on another
+	// node (the cluster's live map). On a path with standby on, a publisher
+	// then waits here as a standby, as behind a local live publisher, until
+	// Hub.Promote makes it live (the cluster calls it when the other node's
+	// publisher is gone). It is asked once per publisher, with no hub lock
+	// held, and should answer from memory or within a short timeout.
+	LiveElsewhere func(path string) bool
+	// OnStandby, if set, is called outside the hub's locks when a path
+	// changes publisher without the stream ending: a standby took over, the
+	// main one took the path back, or Hub.Promote. (A path that becomes
+	// free with no standby is OnUnpublish.) It must not block.
+	OnStandby func(ev StandbyEvent)
 	// AuthFailures, if set, throttles addresses that keep failing keys,
 	// passwords, tokens and the hook (AuthGate); nil throttles nothing.
 	AuthFailures *guard.Budget
@@ -115,6 +127,10 @@ type PublishOptions struct {
 	// when a reader joins with no keyframe cached; readers ask through
 	// Stream.RequestKeyframe. It must not block, and should rate-limit.
 	OnKeyframeRequest func()
+	// Role is RoleMain or RoleBackup on a path with standby on (standby.go):
+	// what the publisher asked (role= in its URL query) or, if it did not
+	// say, what the hub decided. "" means main.
+	Role string
 }
 
 // PublishTrusted makes the caller the publisher of path with the given tracks
@@ -138,6 +154,9 @@ func (h *Hub) PublishTrusted(path string, tracks []*media.Track, opts PublishOpt
 	if err != nil {
 		return nil, err
 	}
+	if opts.Role == "" {
+		opts.Role = RoleMain
+	}
 	return h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
 }
 
@@ -147,6 +166,11 @@ func (h *Hub) attachClaimed(c *Claim, tracks []*media.Track) (*Publisher, error)
 	p, err := h.attach(c, tracks)
 	if err != nil {
 		return nil, err
+	}
+	if p.Standby() {
+		h.log.Info("stream standby publisher waiting", "path", c.path, "protocol", c.opts.Protocol, "remote", c.opts.Remote,
+			"role", p.opts.Role, "tracks", describeTracks(tracks))
+		return p, nil
 	}
 	h.log.Info("stream publishing", "path", c.path, "protocol", c.opts.Protocol, "remote", c.opts.Remote, "tracks", describeTracks(tracks))
 	if h.conf.OnPublish != nil {
@@ -236,7 +260,9 @@ func (h *Hub) resolvePublish(path, key string) (string, string, error) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.publisher != nil || s.claim != nil {
-			return "", "", ErrPathBusy
+			if _, standby := s.standbyClaimLocked(PublishOptions{}); !standby {
+				return "", "", ErrPathBusy
+			}
 		}
 	}
 	return path, key, nil

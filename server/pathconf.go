@@ -83,6 +83,11 @@ type PathConfig struct {
 	// all of them.
 	Ladder []string `yaml:"ladder"`
 
+	// Standby is StandbyOff, StandbyTakeover or StandbyFailback: whether
+	// a second publisher with the path's key waits as a hot standby and
+	// takes over when the live one leaves (standby.go).
+	Standby string `yaml:"standby"`
+
 	// RungOf is set (not by the file: by the config resolution) on a path
 	// that is a rung of another path's ladder (live/x/480p of live/x):
 	// while live/x is published, only its ladder may publish here.
@@ -192,6 +197,11 @@ func (c *PathConfig) Validate(at string) []error {
 	default:
 		bad("transcode", "must be %q, %q or %q (got %q)", TranscodeOff, TranscodeOnDemand, TranscodeAlways, c.Transcode)
 	}
+	switch c.Standby {
+	case StandbyOff, StandbyTakeover, StandbyFailback:
+	default:
+		bad("standby", "must be %q, %q or %q (got %q)", StandbyOff, StandbyTakeover, StandbyFailback, c.Standby)
+	}
 	return errs
 }
 
@@ -212,6 +222,7 @@ func DefaultPathConfig() PathConfig {
 		SourceIdleTimeout: 10 * time.Second,
 		SourceTransport:   SourceTCP,
 		Transcode:         TranscodeOnDemand,
+		Standby:           StandbyOff,
 	}
 }
 

@@ -64,7 +64,7 @@ func linkFunc(p *atomic.Pointer[func() LinkStats]) func() LinkStats {
 type Session struct {
 	// ID is "p<n>" for a publisher, "r<n>" for a reader.
 	ID       string    `json:"id"`
-	Kind     string    `json:"kind"` // publisher or reader
+	Kind     string    `json:"kind"` // publisher, standby (a publisher waiting: paths.*.standby) or reader
 	Path     string    `json:"path"`
 	Protocol string    `json:"protocol"`
 	Remote   string    `json:"remote"`
@@ -85,6 +85,11 @@ func (h *Hub) Sessions() []Session {
 		if p := s.publisher; p != nil {
 			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
 				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
+			links = append(links, linkFunc(&p.link))
+		}
+		for _, p := range s.standbys {
+			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "standby", Path: s.path, Protocol: p.opts.Protocol,
+				Remote: p.opts.Remote, Since: p.since})
 			links = append(links, linkFunc(&p.link))
 		}
 		s.mu.RUnlock()
@@ -125,6 +130,17 @@ func (h *Hub) KickSession(id string) bool {
 		var kick func()
 		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
 			kick = func() { h.KickPublisher(s.path) }
+		}
+		for _, p := range s.standbys {
+			if id[0] == 'p' && p.id == n {
+				kick = func() {
+					p.Close()
+					if p.opts.OnKick != nil {
+						go p.opts.OnKick()
+					}
+					h.log.Info("standby publisher kicked", "path", s.path, "protocol", p.opts.Protocol, "remote", p.opts.Remote)
+				}
+			}
 		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()

@@ -52,7 +52,8 @@ type Stream struct {
 	tracks    []*media.Track
 	hasVideo  bool
 	publisher *Publisher
-	claim     *Claim // a publisher accepted, its tracks not known yet (claim.go)
+	claim     *Claim       // a publisher accepted, its tracks not known yet (claim.go)
+	standbys  []*Publisher // publishers waiting to take over, in arrival order (standby.go)
 	cache     *gopcache.Cache
 	ring      []*media.Unit // len is a power of two; unit seq n lives at ring[n&mask]
 	mask      uint64
@@ -92,6 +93,9 @@ type Stream struct {
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
+	// takeovers counts the standbys that took over from a publisher that
+	// left; failbacks the main publishers that took the path back.
+	takeovers, failbacks atomic.Uint64
 	// dropsTotal counts the units every reader of the stream ever skipped;
 	// bytesOut the bytes written to them (Reader.AddBytesOut).
 	dropsTotal, bytesOut atomic.Uint64
@@ -198,6 +202,13 @@ type StreamStats struct {
 	// Link sums the transport's own figures (LinkStats) over the
 	// publisher and readers that have them (SRT), with the largest RTT.
 	Link LinkStats
+	// PublisherRole is the live publisher's role (RoleMain, RoleBackup),
+	// Standbys the publishers waiting to take over (paths.*.standby).
+	PublisherRole string
+	Standbys      []StandbyStats
+	// Takeovers counts the standbys that took over from a publisher that
+	// left, Failbacks the main publishers that took the path back.
+	Takeovers, Failbacks uint64
 }
 
 // Stats returns the stream's figures. It holds Write up for O(1) work
@@ -213,8 +224,11 @@ func (s *Stream) Stats() StreamStats {
 	if s.publisher != nil {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
+		st.PublisherRole = s.publisher.opts.Role
 		links = append(links, linkFunc(&s.publisher.link))
 	}
+	st.Standbys = s.standbyStatsLocked()
+	st.Takeovers, st.Failbacks = s.takeovers.Load(), s.failbacks.Load()
 	s.mu.RUnlock()
 	s.readersMu.Lock()
 	st.Readers = len(s.readers)
@@ -236,52 +250,64 @@ func (s *Stream) Stats() StreamStats {
 	return st
 }
 
-// attachPublisher is called with h.mu held.
+// attachPublisher is called with h.mu held. A standby claim on a path
+// that has a publisher adds a waiting publisher (standby.go).
 func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, claim *Claim) (*Publisher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.claim != nil && s.claim != claim {
-		if !opts.Derived || !s.derived {
-			return nil, ErrPathBusy
-		}
+	busy := (s.claim != nil && s.claim != claim) || s.publisher != nil
+	if claim != nil && claim.standby && (busy || claim.elsewhere) && !(opts.Derived && s.derived) {
+		return s.addStandbyLocked(tracks, opts)
+	}
+	if busy && (!opts.Derived || !s.derived) {
+		return nil, ErrPathBusy
 	}
 	s.claim = nil
-	if s.publisher != nil {
-		if !opts.Derived || !s.derived {
-			return nil, ErrPathBusy
-		}
-		// A restarted ladder takes its rung over from the process that is
-		// still stopping; that one's Writes and Close are ignored from now.
-		s.publisher = nil
-	}
+	// A restarted ladder takes its rung over from the process that is
+	// still stopping; that one's Writes and Close are ignored from now.
+	s.publisher = nil
+	p := &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now(), tracks: append([]*media.Track(nil), tracks...)}
+	s.goLiveLocked(p)
+	return p, nil
+}
+
+// goLiveLocked makes p the stream's publisher with its tracks: a new
+// publisher, or a standby taking over. s.mu must be held.
+func (s *Stream) goLiveLocked(p *Publisher) {
 	if s.grace != nil {
 		s.grace.Stop() // a callback already waiting for the lock sees graceGen moved on
 		s.grace = nil
 		s.graceGen++
 	}
+	tracks := p.tracks
 	hasVideo := false
 	for _, t := range tracks {
 		hasVideo = hasVideo || t.IsVideo()
 	}
+	p.hasVideo = hasVideo
 	s.tracks = append([]*media.Track(nil), tracks...)
 	s.hasVideo = hasVideo
 	if s.cache == nil {
 		s.cache = gopcache.New(s.conf.GOPCache.Limits(), hasVideo)
 	} else {
 		s.cache.Reset(hasVideo) // a new publisher's readers start at its own keyframe
-		s.newPub = !opts.Derived
+		s.newPub = !p.opts.Derived
 		// Readers that stay attached across the republish read on from the
 		// ring: they must not get the new source's video before its first
 		// keyframe (it refers to pictures they never had).
 		s.needKey = hasVideo
 	}
 	session := s.publishes.Add(1)
-	for _, t := range tracks {
-		t.Session = session
+	if p.session == 0 {
+		// A publisher live again (a standby that was live before) keeps
+		// its number: its tracks may be in readers' hands.
+		p.session = session
+		for _, t := range tracks {
+			t.Session = session
+		}
 	}
-	s.publisher = &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now()}
-	s.derived = opts.Derived
-	return s.publisher, nil
+	s.publisher = p
+	s.derived = p.opts.Derived
 }
 
 // write is Publisher.Write.
@@ -295,15 +321,21 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 		s.mu.Unlock()
 		return
 	}
+	s.writeLocked(p, u)
+	s.mu.Unlock()
+}
+
+// writeLocked is write with s.mu held and p the stream's publisher.
+func (s *Stream) writeLocked(p *Publisher, u *media.Unit) {
+	p.unitsIn.Add(1)
+	s.unitsIn.Add(1)
+	s.bytesIn.Add(uint64(u.Size))
 	if s.newPub {
 		s.newPub = false
 		s.offset = s.lastDTS + republishGap - u.DTS
 	}
 	if s.needKey && u.Track.IsVideo() {
 		if !u.KeyFrame {
-			s.mu.Unlock()
-			s.unitsIn.Add(1)
-			s.bytesIn.Add(uint64(u.Size))
 			return
 		}
 		s.needKey = false
@@ -342,9 +374,6 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	if s.waiting.Load() && (u.Track.IsVideo() || !s.hasVideo || u.Wall.Sub(s.lastWake) >= audioWakeInterval) {
 		s.wakeLocked(u.Wall)
 	}
-	s.mu.Unlock()
-	s.unitsIn.Add(1)
-	s.bytesIn.Add(uint64(u.Size))
 }
 
 // updateTrack is Publisher.UpdateTrack.
@@ -354,6 +383,11 @@ func (s *Stream) updateTrack(p *Publisher, t *media.Track) {
 	if s.publisher == p && t.ID >= 0 && t.ID < len(s.tracks) {
 		s.tracks[t.ID] = t
 	}
+	p.mu.Lock()
+	if t.ID >= 0 && t.ID < len(p.tracks) {
+		p.tracks[t.ID] = t // kept for a takeover (standby.go)
+	}
+	p.mu.Unlock()
 }
 
 // detachPublisher is Publisher.Close.
@@ -363,12 +397,27 @@ func (s *Stream) detachPublisher(p *Publisher) {
 	// from attaching to this stream in between and being ended with it.
 	s.hub.mu.Lock()
 	s.mu.Lock()
+	if s.dropStandbyLocked(p) {
+		s.mu.Unlock()
+		s.hub.mu.Unlock()
+		return
+	}
+	p.closed.Store(true)
 	if s.publisher != p {
 		s.mu.Unlock()
 		s.hub.mu.Unlock()
 		return
 	}
 	s.publisher = nil
+	if next := s.nextStandbyLocked(); next != nil {
+		// Hot standby: the stream goes on with the next publisher now, no
+		// grace period, no unpublish (standby.go).
+		s.takeOverLocked(next)
+		s.mu.Unlock()
+		s.hub.mu.Unlock()
+		s.hub.standbyEvent(StandbyEvent{Path: s.path, Kind: EventTakeover, From: p.describe(), To: next.describe()})
+		return
+	}
 	derived := s.derived
 	if f := s.hub.conf.OnUnpublish; f != nil {
 		defer f(s.path, derived) // after the unlocks below
@@ -422,6 +471,7 @@ func (s *Stream) endLocked() {
 	}
 	s.ended = true
 	s.publisher = nil
+	s.endStandbysLocked()
 	if s.grace != nil {
 		s.grace.Stop()
 	}
