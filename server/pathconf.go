@@ -87,6 +87,11 @@ type PathConfig struct {
 	// a second publisher with the path's key waits as a hot standby and
 	// takes over when the live one leaves (standby.go).
 	Standby string `yaml:"standby"`
+	// StandbyTimeout, with Standby on, lets a standby take over from a live
+	// publisher that sent nothing for this long while the standby sends (a
+	// stalled encoder or link whose connection has not ended yet); 0 waits
+	// for the connection to end (the protocol's read timeout).
+	StandbyTimeout time.Duration `yaml:"standbyTimeout"`
 
 	// RungOf is set (not by the file: by the config resolution) on a path
 	// that is a rung of another path's ladder (live/x/480p of live/x):
@@ -202,6 +207,9 @@ func (c *PathConfig) Validate(at string) []error {
 	default:
 		bad("standby", "must be %q, %q or %q (got %q)", StandbyOff, StandbyTakeover, StandbyFailback, c.Standby)
 	}
+	if c.StandbyTimeout != 0 && (c.StandbyTimeout < 100*time.Millisecond || c.StandbyTimeout > time.Minute) {
+		bad("standbyTimeout", "must be 0s (off) or between 100ms and 1m (got %s)", c.StandbyTimeout)
+	}
 	return errs
 }
 
@@ -223,6 +231,7 @@ func DefaultPathConfig() PathConfig {
 		SourceTransport:   SourceTCP,
 		Transcode:         TranscodeOnDemand,
 		Standby:           StandbyOff,
+		StandbyTimeout:    time.Second,
 	}
 }
 

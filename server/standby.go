@@ -9,7 +9,8 @@ package server
 //	standby ─────────Write──▶ its own latest GOP ──(takeover: flushed)──┘
 //
 // When the live publisher leaves (Publisher.Close: its connection ended or
-// it was kicked), the first standby (one with a keyframe cached first)
+// it was kicked), or sent nothing for paths.*.standbyTimeout while a
+// standby sends (then it waits as a standby itself), the first standby (one with a keyframe cached first)
 // becomes the publisher in the same call, under the stream lock: no grace
 // period, no unpublish, its GOP is written into the stream at once. The
 // readers stay attached and go on through the republish path: timestamps
@@ -82,6 +83,9 @@ type StandbyEvent struct {
 	Path     string
 	Kind     string // EventTakeover, EventFailback or EventPromote
 	From, To string
+	// Stalled is set on a takeover from a publisher still connected but
+	// silent for paths.*.standbyTimeout (it waits as a standby now).
+	Stalled bool
 }
 
 // StandbyStats describe a publisher waiting on a path.
@@ -189,6 +193,9 @@ func (s *Stream) writeStandby(p *Publisher, u *media.Unit) bool {
 		s.failback(p, u) {
 		return true
 	}
+	if to := s.conf.StandbyTimeout; to > 0 && u.Wall.UnixNano()-s.lastIn.Load() > int64(to) && s.takeOverStalled(to) && !p.waiting.Load() {
+		return false // p took over: u goes to the stream
+	}
 	p.mu.Lock()
 	if !p.waiting.Load() {
 		p.mu.Unlock()
@@ -223,6 +230,29 @@ func (s *Stream) failback(p *Publisher, u *media.Unit) bool {
 	s.writeLocked(p, u)
 	s.mu.Unlock()
 	s.hub.standbyEvent(StandbyEvent{Path: s.path, Kind: EventFailback, From: live.describe(), To: p.describe()})
+	return true
+}
+
+// takeOverStalled lets a standby take over from a live publisher that
+// wrote nothing for the last to (PathConfig.StandbyTimeout), and reports
+// whether one did. The stalled publisher waits as a standby from then on
+// (a main comes back at its next keyframe with failback).
+func (s *Stream) takeOverStalled(to time.Duration) bool {
+	s.mu.Lock()
+	live := s.publisher
+	if s.ended || live == nil || time.Now().UnixNano()-s.lastIn.Load() <= int64(to) {
+		s.mu.Unlock()
+		return false
+	}
+	next := s.nextStandbyLocked()
+	if next == nil {
+		s.mu.Unlock()
+		return false
+	}
+	s.demoteLocked(live)
+	s.takeOverLocked(next)
+	s.mu.Unlock()
+	s.hub.standbyEvent(StandbyEvent{Path: s.path, Kind: EventTakeover, From: live.describe(), To: next.describe(), Stalled: true})
 	return true
 }
 
@@ -376,7 +406,7 @@ func (h *Hub) Promote(path string) error {
 
 // standbyEvent logs ev and tells HubConfig.OnStandby; no lock is held.
 func (h *Hub) standbyEvent(ev StandbyEvent) {
-	h.log.Info("stream publisher switched", "path", ev.Path, "event", ev.Kind, "from", ev.From, "to", ev.To)
+	h.log.Info("stream publisher switched", "path", ev.Path, "event", ev.Kind, "from", ev.From, "to", ev.To, "stalled", ev.Stalled)
 	if h.conf.OnStandby != nil {
 		h.conf.OnStandby(ev)
 	}

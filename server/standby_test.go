@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -13,6 +14,7 @@ import (
 func standbyConf(m string) PathConfig {
 	pc := testConf()
 	pc.Standby = m
+	pc.StandbyTimeout = 0 // TestStandbyStalled sets it
 	pc.GracePeriod = time.Minute
 	return pc
 }
@@ -386,5 +388,62 @@ func TestStandbySessions(t *testing.T) {
 	<-kicked
 	if !pb.closed.Load() || len(h.Stream("live/s").Stats().Standbys) != 0 || !h.Stream("live/s").Publishing() {
 		t.Fatal("kicking the standby did not end it alone")
+	}
+}
+
+// A live publisher that stalls (connected, silent past standbyTimeout)
+// is replaced by the standby at the standby's next unit and waits itself;
+// with failback, a main that resumes takes the path back at its keyframe.
+func TestStandbyStalled(t *testing.T) {
+	pc := standbyConf(StandbyFailback)
+	pc.StandbyTimeout = time.Second
+	h := newTestHub(t, pc)
+	main, backup := newSource(0, 5), newSource(1<<32, 5)
+	pm, _ := publishAs(t, h, "live/s", "", "", main)
+	pb, _ := publishAs(t, h, "live/s", "", "role=backup", backup)
+	r := mustRead(t, h, "live/s")
+	writeAll(pm, main.frames(6))
+	writeAll(pb, backup.frames(6))
+	if pb.Standby() == false {
+		t.Fatal("the backup took over from a main that is not stalled")
+	}
+	s := h.Stream("live/s")
+	s.lastIn.Store(time.Now().Add(-2 * time.Second).UnixNano()) // the main has been silent for 2 s
+	writeAll(pb, backup.frames(1))
+	if pb.Standby() || !pm.Standby() {
+		t.Fatalf("after a stall: backup standby %v, main standby %v; want them swapped", pb.Standby(), pm.Standby())
+	}
+	got := available(t, r)
+	n := 0
+	for _, u := range got {
+		if from(backup, u) {
+			n++
+		}
+	}
+	// The backup's GOP (its frame 5) and the unit that saw the stall (frame 6).
+	if n != 4 {
+		t.Fatalf("the reader got %d backup units after the stall, want 4", n)
+	}
+	writeAll(pm, main.frames(4)) // resumes: frames 6..9, keyframe at 10
+	if !pm.Standby() {
+		t.Fatal("the main took the path back before its keyframe")
+	}
+	writeAll(pm, main.frames(1))
+	if pm.Standby() || !pb.Standby() {
+		t.Fatal("the main did not take the path back at its keyframe")
+	}
+	checkContinuous(t, append(got, available(t, r)...), 100*time.Millisecond)
+	if st := s.Stats(); st.Takeovers != 1 || st.Failbacks != 1 {
+		t.Fatalf("takeovers %d, failbacks %d", st.Takeovers, st.Failbacks)
+	}
+}
+
+// The standby settings are checked with their full key.
+func TestStandbyConfigValidate(t *testing.T) {
+	pc := DefaultPathConfig()
+	pc.Standby, pc.StandbyTimeout = "on", 10*time.Millisecond
+	errs := pc.Validate("paths.default")
+	if len(errs) != 2 || !strings.Contains(errs[0].Error(), "paths.default.standby:") || !strings.Contains(errs[1].Error(), "paths.default.standbyTimeout:") {
+		t.Fatalf("errors %v", errs)
 	}
 }

@@ -93,6 +93,9 @@ type Stream struct {
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
+	// lastIn is when the live publisher last wrote (unix ns), for a
+	// standby to see that it stalled (PathConfig.StandbyTimeout).
+	lastIn atomic.Int64
 	// takeovers counts the standbys that took over from a publisher that
 	// left; failbacks the main publishers that took the path back.
 	takeovers, failbacks atomic.Uint64
@@ -308,6 +311,7 @@ func (s *Stream) goLiveLocked(p *Publisher) {
 	}
 	s.publisher = p
 	s.derived = p.opts.Derived
+	s.lastIn.Store(time.Now().UnixNano())
 }
 
 // write is Publisher.Write.
@@ -327,6 +331,7 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 
 // writeLocked is write with s.mu held and p the stream's publisher.
 func (s *Stream) writeLocked(p *Publisher, u *media.Unit) {
+	s.lastIn.Store(u.Wall.UnixNano())
 	p.unitsIn.Add(1)
 	s.unitsIn.Add(1)
 	s.bytesIn.Add(uint64(u.Size))
