@@ -183,3 +183,29 @@ func TestStandbyTakeoverGap(t *testing.T) {
 	t.Logf("takeover gap over %d tries: median %s, min %s, max %s (all: %v)", len(gaps), gaps[len(gaps)/2].Round(100*time.Microsecond),
 		gaps[0].Round(100*time.Microsecond), gaps[len(gaps)-1].Round(100*time.Microsecond), gaps)
 }
+
+// Every protocol's publisher becomes a standby through the guarded door,
+// with role=backup where each carries its URL query (SRT: the stream ID):
+// an RTMP main, SRT and RTSP backups; the main killed, one of them takes
+// over and an HTTP-FLV viewer goes on.
+func TestStandbyRolesPerProtocol(t *testing.T) {
+	s := startServer(t, "paths:\n  default:\n    standby: takeover\n    transcode: \"off\"\n")
+	main := startPublisher(t, s.rtmpURL("live/pp"))
+	waitLive(t, s, "live/pp", main)
+	startSRTPublisher(t, s.srtURL("publish:live/pp?role=backup"), "-profile:v", "baseline")
+	s.waitLogLines(t, 20*time.Second, 1, "stream standby publisher waiting", "protocol=srt", "role=backup")
+	startRTSPPublisher(t, s.rtspURL("live/pp?role=backup"), "tcp", "-profile:v", "baseline")
+	s.waitLogLines(t, 20*time.Second, 1, "stream standby publisher waiting", "protocol=rtsp", "role=backup")
+	flv := openFLV(t, s.flvURL("live/pp"))
+	flv.waitTags(t, 10*time.Second, "pictures", func(tags []flvTag) bool { return countVideo(tags) >= 10 })
+	killed := time.Now()
+	main.kill()
+	s.waitLogLines(t, 5*time.Second, 1, "event=takeover", "from=\"rtmp ")
+	flv.waitTags(t, 10*time.Second, "a standby's first picture", func(tags []flvTag) bool {
+		_, ok := switchedAt(tags, killed)
+		return ok
+	})
+	if _, err := flv.snapshot(); err != nil {
+		t.Fatalf("the HTTP-FLV viewer was ended: %v", err)
+	}
+}

@@ -9,10 +9,13 @@ package server
 //	                                                            Sessions (shared, O(1) work)
 //	Stream.readersMu   readers (the set)                        addReader (after mu), removeReader, Stats,
 //	                                                            Sessions, KickSession: never by Write
+//	Publisher.mu       a standby's GOP buffer, its tracks       a standby's Write (alone), takeover, failback,
+//	                                                            Stats (after Stream.mu)
 //	atomics            counters (units, bytes, drops, readers,  anyone, lock-free
 //	                   publishes, key interval), waiting
 //
-// Lock order: Hub.mu, then Stream.mu, then Stream.readersMu. Nothing that
+// Lock order: Hub.mu, then Stream.mu, then Stream.readersMu; Stream.mu, then
+// Publisher.mu (standby.go). Nothing that
 // only reads takes Stream.mu exclusively, and nothing walks the readers
 // under it, so a scrape or an API listing never stalls Publisher.Write for
 // work proportional to the number of readers. A transport's link figures
@@ -37,7 +40,8 @@ const republishGap = 40 * time.Millisecond
 // wake the readers (see write).
 const audioWakeInterval = 50 * time.Millisecond
 
-// Stream is one live path: at most one publisher and any number of readers.
+// Stream is one live path: at most one live publisher, the standbys waiting
+// to take over (standby.go), and any number of readers.
 type Stream struct {
 	hub  *Hub
 	path string
