@@ -444,13 +444,22 @@ func describeTracks(tracks []*media.Track) string {
 	return out
 }
 
-// KickPublisher detaches the publisher of path, as if it had closed, and
-// ends its connection (PublishOptions.OnKick). It reports whether there was
-// one. Readers wait out the grace period as after any publisher.
+// KickPublisher detaches every publisher of path, as if it had closed, and
+// ends its connection (PublishOptions.OnKick): the standbys first, so that
+// none takes over (a deleted stream or a rotated key ends them all). It
+// reports whether the path had a live publisher. Readers wait out the grace
+// period as after any publisher. Kicking only the live one, so that a
+// standby takes over, is KickSession with its id, or Promote.
 func (h *Hub) KickPublisher(path string) bool {
 	s := h.Stream(path)
 	if s == nil {
 		return false
+	}
+	s.mu.RLock()
+	standbys := append([]*Publisher(nil), s.standbys...)
+	s.mu.RUnlock()
+	for _, p := range standbys {
+		h.kick(p)
 	}
 	s.mu.RLock()
 	p := s.publisher
@@ -458,10 +467,16 @@ func (h *Hub) KickPublisher(path string) bool {
 	if p == nil {
 		return false
 	}
+	h.kick(p)
+	return true
+}
+
+// kick closes p and ends its connection.
+func (h *Hub) kick(p *Publisher) {
+	standby := p.Standby()
 	p.Close()
 	if p.opts.OnKick != nil {
 		go p.opts.OnKick()
 	}
-	h.log.Info("publisher kicked", "path", path, "protocol", p.opts.Protocol, "remote", p.opts.Remote)
-	return true
+	h.log.Info("publisher kicked", "path", p.s.path, "protocol", p.opts.Protocol, "remote", p.opts.Remote, "standby", standby)
 }

@@ -128,18 +128,14 @@ func (h *Hub) KickSession(id string) bool {
 	for _, s := range h.Streams() {
 		s.mu.RLock()
 		var kick func()
+		// One publisher, live or standby: a standby takes over from a
+		// live one kicked this way (KickPublisher ends them all).
 		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
-			kick = func() { h.KickPublisher(s.path) }
+			kick = func() { h.kick(p) }
 		}
 		for _, p := range s.standbys {
 			if id[0] == 'p' && p.id == n {
-				kick = func() {
-					p.Close()
-					if p.opts.OnKick != nil {
-						go p.opts.OnKick()
-					}
-					h.log.Info("standby publisher kicked", "path", s.path, "protocol", p.opts.Protocol, "remote", p.opts.Remote)
-				}
+				kick = func() { h.kick(p) }
 			}
 		}
 		s.mu.RUnlock()

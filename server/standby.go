@@ -332,6 +332,11 @@ func (s *Stream) takeOverLocked(p *Publisher) {
 	p.mu.Unlock()
 	s.goLiveLocked(p)
 	s.takeovers.Add(1)
+	if len(gop) == 0 && p.opts.OnKeyframeRequest != nil {
+		// Nothing cached to start from (a WHIP encoder sends keyframes
+		// when asked): ask now rather than at the next reader.
+		go p.opts.OnKeyframeRequest()
+	}
 	for _, u := range gop {
 		if u.Track.Session == 0 {
 			u.Track.Session = p.session // a track updated while it waited

@@ -447,3 +447,30 @@ func TestStandbyConfigValidate(t *testing.T) {
 		t.Fatalf("errors %v", errs)
 	}
 }
+
+// KickPublisher (a deleted stream, a rotated key) ends the standbys too,
+// so none takes over; KickSession of the live one lets a standby take over.
+func TestStandbyKick(t *testing.T) {
+	h := newTestHub(t, standbyConf(StandbyTakeover))
+	pm, _ := publishAs(t, h, "live/s", "", "", newSource(0, 5))
+	pb, _ := publishAs(t, h, "live/s", "", "", newSource(1, 5))
+	var liveID string
+	for _, s := range h.Sessions() {
+		if s.Kind == "publisher" {
+			liveID = s.ID
+		}
+	}
+	if !h.KickSession(liveID) || !pm.closed.Load() || pb.Standby() || !h.Stream("live/s").Publishing() {
+		t.Fatal("KickSession of the live publisher did not hand the path to the standby")
+	}
+	pc, _ := publishAs(t, h, "live/s", "", "", newSource(2, 5))
+	if !pc.Standby() {
+		t.Fatal("a third publisher is not a standby")
+	}
+	if !h.KickPublisher("live/s") {
+		t.Fatal("KickPublisher found no publisher")
+	}
+	if s := h.Stream("live/s"); !pb.closed.Load() || !pc.closed.Load() || (s != nil && s.Publishing()) {
+		t.Fatal("KickPublisher left a publisher or let a standby take over")
+	}
+}
