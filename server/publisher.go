@@ -39,8 +39,8 @@ type Publisher struct {
 	mu     sync.Mutex
 	buf    *gopcache.Cache // a standby's latest GOP; nil while live
 	tracks []*media.Track  // this publisher's tracks, kept for a takeover
-	// session is the Track.Session given to this publisher's tracks when it
-	// first went live (0 before); a publisher live again keeps it.
+	// session is the Track.Session of this publisher's tracks, given when
+	// it was made (live or standby) and kept when it goes live again.
 	session uint64
 }
 

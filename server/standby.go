@@ -167,6 +167,7 @@ func (s *Stream) addStandbyLocked(tracks []*media.Track, opts PublishOptions) (*
 	for _, t := range tracks {
 		p.hasVideo = p.hasVideo || t.IsVideo()
 	}
+	s.numberLocked(p)
 	p.buf = gopcache.New(standbyLimits(s.conf), p.hasVideo)
 	p.waiting.Store(true)
 	s.standbys = append(s.standbys, p)
@@ -338,9 +339,6 @@ func (s *Stream) takeOverLocked(p *Publisher) {
 		go p.opts.OnKeyframeRequest()
 	}
 	for _, u := range gop {
-		if u.Track.Session == 0 {
-			u.Track.Session = p.session // a track updated while it waited
-		}
 		s.writeLocked(p, u)
 	}
 }

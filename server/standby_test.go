@@ -342,6 +342,10 @@ func TestStandbyConcurrent(t *testing.T) {
 	go func() {
 		defer close(done)
 		for i, u := range bu {
+			// Its ingest copies its tracks (a new generation): the
+			// takeover must not write them from another goroutine.
+			gen := *backup.v
+			_ = gen
 			pb.Write(u)
 			if i == 100 {
 				pm.Close()
@@ -357,6 +361,9 @@ func TestStandbyConcurrent(t *testing.T) {
 	checkMonotonic(t, got)
 	if !h.Stream("live/s").Publishing() || pb.Standby() {
 		t.Fatal("the backup is not live at the end")
+	}
+	if last := got[len(got)-1]; last.Track.Session != backup.v.Session || backup.v.Session == main.v.Session {
+		t.Fatalf("Track.Session: last unit %d, backup %d, main %d; want the backup's own number", last.Track.Session, backup.v.Session, main.v.Session)
 	}
 }
 

@@ -76,6 +76,9 @@ type Stream struct {
 	keySeen   bool
 	started   time.Time
 	derived   bool // the stream is a ladder rung (PublishOptions.Derived)
+	// sessionSeq numbers the stream's publishers, live or standby
+	// (Track.Session; numberLocked).
+	sessionSeq uint64
 
 	// readersMu guards readers, the set the session listings, Stats and
 	// the reader cap walk. Write never takes it, so a walk over thousands
@@ -274,8 +277,22 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, cla
 	// still stopping; that one's Writes and Close are ignored from now.
 	s.publisher = nil
 	p := &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now(), tracks: append([]*media.Track(nil), tracks...)}
+	s.numberLocked(p)
 	s.goLiveLocked(p)
 	return p, nil
+}
+
+// numberLocked gives a new publisher's tracks their Track.Session (a
+// number per publisher of the stream, in arrival order), in the
+// publisher's own goroutine: the tracks are its, and its ingest copies
+// them into new generations (UpdateTrack), so nobody else may write them
+// once it runs. s.mu must be held.
+func (s *Stream) numberLocked(p *Publisher) {
+	s.sessionSeq++
+	p.session = s.sessionSeq
+	for _, t := range p.tracks {
+		t.Session = p.session
+	}
 }
 
 // goLiveLocked makes p the stream's publisher with its tracks: a new
@@ -304,15 +321,7 @@ func (s *Stream) goLiveLocked(p *Publisher) {
 		// keyframe (it refers to pictures they never had).
 		s.needKey = hasVideo
 	}
-	session := s.publishes.Add(1)
-	if p.session == 0 {
-		// A publisher live again (a standby that was live before) keeps
-		// its number: its tracks may be in readers' hands.
-		p.session = session
-		for _, t := range tracks {
-			t.Session = session
-		}
-	}
+	s.publishes.Add(1)
 	s.publisher = p
 	s.derived = p.opts.Derived
 	s.lastIn.Store(time.Now().UnixNano())
