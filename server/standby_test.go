@@ -291,7 +291,7 @@ func TestStandbyLiveElsewhereAndPromote(t *testing.T) {
 	pc := standbyConf(StandbyTakeover)
 	var events []StandbyEvent
 	h := NewHub(HubConfig{PathConfig: func(string) PathConfig { return pc }, Logger: discardLogger(),
-		LiveElsewhere: func(p string) bool { return p == "live/remote" },
+		LiveElsewhere: func(p string) bool { return strings.HasPrefix(p, "live/remote") },
 		OnStandby:     func(ev StandbyEvent) { events = append(events, ev) }})
 	t.Cleanup(h.Close)
 	src := newSource(0, 5)
@@ -321,6 +321,15 @@ func TestStandbyLiveElsewhereAndPromote(t *testing.T) {
 	}
 	if err := h.Promote("live/remote"); !errors.Is(err, ErrNoStandby) {
 		t.Fatalf("Promote with no standby: %v", err)
+	}
+	// A stream held by a standby alone ends when it leaves.
+	p3, err := publishAs(t, h, "live/remote2", "", "", newSource(0, 5))
+	if err != nil || !p3.Standby() || h.Stream("live/remote2") == nil {
+		t.Fatalf("a standby on another path live elsewhere: %v", err)
+	}
+	p3.Close()
+	if h.Stream("live/remote2") != nil {
+		t.Fatal("a stream held by a standby alone outlived it")
 	}
 	// A path not live elsewhere publishes as usual.
 	if p2, err := publishAs(t, h, "live/here", "", "", newSource(0, 5)); err != nil || p2.Standby() {
