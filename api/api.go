@@ -424,6 +424,13 @@ type Figures struct {
 	Renditions        []string       `json:"renditions,omitempty"`
 	Transcoder        *Transcoder    `json:"transcoder,omitempty"`
 	Rungs             []RungReader   `json:"rungs,omitempty"`
+	// PublisherRole, Standbys, Takeovers and Failbacks: hot standby
+	// (paths.*.standby, docs/standby.md): the live publisher's role, the
+	// publishers waiting to take over, and how often one did.
+	PublisherRole string                `json:"publisherRole,omitempty"`
+	Standbys      []server.StandbyStats `json:"standbys,omitempty"`
+	Takeovers     uint64                `json:"takeovers,omitempty"`
+	Failbacks     uint64                `json:"failbacks,omitempty"`
 }
 
 // TrackInfo describes one track.
@@ -455,7 +462,11 @@ func (h *Handler) figures(s *server.Stream) *Figures {
 	st := s.Stats()
 	f := &Figures{Tracks: []TrackInfo{}, Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
 		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
-		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut}
+		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut,
+		Standbys: st.Standbys, Takeovers: st.Takeovers, Failbacks: st.Failbacks}
+	if s.Config().Standby != server.StandbyOff {
+		f.PublisherRole = st.PublisherRole
+	}
 	for _, t := range s.Tracks() {
 		f.Tracks = append(f.Tracks, trackInfo(t))
 	}
@@ -529,6 +540,9 @@ func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 			// Anyone may list streams: not the streamer's address, nor
 			// the transcoder's process and messages.
 			si.Figures.Publisher, _, _ = strings.Cut(si.Figures.Publisher, " ")
+			for i := range si.Figures.Standbys {
+				si.Figures.Standbys[i].Remote = ""
+			}
 			if t := si.Figures.Transcoder; t != nil {
 				si.Figures.Transcoder = &Transcoder{State: t.State, Restarts: t.Restarts}
 			}

@@ -46,6 +46,9 @@ var (
 	descLinkLost = prometheus.NewDesc("streamhub_stream_link_lost_packets", "Packets lost, summed over the path's current SRT sessions.", labels, nil)
 	descLinkRetx = prometheus.NewDesc("streamhub_stream_link_retransmitted_packets", "Packets retransmitted, summed over the path's current SRT sessions.", labels, nil)
 	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players over HTTP-FLV, RTMP and SRT (RTSP and HLS are not counted).", labels, nil)
+	descStandbys = prometheus.NewDesc("streamhub_stream_standby_publishers", "Publishers waiting as hot standbys on the path (paths.*.standby on).", labels, nil)
+	descTakeover = prometheus.NewDesc("streamhub_stream_standby_takeovers_total", "Times a standby took over the path from a publisher that left, or was promoted (paths.*.standby on).", labels, nil)
+	descFailback = prometheus.NewDesc("streamhub_stream_standby_failbacks_total", "Times the main publisher took the path back from a backup at its keyframe (paths.*.standby: failback).", labels, nil)
 )
 
 var descRegistryUp = prometheus.NewDesc("streamhub_registry_up",
@@ -113,7 +116,8 @@ var _ prometheus.Collector = (*hubCollector)(nil)
 
 // Describe sends every descriptor.
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut, descLinkRTT, descLinkLost, descLinkRetx} {
+	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut, descLinkRTT, descLinkLost, descLinkRetx,
+		descStandbys, descTakeover, descFailback} {
 		ch <- d
 	}
 }
@@ -141,6 +145,11 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(descLinkRTT, prometheus.GaugeValue, st.Link.RTTMs/1000, st.Path)
 			ch <- prometheus.MustNewConstMetric(descLinkLost, prometheus.GaugeValue, float64(st.Link.LostPackets), st.Path)
 			ch <- prometheus.MustNewConstMetric(descLinkRetx, prometheus.GaugeValue, float64(st.Link.Retransmitted), st.Path)
+		}
+		if s.Config().Standby != server.StandbyOff {
+			ch <- prometheus.MustNewConstMetric(descStandbys, prometheus.GaugeValue, float64(len(st.Standbys)), st.Path)
+			ch <- prometheus.MustNewConstMetric(descTakeover, prometheus.CounterValue, float64(st.Takeovers), st.Path)
+			ch <- prometheus.MustNewConstMetric(descFailback, prometheus.CounterValue, float64(st.Failbacks), st.Path)
 		}
 		for proto, n := range st.ReadersByProtocol {
 			ch <- prometheus.MustNewConstMetric(descByProto, prometheus.GaugeValue, float64(n), st.Path, proto)

@@ -737,7 +737,7 @@ func refusal(err error) *base.Response {
 	code := base.StatusInternalServerError
 	var pe *server.PathError
 	switch {
-	case errors.As(err, &pe):
+	case errors.As(err, &pe), errors.Is(err, server.ErrBadRole):
 		code = base.StatusBadRequest
 	case errors.Is(err, server.ErrStreamNotFound):
 		code = base.StatusNotFound
