@@ -80,13 +80,20 @@ type PublishRequest struct {
 // stream's public path (Claim.Path, for the logs: a key is never logged),
 // the path's key is checked, then the auth hook decides, once. A refusal
 // comes after the refusal delay and spends one of the address's failures;
-// a busy path is ErrPathBusy, a rung of a live ladder ErrRungPath. The
+// a busy path is ErrPathBusy, a rung of a live ladder ErrRungPath. On a
+// path with standby on (paths.*.standby), a publisher on a busy path is
+// held as a standby instead (Claim.Standby; role=main or role=backup in
+// req.Peer.Query says which it is, ErrBadRole for another value). The
 // caller ends the claim with Claim.Publish or Claim.Release.
 func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Claim, error) {
+	role, err := roleFromQuery(req.Peer.Query)
+	if err != nil {
+		return nil, err
+	}
 	p, k, err := h.resolvePublishFrom(ctx, path, req.Key, req.Vouched, req.Peer)
 	if err != nil {
 		return nil, err
 	}
 	return h.claimVouched(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
-		OnKeyframeRequest: req.OnKeyframeRequest}, req.Vouched)
+		OnKeyframeRequest: req.OnKeyframeRequest, Role: role}, req.Vouched)
 }

@@ -64,7 +64,7 @@ func linkFunc(p *atomic.Pointer[func() LinkStats]) func() LinkStats {
 type Session struct {
 	// ID is "p<n>" for a publisher, "r<n>" for a reader.
 	ID       string    `json:"id"`
-	Kind     string    `json:"kind"` // publisher or reader
+	Kind     string    `json:"kind"` // publisher, standby (a publisher waiting: paths.*.standby) or reader
 	Path     string    `json:"path"`
 	Protocol string    `json:"protocol"`
 	Remote   string    `json:"remote"`
@@ -85,6 +85,11 @@ func (h *Hub) Sessions() []Session {
 		if p := s.publisher; p != nil {
 			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "publisher", Path: s.path, Protocol: p.opts.Protocol,
 				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
+			links = append(links, linkFunc(&p.link))
+		}
+		for _, p := range s.standbys {
+			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "standby", Path: s.path, Protocol: p.opts.Protocol,
+				Remote: p.opts.Remote, Since: p.since})
 			links = append(links, linkFunc(&p.link))
 		}
 		s.mu.RUnlock()
@@ -123,8 +128,15 @@ func (h *Hub) KickSession(id string) bool {
 	for _, s := range h.Streams() {
 		s.mu.RLock()
 		var kick func()
+		// One publisher, live or standby: a standby takes over from a
+		// live one kicked this way (KickPublisher ends them all).
 		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
-			kick = func() { h.KickPublisher(s.path) }
+			kick = func() { h.kick(p) }
+		}
+		for _, p := range s.standbys {
+			if id[0] == 'p' && p.id == n {
+				kick = func() { h.kick(p) }
+			}
 		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()
