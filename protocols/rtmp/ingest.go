@@ -72,6 +72,12 @@ func pump(sc gortmplib.Conn, claim *server.Claim, hub *server.Hub, log *slog.Log
 	}
 	// The rungs first: the source's ladder, started when the source
 	// publishes, then leaves their heights to them.
+	if claim.Standby() && len(further) > 0 {
+		// A standby's rungs would take the live publisher's over (a
+		// derived stream takes over its path, as a restarted ladder does).
+		log.Warn("multitrack: a standby publisher's renditions are not carried: its source alone waits as a standby", "tracks", len(further))
+		further = nil
+	}
 	in.rungs = newRungs(further, furtherIDs, claim.Path(), in.firstAudio(), log)
 	defer in.closeRungs()
 	for _, rg := range in.rungs {
