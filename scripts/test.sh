@@ -18,6 +18,8 @@ command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varni
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# The cluster e2e tests run the live map in a redis-server of their own.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0

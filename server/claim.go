@@ -19,6 +19,9 @@ type Claim struct {
 	pc   PathConfig
 	opts PublishOptions
 	s    *Stream // the stream held, nil if there was none
+	// release gives the path back to HubConfig.PublishGuard; the
+	// publisher takes it over at Publish.
+	release func()
 }
 
 // claim checks path and opts.Key and holds the path (see Claim). The
@@ -76,6 +79,7 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 		c.Release()
 		return nil, err
 	}
+	p.release, c.release = c.release, nil
 	return p, nil
 }
 
@@ -84,6 +88,10 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 // gracePeriod again, or ends when nobody reads it. Release after Publish
 // does nothing.
 func (c *Claim) Release() {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
 	s := c.s
 	if s == nil {
 		return

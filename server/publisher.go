@@ -15,6 +15,10 @@ type Publisher struct {
 	id    uint64 // for the session list
 	since time.Time
 	link  atomic.Pointer[func() LinkStats]
+	// release gives the path back to HubConfig.PublishGuard (nil if it
+	// was not asked); released makes that happen once.
+	release  func()
+	released atomic.Bool
 }
 
 // SetLinkStats gives the session list and the metrics the transport's own
@@ -39,4 +43,9 @@ func (p *Publisher) UpdateTrack(t *media.Track) { p.s.updateTrack(p, t) }
 // Close ends the publisher. Readers stay attached for the path's grace
 // period and continue if a new publisher comes; otherwise the stream ends.
 // Close may be called more than once.
-func (p *Publisher) Close() { p.s.detachPublisher(p) }
+func (p *Publisher) Close() {
+	p.s.detachPublisher(p)
+	if p.release != nil && p.released.CompareAndSwap(false, true) {
+		p.release()
+	}
+}
