@@ -18,10 +18,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/cluster"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/hls"
@@ -162,6 +164,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	var (
 		sources *rtsp.Sources
 		ladder  *transcode.Manager
+		node    *cluster.Node // a standalone node's methods do nothing
 	)
 	var signer *auth.Signer
 	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve,
@@ -173,12 +176,23 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		signer = auth.NewSigner(conf.Auth.PlaySecret, conf.Auth.SignedPlayOnly)
 		hc.ReadToken = signer.Check
 	}
-	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
+	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) || node.Demand(path) }
+	if conf.Cluster.Enabled() { // no cluster section: the hub as without one
+		hc.PublishGuard = clusterGuard{&node}
+		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
+	}
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
+	node = cluster.New(conf.Cluster, hub, func(ctx context.Context, addr, path, key string) (cluster.Upstream, error) {
+		up, err := rtmp.DialUpstream(ctx, addr, path, key, conf.RTMP.ReadTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return rtmpUpstream{up}, nil
+	}, log)
 	// The components, started in this order and closed in reverse; one
 	// with an empty address is off. Adding a protocol: its package, its
 	// config section, one entry here.
@@ -221,9 +235,12 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})
 	}
+	if conf.Cluster.Enabled() {
+		comps = append(comps, component{name: "cluster", start: node.Start, close: node.Close})
+	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, node, log, httpDone))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -262,6 +279,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		// always has a blocking request open) end with them, which the
 		// HTTP server's Shutdown would otherwise wait out.
 		sources.Close()
+		node.Close() // ends the pulls; gives the paths held in the live map back
 		hub.Close()
 		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
 		for i := len(comps) - 1; i >= 0; i-- {
@@ -293,7 +311,7 @@ type component struct {
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
+	rtcH http.Handler, node *cluster.Node, log *slog.Logger, done chan<- error) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -308,7 +326,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, log)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, log)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
 			go func() {
 				if conf.HTTP.TLSCert != "" {
@@ -338,7 +356,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
 func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+	rtcH http.Handler, node *cluster.Node, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -350,9 +368,15 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		return out
 	}
 	hlsH := hls.New(hlsConf, hub, log)
-	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
+	apiConf := api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}, hub, reg, ladder, log)
+		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}
+	var metricsExtra []prometheus.Collector
+	if node != nil && conf.Cluster.Enabled() {
+		apiConf.Cluster = func() any { return node.Status() }
+		metricsExtra = append(metricsExtra, node)
+	}
+	apiH := api.New(apiConf, hub, reg, ladder, log)
 	wc := conf.WebServerConfig()
 	wc.Renditions = func(path string) []string {
 		var out []string
@@ -380,7 +404,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH)),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
@@ -412,3 +436,17 @@ func router(flv, hlsH, apiH, metrics, web, rtc http.Handler) http.Handler {
 		}
 	})
 }
+
+// clusterGuard is the hub's PublishGuard: the cluster node, built after
+// the hub it needs.
+type clusterGuard struct{ n **cluster.Node }
+
+func (g clusterGuard) Acquire(ctx context.Context, path string) error {
+	return (*g.n).Acquire(ctx, path)
+}
+func (g clusterGuard) Release(path string) { (*g.n).Release(path) }
+
+// rtmpUpstream is an RTMP pull as the cluster runs it.
+type rtmpUpstream struct{ *rtmp.Upstream }
+
+func (u rtmpUpstream) Run(w cluster.Writer) error { return u.Upstream.Run(w) }
