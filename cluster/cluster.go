@@ -109,6 +109,10 @@ func New(c Config, hub Hub, dial Dialer, log *slog.Logger) *Node {
 	if c.Enabled() && c.Redis != "" {
 		opts, err := redisOptions(c.Redis, c.RedisTimeout)
 		if err == nil { // validated
+			// go-redis logs every failed dial on its own; the node says a
+			// Redis outage once (health). The logger is process-wide: this
+			// is the process's one Redis client.
+			redis.SetLogger(quietRedis{})
 			n.rdb = redis.NewClient(opts)
 			n.lm = newLiveMap(n.rdb, n.self, c.TTL, c.RedisTimeout)
 		}
@@ -154,6 +158,11 @@ func (n *Node) Close() {
 		n.rdb.Close()
 	}
 }
+
+// quietRedis is go-redis's logger: silent.
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // health is Redis's state as this node saw it last; it logs each change
 // once.
