@@ -190,7 +190,7 @@ func TestTakeOverDeadOriginAndGarbage(t *testing.T) {
 
 func TestParseEntry(t *testing.T) {
 	for _, v := range []string{"", "null", "{}", `{"node":"a"}`, `{"node":"a b","relay":"h:1"}`, `{"node":"a","relay":"h"}`,
-		`{"node":"a","relay":"h:1","x":2}`, `{"node":"a","relay":"` + strings.Repeat("h", 600) + `:1"}`, "garbage"} {
+		`{"node":"a","relay":"h:1","x":2}`, `{"node":"a","relay":"h:1"}{}`, `{"node":"a","relay":"h:1"} x`, `{"node":"a","relay":"` + strings.Repeat("h", 600) + `:1"}`, "garbage"} {
 		if _, err := parseEntry(v); !errors.Is(err, ErrBadEntry) {
 			t.Errorf("%q: %v, want ErrBadEntry", v, err)
 		}
@@ -384,5 +384,49 @@ func waitFor(t *testing.T, what string, ok func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// A Redis that accepts connections and never answers: a publisher waits at
+// most about cluster.redisTimeout, then is let in.
+func TestSlowRedisNeverStallsPublisher(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var conns []net.Conn
+	var mu sync.Mutex
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c) // held open, never answered
+			mu.Unlock()
+		}
+	}()
+	defer func() {
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+	}()
+	c := testConfig(RoleOrigin, "origin-a", ln.Addr().String())
+	a, _ := newNode(t, c, nil, nil)
+	began := time.Now()
+	if err := a.Acquire(context.Background(), "live/x"); err != nil {
+		t.Fatalf("a stalled Redis refused the publisher: %v", err)
+	}
+	took := time.Since(began)
+	t.Logf("Acquire with a stalled Redis: %v (redisTimeout %v)", took.Round(time.Millisecond), c.RedisTimeout)
+	if took > 10*c.RedisTimeout {
+		t.Fatalf("Acquire took %v with a stalled Redis; its calls are bounded by %v", took, c.RedisTimeout)
+	}
+	if st := a.Status(); st.Redis.Up || st.Paths[0].Registered {
+		t.Fatalf("status %+v", st)
 	}
 }

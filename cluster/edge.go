@@ -127,7 +127,7 @@ func (n *Node) run(p *pull) {
 			return
 		}
 		n.mu.Lock()
-		if p.origin.Relay != "" {
+		if p.origin.Relay != "" && p.origin != origin {
 			p.switches++
 		}
 		p.origin, p.since = origin, time.Now()

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"time"
@@ -53,6 +54,9 @@ func parseEntry(v string) (Entry, error) {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
 		return Entry{}, fmt.Errorf("%w: %v", ErrBadEntry, err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Entry{}, fmt.Errorf("%w: trailing data", ErrBadEntry)
 	}
 	if !nodeName.MatchString(e.Node) {
 		return Entry{}, fmt.Errorf("%w: node name", ErrBadEntry)

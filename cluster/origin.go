@@ -62,6 +62,13 @@ func (n *Node) Acquire(ctx context.Context, path string) error {
 			return nil
 		}
 		if !ok {
+			// TODO(issue 17 item 3, cross-origin standby): once the hub
+			// takes a backup publisher for a path (branch standby), a
+			// publisher refused here because another live origin holds the
+			// path could wait as its backup instead: register under
+			// streamhub:standby:<path>, watch the main entry, and take it
+			// over with lm.takeOver when it disappears (its origin or its
+			// publisher died), so that the edges follow to this origin.
 			if perr != nil {
 				return fmt.Errorf("%w: the cluster's live map holds another entry for it", server.ErrPathBusy)
 			}
