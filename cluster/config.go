@@ -95,12 +95,9 @@ func (c *Config) Validate(prefix string) []error {
 	}
 	p.Duration("idleTimeout", c.IdleTimeout, time.Second, time.Hour)
 	p.Duration("negativeTTL", c.NegativeTTL, 0, time.Minute)
-	if c.Role == RoleOrigin {
-		if c.Redis == "" {
-			p.Bad("redis", "an origin needs the live map's Redis (HOST:PORT)")
-		}
+	if c.Role == RoleOrigin && c.Redis != "" {
 		if _, err := conf.Port(c.RelayAddress); err != nil || strings.HasPrefix(c.RelayAddress, ":") {
-			p.Bad("relayAddress", "an origin needs its RTMP address as the other nodes reach it, HOST:PORT such as \"10.0.0.1:1935\" (got %q)", c.RelayAddress)
+			p.Bad("relayAddress", "an origin with a live map needs its RTMP address as the other nodes reach it, HOST:PORT such as \"10.0.0.1:1935\" (got %q)", c.RelayAddress)
 		}
 	}
 	if c.Role == RoleEdge {
