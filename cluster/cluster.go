@@ -144,6 +144,10 @@ func (n *Node) Start() error {
 // its entries, within the Redis timeout) and closes the Redis client.
 func (n *Node) Close() {
 	n.cancel()
+	// Demand and Release add to wg under mu after checking ctx: once this
+	// lock was taken, none will, and Wait may start.
+	n.mu.Lock()
+	n.mu.Unlock() //nolint:staticcheck // a barrier, see above
 	n.wg.Wait()
 	if n.lm != nil {
 		n.mu.Lock()

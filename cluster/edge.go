@@ -50,10 +50,14 @@ type pull struct {
 // origin has is remembered for cluster.negativeTTL, so a storm of viewers
 // of a wrong path costs one lookup.
 func (n *Node) Demand(path string) bool {
-	if n.conf.Role != RoleEdge || n.ctx.Err() != nil {
+	if n.conf.Role != RoleEdge {
 		return false
 	}
 	n.mu.Lock()
+	if n.ctx.Err() != nil { // closing: no new pull (see Close)
+		n.mu.Unlock()
+		return false
+	}
 	if until, ok := n.negative[path]; ok {
 		if time.Now().Before(until) {
 			n.mu.Unlock()

@@ -117,11 +117,12 @@ func (n *Node) Release(path string) {
 		return
 	}
 	delete(n.leases, path)
-	n.mu.Unlock()
 	if n.ctx.Err() != nil {
-		return // Close deletes what is left
+		n.mu.Unlock()
+		return // closing: Close deletes the entries it still holds
 	}
-	n.wg.Add(1)
+	n.wg.Add(1) // under mu: see Close
+	n.mu.Unlock()
 	go func() {
 		defer n.wg.Done()
 		err := n.lm.unregister(n.ctx, path)
