@@ -268,6 +268,25 @@ func TestCluster(t *testing.T) {
 		t.Errorf("B logged 'redis unreachable' %d times, want 1", n)
 	}
 	waitDecoding("after Redis came back", 20*time.Second)
+
+	// Through the move and the outage, every HTTP-FLV viewer's pictures
+	// went forward in time (the republish grace path offsets the new
+	// upstream onto the stream's timeline).
+	for name, ev := range viewers {
+		for i, r := range append(ev.flv, tier2) {
+			var last uint32
+			for _, tg := range mustTags(t, r) {
+				if tg.typ != tagVideo || tg.cfg {
+					continue
+				}
+				if tg.ts < last {
+					t.Errorf("%s FLV viewer %d: picture at %d ms after one at %d ms", name, i, tg.ts, last)
+					break
+				}
+				last = tg.ts
+			}
+		}
+	}
 }
 
 // waitFor polls ok every 100 ms until it holds or timeout passes.
