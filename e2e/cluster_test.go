@@ -74,6 +74,7 @@ func startOrigin(t *testing.T, node, redisAddr string) *streamhub {
 	if err != nil {
 		t.Fatalf("origin %s did not start: %v\n%s", node, err, tail(s.stderr.String(), 40))
 	}
+	s.extra = extra // a restart keeps the cluster section
 	return s
 }
 
@@ -268,6 +269,29 @@ func TestCluster(t *testing.T) {
 		t.Errorf("B logged 'redis unreachable' %d times, want 1", n)
 	}
 	waitDecoding("after Redis came back", 20*time.Second)
+
+	// The publisher moves while its origin keeps running: origin A is
+	// back, the publisher leaves B (which keeps the edges' connections in
+	// its grace period) and publishes on A. The edges see A's entry and
+	// switch.
+	a = a.restart(t)
+	pub2.kill()
+	waitFor(t, 10*time.Second, "B's entry deleted when its publisher left", func() bool {
+		v, err := redisGet(rd.addr, "streamhub:live:"+path)
+		return err == nil && !strings.Contains(v, `"origin-b"`)
+	})
+	moved := time.Now()
+	pub3 := startPublisher(t, a.rtmpURL(path))
+	waitLive(t, a, path, pub3)
+	for _, e := range []*streamhub{e1, e2} {
+		waitFor(t, 10*time.Second, "the edge following the stream back to origin A", func() bool {
+			st := e.cluster(t)
+			return len(st.Upstreams) == 1 && st.Upstreams[0].Origin == "origin-a"
+		})
+	}
+	t.Logf("both edges pulling from origin A %v after the publisher started there", time.Since(moved).Round(time.Millisecond))
+	waitDecoding("after the publisher moved back to origin A", 20*time.Second)
+	t.Logf("every viewer decoding again %v after the publisher started on A", time.Since(moved).Round(time.Millisecond))
 
 	// Through the move and the outage, every HTTP-FLV viewer's pictures
 	// went forward in time (the republish grace path offsets the new
