@@ -21,6 +21,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
@@ -77,8 +78,13 @@ type HTTPConfig struct {
 
 // StreamsConfig is the streams: section: registered streams and keys.
 type StreamsConfig struct {
-	// Database is the file registered streams and their key hashes live in.
+	// Database is the file registered streams and their key hashes live
+	// in, or a postgres:// URL: the PostgreSQL database every node of a
+	// cluster shares.
 	Database string `yaml:"database"`
+	// DatabaseTimeout bounds every PostgreSQL query, the publish check's
+	// included.
+	DatabaseTimeout time.Duration `yaml:"databaseTimeout"`
 	// Prefix is the path prefix of registered streams (live: live/<id>).
 	Prefix string `yaml:"prefix"`
 	// Open lets anyone publish on paths that are not registered streams
@@ -282,7 +288,14 @@ func (c *Config) Validate() []error {
 		bad("rtmp.address", "a node of a cluster relays over RTMP: give rtmp.address (cluster.role is %s)", c.Cluster.Role)
 	}
 	if strings.TrimSpace(c.Streams.Database) == "" {
-		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db")
+		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db, or a postgres:// URL")
+	} else if registry.IsPostgres(c.Streams.Database) {
+		if err := registry.CheckURL(c.Streams.Database); err != nil {
+			bad("streams.database", "%v", err)
+		}
+	}
+	if t := c.Streams.DatabaseTimeout; t < 100*time.Millisecond || t > time.Minute {
+		bad("streams.databaseTimeout", "must be between 100ms and 1m (got %s)", t)
 	}
 	if err := server.ValidatePath(c.Streams.Prefix); err != nil || strings.Contains(c.Streams.Prefix, "/") {
 		bad("streams.prefix", "must be one path segment of A-Z a-z 0-9 _ . -, e.g. live (got %q)", c.Streams.Prefix)

@@ -139,6 +139,8 @@ func TestBadValues(t *testing.T) {
 		{"paths:\n  overrides:\n    - match: \"cam\"\n      source: \"rtsp://u:p@cam/x\"\n      sourceTransport: quic\n", "paths.overrides[0].sourceTransport", "auto"},
 		{"paths:\n  default:\n    readKey: \"a@b\"\n", "paths.default.readKey", "password"},
 		{"paths:\n  overrides:\n    - match: \"cam*\"\n    - match: \"cam1\"\n      source: \"rtsp://c/x\"\n", "paths.overrides[1].source", "never used"},
+		{"streams:\n  database: \"postgres://u:pw@db:notaport/x\"\n", "streams.database", "not a valid PostgreSQL URL"},
+		{"streams:\n  databaseTimeout: 10ms\n", "streams.databaseTimeout", "100ms"},
 	} {
 		c, err := loadConfig([]byte(tc.yml))
 		if err != nil {

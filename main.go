@@ -115,7 +115,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			cmd.OutOrStdout().Write(defaultConfigYAML) //nolint:errcheck // stdout
 		},
 	})
-	root.AddCommand(serve, versionCmd, configCmd)
+	root.AddCommand(serve, versionCmd, configCmd, newRegistryCmd())
 	return root
 }
 
@@ -156,7 +156,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	log := newLogger(conf.Log, logOut)
 	log.Info("starting", "version", versionString())
 
-	reg, err := registry.Open(conf.Streams.Database, conf.Streams.Prefix, conf.Streams.Open)
+	reg, err := registry.New(ctx, registry.Options{Database: conf.Streams.Database, Prefix: conf.Streams.Prefix,
+		Open: conf.Streams.Open, Timeout: conf.Streams.DatabaseTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -184,6 +185,11 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
+	reg.Watch(func(id string) { // a key rotated or a stream deleted through another node
+		if hub.KickPublisher(reg.Path(id)) {
+			log.Info("stream key revoked on another node: publisher kicked", "id", id)
+		}
+	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
 	node = cluster.New(conf.Cluster, hub, func(ctx context.Context, addr, path, key string) (cluster.Upstream, error) {
@@ -310,7 +316,7 @@ type component struct {
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
-func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
 	rtcH http.Handler, node *cluster.Node, log *slog.Logger, done chan<- error) component {
 	// Built at start, after the other components bound their addresses.
 	var (
@@ -355,7 +361,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
-func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
 	rtcH http.Handler, node *cluster.Node, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
@@ -404,7 +410,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, append(metricsExtra, api.RegistryCollector(reg))...), webH, rtcH)),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,

@@ -75,7 +75,7 @@ type Ladder interface {
 type Handler struct {
 	conf    Config
 	hub     *server.Hub
-	reg     *registry.Registry
+	reg     registry.Registry
 	ladder  Ladder
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -92,7 +92,7 @@ type rateSample struct {
 }
 
 // New returns the API handler. ladder may be nil.
-func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, log *slog.Logger) *Handler {
+func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log *slog.Logger) *Handler {
 	h := &Handler{conf: conf, hub: hub, reg: reg, ladder: ladder, log: log.With("component", "api"), mux: http.NewServeMux(),
 		started: time.Now(), rates: map[string]rateSample{}}
 	h.mux.HandleFunc("POST /api/v1/streams", h.admin(h.createStream))
@@ -273,14 +273,19 @@ func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 func (h *Handler) keyOrAdmin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if _, ok := h.reg.Get(id); !ok {
-			fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
+		if _, err := h.reg.Get(id); err != nil {
+			failRegistry(w, id, err)
 			return
 		}
 		if h.throttled(w, r) {
 			return
 		}
-		if !h.reg.KeyMatches(id, bearer(r)) && !h.isAdmin(r) {
+		ok, err := h.reg.KeyMatches(id, bearer(r))
+		if err != nil {
+			failRegistry(w, id, err)
+			return
+		}
+		if !ok && !h.isAdmin(r) {
 			h.refuse(w, r, http.StatusUnauthorized, "send the stream's key (or the admin token) as Authorization: Bearer <key>")
 			return
 		}
@@ -373,7 +378,7 @@ func (h *Handler) createStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s, key, err := h.reg.Create(req.Name)
 	if err != nil {
-		status := http.StatusInternalServerError
+		status := registryStatus(err)
 		if errors.Is(err, registry.ErrBadName) {
 			status = http.StatusBadRequest
 		}
@@ -533,8 +538,12 @@ func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
 			live++
 		}
 	}
-	reply(w, http.StatusOK, map[string]any{"version": h.conf.Version, "uptimeSeconds": time.Since(h.started).Seconds(),
-		"livePaths": live, "registeredStreams": len(h.reg.List())})
+	out := map[string]any{"version": h.conf.Version, "uptimeSeconds": time.Since(h.started).Seconds(),
+		"livePaths": live, "registry": h.reg.Health()}
+	if l, err := h.reg.List(); err == nil { // the database down: Health says why
+		out["registeredStreams"] = len(l)
+	}
+	reply(w, http.StatusOK, out)
 }
 
 func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
@@ -557,16 +566,21 @@ func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 
 func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
 	out := []StreamInfo{}
-	for _, s := range h.reg.List() {
+	l, err := h.reg.List()
+	if err != nil {
+		fail(w, registryStatus(err), err.Error())
+		return
+	}
+	for _, s := range l {
 		out = append(out, h.streamInfo(r, s))
 	}
 	reply(w, http.StatusOK, map[string]any{"streams": out})
 }
 
 func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.reg.Get(r.PathValue("id"))
-	if !ok {
-		fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(r.PathValue("id")))
+	s, err := h.reg.Get(r.PathValue("id"))
+	if err != nil {
+		failRegistry(w, r.PathValue("id"), err)
 		return
 	}
 	reply(w, http.StatusOK, h.streamInfo(r, s))
@@ -592,7 +606,11 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	kicked := h.hub.KickPublisher(h.reg.Path(id))
 	h.log.Info("stream key rotated", "id", id, "kicked", kicked, "remote", r.RemoteAddr)
-	s, _ := h.reg.Get(id)
+	s, err := h.reg.Get(id)
+	if err != nil {
+		failRegistry(w, id, err)
+		return
+	}
 	reply(w, http.StatusOK, h.created(r, s, key))
 }
 
@@ -663,8 +681,20 @@ func (h *Handler) kickSession(w http.ResponseWriter, r *http.Request) {
 
 // registryStatus is the HTTP status of a registry error.
 func registryStatus(err error) int {
-	if errors.Is(err, registry.ErrNotFound) {
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, registry.ErrUnavailable):
+		return http.StatusServiceUnavailable // PostgreSQL down or slow: try again
 	}
 	return http.StatusInternalServerError
+}
+
+// failRegistry answers a registry error about the stream id.
+func failRegistry(w http.ResponseWriter, id string, err error) {
+	if errors.Is(err, registry.ErrNotFound) {
+		fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
+		return
+	}
+	fail(w, registryStatus(err), err.Error())
 }

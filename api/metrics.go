@@ -9,15 +9,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 )
 
 // Metrics returns the /metrics handler: per-stream figures read from the
 // hub at each scrape (nothing is counted twice on the hot path), the
 // ladder's, the LL-HLS responses by kind (hls, nil: none), and the Go
-// runtime's and the process's.
-//
-// extra are more collectors (the cluster's).
+// runtime's and the process's; extra collectors add theirs (the stream
+// registry's health: RegistryCollector; the cluster's: cluster.Node).
 func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(extra...)
@@ -48,6 +48,29 @@ var (
 	descLinkRetx = prometheus.NewDesc("streamhub_stream_link_retransmitted_packets", "Packets retransmitted, summed over the path's current SRT sessions.", labels, nil)
 	descBytesOut = prometheus.NewDesc("streamhub_stream_bytes_out_total", "Bytes written to the path's players over HTTP-FLV, RTMP and SRT (RTSP and HLS are not counted).", labels, nil)
 )
+
+var descRegistryUp = prometheus.NewDesc("streamhub_registry_up",
+	"1 while the stream registry's database answers (bbolt: always; postgres: the last query or ping, every 5 s, succeeded within streams.databaseTimeout).",
+	[]string{"backend"}, nil)
+
+// RegistryCollector sends streamhub_registry_up at scrape time, from
+// reg.Health (no query of its own: a scrape never waits for PostgreSQL).
+func RegistryCollector(reg registry.Registry) prometheus.Collector { return registryCollector{reg} }
+
+type registryCollector struct{ reg registry.Registry }
+
+// Describe sends the descriptor.
+func (c registryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descRegistryUp }
+
+// Collect sends the registry's health.
+func (c registryCollector) Collect(ch chan<- prometheus.Metric) {
+	h := c.reg.Health()
+	up := 0.0
+	if h.Up {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descRegistryUp, prometheus.GaugeValue, up, h.Backend)
+}
 
 // HLSResponses returns the LL-HLS responses written, by kind, and the
 // media playlists rendered (hls.Handler.Responses).

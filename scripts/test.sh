@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
 # srt-live-transmit, GStreamer with its RTSP, x264 and libav elements,
-# Varnish and nginx, the browser-test npm packages), then runs every check: gofmt, go vet and the
+# Varnish and nginx, PostgreSQL, the browser-test npm packages), then runs every check: gofmt, go vet and the
 # whole test suite under the race detector, the end-to-end tier (build tag
 # e2e) included.
 set -euo pipefail
@@ -16,6 +16,10 @@ command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
 # (in /usr/sbin, which a user's PATH may lack).
 command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varnish)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The PostgreSQL stream registry's tests start a throwaway PostgreSQL 15
+# (Debian 12's postgresql; its postinst makes the postgres user they run
+# it as, and the policy-rc.d below keeps its own cluster from starting).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 # The cluster e2e tests run the live map in a redis-server of their own.
@@ -35,7 +39,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
-  # Packages with a service (nginx, varnish) must not start it: the tests
+  # Packages with a service (nginx, varnish, postgresql) must not start it: the tests
   # run their own on free ports, and a postinst that fails to bind :80
   # would fail the install. policy-rc.d answering 101 forbids the start.
   policy=""

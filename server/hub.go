@@ -14,6 +14,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -40,7 +41,10 @@ type HubConfig struct {
 	// path segment), and reports whether that key vouches for the path
 	// (then the path's publishKey is not asked); it must give the same
 	// answer for its own answer. An error refuses the publisher as
-	// ErrUnauthorized. The stream registry sets it.
+	// ErrUnauthorized, one wrapping ErrUnavailable as itself (the answer
+	// is not known: the registry's database is down). The stream registry
+	// sets it; it must return within a bound (it runs in the publisher's
+	// handshake, outside the hub's locks).
 	ResolvePublish func(path, key string) (newPath, newKey string, vouched bool, err error)
 	// Authorize, if set, decides on every publisher (at ResolvePublish) and
 	// reader (at CheckReadFrom) that passed the keys: an error refuses it.
@@ -277,6 +281,9 @@ func (h *Hub) checkPublisher(path, key string, derived bool) (string, string, Pa
 	vouched := derived
 	if !derived && h.conf.ResolvePublish != nil {
 		p, k, ok, err := h.conf.ResolvePublish(path, key)
+		if errors.Is(err, ErrUnavailable) {
+			return "", "", PathConfig{}, err
+		}
 		if err != nil {
 			return "", "", PathConfig{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
