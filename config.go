@@ -23,6 +23,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -52,6 +53,8 @@ type Config struct {
 	Paths  PathsConfig   `yaml:"paths"`
 	// Cluster makes this node an origin or an edge of a cluster.
 	Cluster cluster.Config `yaml:"cluster"`
+	// TLS is the certificate of HTTPS, RTMPS and RTSPS: files or ACME.
+	TLS tlscert.Config `yaml:"tls"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -266,6 +269,15 @@ func (c *Config) Validate() []error {
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
 	}
+	errs = append(errs, c.TLS.Validate("tls")...)
+	if c.HTTP.TLSCert != "" && c.TLS.Enabled() {
+		bad("http.tlsCert", "the certificate is set in tls: (tls.cert or tls.acme) already: move it there and empty http.tlsCert and http.tlsKey")
+	}
+	for _, l := range []struct{ key, addr string }{{"rtmp.tlsAddress", c.RTMP.TLSAddress}, {"rtsp.tlsAddress", c.RTSP.TLSAddress}} {
+		if l.addr != "" && !c.TLSConfig().Enabled() {
+			bad(l.key, "needs a certificate: set tls.cert and tls.key (PEM files), or tls.acme.domains")
+		}
+	}
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
 	if c.Paths.Default.Source != "" {
 		bad("paths.default.source", "a source belongs to one path: set it in an override whose match is that path")
@@ -405,6 +417,16 @@ func (c *Config) RTMPServerConfig() rtmp.Config {
 	r := c.RTMP
 	r.MaxConnsPerAddr = c.Limits.MaxConnsPerAddress
 	return r
+}
+
+// TLSConfig returns the tls: section, with http.tlsCert and http.tlsKey
+// (the keys of older configs) as its files when they are set.
+func (c *Config) TLSConfig() tlscert.Config {
+	t := c.TLS
+	if c.HTTP.TLSCert != "" {
+		t.Cert, t.Key = c.HTTP.TLSCert, c.HTTP.TLSKey
+	}
+	return t
 }
 
 // HLSServerConfig returns the hls: section.

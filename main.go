@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -77,10 +79,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 	versionCmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version and the module versions of the build",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+			fmt.Fprint(cmd.OutOrStdout(), versionLong())
 		},
 	}
 	configCmd := &cobra.Command{Use: "config", Short: "Check or print configuration"}
@@ -132,14 +134,22 @@ func versionString() string {
 	return v
 }
 
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	lvl.UnmarshalText([]byte(c.Level)) //nolint:errcheck // validated
+// newLogger returns the logger of c, whose level is lvl's: a reload sets
+// lvl (setLogLevel).
+func newLogger(c LogConfig, w io.Writer, lvl *slog.LevelVar) *slog.Logger {
+	setLogLevel(lvl, c.Level)
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// setLogLevel sets lvl to a validated log.level.
+func setLogLevel(lvl *slog.LevelVar, level string) {
+	var l slog.Level
+	l.UnmarshalText([]byte(level)) //nolint:errcheck // validated
+	lvl.Set(l)
 }
 
 // runServe runs the server until ctx is done or SIGINT/SIGTERM arrives.
@@ -153,7 +163,19 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(conf.Log, logOut)
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
+	var logLevel slog.LevelVar
+	log := newLogger(conf.Log, logOut, &logLevel)
+	// live is the running config: the hub, the ladder and the sources
+	// read path settings through it, so a reload (reload.go) reaches new
+	// sessions without touching running ones. conf stays the config of
+	// the start, for what only a restart changes.
+	// It starts as a copy: the listeners write the addresses they bound
+	// into conf, which a reload must not take for a change of the file.
+	var live atomic.Pointer[Config]
+	started := *conf
+	live.Store(&started)
 	log.Info("starting", "version", versionString())
 
 	reg, err := registry.New(ctx, registry.Options{Database: conf.Streams.Database, Prefix: conf.Streams.Prefix,
@@ -168,10 +190,22 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		node    *cluster.Node // a standalone node's methods do nothing
 	)
 	var signer *auth.Signer
-	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve,
-		AuthFailures: guard.NewBudget(conf.Auth.FailureBudget, time.Minute)}
-	if conf.Auth.HookURL != "" {
-		hc.Authorize = auth.NewHook(conf.Auth.HookURL, conf.Auth.HookTimeout).Authorize
+	hc := server.HubConfig{PathConfig: func(p string) server.PathConfig { return live.Load().PathConfig(p) },
+		Logger: log, ResolvePublish: reg.Resolve, AuthFailures: guard.NewBudget(conf.Auth.FailureBudget, time.Minute)}
+	var hook atomic.Pointer[auth.Hook] // nil: no hook; auth.hookURL is hot
+	setHook := func(c *Config) {
+		if c.Auth.HookURL == "" {
+			hook.Store(nil)
+			return
+		}
+		hook.Store(auth.NewHook(c.Auth.HookURL, c.Auth.HookTimeout))
+	}
+	setHook(conf)
+	hc.Authorize = func(ctx context.Context, req server.AuthRequest) error {
+		if h := hook.Load(); h != nil {
+			return h.Authorize(ctx, req)
+		}
+		return nil
 	}
 	if conf.Auth.PlaySecret != "" {
 		signer = auth.NewSigner(conf.Auth.PlaySecret, conf.Auth.SignedPlayOnly)
@@ -191,7 +225,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		}
 	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
-	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
+	ladder = transcode.New(conf.Transcode, hub, log, func(p string) transcode.Plan { return live.Load().LadderPlan(p) })
 	node = cluster.New(conf.Cluster, hub, func(ctx context.Context, addr, path, key string) (cluster.Upstream, error) {
 		up, err := rtmp.DialUpstream(ctx, addr, path, key, conf.RTMP.ReadTimeout)
 		if err != nil {
@@ -203,13 +237,32 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	// with an empty address is off. Adding a protocol: its package, its
 	// config section, one entry here.
 	var comps []component
-	if conf.RTMP.Address != "" {
-		rtmpSrv := rtmp.New(conf.RTMPServerConfig(), hub, log)
+	// The certificate of HTTPS, RTMPS and RTSPS (issue 19): files, or ACME.
+	var certs *tlscert.Manager
+	if tc := conf.TLSConfig(); tc.Enabled() {
+		if certs, err = tlscert.New(tc, log); err != nil {
+			return err
+		}
+	}
+	if conf.RTMP.Address != "" || conf.RTMP.TLSAddress != "" {
+		rc := conf.RTMPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtmpSrv := rtmp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close,
-			bound: func() { conf.RTMP.Address = rtmpSrv.Addr().String() }})
+			bound: func() {
+				if a := rtmpSrv.Addr(); a != nil {
+					conf.RTMP.Address = a.String()
+				}
+			}})
 	}
 	if conf.RTSP.Address != "" {
-		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+		rc := conf.RTSPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtspSrv := rtsp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
 			if err := rtspSrv.Start(); err != nil {
 				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
@@ -241,12 +294,24 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})
 	}
+	ops := &opsState{}
+	ops.reload = newReloader(configFile, &live, func(old, cur *Config) {
+		setLogLevel(&logLevel, cur.Log.Level)
+		if old.Auth.HookURL != cur.Auth.HookURL || old.Auth.HookTimeout != cur.Auth.HookTimeout {
+			setHook(cur) // a new hook forgets the reads it allowed: only when it changed
+		}
+		ladder.Update(cur.Transcode)
+		if h := ops.hls.Load(); h != nil {
+			h.SetMuxerConfig(cur.HLSServerConfig())
+		}
+		sources.StartAlways(cur.SourcePaths()) // a new always-pulled source; running ones go on
+	}, log)
 	if conf.Cluster.Enabled() {
 		comps = append(comps, component{name: "cluster", start: node.Start, close: node.Close})
 	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, node, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, node, log, httpDone, ops))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -266,6 +331,10 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		}
 	}
 	sources.StartAlways(conf.SourcePaths())
+	ops.ready.Store(true)
+	log.Info("ready")
+	watchDone := make(chan struct{})
+	go watchReload(ctx, ops.reload, hup, watchDone)
 
 	select {
 	case <-ctx.Done():
@@ -274,6 +343,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		log.Error("http server failed", "err", err)
 	}
 	stop()
+	ops.ready.Store(false)
+	<-watchDone
 
 	// Stop accepting, end sessions, exit within 3 s: one shutdown path.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -315,9 +386,10 @@ type component struct {
 }
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
-// pages on http.address. Its Serve error goes to done.
+// pages on http.address, over TLS (HTTP/2 and HTTP/1.1) with certs' certificate
+// when certs is not nil. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, node *cluster.Node, log *slog.Logger, done chan<- error) component {
+	rtcH http.Handler, certs *tlscert.Manager, node *cluster.Node, log *slog.Logger, done chan<- error, ops *opsState) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -332,16 +404,21 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, log)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, log, ops)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+			if certs != nil {
+				// ServeTLS with TLSConfig's certificate: it keeps "h2" in
+				// NextProtos and serves HTTP/2 (LL-HLS on Apple devices).
+				httpSrv.TLSConfig = certs.TLSConfig("h2", "http/1.1")
+			}
 			go func() {
-				if conf.HTTP.TLSCert != "" {
-					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+				if certs != nil {
+					done <- httpSrv.ServeTLS(ln, "", "")
 					return
 				}
 				done <- httpSrv.Serve(ln)
 			}()
-			log.Info("listening", "proto", "http", "address", ln.Addr().String())
+			log.Info("listening", "proto", "http", "address", ln.Addr().String(), "tls", certs != nil)
 			return nil
 		},
 		close: func() {
@@ -362,7 +439,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
 func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, node *cluster.Node, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+	rtcH http.Handler, node *cluster.Node, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -374,10 +451,11 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 		return out
 	}
 	hlsH := hls.New(hlsConf, hub, log)
+	ops.hls.Store(hlsH)
 	apiConf := api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}
-	var metricsExtra []prometheus.Collector
+		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload}
+	metricsExtra := []prometheus.Collector{api.RegistryCollector(reg), api.ReloadMetrics(ops.reload)}
 	if node != nil && conf.Cluster.Enabled() {
 		apiConf.Cluster = func() any { return node.Status() }
 		metricsExtra = append(metricsExtra, node)
@@ -410,12 +488,12 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, append(metricsExtra, api.RegistryCollector(reg))...), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH))),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
 		IdleTimeout:       conf.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(log),
 	}
 	return flv, hlsH, webH, httpSrv
 }

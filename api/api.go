@@ -12,6 +12,8 @@
 //	GET    /api/v1/sessions                 admin: every publisher and player
 //	DELETE /api/v1/sessions/{id}            admin: kick one
 //	POST   /api/v1/sign                     admin: signed play links with an expiry
+//	POST   /api/v1/config/reload            admin: reload the config file now
+//	GET    /api/v1/config/reload            admin: the last reload's status
 //	GET    /api/v1/openapi.yaml             this API, described
 //
 // Admin requests carry "Authorization: Bearer <api.adminToken>"; with no
@@ -64,6 +66,8 @@ type Config struct {
 	// Cluster, if set, returns the node's cluster status for
 	// GET /api/v1/cluster (a JSON object); nil: the node is standalone.
 	Cluster func() any
+	// Reloader reloads the config file (POST /api/v1/config/reload); nil: off.
+	Reloader Reloader
 }
 
 // Ladder is what the API shows of the transcoder.
@@ -106,6 +110,8 @@ func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log
 	h.mux.HandleFunc("GET /api/v1/sessions", h.admin(h.sessions))
 	h.mux.HandleFunc("DELETE /api/v1/sessions/{id}", h.admin(h.kickSession))
 	h.mux.HandleFunc("GET /api/v1/cluster", h.admin(h.cluster))
+	h.mux.HandleFunc("POST /api/v1/config/reload", h.admin(h.reloadConfig))
+	h.mux.HandleFunc("GET /api/v1/config/reload", h.admin(h.lastReload))
 	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi) //nolint:errcheck // client gone
@@ -114,7 +120,8 @@ func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log
 	// another method lands here too: that is a 405, not a 404.
 	known := http.NewServeMux()
 	for _, p := range []string{"/api/v1/streams", "/api/v1/streams/{id}", "/api/v1/streams/{id}/rotate-key", "/api/v1/paths",
-		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml", "/api/v1/cluster"} {
+		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml",
+		"/api/v1/config/reload", "/api/v1/cluster"} {
 		known.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
 	}
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {

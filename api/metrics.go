@@ -15,17 +15,18 @@ import (
 
 // Metrics returns the /metrics handler: per-stream figures read from the
 // hub at each scrape (nothing is counted twice on the hot path), the
-// ladder's, the LL-HLS responses by kind (hls, nil: none), and the Go
-// runtime's and the process's; extra collectors add theirs (the stream
-// registry's health: RegistryCollector; the cluster's: cluster.Node).
+// ladder's, the LL-HLS responses by kind (hls, nil: none), the Go
+// runtime's and the process's, and extra collectors (the stream registry's
+// health: RegistryCollector; reloads: ReloadMetrics; the cluster's:
+// cluster.Node).
 func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(extra...)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&hubCollector{hub: hub, ladder: ladder}, hlsCollector(hls),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamhub_panics_total",
 			Help: "Panics caught in a session, request or worker: each ended that one session (the stack is in the log)."},
 			func() float64 { return float64(guard.Panics()) }))
+	reg.MustRegister(extra...)
 	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorHandling: promhttp.ContinueOnError})
 }
 

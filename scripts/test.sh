@@ -24,6 +24,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
 # The cluster e2e tests run the live map in a redis-server of their own.
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The deploy e2e tests check the systemd unit with systemd-analyze (verify,
+# security --offline) and run the binary as another user with setpriv.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0
@@ -53,6 +57,14 @@ fi
 if [ -f e2e/browser/package.json ]; then
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The ACME e2e test builds pebble and pebble-challtestsrv, the ACME test
+# server (go install of the module at a fixed version, e2e/acme_test.go):
+# build them once here, which puts the module and its dependencies in the
+# module cache, so the test needs the Go proxy no more.
+pebble_bin=$(mktemp -d)
+GOBIN="$pebble_bin" GOFLAGS= go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1 \
+  github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1
+rm -rf "$pebble_bin"
 # The web pages' player libraries, embedded by the build (the e2e tests
 # build the binary): the same step as scripts/run.sh.
 web/vendor.sh
