@@ -215,6 +215,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	if conf.Cluster.Enabled() { // no cluster section: the hub as without one
 		hc.PublishGuard = clusterGuard{&node}
 		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
+		hc.LiveElsewhere = func(path string) bool { return node.LiveElsewhere(path) }
 	}
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
