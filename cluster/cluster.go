@@ -93,7 +93,7 @@ type lease struct {
 	// elsewhere: another origin publishes the path; this one's publishers
 	// wait as standbys (paths.*.standby) until standbyLoop takes it.
 	elsewhere bool
-	since      time.Time
+	since     time.Time
 }
 
 // New returns the node for c; dial opens pulls (edges). Start starts its
