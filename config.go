@@ -15,6 +15,7 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/streamhub/streamhub/cluster"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
@@ -50,6 +51,8 @@ type Config struct {
 	// WebRTC is WHIP ingest and WHEP playback.
 	WebRTC webrtc.Config `yaml:"webrtc"`
 	Paths  PathsConfig   `yaml:"paths"`
+	// Cluster makes this node an origin or an edge of a cluster.
+	Cluster cluster.Config `yaml:"cluster"`
 	// TLS is the certificate of HTTPS, RTMPS and RTSPS: files or ACME.
 	TLS tlscert.Config `yaml:"tls"`
 
@@ -292,6 +295,10 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.Transcode.Validate("transcode")...)
+	errs = append(errs, c.Cluster.Validate("cluster")...)
+	if c.Cluster.Enabled() && c.RTMP.Address == "" {
+		bad("rtmp.address", "a node of a cluster relays over RTMP: give rtmp.address (cluster.role is %s)", c.Cluster.Role)
+	}
 	if strings.TrimSpace(c.Streams.Database) == "" {
 		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db, or a postgres:// URL")
 	} else if registry.IsPostgres(c.Streams.Database) {

@@ -19,10 +19,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/cluster"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/hls"
@@ -185,6 +187,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	var (
 		sources *rtsp.Sources
 		ladder  *transcode.Manager
+		node    *cluster.Node // a standalone node's methods do nothing
 	)
 	var signer *auth.Signer
 	hc := server.HubConfig{PathConfig: func(p string) server.PathConfig { return live.Load().PathConfig(p) },
@@ -208,7 +211,12 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		signer = auth.NewSigner(conf.Auth.PlaySecret, conf.Auth.SignedPlayOnly)
 		hc.ReadToken = signer.Check
 	}
-	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
+	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) || node.Demand(path) }
+	if conf.Cluster.Enabled() { // no cluster section: the hub as without one
+		hc.PublishGuard = clusterGuard{&node}
+		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
+		hc.LiveElsewhere = func(path string) bool { return node.LiveElsewhere(path) }
+	}
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
@@ -219,6 +227,13 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, func(p string) transcode.Plan { return live.Load().LadderPlan(p) })
+	node = cluster.New(conf.Cluster, hub, func(ctx context.Context, addr, path, key string) (cluster.Upstream, error) {
+		up, err := rtmp.DialUpstream(ctx, addr, path, key, conf.RTMP.ReadTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return rtmpUpstream{up}, nil
+	}, log)
 	// The components, started in this order and closed in reverse; one
 	// with an empty address is off. Adding a protocol: its package, its
 	// config section, one entry here.
@@ -293,9 +308,12 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		}
 		sources.StartAlways(cur.SourcePaths()) // a new always-pulled source; running ones go on
 	}, log)
+	if conf.Cluster.Enabled() {
+		comps = append(comps, component{name: "cluster", start: node.Start, close: node.Close})
+	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, log, httpDone, ops))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, node, log, httpDone, ops))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -340,6 +358,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		// always has a blocking request open) end with them, which the
 		// HTTP server's Shutdown would otherwise wait out.
 		sources.Close()
+		node.Close() // ends the pulls; gives the paths held in the live map back
 		hub.Close()
 		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
 		for i := len(comps) - 1; i >= 0; i-- {
@@ -372,7 +391,7 @@ type component struct {
 // pages on http.address, over TLS (HTTP/2 and HTTP/1.1) with certs' certificate
 // when certs is not nil. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, certs *tlscert.Manager, log *slog.Logger, done chan<- error, ops *opsState) component {
+	rtcH http.Handler, certs *tlscert.Manager, node *cluster.Node, log *slog.Logger, done chan<- error, ops *opsState) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -387,7 +406,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, log, ops)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, log, ops)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
 			if certs != nil {
 				// ServeTLS with TLSConfig's certificate: it keeps "h2" in
@@ -435,7 +454,7 @@ func registryDigest(reg registry.Registry, path string) (string, []byte, bool) {
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
 func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+	rtcH http.Handler, node *cluster.Node, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -448,9 +467,15 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 	}
 	hlsH := hls.New(hlsConf, hub, log)
 	ops.hls.Store(hlsH)
-	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
+	apiConf := api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload}, hub, reg, ladder, log)
+		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload}
+	metricsExtra := []prometheus.Collector{api.RegistryCollector(reg), api.ReloadMetrics(ops.reload)}
+	if node != nil && conf.Cluster.Enabled() {
+		apiConf.Cluster = func() any { return node.Status() }
+		metricsExtra = append(metricsExtra, node)
+	}
+	apiH := api.New(apiConf, hub, reg, ladder, log)
 	wc := conf.WebServerConfig()
 	wc.Renditions = func(path string) []string {
 		var out []string
@@ -478,7 +503,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, api.RegistryCollector(reg), api.ReloadMetrics(ops.reload)), webH, rtcH))),
+		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH))),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
@@ -510,3 +535,17 @@ func router(flv, hlsH, apiH, metrics, web, rtc http.Handler) http.Handler {
 		}
 	})
 }
+
+// clusterGuard is the hub's PublishGuard: the cluster node, built after
+// the hub it needs.
+type clusterGuard struct{ n **cluster.Node }
+
+func (g clusterGuard) Acquire(ctx context.Context, path string) error {
+	return (*g.n).Acquire(ctx, path)
+}
+func (g clusterGuard) Release(path string) { (*g.n).Release(path) }
+
+// rtmpUpstream is an RTMP pull as the cluster runs it.
+type rtmpUpstream struct{ *rtmp.Upstream }
+
+func (u rtmpUpstream) Run(w cluster.Writer) error { return u.Upstream.Run(w) }

@@ -70,6 +70,8 @@ var keyClasses = []keyClass{
 	{key: "auth.hookURL", hot: true, how: "the next publisher or reader asked"},
 	{key: "auth.hookTimeout", hot: true, how: "the next publisher or reader asked"},
 	{key: "paths", hot: true, how: "new publishers, readers and sources (sessions running keep theirs)"},
+	// The cluster's role, Redis and secret are the node's identity in the cluster.
+	{key: "cluster"},
 }
 
 // classOf returns the entry of keyClasses for key ("paths.overrides[2].join"

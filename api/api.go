@@ -63,6 +63,9 @@ type Config struct {
 	Version string
 	// Signer signs play links (POST /api/v1/sign); nil: off.
 	Signer *auth.Signer
+	// Cluster, if set, returns the node's cluster status for
+	// GET /api/v1/cluster (a JSON object); nil: the node is standalone.
+	Cluster func() any
 	// Reloader reloads the config file (POST /api/v1/config/reload); nil: off.
 	Reloader Reloader
 }
@@ -106,6 +109,7 @@ func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log
 	h.mux.HandleFunc("POST /api/v1/sign", h.admin(h.sign))
 	h.mux.HandleFunc("GET /api/v1/sessions", h.admin(h.sessions))
 	h.mux.HandleFunc("DELETE /api/v1/sessions/{id}", h.admin(h.kickSession))
+	h.mux.HandleFunc("GET /api/v1/cluster", h.admin(h.cluster))
 	h.mux.HandleFunc("POST /api/v1/config/reload", h.admin(h.reloadConfig))
 	h.mux.HandleFunc("GET /api/v1/config/reload", h.admin(h.lastReload))
 	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
@@ -117,7 +121,7 @@ func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log
 	known := http.NewServeMux()
 	for _, p := range []string{"/api/v1/streams", "/api/v1/streams/{id}", "/api/v1/streams/{id}/rotate-key", "/api/v1/paths",
 		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml",
-		"/api/v1/config/reload"} {
+		"/api/v1/config/reload", "/api/v1/cluster"} {
 		known.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
 	}
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -414,6 +418,9 @@ type Figures struct {
 	BytesIn    uint64      `json:"bytesIn"`
 	UnitsIn    uint64      `json:"unitsIn"`
 	Readers    int         `json:"readers"`
+	// Relays counts the edges of the cluster reading the path (not in
+	// readers).
+	Relays int `json:"relays,omitempty"`
 	// ReadersByProtocol counts the players per protocol (hls: the
 	// distinct clients, by address and User-Agent, seen in the last 10 s).
 	ReadersByProtocol map[string]int `json:"readersByProtocol"`
@@ -461,7 +468,7 @@ type Transcoder struct {
 func (h *Handler) figures(s *server.Stream) *Figures {
 	st := s.Stats()
 	f := &Figures{Tracks: []TrackInfo{}, Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
-		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
+		Readers: st.Readers - st.Relays, Relays: st.Relays, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
 		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut,
 		Standbys: st.Standbys, Takeovers: st.Takeovers, Failbacks: st.Failbacks}
 	if s.Config().Standby != server.StandbyOff {
@@ -513,6 +520,33 @@ func (h *Handler) rate(path string, bytes uint64, uptime time.Duration) int {
 	}
 	h.rates[path] = rateSample{bytes: bytes, at: now, bps: bps}
 	return int(bps)
+}
+
+// cluster answers the node's cluster status, with the relays reading each
+// path (an origin's edges).
+func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
+	relays := map[string]int{}
+	for _, s := range h.hub.Streams() {
+		if n := s.Stats().Relays; n > 0 {
+			relays[s.Path()] = n
+		}
+	}
+	if h.conf.Cluster == nil {
+		reply(w, http.StatusOK, map[string]any{"role": "standalone", "relays": relays})
+		return
+	}
+	st := h.conf.Cluster()
+	b, err := json.Marshal(st)
+	var m map[string]any
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "cluster status: "+err.Error())
+		return
+	}
+	m["relays"] = relays
+	reply(w, http.StatusOK, m)
 }
 
 func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {

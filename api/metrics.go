@@ -17,7 +17,8 @@ import (
 // hub at each scrape (nothing is counted twice on the hot path), the
 // ladder's, the LL-HLS responses by kind (hls, nil: none), the Go
 // runtime's and the process's, and extra collectors (the stream registry's
-// health: RegistryCollector; reloads: ReloadMetrics).
+// health: RegistryCollector; reloads: ReloadMetrics; the cluster's:
+// cluster.Node).
 func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, extra ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -32,7 +33,8 @@ func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, extra ...promethe
 var (
 	labels       = []string{"path"}
 	descUp       = prometheus.NewDesc("streamhub_stream_publisher_up", "1 while the path has a publisher (0 in the grace period).", []string{"path", "protocol"}, nil)
-	descReaders  = prometheus.NewDesc("streamhub_stream_readers", "Readers of the path now (players; an HLS muxer, a ladder counts as one).", labels, nil)
+	descReaders  = prometheus.NewDesc("streamhub_stream_readers", "Readers of the path now (players; an HLS muxer, a ladder counts as one; relays apart).", labels, nil)
+	descRelays   = prometheus.NewDesc("streamhub_stream_relays", "Edges of the cluster reading the path now (relays, not viewers).", labels, nil)
 	descBytesIn  = prometheus.NewDesc("streamhub_stream_bytes_in_total", "Payload bytes the publishers of the path sent.", labels, nil)
 	descUnitsIn  = prometheus.NewDesc("streamhub_stream_frames_in_total", "Access units (video frames and audio frames) the publishers of the path sent.", labels, nil)
 	descDrops    = prometheus.NewDesc("streamhub_stream_reader_drops_total", "Units slow readers of the path skipped.", labels, nil)
@@ -116,7 +118,7 @@ var _ prometheus.Collector = (*hubCollector)(nil)
 
 // Describe sends every descriptor.
 func (c *hubCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descUp, descReaders, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut, descLinkRTT, descLinkLost, descLinkRetx,
+	for _, d := range []*prometheus.Desc{descUp, descReaders, descRelays, descBytesIn, descUnitsIn, descDrops, descUptime, descPubs, descRestarts, descTxUp, descStreams, descByProto, descBytesOut, descLinkRTT, descLinkLost, descLinkRetx,
 		descStandbys, descTakeover, descFailback} {
 		ch <- d
 	}
@@ -134,7 +136,8 @@ func (c *hubCollector) Collect(ch chan<- prometheus.Metric) {
 			proto, _, _ = strings.Cut(st.Publisher, " ")
 		}
 		ch <- prometheus.MustNewConstMetric(descUp, prometheus.GaugeValue, up, st.Path, proto)
-		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.GaugeValue, float64(st.Readers), st.Path)
+		ch <- prometheus.MustNewConstMetric(descReaders, prometheus.GaugeValue, float64(st.Readers-st.Relays), st.Path)
+		ch <- prometheus.MustNewConstMetric(descRelays, prometheus.GaugeValue, float64(st.Relays), st.Path)
 		ch <- prometheus.MustNewConstMetric(descBytesIn, prometheus.CounterValue, float64(st.BytesIn), st.Path)
 		ch <- prometheus.MustNewConstMetric(descUnitsIn, prometheus.CounterValue, float64(st.UnitsIn), st.Path)
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.DropsTotal), st.Path)

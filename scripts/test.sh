@@ -22,6 +22,8 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
 [ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# The cluster e2e tests run the live map in a redis-server of their own.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The deploy e2e tests check the systemd unit with systemd-analyze (verify,
 # security --offline) and run the binary as another user with setpriv.
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)

@@ -23,6 +23,9 @@ type Claim struct {
 	// standby: the publisher will wait behind the live one; elsewhere:
 	// because the path is live on another node (HubConfig.LiveElsewhere).
 	standby, elsewhere bool
+	// release gives the path back to HubConfig.PublishGuard; the
+	// publisher takes it over at Publish.
+	release func()
 }
 
 // claim checks path and opts.Key and holds the path (see Claim). The
@@ -105,6 +108,7 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 		c.Release()
 		return nil, err
 	}
+	p.release, c.release = c.release, nil
 	return p, nil
 }
 
@@ -113,6 +117,10 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 // gracePeriod again, or ends when nobody reads it. Release after Publish
 // does nothing.
 func (c *Claim) Release() {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
 	s := c.s
 	if s == nil {
 		return

@@ -34,16 +34,38 @@ type ReadRequest struct {
 // Read authorizes req (see Authorize) and attaches a reader to path, which
 // the session list shows as req.Peer. It returns the refusal (wrapping
 // ErrUnauthorized), ErrStreamNotFound, ErrTooManyReaders or a *PathError.
+//
+// A relay (an edge of the cluster, HubConfig.RelayKey) reads with the
+// source's own timing, whatever the path's catchUp, and is counted in
+// StreamStats.Relays instead of among the viewers.
 func (h *Hub) Read(ctx context.Context, path string, req ReadRequest) (*Reader, error) {
-	if err := h.Authorize(ctx, path, req); err != nil {
-		return nil, err
-	}
-	r, err := h.ReadTrusted(ctx, path, ReadOptions{Wait: req.Wait, NoCatchUp: req.NoCatchUp, Backlog: req.Backlog})
+	relay, err := h.authorizeRead(ctx, path, req)
 	if err != nil {
 		return nil, err
 	}
+	r, err := h.ReadTrusted(ctx, path, ReadOptions{Wait: req.Wait, NoCatchUp: req.NoCatchUp || relay, Backlog: req.Backlog})
+	if err != nil {
+		return nil, err
+	}
+	r.relay.Store(relay)
 	r.SetPeer(req.Peer, req.Kick)
 	return r, nil
+}
+
+// authorizeRead is Authorize, except that a relay's cluster key
+// (HubConfig.RelayKey) lets the peer in as a relay.
+func (h *Hub) authorizeRead(ctx context.Context, path string, req ReadRequest) (bool, error) {
+	if err := h.AuthGate(req.Peer); err != nil {
+		return false, err
+	}
+	relay, err := h.checkRelay(path, req.Key)
+	if err == nil && relay {
+		err = ValidatePath(path)
+	}
+	if err != nil || relay {
+		return relay, h.authOutcome(err, req.Peer)
+	}
+	return false, h.authOutcome(h.checkRead(ctx, path, req.Key, req.Peer), req.Peer)
 }
 
 // ReadTrusted attaches one of streamhub's own readers to path with no
@@ -94,6 +116,16 @@ func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	return h.claimVouched(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
+	release, err := h.acquire(ctx, p) // the cluster's live map: one publisher per path across origins (a standby on this node adds to this node's lease)
+	if err != nil {
+		return nil, err
+	}
+	c, err := h.claimVouched(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
 		OnKeyframeRequest: req.OnKeyframeRequest, Role: role}, req.Vouched)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	c.release = release
+	return c, nil
 }

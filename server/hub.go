@@ -74,6 +74,15 @@ type HubConfig struct {
 	// AuthFailures, if set, throttles addresses that keep failing keys,
 	// passwords, tokens and the hook (AuthGate); nil throttles nothing.
 	AuthFailures *guard.Budget
+	// PublishGuard, if set, is asked before a publisher from the network
+	// (Publish) or a pulled source (PublishTrusted with Pulled) holds a
+	// path, and told when it left: the cluster's live map.
+	PublishGuard PublishGuard
+	// RelayKey, if set, recognizes a relay's cluster key given as a
+	// reader's key: true lets the reader in as a relay (no path key, no
+	// hook, no catch-up, counted apart from viewers); an error refuses it;
+	// false, nil for a key that is not a cluster key.
+	RelayKey func(path, key string) (bool, error)
 }
 
 // LogRefusal writes refusalLogBurst lines about one address per
@@ -123,6 +132,9 @@ type PublishOptions struct {
 	// Pulled marks a source streamhub pulls itself (paths.*.source): the
 	// operator configured it, so it needs no key and no stream registry.
 	Pulled bool
+	// Upstream marks a pulled source that is another node of the cluster
+	// (an edge's pull from its origin): the live map is not asked.
+	Upstream bool
 	// OnKick, if set, ends the publisher's connection; Hub.KickPublisher
 	// calls it (in its own goroutine) after detaching the publisher.
 	OnKick func()
@@ -161,7 +173,19 @@ func (h *Hub) PublishTrusted(path string, tracks []*media.Track, opts PublishOpt
 	if opts.Role == "" {
 		opts.Role = RoleMain
 	}
-	return h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+	release := func() {}
+	if opts.Pulled && !opts.Upstream {
+		if release, err = h.acquire(context.Background(), path); err != nil {
+			return nil, err
+		}
+	}
+	p, err := h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	p.release = release
+	return p, nil
 }
 
 // attachClaimed attaches c's publisher with tracks, logs it and tells

@@ -42,6 +42,10 @@ type Publisher struct {
 	// session is the Track.Session of this publisher's tracks, given when
 	// it was made (live or standby) and kept when it goes live again.
 	session uint64
+	// release gives the path back to HubConfig.PublishGuard (nil if it
+	// was not asked); released makes that happen once.
+	release  func()
+	released atomic.Bool
 }
 
 // SetLinkStats gives the session list and the metrics the transport's own
@@ -77,4 +81,9 @@ func (p *Publisher) UpdateTrack(t *media.Track) { p.s.updateTrack(p, t) }
 // once (paths.*.standby); otherwise readers stay attached for the path's
 // grace period and continue if a new publisher comes, or the stream ends.
 // Close may be called more than once.
-func (p *Publisher) Close() { p.s.detachPublisher(p) }
+func (p *Publisher) Close() {
+	p.s.detachPublisher(p)
+	if p.release != nil && p.released.CompareAndSwap(false, true) {
+		p.release()
+	}
+}

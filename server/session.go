@@ -73,6 +73,8 @@ type Session struct {
 	Drops    uint64    `json:"drops"`
 	// Link is the transport's own figures (SRT, WebRTC), nil for other protocols.
 	Link *LinkStats `json:"link,omitempty"`
+	// Relay marks a reader that is an edge of the cluster (Hub.Read).
+	Relay bool `json:"relay,omitempty"`
 }
 
 // Sessions returns every publisher and every reader that said who it is,
@@ -97,7 +99,7 @@ func (h *Hub) Sessions() []Session {
 		for r := range s.readers {
 			if rp := r.peer.Load(); rp != nil {
 				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
-					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
+					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load(), Relay: r.relay.Load()})
 				links = append(links, linkFunc(&r.link))
 			}
 		}
@@ -166,7 +168,7 @@ func (h *Hub) KickSession(id string) bool {
 func (s *Stream) readersByProtocolLocked() map[string]int {
 	out := map[string]int{}
 	for r := range s.readers {
-		if rp := r.peer.Load(); rp != nil {
+		if rp := r.peer.Load(); rp != nil && !r.relay.Load() {
 			out[rp.Protocol]++
 		}
 	}

@@ -205,8 +205,11 @@ type StreamStats struct {
 	Drops, DropsTotal uint64
 	// Derived is true for a ladder rung.
 	Derived bool
+	// Relays counts the readers that are edges of the cluster (counted in
+	// Readers too, never in ReadersByProtocol).
+	Relays int
 	// ReadersByProtocol counts the readers that said who they are
-	// (Reader.SetPeer); BytesOut the bytes written to readers.
+	// (Reader.SetPeer), relays aside; BytesOut the bytes written to readers.
 	ReadersByProtocol map[string]int
 	BytesOut          uint64
 	// Link sums the transport's own figures (LinkStats) over the
@@ -244,6 +247,9 @@ func (s *Stream) Stats() StreamStats {
 	st.Readers = len(s.readers)
 	for r := range s.readers {
 		st.Drops += r.drops.Load()
+		if r.relay.Load() {
+			st.Relays++
+		}
 		links = append(links, linkFunc(&r.link))
 	}
 	st.ReadersByProtocol = s.readersByProtocolLocked()

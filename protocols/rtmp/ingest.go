@@ -14,7 +14,7 @@ import (
 )
 
 // supportedCodecs is said to publishers whose codec we cannot carry.
-const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus and MP3 audio"
+const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus, MP3 and 8 kHz G.711 audio"
 
 // trackProbe is how much media gortmplib's Reader.Initialize reads to find
 // the tracks when probeConn cannot end it earlier.
@@ -129,7 +129,7 @@ type ingest struct {
 // newIngest maps gortmplib tracks to hub tracks, refusing codecs the hub
 // does not carry.
 func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
-	in := &ingest{video: map[int]*units.Video{}}
+	in := &ingest{video: map[int]*units.Video{}, log: slog.Default()}
 	for _, lt := range libTracks {
 		t := &media.Track{ID: len(in.tracks)}
 		switch codec := lt.Codec.(type) {
@@ -159,6 +159,13 @@ func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
 			}
 		case *rtmpcodecs.MPEG1Audio:
 			t.Codec = media.CodecMP3
+		case *rtmpcodecs.G711:
+			// FLV's G.711 is 8 kHz; streamhub's own relays (package cluster)
+			// carry a camera's audio this way.
+			t.Codec, t.SampleRate, t.Channels = media.CodecG711A, 8000, max(codec.ChannelCount, 1)
+			if codec.MULaw {
+				t.Codec = media.CodecG711U
+			}
 		default:
 			return nil, fmt.Errorf("rtmp: unsupported codec %T: streamhub takes %s", lt.Codec, supportedCodecs)
 		}
@@ -207,6 +214,8 @@ func (in *ingest) register(r *gortmplib.Reader) {
 			r.OnDataOpus(lt, func(pts time.Duration, pkt []byte) { in.audio(id, pts, pkt) })
 		case *rtmpcodecs.MPEG1Audio:
 			r.OnDataMPEG1Audio(lt, func(pts time.Duration, frame []byte) { in.audio(id, pts, frame) })
+		case *rtmpcodecs.G711:
+			r.OnDataG711(lt, func(pts time.Duration, samples []byte) { in.audio(id, pts, samples) })
 		}
 	}
 }
