@@ -453,8 +453,9 @@ func (c *Config) rungNames() []string {
 
 // PathConfig returns the settings for path: the first matching override, or
 // paths.default. A ladder rung (live/test/480p of a live/test whose ladder
-// has 480p) has the settings of its source, keys included, with no ladder
-// and no pull source of its own. Call it only after Validate returned no
+// has 480p), and any <source>/<height>p where a publisher's own renditions
+// go (OBS multitrack), has the settings of its source, keys included, with
+// no ladder and no pull source of its own. Call it only after Validate returned no
 // error.
 func (c *Config) PathConfig(path string) server.PathConfig {
 	if i := strings.LastIndexByte(path, '/'); i > 0 {
@@ -467,7 +468,7 @@ func (c *Config) PathConfig(path string) server.PathConfig {
 			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
 			return pc
 		}
-		if c.isRung(source, name) {
+		if c.isRung(source, name) || server.IsPublisherRungName(name) {
 			pc := c.pathConfig(source)
 			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
 			return pc

@@ -314,8 +314,14 @@ paths:
 	if pc := c.PathConfig("private/x/webrtc"); pc.ReadKey != "k1" || pc.RungOf != "private/x" {
 		t.Errorf("the Opus companion of private/x: %+v, want the source's read key", pc)
 	}
-	if pc := c.PathConfig("private/x/480p"); pc.ReadKey != "" {
-		t.Errorf("private/x/480p is not a rung of private/x (its ladder is [240p]) but got its settings")
+	// Any <height>p may be a rendition the publisher sends itself (OBS
+	// multitrack): it is the source's, read key included, whatever the
+	// ladder; another name is not.
+	if pc := c.PathConfig("private/x/480p"); pc.ReadKey != "k1" || pc.RungOf != "private/x" || pc.Transcode != server.TranscodeOff {
+		t.Errorf("private/x/480p (a publisher's own rendition) did not get the source's settings: %+v", pc)
+	}
+	if pc := c.PathConfig("private/x/cam"); pc.ReadKey != "" || pc.RungOf != "" {
+		t.Errorf("private/x/cam is no rung of private/x but got its settings: %+v", pc)
 	}
 	if pc := c.PathConfig("cam1/480p"); pc.Source != "" || pc.Transcode != server.TranscodeOff {
 		t.Errorf("a rung of a pulled path pulls too: %+v", pc)

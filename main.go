@@ -263,6 +263,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		if rc.TLSAddress != "" {
 			rc.TLS = certs.TLSConfig()
 		}
+		rc.DigestHA1 = func(path string) (string, []byte, bool) { return registryDigest(reg, path) }
 		rtspSrv := rtsp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
 			if err := rtspSrv.Start(); err != nil {
@@ -435,6 +436,19 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 			httpSrv.Close()
 		},
 	}
+}
+
+// registryDigest returns the RTSP Digest user name and HA1 of the
+// registered stream at path (<prefix>/<id>, or a path under it): the user
+// name is the stream id.
+func registryDigest(reg registry.Registry, path string) (string, []byte, bool) {
+	rest, ok := strings.CutPrefix(path, reg.Prefix()+"/")
+	if !ok {
+		return "", nil, false
+	}
+	id, _, _ := strings.Cut(rest, "/")
+	ha1, err := reg.DigestHA1(id)
+	return id, ha1, err == nil
 }
 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the

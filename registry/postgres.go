@@ -3,6 +3,7 @@ package registry
 import (
 	"bytes"
 	"context"
+	"crypto/md5" //nolint:gosec // the size of an RTSP Digest HA1 (internal/digest)
 	"errors"
 	"fmt"
 	"log/slog"
@@ -15,6 +16,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/streamhub/streamhub/internal/digest"
 )
 
 // Postgres is the set of registered streams in PostgreSQL, shared by every
@@ -290,9 +293,10 @@ func (p *Postgres) Create(name string) (Stream, string, error) {
 	for range 5 {
 		s.ID = newID()
 		err := p.do("a create", func(ctx context.Context) error {
-			tag, err := p.pool.Exec(ctx, `INSERT INTO streamhub_streams (id, name, created, key_hash)
-				SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM streamhub_deleted_streams WHERE id = $1)
-				ON CONFLICT DO NOTHING`, s.ID, s.Name, s.Created, s.KeyHash)
+			s.DigestHA1 = digest.HA1(s.ID, key)
+			tag, err := p.pool.Exec(ctx, `INSERT INTO streamhub_streams (id, name, created, key_hash, digest_ha1)
+				SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM streamhub_deleted_streams WHERE id = $1)
+				ON CONFLICT DO NOTHING`, s.ID, s.Name, s.Created, s.KeyHash, s.DigestHA1)
 			if err == nil && tag.RowsAffected() == 0 {
 				return errIDTaken
 			}
@@ -309,11 +313,11 @@ func (p *Postgres) Create(name string) (Stream, string, error) {
 	return Stream{}, "", fmt.Errorf("registry: saving: %w five times", errIDTaken)
 }
 
-const streamColumns = "id, name, created, key_hash"
+const streamColumns = "id, name, created, key_hash, digest_ha1"
 
 func scanStream(row pgx.Row) (Stream, error) {
 	var s Stream
-	err := row.Scan(&s.ID, &s.Name, &s.Created, &s.KeyHash)
+	err := row.Scan(&s.ID, &s.Name, &s.Created, &s.KeyHash, &s.DigestHA1)
 	s.Created = s.Created.UTC()
 	return s, err
 }
@@ -380,7 +384,7 @@ func (p *Postgres) RotateKey(id string) (string, error) {
 	h := hashKey(key)
 	err := p.do("a key rotation", func(ctx context.Context) error {
 		return pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-			tag, err := tx.Exec(ctx, "UPDATE streamhub_streams SET key_hash = $2 WHERE id = $1", id, h[:])
+			tag, err := tx.Exec(ctx, "UPDATE streamhub_streams SET key_hash = $2, digest_ha1 = $3 WHERE id = $1", id, h[:], digest.HA1(id, key))
 			if err == nil && tag.RowsAffected() == 0 {
 				return ErrNotFound
 			}
@@ -398,6 +402,19 @@ func (p *Postgres) RotateKey(id string) (string, error) {
 		return "", fmt.Errorf("registry: saving: %w", err)
 	}
 	return key, nil
+}
+
+// DigestHA1 returns the RTSP Digest HA1 of the stream with id (see
+// Registry.DigestHA1).
+func (p *Postgres) DigestHA1(id string) ([]byte, error) {
+	s, err := p.Get(id)
+	if err != nil {
+		return nil, err
+	}
+	if len(s.DigestHA1) != md5.Size {
+		return nil, ErrNotFound
+	}
+	return s.DigestHA1, nil
 }
 
 // KeyMatches reports, in constant time, whether key is the key of the
@@ -480,9 +497,9 @@ func (p *Postgres) Copy(ctx context.Context, from *Bolt) (CopyReport, error) {
 		for _, s := range streams {
 			// Never revives a stream deleted in PostgreSQL, nor takes a
 			// key hash another stream has.
-			tag, err := tx.Exec(ctx, `INSERT INTO streamhub_streams (id, name, created, key_hash)
-				SELECT $1, $2, $3, $4 WHERE NOT EXISTS (SELECT 1 FROM streamhub_deleted_streams WHERE id = $1)
-				ON CONFLICT DO NOTHING`, s.ID, s.Name, s.Created, s.KeyHash)
+			tag, err := tx.Exec(ctx, `INSERT INTO streamhub_streams (id, name, created, key_hash, digest_ha1)
+				SELECT $1, $2, $3, $4, $5 WHERE NOT EXISTS (SELECT 1 FROM streamhub_deleted_streams WHERE id = $1)
+				ON CONFLICT DO NOTHING`, s.ID, s.Name, s.Created, s.KeyHash, s.DigestHA1)
 			if err != nil {
 				return fmt.Errorf("stream %s: %w", s.ID, err)
 			}

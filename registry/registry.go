@@ -12,6 +12,7 @@
 package registry
 
 import (
+	"crypto/md5" //nolint:gosec // the size of an RTSP Digest HA1 (internal/digest)
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -28,6 +29,7 @@ import (
 
 	"go.etcd.io/bbolt"
 
+	"github.com/streamhub/streamhub/internal/digest"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -70,6 +72,10 @@ type Stream struct {
 	Created time.Time `json:"created"`
 	// KeyHash is SHA-256 of the key.
 	KeyHash []byte `json:"keyHash"`
+	// DigestHA1 is MD5(id:realm:key) for RTSP Digest (digest.HA1 with the
+	// stream id as the user name), set when the key is made or rotated;
+	// nil on a stream made before streamhub kept it (rotate its key).
+	DigestHA1 []byte `json:"digestHA1,omitempty"`
 }
 
 // Bolt is the set of registered streams in an embedded bbolt file, kept in
@@ -188,6 +194,7 @@ func (r *Bolt) Create(name string) (Stream, string, error) {
 	for r.byID[s.ID] != nil || r.deleted[s.ID] {
 		s.ID = newID()
 	}
+	s.DigestHA1 = digest.HA1(s.ID, key)
 	if err := r.put(s); err != nil {
 		return Stream{}, "", fmt.Errorf("registry: saving: %w", err)
 	}
@@ -279,6 +286,7 @@ func (r *Bolt) RotateKey(id string) (string, error) {
 	h := hashKey(key)
 	n := *s
 	n.KeyHash = h[:]
+	n.DigestHA1 = digest.HA1(id, key)
 	if err := r.put(&n); err != nil {
 		return "", fmt.Errorf("registry: saving: %w", err)
 	}
@@ -304,6 +312,18 @@ func hashMatches(hash []byte, key string) bool {
 	}
 	h := hashKey(key)
 	return subtle.ConstantTimeCompare(h[:], hash) == 1
+}
+
+// DigestHA1 returns the RTSP Digest HA1 of the stream with id
+// (MD5(id:digest.Realm:key), see Registry.DigestHA1).
+func (r *Bolt) DigestHA1(id string) ([]byte, error) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	s := r.byID[id]
+	if s == nil || len(s.DigestHA1) != md5.Size {
+		return nil, ErrNotFound
+	}
+	return slices.Clone(s.DigestHA1), nil
 }
 
 // Resolve maps a publisher's path and key to the hub path it publishes on

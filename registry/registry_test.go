@@ -1,11 +1,14 @@
 package registry
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/streamhub/streamhub/internal/digest"
 )
 
 // backend is a Registry implementation under test: newDB makes an empty
@@ -41,6 +44,7 @@ var contract = []struct {
 	{"CreateRotateDeletePersist", testCreateRotateDeletePersist},
 	{"Resolve", testResolve},
 	{"ResolveSubpathsAndDeleted", testResolveSubpathsAndDeleted},
+	{"DigestHA1", testDigestHA1},
 }
 
 func runContract(t *testing.T, b backend) {
@@ -223,5 +227,44 @@ func TestOpenLockedSaysWhy(t *testing.T) {
 	if !errors.Is(err, ErrLocked) || !strings.Contains(err.Error(), file) || !strings.Contains(err.Error(), "streams.database") ||
 		!strings.Contains(err.Error(), "another streamhub") {
 		t.Fatalf("second Open: %v", err)
+	}
+}
+
+// A stream's RTSP Digest HA1 is MD5(id:realm:key), made with the key and
+// remade when it rotates, and survives a reopen; the database holds no key
+// in clear; an unknown id has none.
+func testDigestHA1(t *testing.T, be backend) {
+	db := be.newDB(t)
+	r := be.open(t, db, false)
+	s, key, err := r.Create("show")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha1, err := r.DigestHA1(s.ID)
+	if err != nil || !bytes.Equal(ha1, digest.HA1(s.ID, key)) {
+		t.Fatalf("DigestHA1 = %x, %v; want MD5(id:realm:key) %x", ha1, err, digest.HA1(s.ID, key))
+	}
+	if bytes.Equal(ha1, digest.HA1("other", key)) || bytes.Equal(ha1, digest.HA1(s.ID, key+"x")) {
+		t.Fatal("HA1 does not depend on the user name and the key")
+	}
+	key2, err := r.RotateKey(s.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ha1b, _ := r.DigestHA1(s.ID)
+	if !bytes.Equal(ha1b, digest.HA1(s.ID, key2)) {
+		t.Fatal("HA1 not remade with the rotated key")
+	}
+	r.Close()
+	r = be.open(t, db, false)
+	defer r.Close()
+	if got, err := r.DigestHA1(s.ID); err != nil || !bytes.Equal(got, ha1b) {
+		t.Fatalf("after a reopen: %x %v", got, err)
+	}
+	if raw := be.raw(t, db); strings.Contains(raw, key2) || strings.Contains(raw, key) {
+		t.Fatal("a key is in the database in clear")
+	}
+	if _, err := r.DigestHA1("nosuchid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("an unknown id: %v, want ErrNotFound", err)
 	}
 }

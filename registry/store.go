@@ -40,6 +40,12 @@ type Registry interface {
 	// KeyMatches reports, in constant time, whether key is the key of the
 	// stream with id.
 	KeyMatches(id, key string) (bool, error)
+	// DigestHA1 returns the RTSP Digest HA1 of the stream with id,
+	// MD5(id:digest.Realm:key), kept beside the key's hash when the key is
+	// made or rotated (the RTSP server checks a Digest answer against it,
+	// the user name being the stream id): ErrNotFound for an unknown id
+	// and for a stream whose key was made before HA1 was kept.
+	DigestHA1(id string) ([]byte, error)
 	// Resolve maps a publisher's path and key to the hub path it
 	// publishes on and the key that goes with it, and reports whether the
 	// registry vouched for it (HubConfig.ResolvePublish).

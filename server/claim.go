@@ -31,7 +31,13 @@ type Claim struct {
 // claim checks path and opts.Key and holds the path (see Claim). The
 // caller must end the claim with Publish or Release.
 func (h *Hub) claim(path string, opts PublishOptions) (*Claim, error) {
-	path, key, pc, err := h.checkPublisher(path, opts.Key, opts.Derived || opts.Pulled)
+	return h.claimVouched(path, opts, false)
+}
+
+// claimVouched is claim for a publisher whose credentials the protocol
+// verified for path (PublishRequest.Vouched): no key is asked.
+func (h *Hub) claimVouched(path string, opts PublishOptions, vouched bool) (*Claim, error) {
+	path, key, pc, err := h.checkPublisher(path, opts.Key, opts.Derived || opts.Pulled || vouched)
 	if err != nil {
 		return nil, err
 	}

@@ -89,6 +89,12 @@ type PublishRequest struct {
 	Kick func()
 	// OnKeyframeRequest is PublishOptions'.
 	OnKeyframeRequest func()
+	// Vouched says the protocol itself verified the peer's credentials for
+	// exactly this path (RTSP Digest against a registered stream's HA1,
+	// where the key itself is never known): the registry's mapping and the
+	// path's publish key are not asked. The auth hook, the failure budget
+	// and a busy path still apply.
+	Vouched bool
 }
 
 // Publish authorizes a publisher from the network and holds path for it
@@ -106,7 +112,7 @@ func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	p, k, err := h.resolvePublishFrom(ctx, path, req.Key, req.Peer)
+	p, k, err := h.resolvePublishFrom(ctx, path, req.Key, req.Vouched, req.Peer)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +120,8 @@ func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Cl
 	if err != nil {
 		return nil, err
 	}
-	c, err := h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
-		OnKeyframeRequest: req.OnKeyframeRequest, Role: role})
+	c, err := h.claimVouched(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
+		OnKeyframeRequest: req.OnKeyframeRequest, Role: role}, req.Vouched)
 	if err != nil {
 		release()
 		return nil, err

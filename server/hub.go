@@ -254,11 +254,11 @@ func (h *Hub) rungOfLiveLocked(pc PathConfig) bool {
 // resolvePublishFrom is resolvePublish for a known peer: once the keys
 // passed, the auth hook (HubConfig.Authorize) decides. A refusal comes after
 // a short random delay and spends one of the address's failures.
-func (h *Hub) resolvePublishFrom(ctx context.Context, path, key string, from Peer) (string, string, error) {
+func (h *Hub) resolvePublishFrom(ctx context.Context, path, key string, vouched bool, from Peer) (string, string, error) {
 	if err := h.AuthGate(from); err != nil {
 		return "", "", err
 	}
-	p, k, err := h.resolvePublish(path, key)
+	p, k, err := h.resolvePublish(path, key, vouched)
 	if err == nil {
 		err = h.authorize(ctx, ActionPublish, p, from)
 	}
@@ -272,8 +272,9 @@ func (h *Hub) resolvePublishFrom(ctx context.Context, path, key string, from Pee
 // publishes on and the key that goes with it: HubConfig.ResolvePublish may
 // map them (a stream key given as the path's last segment becomes the
 // stream's public id). It refuses a busy path or a rung of a live ladder.
-func (h *Hub) resolvePublish(path, key string) (string, string, error) {
-	path, key, pc, err := h.checkPublisher(path, key, false)
+// vouched is PublishRequest.Vouched.
+func (h *Hub) resolvePublish(path, key string, vouched bool) (string, string, error) {
+	path, key, pc, err := h.checkPublisher(path, key, vouched)
 	if err != nil {
 		return "", "", err
 	}

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -126,7 +127,7 @@ func (m *Manager) OnPublish(path string, derived bool) {
 	case ModeOnDemand:
 		// A republish (an encoder reconnecting): rung readers waiting in
 		// the grace period get their rungs back.
-		for _, r := range p.Rungs {
+		for _, r := range m.withoutPublisherRungs(path, p.Rungs) {
 			if s := m.hub.Stream(path + "/" + r.Name); s != nil && s.ReaderCount() > 0 {
 				m.start(path)
 				return
@@ -173,7 +174,7 @@ func (m *Manager) Demand(path string) bool {
 		return m.demandAudio(path)
 	}
 	source, name := path[:i], path[i+1:]
-	rs := m.renditions(source)
+	rs := m.renditions(source, PublisherRungs(m.hub, source))
 	if rs == nil && m.heightUnknown(source) {
 		// A source over MPEG-TS or RTSP, just published: its picture size
 		// comes with its first keyframe. Start; the worker picks the rungs.
@@ -211,22 +212,39 @@ func sourceVideo(tracks []*media.Track) *media.Track {
 	return nil
 }
 
-// Renditions returns the rungs the live source at path gets, and starts
-// its ladder if it is on demand. It returns nil when the path has no ladder
-// (mode off, no FFmpeg, no video, nothing below the source's height, or the
-// path is itself a rung).
+// Renditions returns the rungs the live source at path gets: those its
+// publisher sends itself (PublisherRungs) and its ladder's others, and
+// starts its ladder if it is on demand. It returns nil when the path has
+// neither (mode off, no FFmpeg, no video, nothing below the source's
+// height, or the path is itself a rung).
 func (m *Manager) Renditions(path string) []Rendition {
-	rs := m.renditions(path)
+	own := PublisherRungs(m.hub, path)
+	rs := m.renditions(path, own)
 	if len(rs) > 0 && !m.start(path) {
-		return nil
+		rs = nil
 	}
-	return rs
+	return joinRenditions(own, rs)
 }
 
 // Rungs is Renditions without starting anything.
-func (m *Manager) Rungs(path string) []Rendition { return m.renditions(path) }
+func (m *Manager) Rungs(path string) []Rendition {
+	own := PublisherRungs(m.hub, path)
+	return joinRenditions(own, m.renditions(path, own))
+}
 
-func (m *Manager) renditions(path string) []Rendition {
+// joinRenditions returns own and the ladder's rs, highest first.
+func joinRenditions(own, rs []Rendition) []Rendition {
+	if len(own) == 0 {
+		return rs
+	}
+	out := append(slices.Clone(own), rs...)
+	sortRenditions(out)
+	return out
+}
+
+// renditions returns the ladder's rungs of path but those named in own
+// (the publisher's: they win).
+func (m *Manager) renditions(path string, own []Rendition) []Rendition {
 	if m.offErr != nil {
 		return nil
 	}
@@ -240,6 +258,9 @@ func (m *Manager) renditions(path string) []Rendition {
 	}
 	var out []Rendition
 	for _, r := range rungsBelow(p.Rungs, s.Tracks()) {
+		if slices.ContainsFunc(own, func(o Rendition) bool { return o.Name == r.Name }) {
+			continue
+		}
 		out = append(out, Rendition{Name: r.Name, Height: r.Height, Bandwidth: r.Bandwidth(), AverageBandwidth: r.AverageBandwidth()})
 	}
 	return out

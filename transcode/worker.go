@@ -182,7 +182,7 @@ func (w *worker) once() (err error) {
 	if first != nil {
 		tracks = r.Stream().Tracks()
 	}
-	rungs := rungsBelow(w.plan.Rungs, tracks)
+	rungs := w.m.withoutPublisherRungs(w.source, rungsBelow(w.plan.Rungs, tracks))
 	if len(rungs) == 0 {
 		return &noLadderError{reason: "the source has no H264 or H265 video of known height above a rung of the ladder"}
 	}
@@ -470,7 +470,7 @@ func (w *worker) readRung(ctx context.Context, name string, out *os.File, last m
 	case <-ctx.Done():
 		return
 	}
-	pub, err := w.m.hub.PublishTrusted(w.source+"/"+name, in.Tracks(), server.PublishOptions{Derived: true, Protocol: "transcode", Remote: "ffmpeg"})
+	pub, err := w.m.hub.PublishTrusted(w.source+"/"+name, in.Tracks(), server.PublishOptions{Derived: true, Protocol: ladderProtocol, Remote: "ffmpeg"})
 	if err != nil {
 		log.Warn("rung not published", "err", err)
 		return

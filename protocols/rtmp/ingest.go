@@ -2,6 +2,7 @@ package rtmp
 
 import (
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/bluenviron/gortmplib"
@@ -23,37 +24,87 @@ const trackProbe = probeWindow
 const rtmpClock = time.Duration(1<<32) * time.Millisecond
 
 // publish reads the publisher's tracks, registers it in the hub on the
-// path it claimed and pumps its media until the connection ends.
+// path it claimed (and its further video tracks as rungs, multitrack.go)
+// and pumps its media until the connection ends.
 func (c *conn) publish(sc *gortmplib.ServerConn, claim *server.Claim) error {
-	defer claim.Release() // no-op once published
-	probe := &probeConn{Conn: sc}
-	r := &gortmplib.Reader{Conn: probe}
 	// Reading the tracks can take up to trackProbe of media (about as much
 	// wall time from a live encoder without onMetaData), so the handshake
 	// deadline does not fit it.
 	c.nc.SetDeadline(time.Now().Add(trackProbe + c.srv.conf.ReadTimeout))
 	c.rd.left = probeMaxBytes
+	return pump(sc, claim, c.srv.hub, c.log, c.nc.RemoteAddr().String(), pumpHooks{
+		probed: func() { c.rd.left = -1 },
+		// Read and write: Read also writes the acknowledgements the
+		// publisher asked for, which must not meet the handshake deadline.
+		reading: func() { c.nc.SetDeadline(time.Now().Add(c.srv.conf.ReadTimeout)) },
+		refuse:  func(code string, err error) error { return c.refuse(sc, code, err) },
+	})
+}
+
+// pumpHooks are what pump asks of the connection.
+type pumpHooks struct {
+	probed  func()                             // the tracks are known
+	reading func()                             // before each read
+	refuse  func(code string, err error) error // tell the publisher why, return err
+}
+
+// pump is publish on any gortmplib connection (a fuzz target drives it
+// with made-up messages).
+func pump(sc gortmplib.Conn, claim *server.Claim, hub *server.Hub, log *slog.Logger, remote string, h pumpHooks) error {
+	defer claim.Release() // no-op once published
+	ids := newTrackIDs()
+	probe := &probeConn{Conn: sc, ids: ids}
+	r := &gortmplib.Reader{Conn: probe}
 	if err := r.Initialize(); err != nil {
 		return fmt.Errorf("rtmp: reading the publisher's tracks: %w", err)
 	}
-	c.rd.left = -1
-	r.Conn = &replayConn{Conn: sc, queue: probe.read}
-	in, err := newIngest(r.Tracks())
+	h.probed()
+	filter := &trackFilter{Conn: &replayConn{Conn: sc, queue: probe.read}, video: map[uint8]bool{}, audio: ids.audio, log: log}
+	r.Conn = filter
+	source, further, furtherIDs := splitTracks(r.Tracks(), sortedIDs(ids.video))
+	in, err := newIngest(source)
 	if err != nil {
-		return c.refuse(sc, "NetStream.Publish.Failed", err)
+		return h.refuse("NetStream.Publish.Failed", err)
 	}
+	in.log = log
+	if vids := sortedIDs(ids.video); len(vids) > 0 {
+		filter.video[vids[0]] = true
+	}
+	// The rungs first: the source's ladder, started when the source
+	// publishes, then leaves their heights to them.
+	if claim.Standby() && len(further) > 0 {
+		// A standby's rungs would take the live publisher's over (a
+		// derived stream takes over its path, as a restarted ladder does).
+		log.Warn("multitrack: a standby publisher's renditions are not carried: its source alone waits as a standby", "tracks", len(further))
+		further = nil
+	}
+	in.rungs = newRungs(further, furtherIDs, claim.Path(), in.firstAudio(), log)
+	defer in.closeRungs()
+	for _, rg := range in.rungs {
+		pub, err := hub.PublishTrusted(rg.path, rg.tracks, server.PublishOptions{Derived: true, Protocol: "rtmp", Remote: remote})
+		if err != nil {
+			log.Warn("multitrack: a rendition not published", "track", rg.id, "path", rg.path, "err", err)
+			rg.ended = true
+			continue
+		}
+		rg.pub = pub
+		filter.video[rg.id] = true
+	}
+	filter.onEnd = in.trackEnded
 	pub, err := claim.Publish(in.tracks)
 	if err != nil {
-		return c.refuse(sc, refusalCode(err, true), err)
+		return h.refuse(refusalCode(err, true), err)
 	}
 	defer pub.Close()
 	in.pub = pub
 	in.register(r)
-
+	defer func() {
+		if filter.dropped > 0 {
+			log.Info("multitrack: messages of tracks not carried were dropped", "messages", filter.dropped)
+		}
+	}()
 	for {
-		// Read and write: Read also writes the acknowledgements the
-		// publisher asked for, which must not meet the handshake deadline.
-		c.nc.SetDeadline(time.Now().Add(c.srv.conf.ReadTimeout))
+		h.reading()
 		if err := r.Read(); err != nil {
 			return fmt.Errorf("rtmp: publisher: %w", err)
 		}
@@ -67,12 +118,18 @@ type ingest struct {
 	lib    []*gortmplib.Track // lib[i] is tracks[i]'s gortmplib track
 	video  map[int]*units.Video
 	unwrap []units.Unwrapper
+	// The publisher's further video tracks (multitrack.go), and the DTS of
+	// the source's last picture (srcSeen: there was one).
+	rungs   []*rung
+	srcLast time.Duration
+	srcSeen bool
+	log     *slog.Logger
 }
 
 // newIngest maps gortmplib tracks to hub tracks, refusing codecs the hub
 // does not carry.
 func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
-	in := &ingest{video: map[int]*units.Video{}}
+	in := &ingest{video: map[int]*units.Video{}, log: slog.Default()}
 	for _, lt := range libTracks {
 		t := &media.Track{ID: len(in.tracks)}
 		switch codec := lt.Codec.(type) {
@@ -129,8 +186,19 @@ func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
 	return in, nil
 }
 
-// register sets the gortmplib callbacks.
+// register sets the gortmplib callbacks, the rungs' included (every track
+// the reader knows needs one: gortmplib calls it unchecked).
 func (in *ingest) register(r *gortmplib.Reader) {
+	for _, rg := range in.rungs {
+		rg := rg
+		cb := func(pts, dts time.Duration, au [][]byte) { in.rungVideo(rg, pts, dts, au) }
+		switch rg.lib.Codec.(type) {
+		case *rtmpcodecs.H264:
+			r.OnDataH264(rg.lib, cb)
+		case *rtmpcodecs.H265:
+			r.OnDataH265(rg.lib, cb)
+		}
+	}
 	for i, lt := range in.lib {
 		id := i
 		switch lt.Codec.(type) {
@@ -167,6 +235,10 @@ func (in *ingest) video26x(id int, pts, dts time.Duration, au [][]byte) {
 	}
 	u.Wall = time.Now()
 	in.pub.Write(u)
+	if id == in.firstVideo() {
+		in.srcLast, in.srcSeen = u.DTS, true
+		in.checkSilentRungs()
+	}
 }
 
 func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
@@ -174,6 +246,9 @@ func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
 		return
 	}
 	upts := in.unwrap[id].Unwrap(pts % rtmpClock)
-	in.pub.Write(&media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true,
-		Payload: [][]byte{frame}, Wall: time.Now()})
+	u := &media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true, Payload: [][]byte{frame}, Wall: time.Now()}
+	in.pub.Write(u)
+	if len(in.rungs) > 0 && in.tracks[id] == in.firstAudio() {
+		in.rungAudio(u)
+	}
 }

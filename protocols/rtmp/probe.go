@@ -35,6 +35,7 @@ type probeConn struct {
 	gortmplib.Conn
 
 	read []message.Message // every message read, for the replay
+	ids  trackIDs          // the track ids seen (multitrack.go); messages it drops are neither read nor replayed
 
 	metadata, multitrack   bool
 	wantVideo, wantAudio   bool
@@ -53,6 +54,9 @@ func (p *probeConn) Read() (message.Message, error) {
 			Codec: message.CodecMPEG4Audio, AACType: message.AudioAACTypeConfig, DTS: p.first + probeWindow}, nil
 	}
 	msg, err := p.Conn.Read()
+	for err == nil && p.ids.video != nil && !p.ids.admit(msg) {
+		msg, err = p.Conn.Read()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -83,6 +83,10 @@ type Config struct {
 	// MaxConnsPerAddr caps the TCP connections of one remote IP; 0 = no cap
 	// (limits.maxConnsPerAddress, set by main).
 	MaxConnsPerAddr int `yaml:"-"`
+	// DigestHA1, if set (by main, from the stream registry), returns the
+	// user name and RTSP Digest HA1 (digest.HA1) a publisher of path may
+	// authenticate with, and false when path is no registered stream's.
+	DigestHA1 func(path string) (user string, ha1 []byte, ok bool) `yaml:"-"`
 	// TLS is the RTSPS listener's configuration (the certificate), set by
 	// main when TLSAddress is.
 	TLS *tls.Config `yaml:"-"`
@@ -327,6 +331,7 @@ type session struct {
 var (
 	_ gortsplib.ServerHandlerOnSessionOpen  = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnSessionClose = (*Server)(nil)
+	_ gortsplib.ServerHandlerOnConnOpen     = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnConnClose    = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnDescribe     = (*Server)(nil)
 	_ gortsplib.ServerHandlerOnAnnounce     = (*Server)(nil)
@@ -497,7 +502,7 @@ func (s *Server) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (res *bas
 func (s *Server) readOut(c *gortsplib.ServerConn, req *base.Request, path, query string) (*outStream, server.ReadRequest, *base.Response, error) {
 	rr, err := s.authorizeRead(c, req, path, query)
 	if err != nil {
-		res, err := refuse(err)
+		res, err := refuse(c, err)
 		return nil, rr, res, err
 	}
 	out, err := s.outFor(path, true)
@@ -513,16 +518,16 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (res *bas
 	defer s.recoverRes("rtsp ANNOUNCE", &res, &err)
 	st := ctx.Session.UserData().(*session)
 	path := trimPath(ctx.Path)
-	key, err := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey)
+	key, vouched, err := s.authorize(ctx.Conn, ctx.Request, path, ctx.Query, s.hub.PathConfig(path).PublishKey, true)
 	if err != nil {
-		return refuse(err)
+		return refuse(ctx.Conn, err)
 	}
 	// Hold the path until RECORD: a stream in its grace period keeps its
 	// readers for this publisher. A stream key may be the path's last
 	// segment: from here on the session knows the stream's public path.
 	session := ctx.Session
 	claim, err := s.hub.Publish(context.Background(), path, server.PublishRequest{
-		Peer: server.Peer{Protocol: protocol(ctx.Conn), Remote: st.remote, Query: ctx.Query}, Key: key, Kick: func() { session.Close() }})
+		Peer: server.Peer{Protocol: protocol(ctx.Conn), Remote: st.remote, Query: ctx.Query}, Key: key, Vouched: vouched, Kick: func() { session.Close() }})
 	if err != nil {
 		return refusal(err), nil
 	}
@@ -668,7 +673,7 @@ func (s *Server) OnPacketsLost(ctx *gortsplib.ServerHandlerOnPacketsLostCtx) {
 // authorizeRead returns the read request of a player whose credentials
 // let it read path, else why not (see refuse).
 func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path, query string) (server.ReadRequest, error) {
-	key, err := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey)
+	key, _, err := s.authorize(c, req, path, query, s.hub.PathConfig(path).ReadKey, false)
 	if err != nil {
 		return server.ReadRequest{}, err
 	}
@@ -677,53 +682,83 @@ func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path,
 }
 
 // authorize checks a path's key, given as ?key= or as the RTSP password
-// (basic or digest, any user name). It returns the key that matched, or the
-// error: a *server.PathError or liberrors.ErrServerAuth (see refuse).
-func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, query, want string) (string, error) {
+// (digest.go): want is the path's key from the config (any user name);
+// a publisher of a registered stream may also give the stream id and its
+// key (Config.DigestHA1). It returns the key that matched and whether the
+// registered stream's credentials vouched for the path, or the error: a
+// *server.PathError, errChallenge (no credentials sent) or
+// liberrors.ErrServerAuth (wrong ones), see refuse.
+func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, query, want string, publish bool) (string, bool, error) {
 	if err := server.ValidatePath(path); err != nil {
-		return "", err
+		return "", false, err
 	}
 	q, _ := url.ParseQuery(query)
 	if k := q.Get("key"); k != "" {
-		return k, nil // the hub compares it in constant time (or checks a stream key or play token)
+		return k, false, nil // the hub compares it in constant time (or checks a stream key or play token)
 	}
-	if want == "" {
-		return "", nil
-	}
-	user := "streamhub" // VerifyCredentials refuses an empty user before making its nonce
-	v, sent := req.Header["Authorization"]
-	if sent && len(v) == 1 {
-		var a headers.Authorization
-		if a.Unmarshal(v) == nil && a.Username != "" {
-			user = a.Username
+	var cs []credential
+	if publish && s.conf.DigestHA1 != nil {
+		if user, ha1, ok := s.conf.DigestHA1(path); ok {
+			cs = append(cs, credential{user: user, ha1: ha1})
 		}
+	}
+	if want != "" {
+		cs = append(cs, credential{key: want})
+	}
+	if len(cs) == 0 {
+		return "", false, nil
+	}
+	if _, sent := req.Header["Authorization"]; !sent {
+		return "", false, errChallenge // the first request of a client only gets the challenge
 	}
 	// A password is a key like ?key=: the same failure budget per address,
-	// refusal delay and (summarized) log line. The first request of a
-	// client, without credentials, only gets the challenge.
+	// refusal delay and (summarized) log line.
 	peer := server.Peer{Protocol: protocol(c), Remote: c.NetConn().RemoteAddr().String(), Query: query}
-	if sent {
-		if err := s.hub.AuthGate(peer); err != nil {
-			s.hub.LogRefusal(s.log, peer.Remote, "rtsp throttled", "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
-			return "", err
-		}
+	if err := s.hub.AuthGate(peer); err != nil {
+		s.hub.LogRefusal(s.log, peer.Remote, "rtsp throttled", "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
+		return "", false, err
 	}
-	if c.VerifyCredentials(req, user, want) {
-		return want, nil
-	}
-	if sent {
+	user, i := checkAuth(req, connNonce(c), cs)
+	switch {
+	case i < 0:
 		s.hub.AuthFailed(peer)
 		s.hub.LogRefusal(s.log, peer.Remote, "rtsp wrong password", "refused", "remote", peer.Remote, "path", server.LogPath(path),
 			"cause", "wrong RTSP password", "user", guard.Truncate(user))
+		return "", false, liberrors.ErrServerAuth{}
+	case cs[i].ha1 != nil:
+		return "", true, nil
+	default:
+		return want, false, nil
 	}
-	return "", liberrors.ErrServerAuth{}
 }
 
-// refuse returns the response and handler error for a refusal: a 401 with
-// liberrors.ErrServerAuth, which makes gortsplib add the challenge when no
-// credentials were sent and close the connection after wrong ones; else
-// refusal(err) and no error, so the client may try again.
-func refuse(err error) (*base.Response, error) {
+// errChallenge is authorize's answer to a request without credentials on
+// a path that needs them: a 401 with streamhub's Digest challenge.
+var errChallenge = errors.New("rtsp: credentials needed")
+
+// connNonce returns the Digest nonce of c (made at OnConnOpen).
+func connNonce(c *gortsplib.ServerConn) string {
+	if a, ok := c.UserData().(*connAuth); ok {
+		return a.nonce
+	}
+	return ""
+}
+
+// OnConnOpen gives the connection its Digest nonce.
+func (s *Server) OnConnOpen(ctx *gortsplib.ServerHandlerOnConnOpenCtx) {
+	defer guard.Recover(s.log, "rtsp OnConnOpen")
+	ctx.Conn.SetUserData(&connAuth{nonce: newNonce()})
+}
+
+// refuse returns the response and handler error for a refusal: a 401
+// with streamhub's Digest challenge for errChallenge; a 401 with
+// liberrors.ErrServerAuth for wrong credentials, which makes gortsplib
+// close the connection; else refusal(err) and no error, so the client may
+// try again.
+func refuse(c *gortsplib.ServerConn, err error) (*base.Response, error) {
+	if errors.Is(err, errChallenge) {
+		return &base.Response{StatusCode: base.StatusUnauthorized, Header: base.Header{"WWW-Authenticate": challenge(connNonce(c))}}, nil
+	}
 	var auth liberrors.ErrServerAuth
 	if errors.As(err, &auth) {
 		return &base.Response{StatusCode: base.StatusUnauthorized}, err
