@@ -20,6 +20,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/record"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
@@ -48,6 +49,8 @@ type Config struct {
 	// WebRTC is WHIP ingest and WHEP playback.
 	WebRTC webrtc.Config `yaml:"webrtc"`
 	Paths  PathsConfig   `yaml:"paths"`
+	// Record is where and how recorded paths are kept (package record).
+	Record record.Config `yaml:"record"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -274,6 +277,7 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.Transcode.Validate("transcode")...)
+	errs = append(errs, c.Record.Validate("record")...)
 	if strings.TrimSpace(c.Streams.Database) == "" {
 		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db")
 	}
@@ -360,6 +364,19 @@ func (c *Config) Validate() []error {
 // isLiteralPath reports whether an override's match names one path.
 func isLiteralPath(match string) bool {
 	return server.ValidatePath(match) == nil && !strings.ContainsAny(match, "*?[]\\~")
+}
+
+// Recording reports whether paths.default or an override records.
+func (c *Config) Recording() bool {
+	if c.Paths.Default.Record {
+		return true
+	}
+	for _, o := range c.overrides {
+		if o.conf.Record {
+			return true
+		}
+	}
+	return false
 }
 
 // SourcePaths returns the paths whose override names a source.

@@ -30,6 +30,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/record"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/transcode"
@@ -174,9 +175,11 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		hc.ReadToken = signer.Check
 	}
 	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
-	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
+	rec := record.New(conf.Record, nil, log) // its hub is set below
+	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived); rec.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
+	rec.SetHub(hub)
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
 	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
 	// The components, started in this order and closed in reverse; one
@@ -221,9 +224,14 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})
 	}
+	// The recorder starts before the listeners (recovery first) and closes
+	// after them, once hub.Close ended its readers and segments.
+	if conf.Recording() {
+		comps = append([]component{{name: "record", start: rec.Start, close: rec.Close}}, comps...)
+	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, rec, log, httpDone))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -293,7 +301,7 @@ type component struct {
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
 // pages on http.address. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger, done chan<- error) component {
+	rtcH http.Handler, rec *record.Recorder, log *slog.Logger, done chan<- error) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -308,7 +316,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, log)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, rec, log)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
 			go func() {
 				if conf.HTTP.TLSCert != "" {
@@ -338,7 +346,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
 func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+	rtcH http.Handler, rec *record.Recorder, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -380,7 +388,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, router(flv, hlsH, withRecordings(apiH, rec), api.Metrics(hub, ladder, hlsH.Responses, rec), webH, rtcH)),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
@@ -388,6 +396,18 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return flv, hlsH, webH, httpSrv
+}
+
+// withRecordings sends the playback API (/api/v1/recordings...) to the
+// recorder and the rest of /api/ to the API.
+func withRecordings(apiH http.Handler, rec *record.Recorder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if record.IsRecordings(r.URL.Path) {
+			rec.ServeHTTP(w, r)
+			return
+		}
+		apiH.ServeHTTP(w, r)
+	})
 }
 
 // router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to

@@ -16,8 +16,9 @@ import (
 // hub at each scrape (nothing is counted twice on the hot path), the
 // ladder's, the LL-HLS responses by kind (hls, nil: none), and the Go
 // runtime's and the process's.
-func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses) http.Handler {
+func Metrics(hub *server.Hub, ladder Ladder, hls HLSResponses, more ...prometheus.Collector) http.Handler {
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(more...) // other components' collectors (the recorder)
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&hubCollector{hub: hub, ladder: ladder}, hlsCollector(hls),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "streamhub_panics_total",

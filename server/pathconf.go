@@ -83,6 +83,13 @@ type PathConfig struct {
 	// all of them.
 	Ladder []string `yaml:"ladder"`
 
+	// Record keeps the path on disk as fMP4 segments (the record: section
+	// says where and how; package record does it).
+	Record bool `yaml:"record"`
+	// RewindWindow is how far back the watch page lets a viewer seek in
+	// the recording (0: no rewind).
+	RewindWindow time.Duration `yaml:"rewindWindow"`
+
 	// RungOf is set (not by the file: by the config resolution) on a path
 	// that is a rung of another path's ladder (live/x/480p of live/x):
 	// while live/x is published, only its ladder may publish here.
@@ -192,6 +199,9 @@ func (c *PathConfig) Validate(at string) []error {
 	default:
 		bad("transcode", "must be %q, %q or %q (got %q)", TranscodeOff, TranscodeOnDemand, TranscodeAlways, c.Transcode)
 	}
+	if c.RewindWindow < 0 || c.RewindWindow > 24*time.Hour {
+		bad("rewindWindow", "must be between 0s (off) and 24h (got %s)", c.RewindWindow)
+	}
 	return errs
 }
 
@@ -212,6 +222,7 @@ func DefaultPathConfig() PathConfig {
 		SourceIdleTimeout: 10 * time.Second,
 		SourceTransport:   SourceTCP,
 		Transcode:         TranscodeOnDemand,
+		RewindWindow:      30 * time.Minute,
 	}
 }
 
