@@ -22,7 +22,9 @@ func (r *Recorder) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect implements prometheus.Collector.
 func (r *Recorder) Collect(ch chan<- prometheus.Metric) {
-	c := func(d *prometheus.Desc, v uint64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v)) }
+	c := func(d *prometheus.Desc, v uint64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v))
+	}
 	c(descSegments, r.segments.Load())
 	c(descBytes, r.bytes.Load())
 	c(descDiskFull, r.diskFull.Load())

@@ -137,6 +137,7 @@ func (r *Recorder) Close() {
 		return
 	}
 	r.cancel()
+	r.cancel = nil
 	r.wg.Wait()
 	r.idx.Close()
 	r.root.Close()
