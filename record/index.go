@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -96,12 +97,19 @@ func encodeSeg(s Segment) []byte {
 	return append(b, s.Codecs...)
 }
 
-func decodeSeg(k, v []byte) (Segment, bool) {
+func decodeSeg(k, v []byte) (Segment, bool) { return decodeSegOf("", k, v) }
+
+// decodeSegOf decodes an entry of path ("": take it from the key), so a
+// listing of one path does not copy the path once per segment.
+func decodeSegOf(path string, k, v []byte) (Segment, bool) {
 	var s Segment
 	if len(k) < 9 || k[len(k)-9] != 0 || len(v) < 20 || v[0] != 1 {
 		return s, false
 	}
-	s.Path = string(k[:len(k)-9])
+	s.Path = path
+	if path == "" {
+		s.Path = string(k[:len(k)-9])
+	}
 	s.Start = time.Unix(0, int64(binary.BigEndian.Uint64(k[len(k)-8:]))).UTC()
 	s.End = time.Unix(0, int64(binary.BigEndian.Uint64(v[1:9]))).UTC()
 	s.Size = int64(binary.BigEndian.Uint64(v[9:17]))
@@ -115,8 +123,25 @@ func decodeSeg(k, v []byte) (Segment, bool) {
 	if len(v) < 21+n+m {
 		return s, false
 	}
-	s.Codecs = string(v[21+n : 21+n+m])
+	s.Codecs = internCodecs(v[21+n : 21+n+m])
 	return s, true
+}
+
+// internCodecs returns the common codec lists without an allocation.
+func internCodecs(b []byte) string {
+	switch string(b) {
+	case "H264,AAC":
+		return "H264,AAC"
+	case "H264":
+		return "H264"
+	case "AAC":
+		return "AAC"
+	case "H265,AAC":
+		return "H265,AAC"
+	case "H264,Opus":
+		return "H264,Opus"
+	}
+	return string(b)
 }
 
 // Put adds or replaces the segment of s.Path starting at s.Start.
@@ -145,13 +170,24 @@ func (x *Index) List(path string, from, to time.Time, limit int) ([]Segment, err
 		k, v := c.Seek(segKey(path, from))
 		// One step back: a segment that started before from.
 		if pk, pv := c.Prev(); pk != nil && hasPrefix(pk, prefix) {
-			if s, ok := decodeSeg(pk, pv); ok && s.End.After(from) {
+			if s, ok := decodeSegOf(path, pk, pv); ok && s.End.After(from) {
 				out = append(out, s)
 			}
 		}
+		// Count first (keys only), so the result is allocated once: the
+		// copies of a growing slice were most of a long listing's time.
+		end := segKey(path, to)
+		n := len(out)
+		for k, _ = c.Seek(segKey(path, from)); k != nil && bytes.Compare(k, end) < 0; k, _ = c.Next() {
+			n++
+			if limit > 0 && n >= limit {
+				break
+			}
+		}
+		out = append(make([]Segment, 0, n), out...)
 		k, v = c.Seek(segKey(path, from))
 		for ; k != nil && hasPrefix(k, prefix); k, v = c.Next() {
-			s, ok := decodeSeg(k, v)
+			s, ok := decodeSegOf(path, k, v)
 			if !ok {
 				continue
 			}

@@ -109,6 +109,20 @@ func (s *synth) feed(p *server.Publisher, end time.Duration) {
 	}
 }
 
+// waitReader waits until the recorder reads p's stream (a publisher
+// from the network sends its first units after that; this one writes
+// seconds of media at once).
+func waitReader(t *testing.T, p *server.Publisher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for p.Stream().ReaderCount() < n {
+		if time.Now().After(deadline) {
+			t.Fatal("the recorder did not attach")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // waitIdle waits until nothing is recorded any more.
 func (rig *testRig) waitIdle() {
 	rig.t.Helper()
@@ -141,6 +155,7 @@ func (rig *testRig) publishFor(path string, s *synth, d time.Duration) {
 	if err != nil {
 		rig.t.Fatal(err)
 	}
+	waitReader(rig.t, p, 1)
 	s.feed(p, d)
 	p.Close()
 }
@@ -227,6 +242,7 @@ func TestRecordRepublishAndCodecChangeStartSegments(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitReader(t, p, 1)
 	s.feed(p, 2*time.Second)
 	// A codec change at a keyframe.
 	nv := *s.v
@@ -370,6 +386,7 @@ func TestDiskFullStopsRecordingNotViewers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	waitReader(t, p, 2)
 	defer viewer.Close()
 	s.feed(p, 4*time.Second)
 	deadline := time.Now().Add(5 * time.Second)

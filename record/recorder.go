@@ -70,6 +70,8 @@ type Recorder struct {
 type pathRec struct {
 	path  string
 	again bool // mu: the path published again while this one was ending
+	// attached is set once the first reader attached (run's goroutine only).
+	attached bool
 
 	mu      sync.Mutex // mu guards cur, state
 	cur     Segment    // the growing segment (zero: none)
@@ -190,7 +192,16 @@ func (r *Recorder) run(p *pathRec) {
 
 // record reads p's stream once, from the cached keyframe, until it ends.
 func (r *Recorder) record(p *pathRec) error {
-	rd, err := r.hub.ReadTrusted(r.ctx, p.path, server.ReadOptions{NoCatchUp: true})
+	// The first reader starts as far back as the cache reaches (the
+	// publisher may have sent a GOP before this goroutine ran); a reader
+	// that lagged and comes back starts at the newest keyframe, after
+	// what it wrote.
+	opts := server.ReadOptions{NoCatchUp: true}
+	if !p.attached {
+		opts.Backlog = r.hub.PathConfig(p.path).GOPCache.Backlog
+		p.attached = true
+	}
+	rd, err := r.hub.ReadTrusted(r.ctx, p.path, opts)
 	if err != nil {
 		return err
 	}
