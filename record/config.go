@@ -66,7 +66,7 @@ func (c *Config) Validate(prefix string) []error {
 	if err := checkPathFormat(c.PathFormat); err != nil {
 		p.Bad("pathFormat", "%v (got %q)", err, c.PathFormat)
 	}
-	p.Duration("segmentDuration", c.SegmentDuration, 10*time.Second, 24*time.Hour)
+	p.Duration("segmentDuration", c.SegmentDuration, time.Second, 24*time.Hour)
 	p.Duration("fragmentDuration", c.FragmentDuration, 200*time.Millisecond, 10*time.Second)
 	if c.MaxAge != 0 && c.MaxAge < time.Minute {
 		p.Bad("maxAge", "must be 0s (keep) or at least 1m (got %s)", c.MaxAge)

@@ -1,0 +1,168 @@
+//go:build e2e
+
+package e2e
+
+// Recording: ffmpeg publishes, the server records fMP4 segments, is killed
+// with SIGKILL, the files play in ffprobe, a restart indexes them, and
+// /api/v1/recordings/get makes one file across segment boundaries.
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+type recList struct {
+	Spans []struct {
+		Start    time.Time `json:"start"`
+		End      time.Time `json:"end"`
+		Duration float64   `json:"duration"`
+		URL      string    `json:"url"`
+	} `json:"spans"`
+	Segments []struct {
+		Start    time.Time `json:"start"`
+		End      time.Time `json:"end"`
+		Size     int64     `json:"size"`
+		Complete bool      `json:"complete"`
+	} `json:"segments"`
+}
+
+func TestRecordingKill9RecoveryAndGet(t *testing.T) {
+	requireTool(t, "ffprobe")
+	dir := t.TempDir()
+	s := startServer(t, fmt.Sprintf(`paths:
+  default:
+    record: true
+record:
+  directory: %q
+  segmentDuration: 2s
+  fragmentDuration: 500ms
+`, dir))
+	pub := startPublisher(t, s.rtmpURL("live/rec"))
+	waitLive(t, s, "live/rec", pub)
+	time.Sleep(6500 * time.Millisecond)
+	s.kill() // SIGKILL, mid-fragment
+	s.stopped = true
+	pub.kill()
+
+	// Every file plays to its last complete fragment, the torn one too.
+	var files []string
+	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err == nil && strings.HasSuffix(p, ".mp4") {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if len(files) < 3 {
+		t.Fatalf("%d segment files after 6.5 s of 2 s segments: %v", len(files), files)
+	}
+	for _, f := range files {
+		out, errOut, code := run(t, 20*time.Second, "ffprobe", "-v", "error", "-count_packets", "-select_streams", "v:0",
+			"-show_entries", "stream=nb_read_packets", "-of", "csv=p=0", f)
+		n, _ := strconv.Atoi(strings.TrimSpace(out))
+		if code != 0 || n == 0 {
+			t.Fatalf("ffprobe %s: status %d, %q packets, %s", f, code, out, errOut)
+		}
+	}
+
+	// A restart indexes what the kill left.
+	s = s.restart(t)
+	base := "http://" + s.httpAddr
+	var list recList
+	getJSON(t, base+"/api/v1/recordings?path=live/rec", &list)
+	if len(list.Segments) != len(files) {
+		t.Fatalf("the index lists %d segments, %d files are on disk", len(list.Segments), len(files))
+	}
+	for i, sg := range list.Segments {
+		if !sg.Complete || sg.Size == 0 || !sg.End.After(sg.Start) {
+			t.Fatalf("segment %d after recovery: %+v", i, sg)
+		}
+	}
+	if len(list.Spans) != 1 {
+		t.Fatalf("%d spans, want 1 (one publish): %+v", len(list.Spans), list.Spans)
+	}
+
+	// One MP4 of 3 s from the first segment's start: across a boundary.
+	start := list.Segments[0].Start
+	q := url.Values{"path": {"live/rec"}, "start": {start.Format(time.RFC3339Nano)}, "duration": {"3s"}, "format": {"mp4"}}
+	resp, err := http.Get(base + "/api/v1/recordings/get?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("get: %s %s", resp.Status, body)
+	}
+	out := filepath.Join(t.TempDir(), "get.mp4")
+	os.WriteFile(out, body, 0o600)
+	stdout, errOut, code := run(t, 20*time.Second, "ffprobe", "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "packet=dts_time:format=duration", "-of", "csv=p=0", out)
+	if code != 0 || errOut != "" {
+		t.Fatalf("ffprobe of the /get file: status %d: %s", code, errOut)
+	}
+	var dts []float64
+	var dur float64
+	for _, line := range strings.Split(strings.TrimSpace(stdout), "\n") {
+		v, err := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(line), ","), 64)
+		if err != nil {
+			continue
+		}
+		dts = append(dts, v)
+	}
+	if len(dts) < 2 {
+		t.Fatalf("ffprobe output: %s", stdout)
+	}
+	dur, dts = dts[len(dts)-1], dts[:len(dts)-1] // format=duration comes last
+	const frame = 1.0 / 30
+	if math.Abs(dur-3) > frame+0.001 {
+		t.Fatalf("the file lasts %.3f s, want 3 s ± a frame", dur)
+	}
+	for i := 1; i < len(dts); i++ {
+		if d := dts[i] - dts[i-1]; math.Abs(d-frame) > 0.002 {
+			t.Fatalf("video DTS jumps by %.4f s at packet %d (%.3f → %.3f): not continuous", d, i, dts[i-1], dts[i])
+		}
+	}
+	if n := len(dts); n < 89 || n > 91 {
+		t.Fatalf("%d video packets in 3 s at 30 fps", n)
+	}
+
+	// Range requests on the finished file.
+	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/recordings/get?"+q.Encode(), nil)
+	req.Header.Set("Range", "bytes=1000-1999")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	part, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPartialContent || string(part) != string(body[1000:2000]) ||
+		resp.Header.Get("Content-Range") != fmt.Sprintf("bytes 1000-1999/%d", len(body)) {
+		t.Fatalf("range: %s %q, %d bytes", resp.Status, resp.Header.Get("Content-Range"), len(part))
+	}
+}
+
+func getJSON(t *testing.T, u string, v any) {
+	t.Helper()
+	resp, err := http.Get(u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s: %s %s", u, resp.Status, b)
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		t.Fatalf("GET %s: %v: %s", u, err, b)
+	}
+}
