@@ -360,7 +360,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	hlsH := hls.New(hlsConf, hub, log)
 	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer}, hub, reg, ladder, log)
+		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer, Recording: recordingStatus(conf, rec)}, hub, reg, ladder, log)
 	wc := conf.WebServerConfig()
 	wc.Renditions = func(path string) []string {
 		var out []string
@@ -396,6 +396,15 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return flv, hlsH, webH, httpSrv
+}
+
+// recordingStatus is the API's view of the recorder, nil when no path
+// records.
+func recordingStatus(conf *Config, rec *record.Recorder) func(string) any {
+	if !conf.Recording() {
+		return nil
+	}
+	return func(path string) any { return rec.PathStatus(path) }
 }
 
 // withRecordings sends the playback API (/api/v1/recordings...) to the

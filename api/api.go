@@ -61,6 +61,9 @@ type Config struct {
 	Version string
 	// Signer signs play links (POST /api/v1/sign); nil: off.
 	Signer *auth.Signer
+	// Recording, if set, returns a path's recording state and disk use
+	// (the recorder's), shown in the stream views; nil: recording is off.
+	Recording func(path string) any
 }
 
 // Ladder is what the API shows of the transcoder.
@@ -388,6 +391,8 @@ type StreamInfo struct {
 	Created time.Time `json:"created"`
 	Live    bool      `json:"live"`
 	Play    Play      `json:"play"`
+	// Recording is the recorder's state of the path (recording on only).
+	Recording any `json:"recording,omitempty"`
 	// Figures is set while the stream is live.
 	Figures *Figures `json:"figures,omitempty"`
 }
@@ -412,6 +417,8 @@ type Figures struct {
 	Renditions        []string       `json:"renditions,omitempty"`
 	Transcoder        *Transcoder    `json:"transcoder,omitempty"`
 	Rungs             []RungReader   `json:"rungs,omitempty"`
+	// Recording is the recorder's state of the path (recording on only).
+	Recording any `json:"recording,omitempty"`
 }
 
 // TrackInfo describes one track.
@@ -448,6 +455,9 @@ func (h *Handler) figures(s *server.Stream) *Figures {
 		f.Tracks = append(f.Tracks, trackInfo(t))
 	}
 	f.BitrateIn = h.rate(st.Path, st.BytesIn, st.Uptime)
+	if h.conf.Recording != nil {
+		f.Recording = h.conf.Recording(st.Path)
+	}
 	for _, o := range h.hub.Streams() {
 		if rest, ok := strings.CutPrefix(o.Path(), st.Path+"/"); ok && o.Derived() && !strings.Contains(rest, "/") {
 			f.Renditions = append(f.Renditions, rest)
@@ -506,6 +516,9 @@ func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
 func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 	path := h.reg.Path(s.ID)
 	si := StreamInfo{ID: s.ID, Name: s.Name, Path: path, Created: s.Created, Play: h.playURLs(r, path)}
+	if h.conf.Recording != nil {
+		si.Recording = h.conf.Recording(path)
+	}
 	if hs := h.hub.Stream(path); hs != nil {
 		si.Live = hs.Publishing()
 		si.Figures = h.figures(hs)

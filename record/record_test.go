@@ -192,6 +192,13 @@ func TestRecordSegmentsContiguousAndGetAcrossBoundary(t *testing.T) {
 	if total < 6900*time.Millisecond || total > 7100*time.Millisecond {
 		t.Fatalf("recorded %s, want 7s", total)
 	}
+	var size int64
+	for _, sg := range segs {
+		size += sg.Size
+	}
+	if st := rig.rec.PathStatus("live/a"); st.Segments != 4 || st.Bytes != size || st.Recording || st.State != "idle" {
+		t.Fatalf("status %+v, want 4 segments of %d bytes, idle", st, size)
+	}
 
 	// One file from 1 s to 4 s: across the boundaries at 2 s and 4 s.
 	var buf bytes.Buffer

@@ -58,12 +58,21 @@ type Recorder struct {
 	hooks  chan Segment
 	sweep  chan struct{}
 
-	mu     sync.Mutex // mu guards active
+	mu     sync.Mutex // mu guards active and usage
 	active map[string]*pathRec
+	// usage is each path's indexed segments: counted from the index by
+	// each retention sweep, moved on by each segment closed since.
+	usage map[string]pathUsage
 
 	// counters for /metrics
 	segments, bytes, diskFull, writeErrors, deleted, hookFailures atomic.Uint64
 	diskUse                                                       atomic.Int64
+}
+
+// pathUsage is the disk use of a path's segments.
+type pathUsage struct {
+	bytes    int64
+	segments int
 }
 
 // pathRec records one path.
@@ -84,7 +93,7 @@ func New(c Config, hub *server.Hub, log *slog.Logger) *Recorder {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Recorder{conf: c, hub: hub, log: log, now: time.Now, active: map[string]*pathRec{},
+	return &Recorder{conf: c, hub: hub, log: log, now: time.Now, active: map[string]*pathRec{}, usage: map[string]pathUsage{},
 		hooks: make(chan Segment, 64), sweep: make(chan struct{}, 1)}
 }
 
@@ -391,6 +400,12 @@ func (s *session) closeSegment() {
 	if perr := s.r.idx.Put(s.cur); perr != nil {
 		s.r.log.Warn("record: index", "path", s.p.path, "err", perr)
 	}
+	s.r.mu.Lock()
+	u := s.r.usage[s.p.path]
+	u.bytes += s.cur.Size
+	u.segments++
+	s.r.usage[s.p.path] = u
+	s.r.mu.Unlock()
 	s.p.mu.Lock()
 	s.p.cur = Segment{}
 	s.p.mu.Unlock()
@@ -438,9 +453,12 @@ func (r *Recorder) PathStatus(path string) Status {
 			st.State = "idle"
 		}
 	}
-	segs, _ := r.idx.List(path, time.Unix(0, 0), time.Unix(0, 1<<63-1), 0)
-	for _, s := range segs {
-		st.Bytes += s.Size
+	r.mu.Lock()
+	u := r.usage[path]
+	r.mu.Unlock()
+	st.Bytes, st.Segments = u.bytes, u.segments
+	if live, ok := r.live(path); ok {
+		st.Bytes += live.Size
 		st.Segments++
 	}
 	return st
@@ -490,6 +508,12 @@ func (r *Recorder) enforceRetention() {
 		return true
 	})
 	r.diskUse.Store(total)
+	usage := map[string]pathUsage{}
+	defer func() {
+		r.mu.Lock()
+		r.usage = usage
+		r.mu.Unlock()
+	}()
 	growing := map[string]bool{}
 	r.mu.Lock()
 	for _, p := range r.active {
@@ -503,16 +527,26 @@ func (r *Recorder) enforceRetention() {
 	sort.Slice(all, func(i, j int) bool { return all[i].Start.Before(all[j].Start) })
 	now := r.now()
 	for _, s := range all {
+		keep := func() {
+			if !growing[s.File] {
+				u := usage[s.Path]
+				u.bytes += s.Size
+				u.segments++
+				usage[s.Path] = u
+			}
+		}
 		if growing[s.File] {
 			continue
 		}
 		old := r.conf.MaxAge > 0 && now.Sub(s.End) > r.conf.MaxAge
 		over := r.conf.DiskBudget > 0 && total > int64(r.conf.DiskBudget)
 		if !old && !over {
+			keep()
 			continue
 		}
 		if err := r.deleteSegment(s); err != nil {
 			r.log.Warn("record: retention", "file", s.File, "err", err)
+			keep()
 			continue
 		}
 		total -= s.Size
