@@ -191,22 +191,30 @@ func scan(r io.ReaderAt, fileSize int64) (*fileInfo, error) {
 	}
 	off += h.size
 	fi.end = off
+	fi.scanFrags(r, fileSize)
+	return fi, nil
+}
+
+// scanFrags reads the fragments from fi.end on (a file that grew since
+// the last scan goes on where it stopped) and appends the complete ones.
+func (fi *fileInfo) scanFrags(r io.ReaderAt, fileSize int64) {
+	off := fi.end
 	for {
 		moofH, ok := readHdr(r, off, fileSize)
 		if !ok || moofH.typ != "moof" || moofH.size > maxMoofSize {
-			return fi, nil
+			return
 		}
 		mdatH, ok := readHdr(r, off+moofH.size, fileSize)
 		if !ok || mdatH.typ != "mdat" {
-			return fi, nil // the fragment a crash cut short
+			return // the fragment a crash cut short, or one being written
 		}
 		moof := make([]byte, moofH.size-moofH.hdrLen)
 		if _, err := r.ReadAt(moof, moofH.payloadOff); err != nil {
-			return fi, nil
+			return
 		}
 		f, err := parseMoof(moof, moofH.off)
 		if err != nil || !f.within(mdatH.payloadOff, mdatH.off+mdatH.size) || !fi.knows(f) {
-			return fi, nil
+			return
 		}
 		f.off, f.size = moofH.off, moofH.size+mdatH.size
 		fi.frags = append(fi.frags, f)

@@ -29,7 +29,9 @@ const maxGetDuration = 24 * time.Hour
 const maxListSegments = 100000
 
 // IsRecordings reports whether an URL path is the playback API's.
-func IsRecordings(p string) bool { return p == ListPath || p == GetPath }
+func IsRecordings(p string) bool {
+	return p == ListPath || p == GetPath || p == RewindPath || p == SegmentPath
+}
 
 // parseTime reads a time parameter: RFC 3339 (2026-12-04T10:00:00Z, with
 // fractions) or Unix seconds (1764842400.5).
@@ -152,6 +154,10 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.serveList(w, req, path, q)
 	case GetPath:
 		r.serveGet(w, req, path, q)
+	case RewindPath:
+		r.serveRewind(w, path, q)
+	case SegmentPath:
+		r.serveSegment(w, req, path, q)
 	default:
 		http.NotFound(w, req)
 	}

@@ -151,6 +151,20 @@ func (x *Index) Put(s Segment) error {
 	})
 }
 
+// Get returns the segment of path starting at start, false if none.
+func (x *Index) Get(path string, start time.Time) (Segment, bool) {
+	var s Segment
+	ok := false
+	x.db.View(func(tx *bbolt.Tx) error { //nolint:errcheck // a failed read finds nothing
+		k := segKey(path, start)
+		if v := tx.Bucket(bucketSegments).Get(k); v != nil {
+			s, ok = decodeSegOf(path, k, v)
+		}
+		return nil
+	})
+	return s, ok
+}
+
 // Delete removes the segment of path starting at start.
 func (x *Index) Delete(path string, start time.Time) error {
 	return x.db.Update(func(tx *bbolt.Tx) error {

@@ -3,12 +3,14 @@ package record
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -420,6 +422,7 @@ func TestHTTPAuthorizationRangesAndBadInput(t *testing.T) {
 	rig := newRig(t, testConf(t.TempDir()), func(p server.PathConfig) server.PathConfig {
 		p.GracePeriod = 0
 		p.ReadKey = "sesame"
+		p.RewindWindow = 2 * time.Hour // the synthetic stream is an hour old
 		return p
 	}, nil)
 	rig.publishFor("live/e", newSynth(), 3*time.Second)
@@ -469,6 +472,43 @@ func TestHTTPAuthorizationRangesAndBadInput(t *testing.T) {
 	}
 	if resp := get(GetPath + "?path=live/e&key=sesame&start=2001-01-01T00:00:00Z&duration=1s"); resp.StatusCode != http.StatusNotFound {
 		t.Fatalf("nothing recorded: %s", resp.Status)
+	}
+
+	// Rewind: a playlist into the files, and the files with ranges.
+	for _, u := range []string{RewindPath + "?path=live/e", SegmentPath + "?path=live/e&start=" + strconv.FormatInt(segs[0].Start.UnixNano(), 10)} {
+		if resp := get(u); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("%s without the key: %s", u, resp.Status)
+		}
+	}
+	resp = get(RewindPath + "?path=live/e&key=sesame")
+	body, _ = io.ReadAll(resp.Body)
+	pl := string(body)
+	if resp.StatusCode != 200 || !strings.Contains(pl, "#EXT-X-MAP:URI=") || !strings.HasSuffix(pl, "#EXT-X-ENDLIST\n") ||
+		strings.Count(pl, "#EXT-X-DISCONTINUITY\n") != len(segs)-1 {
+		t.Fatalf("rewind playlist: %s\n%s", resp.Status, pl)
+	}
+	var total float64
+	lines := strings.Split(pl, "\n")
+	for i, l := range lines {
+		if v, ok := strings.CutPrefix(l, "#EXTINF:"); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSuffix(v, ","), 64)
+			total += f
+			br := strings.TrimPrefix(lines[i+1], "#EXT-X-BYTERANGE:")
+			n, off, _ := strings.Cut(br, "@")
+			ni, _ := strconv.Atoi(n)
+			oi, _ := strconv.Atoi(off)
+			r := get(lines[i+2], "Range", fmt.Sprintf("bytes=%d-%d", oi, oi+ni-1))
+			b, _ := io.ReadAll(r.Body)
+			if r.StatusCode != http.StatusPartialContent || len(b) != ni || string(b[4:8]) != "moof" {
+				t.Fatalf("%s %s: %s, %d bytes", lines[i+2], br, r.Status, len(b))
+			}
+		}
+	}
+	if total < 2.9 || total > 3.1 {
+		t.Fatalf("the rewind playlist lasts %.3f s, want 3", total)
+	}
+	if resp := get(RewindPath + "?path=live/e&key=sesame&from=2001-01-01T00:00:00Z"); resp.StatusCode != http.StatusBadRequest {
+		t.Fatalf("from before the window: %s", resp.Status)
 	}
 }
 

@@ -64,6 +64,8 @@ type Recorder struct {
 	// each retention sweep, moved on by each segment closed since.
 	usage map[string]pathUsage
 
+	scans scanCache // rewind playlists' file scans
+
 	// counters for /metrics
 	segments, bytes, diskFull, writeErrors, deleted, hookFailures atomic.Uint64
 	diskUse                                                       atomic.Int64

@@ -181,7 +181,10 @@ func (w *segWriter) add(u *media.Unit) error {
 			d = time.Millisecond
 		}
 		w.appendVideo(to, p, d)
-		if to == w.video && u.DTS-w.fragStart >= w.fragDur {
+		// Cut before a keyframe once half a fragment is there, else at
+		// the fragment duration: fragments that start at keyframes are
+		// where a rewinding player can start.
+		if to == w.video && (u.DTS-w.fragStart >= w.fragDur || (u.KeyFrame && u.DTS-w.fragStart >= w.fragDur/2)) {
 			return w.flush(u.DTS)
 		}
 		return nil
