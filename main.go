@@ -382,6 +382,14 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		}
 		return n
 	}
+	if conf.Recording() {
+		wc.Rewind = func(path string) time.Duration { // the watch page's rewind and recordings list
+			if pc := conf.PathConfig(path); pc.Record {
+				return pc.RewindWindow
+			}
+			return 0
+		}
+	}
 	webH := web.NewWithConfig(hub, wc, log)
 	// Every connection has a deadline: headers and body within
 	// readTimeout, an idle keep-alive closed after idleTimeout, a response
