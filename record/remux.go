@@ -1,6 +1,7 @@
 package record
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -188,10 +189,16 @@ func (r *Recorder) export(w io.Writer, path string, start time.Time, dur time.Du
 			total = max(total, tsToDurSigned(keep[n-1].dts+int64(keep[n-1].dur), ts))
 		}
 	}
+	bw := bufio.NewWriterSize(w, 1<<20) // pmp4 writes each sample on its own
 	if format == "fmp4" {
-		return total, writeFMP4(w, tracks, initRaw, total)
+		err = writeFMP4(bw, tracks, initRaw, total)
+	} else {
+		err = writeMP4(bw, tracks)
 	}
-	return total, writeMP4(w, tracks)
+	if err == nil {
+		err = bw.Flush()
+	}
+	return total, err
 }
 
 func trackByID(ts []*outTrack, id uint32) *outTrack {
@@ -224,21 +231,50 @@ func tsToDurSigned(v, ts int64) time.Duration {
 	return time.Duration(v/ts)*time.Second + time.Duration(v%ts)*time.Second/time.Duration(ts)
 }
 
-func readSample(s outSample) ([]byte, error) {
-	b := make([]byte, s.size)
-	_, err := s.f.ReadAt(b, s.off)
-	return b, err
+// sampleReader reads sample payloads through a window of their file: the
+// samples of an export come in file order, so one read of a window serves
+// hundreds of them (one ReadAt per sample ran at a tenth of disk speed).
+type sampleReader struct {
+	f   *os.File
+	off int64
+	buf []byte
+}
+
+const readWindow = 1 << 20
+
+func (r *sampleReader) read(s outSample) ([]byte, error) {
+	end := s.off + int64(s.size)
+	if r.f != s.f || s.off < r.off || end > r.off+int64(len(r.buf)) {
+		n := max(readWindow, int(s.size))
+		if cap(r.buf) < n {
+			r.buf = make([]byte, n)
+		}
+		r.buf = r.buf[:n]
+		m, err := s.f.ReadAt(r.buf, s.off)
+		if m < int(s.size) {
+			if err == nil {
+				err = io.ErrUnexpectedEOF
+			}
+			r.f = nil
+			return nil, err
+		}
+		r.f, r.off, r.buf = s.f, s.off, r.buf[:m]
+	}
+	// The slice is valid until the next read: pmp4 writes each payload
+	// out at once, writeFMP4 copies.
+	return r.buf[s.off-r.off : end-r.off], nil
 }
 
 func writeMP4(w io.Writer, tracks []*outTrack) error {
 	var p pmp4.Presentation
 	var size int64
+	var rd sampleReader
 	for _, ot := range tracks {
 		t := &pmp4.Track{ID: ot.init.ID, TimeScale: ot.init.TimeScale, Codec: ot.init.Codec}
 		for _, s := range ot.samples {
 			size += int64(s.size)
 			t.Samples = append(t.Samples, &pmp4.Sample{Duration: s.dur, PTSOffset: s.cto, IsNonSyncSample: !s.sync,
-				PayloadSize: s.size, GetPayload: func() ([]byte, error) { return readSample(s) }})
+				PayloadSize: s.size, GetPayload: func() ([]byte, error) { return rd.read(s) }})
 		}
 		if len(t.Samples) > 0 {
 			p.Tracks = append(p.Tracks, t)
@@ -272,6 +308,7 @@ func writeFMP4(w io.Writer, tracks []*outTrack, initRaw []byte, total time.Durat
 		return err
 	}
 	idx := make([]int, len(tracks))
+	var rd sampleReader
 	for k, seq := int64(1), uint32(0); ; k++ {
 		part := fmp4.Part{SequenceNumber: seq}
 		for i, ot := range tracks {
@@ -280,10 +317,11 @@ func writeFMP4(w io.Writer, tracks []*outTrack, initRaw []byte, total time.Durat
 			var samples []*fmp4.Sample
 			for idx[i] < len(ot.samples) && ot.samples[idx[i]].dts < limit {
 				s := ot.samples[idx[i]]
-				b, err := readSample(s)
+				b, err := rd.read(s)
 				if err != nil {
 					return err
 				}
+				b = append([]byte(nil), b...) // kept until the part is written
 				samples = append(samples, &fmp4.Sample{Duration: s.dur, PTSOffset: s.cto, IsNonSyncSample: !s.sync, Payload: b})
 				idx[i]++
 			}
