@@ -26,6 +26,20 @@ type Segment struct {
 // Duration is End - Start.
 func (s Segment) Duration() time.Duration { return s.End.Sub(s.Start) }
 
+// SegmentIndex is what the recorder needs of an index; Index (bbolt) is
+// the one there is. Another store (the registry's database when
+// clustered) implements the same calls.
+type SegmentIndex interface {
+	Put(s Segment) error
+	Delete(path string, start time.Time) error
+	Get(path string, start time.Time) (Segment, bool)
+	List(path string, from, to time.Time, limit int) ([]Segment, error)
+	All(fn func(Segment) bool) error
+	Close() error
+}
+
+var _ SegmentIndex = (*Index)(nil)
+
 // Index maps (path, start) to segments in a bbolt file of its own, so that
 // listing a time range is a seek and a short walk, not a directory scan.
 // Keys are the path, a zero byte (never in a path) and the start in Unix

@@ -47,7 +47,7 @@ type Recorder struct {
 	log  *slog.Logger
 	dir  string
 	root *os.Root
-	idx  *Index
+	idx  SegmentIndex
 	now  func() time.Time
 	// create makes a segment file (tests: a disk that fills up).
 	create func(name string) (segmentFile, error)
@@ -117,10 +117,12 @@ func (r *Recorder) Start() error {
 		return fmt.Errorf("record: directory %s (record.directory): %w", dir, err)
 	}
 	r.dir = dir
-	if r.idx, err = OpenIndex(filepath.Join(dir, indexFile)); err != nil {
+	idx, err := OpenIndex(filepath.Join(dir, indexFile))
+	if err != nil {
 		r.root.Close()
 		return err
 	}
+	r.idx = idx
 	if r.create == nil {
 		r.create = func(name string) (segmentFile, error) {
 			if err := r.root.MkdirAll(filepath.Dir(name), 0o750); err != nil {
