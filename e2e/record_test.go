@@ -166,3 +166,73 @@ func getJSON(t *testing.T, u string, v any) {
 		t.Fatalf("GET %s: %v: %s", u, err, b)
 	}
 }
+
+// rewindSample is one of rewind.mjs's samples.
+type rewindSample struct {
+	Started bool        `json:"started"`
+	First   *rewindSnap `json:"first"`
+	Last    *rewindSnap `json:"last"`
+}
+
+type rewindSnap struct {
+	Frames    int     `json:"frames"`
+	CT        float64 `json:"ct"`
+	Behind    float64 `json:"behind"`
+	Rewinding bool    `json:"rewinding"`
+	Src       string  `json:"src"`
+}
+
+func (s rewindSample) advanced() bool {
+	return s.Started && s.First != nil && s.Last != nil && s.Last.Frames > s.First.Frames && s.Last.CT > s.First.CT
+}
+
+// TestBrowserRewind: a viewer of the watch page rewinds the recorded live
+// stream in hls.js (headless Chromium) and comes back to live.
+func TestBrowserRewind(t *testing.T) {
+	browserDir, err := filepath.Abs("browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireBrowser(t, browserDir)
+	s := startServer(t, fmt.Sprintf(`paths:
+  default:
+    record: true
+record:
+  directory: %q
+  segmentDuration: 4s
+`, t.TempDir()))
+	pub := startPublisher(t, s.rtmpURL("live/rec"))
+	waitLive(t, s, "live/rec", pub)
+	time.Sleep(20 * time.Second) // something to rewind into
+	node := startProc(t, "node", filepath.Join(browserDir, "rewind.mjs"), "http://"+s.httpAddr, "--path", "live/rec", "--timeout", "100")
+	code, ok := node.wait(120 * time.Second)
+	if !ok {
+		node.kill()
+		t.Fatalf("rewind.mjs did not finish; stderr:\n%s", tail(node.stderr.String(), 20))
+	}
+	lines := strings.Split(strings.TrimSpace(node.stdout.String()), "\n")
+	var res struct {
+		OK      bool         `json:"ok"`
+		Live    rewindSample `json:"live"`
+		Rewound rewindSample `json:"rewound"`
+		Back    rewindSample `json:"back"`
+		Errors  []string     `json:"errors"`
+		Console []string     `json:"console"`
+		Events  []string     `json:"events"`
+	}
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil || code != 0 || !res.OK {
+		t.Fatalf("rewind.mjs: status %d, %v: %s\nstderr:\n%s", code, err, node.stdout.String(), tail(node.stderr.String(), 20))
+	}
+	t.Logf("live %+v\nrewound %+v %+v\nback %+v\nevents %v", res.Live.Last, res.Rewound.First, res.Rewound.Last, res.Back.Last, res.Events)
+	if !res.Live.advanced() || !res.Rewound.advanced() || !res.Back.advanced() {
+		t.Fatalf("playback did not advance: live %v, rewound %v, back to live %v; errors %v", res.Live.advanced(), res.Rewound.advanced(), res.Back.advanced(), res.Errors)
+	}
+	// Rewound: well behind the newest recorded media (the page jumps two
+	// minutes back, to the start of the recording here).
+	if b := res.Rewound.Last.Behind; b < 10 {
+		t.Fatalf("rewound only %.1f s behind the newest recorded media", b)
+	}
+	if len(res.Errors) > 0 {
+		t.Fatalf("page errors: %v", res.Errors)
+	}
+}
