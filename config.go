@@ -440,6 +440,7 @@ func (c *Config) PathConfig(path string) server.PathConfig {
 		if name == transcode.OpusRung {
 			pc := c.PathConfig(source)
 			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
+			pc.Record = false // the source's own audio is recorded already
 			return pc
 		}
 		if c.isRung(source, name) {

@@ -526,3 +526,39 @@ func TestPathFormat(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+// TestExportFileChangedUnderIndex: a segment truncated, or replaced by
+// something else, under the index: /get gives what is still there, or a
+// clear error, never a crash.
+func TestExportFileChangedUnderIndex(t *testing.T) {
+	rig := newRig(t, testConf(t.TempDir()), func(p server.PathConfig) server.PathConfig { p.GracePeriod = 0; return p }, nil)
+	rig.publishFor("live/f", newSynth(), 5*time.Second)
+	rig.waitIdle()
+	segs := rig.list("live/f")
+	if len(segs) != 3 {
+		t.Fatalf("%d segments", len(segs))
+	}
+	// The middle one loses its second half; the last one is garbage.
+	mid := filepath.Join(rig.dir, segs[1].File)
+	if err := os.Truncate(mid, segs[1].Size/2); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(rig.dir, segs[2].File), []byte("not a segment"), 0o600)
+	var buf bytes.Buffer
+	got, err := rig.rec.export(&buf, "live/f", segs[0].Start, 5*time.Second, "mp4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < 2*time.Second || got >= 4*time.Second {
+		t.Fatalf("export of a truncated recording lasts %s: want the first segment and part of the second", got)
+	}
+	var pres pmp4.Presentation
+	if err := pres.Unmarshal(bytes.NewReader(buf.Bytes())); err != nil {
+		t.Fatal(err)
+	}
+	// Only garbage: a clear error.
+	os.WriteFile(filepath.Join(rig.dir, segs[0].File), []byte("x"), 0o600)
+	if _, err := rig.rec.export(io.Discard, "live/f", segs[0].Start, time.Second, "mp4"); err == nil {
+		t.Fatal("an export of garbage succeeded")
+	}
+}
