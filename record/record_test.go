@@ -3,6 +3,7 @@ package record
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -327,6 +328,8 @@ func TestRetentionByAgeAndBudget(t *testing.T) {
 	dir := t.TempDir()
 	c := testConf(dir)
 	rig := newRig(t, c, nil, nil)
+	rig.rec.cancel() // no sweeps of its own while the test changes the config
+	rig.rec.wg.Wait()
 	now := time.Now().UTC()
 	put := func(path string, age time.Duration, size int) Segment {
 		s := Segment{Path: path, Start: now.Add(-age), End: now.Add(-age + time.Minute), File: path + "/" + now.Add(-age).Format("150405.000000") + ".mp4",
@@ -560,5 +563,46 @@ func TestExportFileChangedUnderIndex(t *testing.T) {
 	os.WriteFile(filepath.Join(rig.dir, segs[0].File), []byte("x"), 0o600)
 	if _, err := rig.rec.export(io.Discard, "live/f", segs[0].Start, time.Second, "mp4"); err == nil {
 		t.Fatal("an export of garbage succeeded")
+	}
+}
+
+func TestSegmentCompleteHook(t *testing.T) {
+	posted := make(chan hookBody, 8)
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b hookBody
+		if err := json.NewDecoder(r.Body).Decode(&b); err == nil && r.Method == http.MethodPost {
+			posted <- b
+		}
+	}))
+	defer hs.Close()
+	out := t.TempDir()
+	c := testConf(t.TempDir())
+	// An argv, no shell: the quotes and the semicolon reach cp as they are.
+	c.OnSegmentComplete = HookConfig{Command: []string{"cp", "{file}", filepath.Join(out, "{duration}';x")}, URL: hs.URL, Timeout: 10 * time.Second}
+	rig := newRig(t, c, func(p server.PathConfig) server.PathConfig { p.GracePeriod = 0; return p }, nil)
+	rig.publishFor("live/h", newSynth(), 3*time.Second)
+	rig.waitIdle()
+	var got []hookBody
+	for len(got) < 2 {
+		select {
+		case b := <-posted:
+			got = append(got, b)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%d hook POSTs, want 2", len(got))
+		}
+	}
+	if got[0].Path != "live/h" || !strings.HasPrefix(got[0].File, rig.dir) || got[0].Size == 0 || got[0].Duration < 1.9 {
+		t.Fatalf("hook body %+v", got[0])
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ents, _ := os.ReadDir(out)
+		if len(ents) == 2 && strings.HasSuffix(ents[0].Name(), "';x") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the command's copies: %v", ents)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
