@@ -606,3 +606,26 @@ func TestSegmentCompleteHook(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestRecoveryDeletesHeaderOnlySegment: a crash right after a cut leaves
+// a file with its header and no fragment; the restart deletes it.
+func TestRecoveryDeletesHeaderOnlySegment(t *testing.T) {
+	dir := t.TempDir()
+	seg := sampleSegment(t)
+	hdr := seg[:bytes.Index(seg, []byte("moof"))-4]
+	os.MkdirAll(filepath.Join(dir, "live/z"), 0o750)
+	os.WriteFile(filepath.Join(dir, "live/z/a.mp4"), hdr, 0o600)
+	os.WriteFile(filepath.Join(dir, "live/z/b.mp4"), seg, 0o600)
+	os.WriteFile(filepath.Join(dir, "live/z/c.mp4"), []byte("not a segment"), 0o600)
+	rig := newRig(t, testConf(dir), nil, nil)
+	if _, err := os.Stat(filepath.Join(dir, "live/z/a.mp4")); err == nil {
+		t.Fatal("the header-only file was kept")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "live/z/c.mp4")); err != nil {
+		t.Fatal("a file that is not a segment was touched")
+	}
+	got := rig.list("live/x") // sampleSegment's path
+	if len(got) != 1 || got[0].File != "live/z/b.mp4" || got[0].Duration() != 800*time.Millisecond {
+		t.Fatalf("recovered %+v", got)
+	}
+}

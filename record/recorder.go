@@ -392,6 +392,16 @@ func (s *session) closeSegment() {
 	w := s.w
 	s.w = nil
 	d, err := w.close()
+	if err == nil && d == 0 {
+		// Nothing in it (the stream stopped right after a cut): no file.
+		s.r.root.Remove(w.name)                 //nolint:errcheck // best effort
+		s.r.idx.Delete(s.cur.Path, s.cur.Start) //nolint:errcheck // best effort
+		s.r.diskUse.Add(-s.cur.Size)
+		s.p.mu.Lock()
+		s.p.cur = Segment{}
+		s.p.mu.Unlock()
+		return
+	}
 	s.cur.End = s.cur.Start.Add(d)
 	grown := w.size - s.cur.Size
 	s.cur.Size = w.size
@@ -620,12 +630,20 @@ func (r *Recorder) recoverFile(name string, old Segment) error {
 	if server.ValidatePath(fi.path) != nil {
 		return fmt.Errorf("%w: bad path in the meta box", errBadFile)
 	}
+	d := fi.duration()
+	if len(fi.frags) == 0 || d == 0 {
+		// A crash right after the header: nothing to play.
+		f.Close()
+		if err := r.root.Remove(name); err != nil {
+			return err
+		}
+		return r.idx.Delete(fi.path, fi.start)
+	}
 	if fi.end < st.Size() {
 		if err := f.Truncate(fi.end); err != nil {
 			return err
 		}
 	}
-	d := fi.duration()
 	if fi.mvhdDurOff > 0 {
 		var b [4]byte
 		ms := uint32(min(d.Milliseconds(), 1<<32-1))
