@@ -150,6 +150,11 @@ record:
 		t.Fatalf("%d video packets in 3 s at 30 fps", n)
 	}
 
+	// Every frame decodes: the payloads are the right bytes.
+	if _, errOut, code := run(t, 60*time.Second, "ffmpeg", "-v", "error", "-xerror", "-i", out, "-f", "null", "-"); code != 0 || errOut != "" {
+		t.Fatalf("decoding the /get file: status %d: %s", code, errOut)
+	}
+
 	// Range requests on the finished file.
 	req, _ := http.NewRequest(http.MethodGet, base+"/api/v1/recordings/get?"+q.Encode(), nil)
 	req.Header.Set("Range", "bytes=1000-1999")

@@ -93,12 +93,15 @@ func BenchmarkRecorderCPU(b *testing.B) {
 // BenchmarkExport remuxes 60 s of recorded 2.7 Mbit/s segments into one
 // MP4 (to io.Discard); BenchmarkCat reads the same files: the MB/s of
 // /get against cat.
-func BenchmarkExport(b *testing.B) { benchExport(b, false) }
+func BenchmarkExport(b *testing.B) { benchExport(b, false, "mp4") }
+
+// BenchmarkExportFMP4 is BenchmarkExport with format=fmp4.
+func BenchmarkExportFMP4(b *testing.B) { benchExport(b, false, "fmp4") }
 
 // BenchmarkCat is BenchmarkExport's baseline: the files read as they are.
-func BenchmarkCat(b *testing.B) { benchExport(b, true) }
+func BenchmarkCat(b *testing.B) { benchExport(b, true, "") }
 
-func benchExport(b *testing.B, cat bool) {
+func benchExport(b *testing.B, cat bool, format string) {
 	dir := b.TempDir()
 	rec := New(Config{Directory: dir}, nil, nil)
 	var err error
@@ -140,7 +143,7 @@ func benchExport(b *testing.B, cat bool) {
 			}
 			continue
 		}
-		if _, err := rec.export(io.Discard, "live/x", t0, time.Minute, "mp4"); err != nil {
+		if _, err := rec.export(io.Discard, "live/x", t0, time.Minute, format); err != nil {
 			b.Fatal(err)
 		}
 	}

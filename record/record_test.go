@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/pmp4"
 
 	"github.com/streamhub/streamhub/internal/testfixtures"
@@ -213,7 +214,7 @@ func TestRecordSegmentsContiguousAndGetAcrossBoundary(t *testing.T) {
 		t.Fatalf("export lasts %s, want 3s ± a frame", got)
 	}
 	var pres pmp4.Presentation
-	if err := pres.Unmarshal(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := pres.Unmarshal(bytes.NewReader(bytes.Clone(buf.Bytes()))); err != nil { // buf is reused below
 		t.Fatal(err)
 	}
 	if len(pres.Tracks) != 2 {
@@ -236,8 +237,32 @@ func TestRecordSegmentsContiguousAndGetAcrossBoundary(t *testing.T) {
 	if _, err := rig.rec.export(&buf, "live/a", segs[0].Start.Add(time.Second), 3*time.Second, "fmp4"); err != nil {
 		t.Fatal(err)
 	}
-	tmp := filepath.Join(t.TempDir(), "x.mp4")
-	os.WriteFile(tmp, append(buf.Bytes(), marshalMeta(time.Now(), "x")...), 0o600)
+	var in fmp4.Init
+	rd := bytes.NewReader(buf.Bytes())
+	if err := in.Unmarshal(rd); err != nil {
+		t.Fatal(err)
+	}
+	initLen := mvhdDurOffset(buf.Bytes()) // > 0: the init is there
+	moof := bytes.Index(buf.Bytes(), []byte("moof"))
+	var parts fmp4.Parts
+	if initLen == 0 || moof < 8 || parts.Unmarshal(buf.Bytes()[moof-4:]) != nil {
+		t.Fatal("the fmp4 export does not parse")
+	}
+	nv, first := 0, []byte(nil)
+	for _, p := range parts {
+		for _, pt := range p.Tracks {
+			if pt.ID == 1 {
+				nv += len(pt.Samples)
+				if first == nil {
+					first = pt.Samples[0].Payload
+				}
+			}
+		}
+	}
+	want, _ := vt.Samples[0].GetPayload()
+	if nv != len(vt.Samples) || !bytes.Equal(first, want) {
+		t.Fatalf("fmp4 export: %d video samples (mp4: %d), first payload equal: %v (%d %x / %d %x)", nv, len(vt.Samples), bytes.Equal(first, want), len(first), first[:min(16, len(first))], len(want), want[:min(16, len(want))])
+	}
 	if _, err := rig.rec.export(io.Discard, "live/a", segs[3].End.Add(time.Minute), time.Second, "mp4"); err != ErrNoRecording {
 		t.Fatalf("an export past the recording: %v", err)
 	}

@@ -308,9 +308,14 @@ func writeFMP4(w io.Writer, tracks []*outTrack, initRaw []byte, total time.Durat
 		return err
 	}
 	idx := make([]int, len(tracks))
-	var rd sampleReader
+	var (
+		rd      sampleReader
+		partBuf []byte // the payloads of one part, reused: Marshal copies them
+		pb      seekablebuffer.Buffer
+	)
 	for k, seq := int64(1), uint32(0); ; k++ {
 		part := fmp4.Part{SequenceNumber: seq}
+		partBuf = partBuf[:0]
 		for i, ot := range tracks {
 			limit := k * int64(ot.init.TimeScale)
 			first := idx[i]
@@ -321,8 +326,14 @@ func writeFMP4(w io.Writer, tracks []*outTrack, initRaw []byte, total time.Durat
 				if err != nil {
 					return err
 				}
-				b = append([]byte(nil), b...) // kept until the part is written
-				samples = append(samples, &fmp4.Sample{Duration: s.dur, PTSOffset: s.cto, IsNonSyncSample: !s.sync, Payload: b})
+				if len(partBuf)+len(b) > cap(partBuf) {
+					// A new buffer; the samples gathered so far keep pointing
+					// into the old one, which nothing writes any more.
+					partBuf = make([]byte, 0, max(2*cap(partBuf), len(b), 1<<20))
+				}
+				o := len(partBuf)
+				partBuf = append(partBuf, b...)
+				samples = append(samples, &fmp4.Sample{Duration: s.dur, PTSOffset: s.cto, IsNonSyncSample: !s.sync, Payload: partBuf[o:len(partBuf):len(partBuf)]})
 				idx[i]++
 			}
 			if len(samples) > 0 {
@@ -330,7 +341,7 @@ func writeFMP4(w io.Writer, tracks []*outTrack, initRaw []byte, total time.Durat
 			}
 		}
 		if len(part.Tracks) > 0 {
-			var pb seekablebuffer.Buffer
+			pb.Reset()
 			if err := part.Marshal(&pb); err != nil {
 				return err
 			}
