@@ -175,7 +175,9 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		hc.ReadToken = signer.Check
 	}
 	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
-	rec := record.New(conf.Record, nil, log) // its hub is set below
+	recConf := conf.Record
+	recConf.WriteTimeout = conf.HTTP.WriteTimeout
+	rec := record.New(recConf, nil, log) // its hub is set below
 	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived); rec.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)

@@ -35,6 +35,10 @@ type Config struct {
 	// OnSegmentComplete runs a command or posts to a URL when a segment is
 	// complete (for an upload).
 	OnSegmentComplete HookConfig `yaml:"onSegmentComplete"`
+	// WriteTimeout bounds each write of a download (http.writeTimeout,
+	// filled by main): a download of hours is not bounded as a whole, but
+	// a client that stops reading is dropped.
+	WriteTimeout time.Duration `yaml:"-"`
 }
 
 // HookConfig is record.onSegmentComplete.

@@ -149,6 +149,9 @@ func (r *Recorder) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		httpError(w, http.StatusServiceUnavailable, "record: not started")
 		return
 	}
+	if req.URL.Path == GetPath || req.URL.Path == SegmentPath {
+		w = r.longResponse(w)
+	}
 	switch req.URL.Path {
 	case ListPath:
 		r.serveList(w, req, path, q)
@@ -263,3 +266,33 @@ func (r *Recorder) serveGet(w http.ResponseWriter, req *http.Request, path strin
 	w.Header().Set("Cache-Control", "no-store")
 	http.ServeContent(w, req, name, start, tmp)
 }
+
+// longResponse lifts the server's whole-response deadlines (http.server's
+// ReadTimeout and WriteTimeout: seconds, made for live requests) for a
+// download that may take minutes to build and send, and bounds each write
+// by WriteTimeout instead.
+func (r *Recorder) longResponse(w http.ResponseWriter) http.ResponseWriter {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Time{})  //nolint:errcheck // not every connection has one
+	rc.SetWriteDeadline(time.Time{}) //nolint:errcheck // idem
+	d := r.conf.WriteTimeout
+	if d <= 0 {
+		d = 10 * time.Second
+	}
+	return &deadlineWriter{ResponseWriter: w, rc: rc, d: d}
+}
+
+// deadlineWriter sets a write deadline before each write.
+type deadlineWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+}
+
+func (w *deadlineWriter) Write(b []byte) (int, error) {
+	w.rc.SetWriteDeadline(time.Now().Add(w.d)) //nolint:errcheck // not every connection has one
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (w *deadlineWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -486,6 +486,20 @@ func TestHTTPAuthorizationRangesAndBadInput(t *testing.T) {
 	if resp.StatusCode != http.StatusPartialContent || len(body) != 100 {
 		t.Fatalf("range: %s, %d bytes", resp.Status, len(body))
 	}
+	// A server's whole-response deadlines are made for live requests: a
+	// download lifts them (every write has its own).
+	short := httptest.NewUnstartedServer(rig.rec)
+	short.Config.WriteTimeout = time.Millisecond
+	short.Start()
+	defer short.Close()
+	resp, err := http.Get(short.URL + GetPath + "?path=live/e&key=sesame&start=" + start + "&duration=2s")
+	if err != nil {
+		t.Fatalf("a download under a 1 ms server write timeout: %v", err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 || int64(len(body)) != resp.ContentLength || len(body) < 1000 {
+		t.Fatalf("a download under a 1 ms server write timeout: %s, %d bytes", resp.Status, len(body))
+	}
 	for _, u := range []string{
 		ListPath + "?path=../etc&key=sesame",
 		ListPath + "?path=live/e&key=sesame&start=2030-01-01T00:00:00Z&end=2020-01-01T00:00:00Z",

@@ -20,11 +20,14 @@ var (
 	// ErrNoRecording is returned when nothing was recorded in the range.
 	ErrNoRecording = errors.New("record: nothing recorded on this path in this time range")
 	// ErrTooLarge is returned for an MP4 past 4 GiB (32-bit chunk offsets).
-	ErrTooLarge = errors.New("record: the file would pass 4 GiB: ask for a shorter duration or format=fmp4")
+	ErrTooLarge = errors.New("record: the file would be too large (mp4: 4 GiB, fmp4: 16 GiB): ask for a shorter duration, or format=fmp4")
 )
 
 // maxMP4Bytes keeps a plain MP4's chunk offsets (32-bit in pmp4) valid.
 const maxMP4Bytes = 4<<30 - 64<<20
+
+// maxExportBytes bounds any export (it is built in a temporary file).
+const maxExportBytes = 16 << 30
 
 // segments returns path's segments overlapping [from, to), the growing
 // one with its current end.
@@ -188,6 +191,15 @@ func (r *Recorder) export(w io.Writer, path string, start time.Time, dur time.Du
 		if n := len(keep); n > 0 {
 			total = max(total, tsToDurSigned(keep[n-1].dts+int64(keep[n-1].dur), ts))
 		}
+	}
+	var payload int64
+	for _, ot := range tracks {
+		for _, s := range ot.samples {
+			payload += int64(s.size)
+		}
+	}
+	if payload > maxExportBytes {
+		return total, ErrTooLarge
 	}
 	bw := bufio.NewWriterSize(w, 1<<20) // pmp4 writes each sample on its own
 	if format == "fmp4" {
