@@ -255,3 +255,44 @@ record:
 		t.Fatalf("page errors: %v", res.Errors)
 	}
 }
+
+// TestRecordingLadderRung: the rungs of a recorded path are recorded too,
+// each as its own path, and play back.
+func TestRecordingLadderRung(t *testing.T) {
+	requireTool(t, "ffprobe")
+	conf := ladderConfig("always") + fmt.Sprintf("    record: true\nrecord:\n  directory: %q\n  segmentDuration: 2s\n", t.TempDir())
+	s := startServer(t, conf)
+	pub := startLadderPublisher(t, s, "live/lad")
+	waitLive(t, s, "live/lad", pub)
+	base := "http://" + s.httpAddr
+	var list recList
+	deadline := time.Now().Add(40 * time.Second)
+	for {
+		list = recList{}
+		getJSON(t, base+"/api/v1/recordings?path=live/lad/240p", &list)
+		if len(list.Segments) >= 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the 240p rung has %d segments after 40 s", len(list.Segments))
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	q := url.Values{"path": {"live/lad/240p"}, "start": {list.Segments[0].Start.Format(time.RFC3339Nano)}, "duration": {"2s"}}
+	resp, err := http.Get(base + "/api/v1/recordings/get?" + q.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("get of the rung: %s %s", resp.Status, body)
+	}
+	out := filepath.Join(t.TempDir(), "rung.mp4")
+	os.WriteFile(out, body, 0o600)
+	stdout, errOut, code := run(t, 20*time.Second, "ffprobe", "-v", "error", "-select_streams", "v:0",
+		"-show_entries", "stream=height", "-of", "csv=p=0", out)
+	if code != 0 || strings.TrimSpace(stdout) != "240" {
+		t.Fatalf("the rung's recording: status %d, height %q, %s", code, stdout, errOut)
+	}
+}
