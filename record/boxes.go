@@ -50,7 +50,11 @@ type trackInfo struct {
 	id        uint32
 	timescale uint32
 	video     bool
+	codec     string // as media.Codec names it ("H264"), from the sample entry
 }
+
+// sampleEntryCodecs maps sample entry types to codec names.
+var sampleEntryCodecs = map[string]string{"avc1": "H264", "avc3": "H264", "hvc1": "H265", "hev1": "H265", "mp4a": "AAC", "Opus": "Opus"}
 
 // frag is one complete moof+mdat.
 type frag struct {
@@ -346,6 +350,18 @@ func parseTrak(b []byte, base int64, t *trackInfo) error {
 					if len(p) >= 12 {
 						t.video = string(p[8:12]) == "vide"
 					}
+				case "minf":
+					return children(p, 0, func(typ string, p []byte, _ int64) error {
+						if typ != "stbl" {
+							return nil
+						}
+						return children(p, 0, func(typ string, p []byte, _ int64) error {
+							if typ == "stsd" && len(p) >= 16 {
+								t.codec = sampleEntryCodecs[string(p[12:16])]
+							}
+							return nil
+						})
+					})
 				}
 				return nil
 			})

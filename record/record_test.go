@@ -399,8 +399,11 @@ type fullFile struct {
 }
 
 func (f fullFile) Write(b []byte) (int, error) {
-	if f.room.Add(-int64(len(b))) < 0 {
-		return 0, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
+	if left := f.room.Add(-int64(len(b))); left < 0 {
+		// What fitted is written: the fragment is torn.
+		n, _ := f.File.Write(b[:max(0, int64(len(b))+left)])
+		f.room.Store(0)
+		return n, &os.PathError{Op: "write", Path: f.Name(), Err: syscall.ENOSPC}
 	}
 	return f.File.Write(b)
 }
@@ -432,6 +435,26 @@ func TestDiskFullStopsRecordingNotViewers(t *testing.T) {
 	}
 	if rig.rec.diskFull.Load() != 1 {
 		t.Fatal("a full disk was not counted")
+	}
+	// The segment the full disk cut is listed, complete, and scans to its
+	// end (the torn fragment cut off at once).
+	var segs []Segment
+	for time.Now().Before(deadline) {
+		if segs = rig.list("live/d"); len(segs) > 0 && segs[len(segs)-1].Complete {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(segs) == 0 || !segs[len(segs)-1].Complete || segs[len(segs)-1].Codecs != "H264,AAC" {
+		t.Fatalf("after the full disk: %+v", segs)
+	}
+	last := segs[len(segs)-1]
+	f, _ := os.Open(filepath.Join(dir, last.File))
+	st, _ := f.Stat()
+	fi, err := scan(f, st.Size())
+	f.Close()
+	if err != nil || fi.end != st.Size() || len(fi.frags) == 0 || st.Size() != last.Size {
+		t.Fatalf("the cut segment: %v, scanned to %d of %d bytes (index: %d)", err, fi.end, st.Size(), last.Size)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()

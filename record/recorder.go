@@ -409,9 +409,19 @@ func (s *session) closeSegment() {
 	s.r.diskUse.Add(grown)
 	s.cur.Complete = err == nil
 	if err != nil {
-		s.r.log.Warn("record: closing a segment", "path", s.p.path, "file", w.name, "err", err)
-	}
-	if perr := s.r.idx.Put(s.cur); perr != nil {
+		// A write failed (a full disk): the file may end in a torn
+		// fragment. Cut it after the last complete one now, as a restart
+		// would, so that it is listed and plays at once.
+		if fixed, rerr := s.r.recoverFile(w.name); rerr == nil {
+			s.r.diskUse.Add(fixed.Size - s.cur.Size)
+			s.cur = fixed
+		} else {
+			s.r.log.Warn("record: closing a segment", "path", s.p.path, "file", w.name, "err", err)
+			if perr := s.r.idx.Put(s.cur); perr != nil {
+				s.r.log.Warn("record: index", "path", s.p.path, "err", perr)
+			}
+		}
+	} else if perr := s.r.idx.Put(s.cur); perr != nil {
 		s.r.log.Warn("record: index", "path", s.p.path, "err", perr)
 	}
 	s.r.mu.Lock()
@@ -603,7 +613,7 @@ func (r *Recorder) recover() (int, error) {
 		if s, ok := known[name]; ok && s.Complete {
 			return nil
 		}
-		if err := r.recoverFile(name, known[name]); err != nil {
+		if _, err := r.recoverFile(name); err != nil {
 			r.log.Warn("record: a file in the recordings directory is not a readable segment; left alone", "file", name, "err", err)
 			return nil
 		}
@@ -613,35 +623,38 @@ func (r *Recorder) recover() (int, error) {
 	return n, err
 }
 
-func (r *Recorder) recoverFile(name string, old Segment) error {
+// recoverFile cuts a segment file after its last complete fragment,
+// writes its duration and indexes it as complete (and returns that entry),
+// or deletes it when it has no complete fragment.
+func (r *Recorder) recoverFile(name string) (Segment, error) {
 	f, err := r.root.OpenFile(name, os.O_RDWR, 0)
 	if err != nil {
-		return err
+		return Segment{}, err
 	}
 	defer f.Close()
 	st, err := f.Stat()
 	if err != nil {
-		return err
+		return Segment{}, err
 	}
 	fi, err := scan(f, st.Size())
 	if err != nil {
-		return err
+		return Segment{}, err
 	}
 	if server.ValidatePath(fi.path) != nil {
-		return fmt.Errorf("%w: bad path in the meta box", errBadFile)
+		return Segment{}, fmt.Errorf("%w: bad path in the meta box", errBadFile)
 	}
 	d := fi.duration()
 	if len(fi.frags) == 0 || d == 0 {
 		// A crash right after the header: nothing to play.
 		f.Close()
 		if err := r.root.Remove(name); err != nil {
-			return err
+			return Segment{}, err
 		}
-		return r.idx.Delete(fi.path, fi.start)
+		return Segment{}, r.idx.Delete(fi.path, fi.start)
 	}
 	if fi.end < st.Size() {
 		if err := f.Truncate(fi.end); err != nil {
-			return err
+			return Segment{}, err
 		}
 	}
 	if fi.mvhdDurOff > 0 {
@@ -649,13 +662,17 @@ func (r *Recorder) recoverFile(name string, old Segment) error {
 		ms := uint32(min(d.Milliseconds(), 1<<32-1))
 		b[0], b[1], b[2], b[3] = byte(ms>>24), byte(ms>>16), byte(ms>>8), byte(ms)
 		if _, err := f.WriteAt(b[:], fi.mvhdDurOff); err != nil {
-			return err
+			return Segment{}, err
 		}
 	}
 	if err := f.Sync(); err != nil {
-		return err
+		return Segment{}, err
 	}
-	codecs := old.Codecs
-	return r.idx.Put(Segment{Path: fi.path, Start: fi.start, End: fi.start.Add(d), File: name, Size: fi.end,
-		Codecs: codecs, Complete: true})
+	var codecs []string
+	for _, t := range fi.tracks {
+		codecs = append(codecs, t.codec)
+	}
+	seg := Segment{Path: fi.path, Start: fi.start, End: fi.start.Add(d), File: name, Size: fi.end,
+		Codecs: strings.Join(codecs, ","), Complete: true}
+	return seg, r.idx.Put(seg)
 }
