@@ -105,6 +105,9 @@ type ListResponse struct {
 	Path     string        `json:"path"`
 	Spans    []Span        `json:"spans"`
 	Segments []SegmentJSON `json:"segments"`
+	// Truncated is set when the range held more than maxListSegments
+	// segments: ask again from the last one's end.
+	Truncated bool `json:"truncated,omitempty"`
 }
 
 // SegmentJSON is one segment in a listing.
@@ -194,7 +197,7 @@ func (r *Recorder) serveList(w http.ResponseWriter, req *http.Request, path stri
 		httpError(w, http.StatusInternalServerError, "record: index: %v", err)
 		return
 	}
-	resp := ListResponse{Path: path, Spans: []Span{}, Segments: make([]SegmentJSON, 0, len(segs))}
+	resp := ListResponse{Path: path, Spans: []Span{}, Segments: make([]SegmentJSON, 0, len(segs)), Truncated: len(segs) >= maxListSegments}
 	for _, s := range segs {
 		resp.Segments = append(resp.Segments, SegmentJSON{Start: s.Start, End: s.End, Size: s.Size, Codecs: s.Codecs, Complete: s.Complete})
 		if n := len(resp.Spans); n > 0 && s.Start.Sub(resp.Spans[n-1].End) <= spanGap && s.Start.Sub(resp.Spans[n-1].End) >= -spanGap {
