@@ -15,13 +15,16 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
+	"github.com/streamhub/streamhub/cluster"
 	"github.com/streamhub/streamhub/protocols/hls"
 	"github.com/streamhub/streamhub/protocols/rtmp"
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
 	"github.com/streamhub/streamhub/record"
+	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -51,6 +54,10 @@ type Config struct {
 	Paths  PathsConfig   `yaml:"paths"`
 	// Record is where and how recorded paths are kept (package record).
 	Record record.Config `yaml:"record"`
+	// Cluster makes this node an origin or an edge of a cluster.
+	Cluster cluster.Config `yaml:"cluster"`
+	// TLS is the certificate of HTTPS, RTMPS and RTSPS: files or ACME.
+	TLS tlscert.Config `yaml:"tls"`
 
 	// resolved per-path settings, filled by loadConfig
 	overrides []resolvedOverride
@@ -77,8 +84,13 @@ type HTTPConfig struct {
 
 // StreamsConfig is the streams: section: registered streams and keys.
 type StreamsConfig struct {
-	// Database is the file registered streams and their key hashes live in.
+	// Database is the file registered streams and their key hashes live
+	// in, or a postgres:// URL: the PostgreSQL database every node of a
+	// cluster shares.
 	Database string `yaml:"database"`
+	// DatabaseTimeout bounds every PostgreSQL query, the publish check's
+	// included.
+	DatabaseTimeout time.Duration `yaml:"databaseTimeout"`
 	// Prefix is the path prefix of registered streams (live: live/<id>).
 	Prefix string `yaml:"prefix"`
 	// Open lets anyone publish on paths that are not registered streams
@@ -260,6 +272,15 @@ func (c *Config) Validate() []error {
 	if (c.HTTP.TLSCert == "") != (c.HTTP.TLSKey == "") {
 		bad("http.tlsCert", "give both http.tlsCert and http.tlsKey, or neither")
 	}
+	errs = append(errs, c.TLS.Validate("tls")...)
+	if c.HTTP.TLSCert != "" && c.TLS.Enabled() {
+		bad("http.tlsCert", "the certificate is set in tls: (tls.cert or tls.acme) already: move it there and empty http.tlsCert and http.tlsKey")
+	}
+	for _, l := range []struct{ key, addr string }{{"rtmp.tlsAddress", c.RTMP.TLSAddress}, {"rtsp.tlsAddress", c.RTSP.TLSAddress}} {
+		if l.addr != "" && !c.TLSConfig().Enabled() {
+			bad(l.key, "needs a certificate: set tls.cert and tls.key (PEM files), or tls.acme.domains")
+		}
+	}
 	errs = append(errs, c.Paths.Default.Validate("paths.default")...)
 	if c.Paths.Default.Source != "" {
 		bad("paths.default.source", "a source belongs to one path: set it in an override whose match is that path")
@@ -278,8 +299,19 @@ func (c *Config) Validate() []error {
 	}
 	errs = append(errs, c.Transcode.Validate("transcode")...)
 	errs = append(errs, c.Record.Validate("record")...)
+	errs = append(errs, c.Cluster.Validate("cluster")...)
+	if c.Cluster.Enabled() && c.RTMP.Address == "" {
+		bad("rtmp.address", "a node of a cluster relays over RTMP: give rtmp.address (cluster.role is %s)", c.Cluster.Role)
+	}
 	if strings.TrimSpace(c.Streams.Database) == "" {
-		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db")
+		bad("streams.database", "name the database file of registered streams, e.g. streamhub.db, or a postgres:// URL")
+	} else if registry.IsPostgres(c.Streams.Database) {
+		if err := registry.CheckURL(c.Streams.Database); err != nil {
+			bad("streams.database", "%v", err)
+		}
+	}
+	if t := c.Streams.DatabaseTimeout; t < 100*time.Millisecond || t > time.Minute {
+		bad("streams.databaseTimeout", "must be between 100ms and 1m (got %s)", t)
 	}
 	if err := server.ValidatePath(c.Streams.Prefix); err != nil || strings.Contains(c.Streams.Prefix, "/") {
 		bad("streams.prefix", "must be one path segment of A-Z a-z 0-9 _ . -, e.g. live (got %q)", c.Streams.Prefix)
@@ -402,6 +434,16 @@ func (c *Config) RTMPServerConfig() rtmp.Config {
 	r := c.RTMP
 	r.MaxConnsPerAddr = c.Limits.MaxConnsPerAddress
 	return r
+}
+
+// TLSConfig returns the tls: section, with http.tlsCert and http.tlsKey
+// (the keys of older configs) as its files when they are set.
+func (c *Config) TLSConfig() tlscert.Config {
+	t := c.TLS
+	if c.HTTP.TLSCert != "" {
+		t.Cert, t.Key = c.HTTP.TLSCert, c.HTTP.TLSKey
+	}
+	return t
 }
 
 // HLSServerConfig returns the hls: section.

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"fmt"
+	"slices"
 	"strings"
 
 	"go.yaml.in/yaml/v3"
@@ -28,7 +29,15 @@ func configReference(yml []byte) (string, error) {
 	b.WriteString("runs with exactly these values; a file of your own needs only the keys it changes\n")
 	b.WriteString("(`streamhub config default` prints the whole file, `streamhub config check FILE` validates one).\n\n")
 	b.WriteString("This page is generated from the comments of `config.yml` by `streamhub config reference`\n")
-	b.WriteString("(`go run . config reference > docs/configuration.md`); a test fails when they differ.\n")
+	b.WriteString("(`go run . config reference > docs/configuration.md`); a test fails when they differ.\n\n")
+	b.WriteString("The **reload** column says what a changed key does on a reload (SIGHUP, `POST /api/v1/config/reload`,\n")
+	b.WriteString("or the file saved; see [operations.md](operations.md)): **hot** keys apply without dropping anyone,\n")
+	b.WriteString("**restart** keys keep their running value and the log says `needs restart: <keys>`. Hot keys reach:\n\n")
+	for _, c := range keyClasses {
+		if c.hot {
+			fmt.Fprintf(&b, "- `%s`: %s\n", c.key, c.how)
+		}
+	}
 	root := doc.Content[0]
 	for i := 0; i+1 < len(root.Content); i += 2 {
 		k, v := root.Content[i], root.Content[i+1]
@@ -36,11 +45,11 @@ func configReference(yml []byte) (string, error) {
 		if c := commentText(k.HeadComment); c != "" && v.Kind != yaml.MappingNode {
 			b.WriteString(c + "\n\n")
 		}
-		b.WriteString("| key | default | meaning |\n|---|---|---|\n")
+		b.WriteString("| key | default | reload | meaning |\n|---|---|---|---|\n")
 		var rows []refRow
 		collectRows(k.Value, k, v, &rows)
 		for _, r := range rows {
-			fmt.Fprintf(&b, "| %s | %s | %s |\n", strings.Join(r.keys, ", "), strings.Join(r.defaults, ", "), r.text)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", strings.Join(r.keys, ", "), strings.Join(r.defaults, ", "), reloadCell(r.keys), r.text)
 		}
 	}
 	return b.String(), nil
@@ -118,4 +127,20 @@ func commentText(c string) string {
 // as written rather than taken for HTML.
 func tableEscape(s string) string {
 	return strings.NewReplacer("|", `\|`, "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// reloadCell says hot or restart for a row's keys (written `key`), each
+// key's class when they differ.
+func reloadCell(keys []string) string {
+	classes := make([]string, len(keys))
+	for i, k := range keys {
+		classes[i] = "restart"
+		if isHot(strings.Trim(k, "`")) {
+			classes[i] = "hot"
+		}
+	}
+	if !slices.ContainsFunc(classes, func(c string) bool { return c != classes[0] }) {
+		return classes[0]
+	}
+	return strings.Join(classes, ", ")
 }

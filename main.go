@@ -15,13 +15,16 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 
 	"github.com/streamhub/streamhub/api"
 	"github.com/streamhub/streamhub/auth"
+	"github.com/streamhub/streamhub/cluster"
 	"github.com/streamhub/streamhub/internal/guard"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/protocols/hls"
@@ -33,6 +36,7 @@ import (
 	"github.com/streamhub/streamhub/record"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
+	"github.com/streamhub/streamhub/tlscert"
 	"github.com/streamhub/streamhub/transcode"
 	"github.com/streamhub/streamhub/web"
 )
@@ -76,10 +80,10 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 
 	versionCmd := &cobra.Command{
 		Use:   "version",
-		Short: "Print the version",
+		Short: "Print the version and the module versions of the build",
 		Args:  cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
-			fmt.Fprintln(cmd.OutOrStdout(), versionString())
+			fmt.Fprint(cmd.OutOrStdout(), versionLong())
 		},
 	}
 	configCmd := &cobra.Command{Use: "config", Short: "Check or print configuration"}
@@ -114,7 +118,7 @@ func newRootCmd(stdout, stderr io.Writer) *cobra.Command {
 			cmd.OutOrStdout().Write(defaultConfigYAML) //nolint:errcheck // stdout
 		},
 	})
-	root.AddCommand(serve, versionCmd, configCmd)
+	root.AddCommand(serve, versionCmd, configCmd, newRegistryCmd())
 	return root
 }
 
@@ -131,14 +135,22 @@ func versionString() string {
 	return v
 }
 
-func newLogger(c LogConfig, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	lvl.UnmarshalText([]byte(c.Level)) //nolint:errcheck // validated
+// newLogger returns the logger of c, whose level is lvl's: a reload sets
+// lvl (setLogLevel).
+func newLogger(c LogConfig, w io.Writer, lvl *slog.LevelVar) *slog.Logger {
+	setLogLevel(lvl, c.Level)
 	opts := &slog.HandlerOptions{Level: lvl}
 	if c.Format == "json" {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// setLogLevel sets lvl to a validated log.level.
+func setLogLevel(lvl *slog.LevelVar, level string) {
+	var l slog.Level
+	l.UnmarshalText([]byte(level)) //nolint:errcheck // validated
+	lvl.Set(l)
 }
 
 // runServe runs the server until ctx is done or SIGINT/SIGTERM arrives.
@@ -152,10 +164,23 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	log := newLogger(conf.Log, logOut)
+	hup, stopHUP := notifyHUP()
+	defer stopHUP()
+	var logLevel slog.LevelVar
+	log := newLogger(conf.Log, logOut, &logLevel)
+	// live is the running config: the hub, the ladder and the sources
+	// read path settings through it, so a reload (reload.go) reaches new
+	// sessions without touching running ones. conf stays the config of
+	// the start, for what only a restart changes.
+	// It starts as a copy: the listeners write the addresses they bound
+	// into conf, which a reload must not take for a change of the file.
+	var live atomic.Pointer[Config]
+	started := *conf
+	live.Store(&started)
 	log.Info("starting", "version", versionString())
 
-	reg, err := registry.Open(conf.Streams.Database, conf.Streams.Prefix, conf.Streams.Open)
+	reg, err := registry.New(ctx, registry.Options{Database: conf.Streams.Database, Prefix: conf.Streams.Prefix,
+		Open: conf.Streams.Open, Timeout: conf.Streams.DatabaseTimeout, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -163,18 +188,35 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	var (
 		sources *rtsp.Sources
 		ladder  *transcode.Manager
+		node    *cluster.Node // a standalone node's methods do nothing
 	)
 	var signer *auth.Signer
-	hc := server.HubConfig{PathConfig: conf.PathConfig, Logger: log, ResolvePublish: reg.Resolve,
-		AuthFailures: guard.NewBudget(conf.Auth.FailureBudget, time.Minute)}
-	if conf.Auth.HookURL != "" {
-		hc.Authorize = auth.NewHook(conf.Auth.HookURL, conf.Auth.HookTimeout).Authorize
+	hc := server.HubConfig{PathConfig: func(p string) server.PathConfig { return live.Load().PathConfig(p) },
+		Logger: log, ResolvePublish: reg.Resolve, AuthFailures: guard.NewBudget(conf.Auth.FailureBudget, time.Minute)}
+	var hook atomic.Pointer[auth.Hook] // nil: no hook; auth.hookURL is hot
+	setHook := func(c *Config) {
+		if c.Auth.HookURL == "" {
+			hook.Store(nil)
+			return
+		}
+		hook.Store(auth.NewHook(c.Auth.HookURL, c.Auth.HookTimeout))
+	}
+	setHook(conf)
+	hc.Authorize = func(ctx context.Context, req server.AuthRequest) error {
+		if h := hook.Load(); h != nil {
+			return h.Authorize(ctx, req)
+		}
+		return nil
 	}
 	if conf.Auth.PlaySecret != "" {
 		signer = auth.NewSigner(conf.Auth.PlaySecret, conf.Auth.SignedPlayOnly)
 		hc.ReadToken = signer.Check
 	}
-	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) }
+	hc.OnDemand = func(path string) bool { return sources.Demand(path) || ladder.Demand(path) || node.Demand(path) }
+	if conf.Cluster.Enabled() { // no cluster section: the hub as without one
+		hc.PublishGuard = clusterGuard{&node}
+		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
+	}
 	recConf := conf.Record
 	recConf.WriteTimeout = conf.HTTP.WriteTimeout
 	rec := record.New(recConf, nil, log) // its hub is set below
@@ -182,19 +224,50 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
 	rec.SetHub(hub)
+	reg.Watch(func(id string) { // a key rotated or a stream deleted through another node
+		if hub.KickPublisher(reg.Path(id)) {
+			log.Info("stream key revoked on another node: publisher kicked", "id", id)
+		}
+	})
 	sources = rtsp.NewSources(conf.RTSPServerConfig(), hub, log)
-	ladder = transcode.New(conf.Transcode, hub, log, conf.LadderPlan)
+	ladder = transcode.New(conf.Transcode, hub, log, func(p string) transcode.Plan { return live.Load().LadderPlan(p) })
+	node = cluster.New(conf.Cluster, hub, func(ctx context.Context, addr, path, key string) (cluster.Upstream, error) {
+		up, err := rtmp.DialUpstream(ctx, addr, path, key, conf.RTMP.ReadTimeout)
+		if err != nil {
+			return nil, err
+		}
+		return rtmpUpstream{up}, nil
+	}, log)
 	// The components, started in this order and closed in reverse; one
 	// with an empty address is off. Adding a protocol: its package, its
 	// config section, one entry here.
 	var comps []component
-	if conf.RTMP.Address != "" {
-		rtmpSrv := rtmp.New(conf.RTMPServerConfig(), hub, log)
+	// The certificate of HTTPS, RTMPS and RTSPS (issue 19): files, or ACME.
+	var certs *tlscert.Manager
+	if tc := conf.TLSConfig(); tc.Enabled() {
+		if certs, err = tlscert.New(tc, log); err != nil {
+			return err
+		}
+	}
+	if conf.RTMP.Address != "" || conf.RTMP.TLSAddress != "" {
+		rc := conf.RTMPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtmpSrv := rtmp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtmp", start: rtmpSrv.Start, close: rtmpSrv.Close,
-			bound: func() { conf.RTMP.Address = rtmpSrv.Addr().String() }})
+			bound: func() {
+				if a := rtmpSrv.Addr(); a != nil {
+					conf.RTMP.Address = a.String()
+				}
+			}})
 	}
 	if conf.RTSP.Address != "" {
-		rtspSrv := rtsp.New(conf.RTSPServerConfig(), hub, log)
+		rc := conf.RTSPServerConfig()
+		if rc.TLSAddress != "" {
+			rc.TLS = certs.TLSConfig()
+		}
+		rtspSrv := rtsp.New(rc, hub, log)
 		comps = append(comps, component{name: "rtsp", close: rtspSrv.Close, start: func() error {
 			if err := rtspSrv.Start(); err != nil {
 				return fmt.Errorf("%w (rtsp.address, rtsp.udpRTPAddress, rtsp.udpRTCPAddress)", err)
@@ -226,6 +299,21 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		rtcH = rtc
 		comps = append(comps, component{name: "webrtc", start: rtc.Start, close: rtc.Close})
 	}
+	ops := &opsState{}
+	ops.reload = newReloader(configFile, &live, func(old, cur *Config) {
+		setLogLevel(&logLevel, cur.Log.Level)
+		if old.Auth.HookURL != cur.Auth.HookURL || old.Auth.HookTimeout != cur.Auth.HookTimeout {
+			setHook(cur) // a new hook forgets the reads it allowed: only when it changed
+		}
+		ladder.Update(cur.Transcode)
+		if h := ops.hls.Load(); h != nil {
+			h.SetMuxerConfig(cur.HLSServerConfig())
+		}
+		sources.StartAlways(cur.SourcePaths()) // a new always-pulled source; running ones go on
+	}, log)
+	if conf.Cluster.Enabled() {
+		comps = append(comps, component{name: "cluster", start: node.Start, close: node.Close})
+	}
 	// The recorder starts before the listeners (recovery first) and closes
 	// after them, once hub.Close ended its readers and segments.
 	if conf.Recording() {
@@ -233,7 +321,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, rec, log, httpDone))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, node, rec, log, httpDone, ops))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -253,6 +341,10 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		}
 	}
 	sources.StartAlways(conf.SourcePaths())
+	ops.ready.Store(true)
+	log.Info("ready")
+	watchDone := make(chan struct{})
+	go watchReload(ctx, ops.reload, hup, watchDone)
 
 	select {
 	case <-ctx.Done():
@@ -261,6 +353,8 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		log.Error("http server failed", "err", err)
 	}
 	stop()
+	ops.ready.Store(false)
+	<-watchDone
 
 	// Stop accepting, end sessions, exit within 3 s: one shutdown path.
 	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
@@ -272,6 +366,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		// always has a blocking request open) end with them, which the
 		// HTTP server's Shutdown would otherwise wait out.
 		sources.Close()
+		node.Close() // ends the pulls; gives the paths held in the live map back
 		hub.Close()
 		ladder.Close() // closes each FFmpeg's stdin; the parent-death signal ends any left at exit
 		for i := len(comps) - 1; i >= 0; i-- {
@@ -301,9 +396,10 @@ type component struct {
 }
 
 // httpComponent serves HTTP-FLV, LL-HLS, the API, /metrics and the web
-// pages on http.address. Its Serve error goes to done.
-func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, rec *record.Recorder, log *slog.Logger, done chan<- error) component {
+// pages on http.address, over TLS (HTTP/2 and HTTP/1.1) with certs' certificate
+// when certs is not nil. Its Serve error goes to done.
+func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+	rtcH http.Handler, certs *tlscert.Manager, node *cluster.Node, rec *record.Recorder, log *slog.Logger, done chan<- error, ops *opsState) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -318,16 +414,21 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, rec, log)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, rec, log, ops)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
+			if certs != nil {
+				// ServeTLS with TLSConfig's certificate: it keeps "h2" in
+				// NextProtos and serves HTTP/2 (LL-HLS on Apple devices).
+				httpSrv.TLSConfig = certs.TLSConfig("h2", "http/1.1")
+			}
 			go func() {
-				if conf.HTTP.TLSCert != "" {
-					done <- httpSrv.ServeTLS(ln, conf.HTTP.TLSCert, conf.HTTP.TLSKey)
+				if certs != nil {
+					done <- httpSrv.ServeTLS(ln, "", "")
 					return
 				}
 				done <- httpSrv.Serve(ln)
 			}()
-			log.Info("listening", "proto", "http", "address", ln.Addr().String())
+			log.Info("listening", "proto", "http", "address", ln.Addr().String(), "tls", certs != nil)
 			return nil
 		},
 		close: func() {
@@ -347,8 +448,8 @@ func httpComponent(conf *Config, hub *server.Hub, reg *registry.Registry, ladder
 
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
-func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, rec *record.Recorder, log *slog.Logger) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
+	rtcH http.Handler, node *cluster.Node, rec *record.Recorder, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -360,9 +461,17 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 		return out
 	}
 	hlsH := hls.New(hlsConf, hub, log)
-	apiH := api.New(api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
+	ops.hls.Store(hlsH)
+	apiConf := api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.HTTP.TLSCert != "", Version: versionString(), Signer: signer, Recording: recordingStatus(conf, rec)}, hub, reg, ladder, log)
+		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload,
+		Recording: recordingStatus(conf, rec)}
+	metricsExtra := []prometheus.Collector{api.RegistryCollector(reg), api.ReloadMetrics(ops.reload), rec}
+	if node != nil && conf.Cluster.Enabled() {
+		apiConf.Cluster = func() any { return node.Status() }
+		metricsExtra = append(metricsExtra, node)
+	}
+	apiH := api.New(apiConf, hub, reg, ladder, log)
 	wc := conf.WebServerConfig()
 	wc.Renditions = func(path string) []string {
 		var out []string
@@ -386,7 +495,7 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	}
 	if conf.Recording() {
 		wc.Rewind = func(path string) time.Duration { // the watch page's rewind and recordings list
-			if pc := conf.PathConfig(path); pc.Record {
+			if pc := hub.PathConfig(path); pc.Record { // the running config (hot reload)
 				return pc.RewindWindow
 			}
 			return 0
@@ -398,12 +507,12 @@ func httpHandlers(conf *Config, hub *server.Hub, reg *registry.Registry, ladder 
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, router(flv, hlsH, withRecordings(apiH, rec), api.Metrics(hub, ladder, hlsH.Responses, rec), webH, rtcH)),
+		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, withRecordings(apiH, rec), api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH))),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
 		IdleTimeout:       conf.HTTP.IdleTimeout,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          httpErrorLog(log),
 	}
 	return flv, hlsH, webH, httpSrv
 }
@@ -451,3 +560,17 @@ func router(flv, hlsH, apiH, metrics, web, rtc http.Handler) http.Handler {
 		}
 	})
 }
+
+// clusterGuard is the hub's PublishGuard: the cluster node, built after
+// the hub it needs.
+type clusterGuard struct{ n **cluster.Node }
+
+func (g clusterGuard) Acquire(ctx context.Context, path string) error {
+	return (*g.n).Acquire(ctx, path)
+}
+func (g clusterGuard) Release(path string) { (*g.n).Release(path) }
+
+// rtmpUpstream is an RTMP pull as the cluster runs it.
+type rtmpUpstream struct{ *rtmp.Upstream }
+
+func (u rtmpUpstream) Run(w cluster.Writer) error { return u.Upstream.Run(w) }

@@ -12,6 +12,8 @@
 //	GET    /api/v1/sessions                 admin: every publisher and player
 //	DELETE /api/v1/sessions/{id}            admin: kick one
 //	POST   /api/v1/sign                     admin: signed play links with an expiry
+//	POST   /api/v1/config/reload            admin: reload the config file now
+//	GET    /api/v1/config/reload            admin: the last reload's status
 //	GET    /api/v1/openapi.yaml             this API, described
 //
 // Admin requests carry "Authorization: Bearer <api.adminToken>"; with no
@@ -61,6 +63,11 @@ type Config struct {
 	Version string
 	// Signer signs play links (POST /api/v1/sign); nil: off.
 	Signer *auth.Signer
+	// Cluster, if set, returns the node's cluster status for
+	// GET /api/v1/cluster (a JSON object); nil: the node is standalone.
+	Cluster func() any
+	// Reloader reloads the config file (POST /api/v1/config/reload); nil: off.
+	Reloader Reloader
 	// Recording, if set, returns a path's recording state and disk use
 	// (the recorder's), shown in the stream views; nil: recording is off.
 	Recording func(path string) any
@@ -75,7 +82,7 @@ type Ladder interface {
 type Handler struct {
 	conf    Config
 	hub     *server.Hub
-	reg     *registry.Registry
+	reg     registry.Registry
 	ladder  Ladder
 	log     *slog.Logger
 	mux     *http.ServeMux
@@ -92,7 +99,7 @@ type rateSample struct {
 }
 
 // New returns the API handler. ladder may be nil.
-func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, log *slog.Logger) *Handler {
+func New(conf Config, hub *server.Hub, reg registry.Registry, ladder Ladder, log *slog.Logger) *Handler {
 	h := &Handler{conf: conf, hub: hub, reg: reg, ladder: ladder, log: log.With("component", "api"), mux: http.NewServeMux(),
 		started: time.Now(), rates: map[string]rateSample{}}
 	h.mux.HandleFunc("POST /api/v1/streams", h.admin(h.createStream))
@@ -105,6 +112,9 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 	h.mux.HandleFunc("POST /api/v1/sign", h.admin(h.sign))
 	h.mux.HandleFunc("GET /api/v1/sessions", h.admin(h.sessions))
 	h.mux.HandleFunc("DELETE /api/v1/sessions/{id}", h.admin(h.kickSession))
+	h.mux.HandleFunc("GET /api/v1/cluster", h.admin(h.cluster))
+	h.mux.HandleFunc("POST /api/v1/config/reload", h.admin(h.reloadConfig))
+	h.mux.HandleFunc("GET /api/v1/config/reload", h.admin(h.lastReload))
 	h.mux.HandleFunc("GET /api/v1/openapi.yaml", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/yaml")
 		w.Write(openapi) //nolint:errcheck // client gone
@@ -113,7 +123,8 @@ func New(conf Config, hub *server.Hub, reg *registry.Registry, ladder Ladder, lo
 	// another method lands here too: that is a 405, not a 404.
 	known := http.NewServeMux()
 	for _, p := range []string{"/api/v1/streams", "/api/v1/streams/{id}", "/api/v1/streams/{id}/rotate-key", "/api/v1/paths",
-		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml"} {
+		"/api/v1/info", "/api/v1/sign", "/api/v1/sessions", "/api/v1/sessions/{id}", "/api/v1/openapi.yaml",
+		"/api/v1/config/reload", "/api/v1/cluster"} {
 		known.HandleFunc(p, func(http.ResponseWriter, *http.Request) {})
 	}
 	h.mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
@@ -272,14 +283,19 @@ func (h *Handler) admin(next http.HandlerFunc) http.HandlerFunc {
 func (h *Handler) keyOrAdmin(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		id := r.PathValue("id")
-		if _, ok := h.reg.Get(id); !ok {
-			fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
+		if _, err := h.reg.Get(id); err != nil {
+			failRegistry(w, id, err)
 			return
 		}
 		if h.throttled(w, r) {
 			return
 		}
-		if !h.reg.KeyMatches(id, bearer(r)) && !h.isAdmin(r) {
+		ok, err := h.reg.KeyMatches(id, bearer(r))
+		if err != nil {
+			failRegistry(w, id, err)
+			return
+		}
+		if !ok && !h.isAdmin(r) {
 			h.refuse(w, r, http.StatusUnauthorized, "send the stream's key (or the admin token) as Authorization: Bearer <key>")
 			return
 		}
@@ -372,7 +388,7 @@ func (h *Handler) createStream(w http.ResponseWriter, r *http.Request) {
 	}
 	s, key, err := h.reg.Create(req.Name)
 	if err != nil {
-		status := http.StatusInternalServerError
+		status := registryStatus(err)
 		if errors.Is(err, registry.ErrBadName) {
 			status = http.StatusBadRequest
 		}
@@ -407,6 +423,9 @@ type Figures struct {
 	BytesIn    uint64      `json:"bytesIn"`
 	UnitsIn    uint64      `json:"unitsIn"`
 	Readers    int         `json:"readers"`
+	// Relays counts the edges of the cluster reading the path (not in
+	// readers).
+	Relays int `json:"relays,omitempty"`
 	// ReadersByProtocol counts the players per protocol (hls: the
 	// distinct clients, by address and User-Agent, seen in the last 10 s).
 	ReadersByProtocol map[string]int `json:"readersByProtocol"`
@@ -417,6 +436,13 @@ type Figures struct {
 	Renditions        []string       `json:"renditions,omitempty"`
 	Transcoder        *Transcoder    `json:"transcoder,omitempty"`
 	Rungs             []RungReader   `json:"rungs,omitempty"`
+	// PublisherRole, Standbys, Takeovers and Failbacks: hot standby
+	// (paths.*.standby, docs/standby.md): the live publisher's role, the
+	// publishers waiting to take over, and how often one did.
+	PublisherRole string                `json:"publisherRole,omitempty"`
+	Standbys      []server.StandbyStats `json:"standbys,omitempty"`
+	Takeovers     uint64                `json:"takeovers,omitempty"`
+	Failbacks     uint64                `json:"failbacks,omitempty"`
 	// Recording is the recorder's state of the path (recording on only).
 	Recording any `json:"recording,omitempty"`
 }
@@ -449,8 +475,12 @@ type Transcoder struct {
 func (h *Handler) figures(s *server.Stream) *Figures {
 	st := s.Stats()
 	f := &Figures{Tracks: []TrackInfo{}, Path: st.Path, Publishing: st.Publishing, Publisher: st.Publisher, BytesIn: st.BytesIn, UnitsIn: st.UnitsIn,
-		Readers: st.Readers, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
-		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut}
+		Readers: st.Readers - st.Relays, Relays: st.Relays, Drops: st.Drops, UptimeSeconds: st.Uptime.Seconds(), Publishes: st.Publishes,
+		ReadersByProtocol: st.ReadersByProtocol, BytesOut: st.BytesOut,
+		Standbys: st.Standbys, Takeovers: st.Takeovers, Failbacks: st.Failbacks}
+	if s.Config().Standby != server.StandbyOff {
+		f.PublisherRole = st.PublisherRole
+	}
 	for _, t := range s.Tracks() {
 		f.Tracks = append(f.Tracks, trackInfo(t))
 	}
@@ -502,6 +532,33 @@ func (h *Handler) rate(path string, bytes uint64, uptime time.Duration) int {
 	return int(bps)
 }
 
+// cluster answers the node's cluster status, with the relays reading each
+// path (an origin's edges).
+func (h *Handler) cluster(w http.ResponseWriter, _ *http.Request) {
+	relays := map[string]int{}
+	for _, s := range h.hub.Streams() {
+		if n := s.Stats().Relays; n > 0 {
+			relays[s.Path()] = n
+		}
+	}
+	if h.conf.Cluster == nil {
+		reply(w, http.StatusOK, map[string]any{"role": "standalone", "relays": relays})
+		return
+	}
+	st := h.conf.Cluster()
+	b, err := json.Marshal(st)
+	var m map[string]any
+	if err == nil {
+		err = json.Unmarshal(b, &m)
+	}
+	if err != nil {
+		fail(w, http.StatusInternalServerError, "cluster status: "+err.Error())
+		return
+	}
+	m["relays"] = relays
+	reply(w, http.StatusOK, m)
+}
+
 func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
 	live := 0
 	for _, s := range h.hub.Streams() {
@@ -509,8 +566,12 @@ func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
 			live++
 		}
 	}
-	reply(w, http.StatusOK, map[string]any{"version": h.conf.Version, "uptimeSeconds": time.Since(h.started).Seconds(),
-		"livePaths": live, "registeredStreams": len(h.reg.List())})
+	out := map[string]any{"version": h.conf.Version, "uptimeSeconds": time.Since(h.started).Seconds(),
+		"livePaths": live, "registry": h.reg.Health()}
+	if l, err := h.reg.List(); err == nil { // the database down: Health says why
+		out["registeredStreams"] = len(l)
+	}
+	reply(w, http.StatusOK, out)
 }
 
 func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
@@ -526,6 +587,9 @@ func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 			// Anyone may list streams: not the streamer's address, nor
 			// the transcoder's process and messages.
 			si.Figures.Publisher, _, _ = strings.Cut(si.Figures.Publisher, " ")
+			for i := range si.Figures.Standbys {
+				si.Figures.Standbys[i].Remote = ""
+			}
 			if t := si.Figures.Transcoder; t != nil {
 				si.Figures.Transcoder = &Transcoder{State: t.State, Restarts: t.Restarts}
 			}
@@ -536,16 +600,21 @@ func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 
 func (h *Handler) listStreams(w http.ResponseWriter, r *http.Request) {
 	out := []StreamInfo{}
-	for _, s := range h.reg.List() {
+	l, err := h.reg.List()
+	if err != nil {
+		fail(w, registryStatus(err), err.Error())
+		return
+	}
+	for _, s := range l {
 		out = append(out, h.streamInfo(r, s))
 	}
 	reply(w, http.StatusOK, map[string]any{"streams": out})
 }
 
 func (h *Handler) getStream(w http.ResponseWriter, r *http.Request) {
-	s, ok := h.reg.Get(r.PathValue("id"))
-	if !ok {
-		fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(r.PathValue("id")))
+	s, err := h.reg.Get(r.PathValue("id"))
+	if err != nil {
+		failRegistry(w, r.PathValue("id"), err)
 		return
 	}
 	reply(w, http.StatusOK, h.streamInfo(r, s))
@@ -571,7 +640,11 @@ func (h *Handler) rotateKey(w http.ResponseWriter, r *http.Request) {
 	}
 	kicked := h.hub.KickPublisher(h.reg.Path(id))
 	h.log.Info("stream key rotated", "id", id, "kicked", kicked, "remote", r.RemoteAddr)
-	s, _ := h.reg.Get(id)
+	s, err := h.reg.Get(id)
+	if err != nil {
+		failRegistry(w, id, err)
+		return
+	}
 	reply(w, http.StatusOK, h.created(r, s, key))
 }
 
@@ -642,8 +715,20 @@ func (h *Handler) kickSession(w http.ResponseWriter, r *http.Request) {
 
 // registryStatus is the HTTP status of a registry error.
 func registryStatus(err error) int {
-	if errors.Is(err, registry.ErrNotFound) {
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
 		return http.StatusNotFound
+	case errors.Is(err, registry.ErrUnavailable):
+		return http.StatusServiceUnavailable // PostgreSQL down or slow: try again
 	}
 	return http.StatusInternalServerError
+}
+
+// failRegistry answers a registry error about the stream id.
+func failRegistry(w http.ResponseWriter, id string, err error) {
+	if errors.Is(err, registry.ErrNotFound) {
+		fail(w, http.StatusNotFound, "no stream with id "+strconv.Quote(id))
+		return
+	}
+	fail(w, registryStatus(err), err.Error())
 }

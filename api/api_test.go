@@ -24,7 +24,7 @@ import (
 
 type env struct {
 	hub *server.Hub
-	reg *registry.Registry
+	reg *registry.Bolt
 	h   *Handler
 	url string
 }

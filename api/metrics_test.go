@@ -99,3 +99,45 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 }
+
+// A path with standby on shows its standbys and takeovers in /metrics and
+// in the stream view.
+func TestMetricsStandby(t *testing.T) {
+	pc := server.DefaultPathConfig()
+	pc.Standby = server.StandbyTakeover
+	hub := server.NewHub(server.HubConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PathConfig: func(string) server.PathConfig { return pc }})
+	defer hub.Close()
+	srv := httptest.NewServer(Metrics(hub, nil, nil))
+	defer srv.Close()
+	publish := func(query string) *server.Publisher {
+		c, err := hub.Publish(context.Background(), "live/sb", server.PublishRequest{Peer: server.Peer{Protocol: "rtmp", Remote: "192.0.2.1:1", Query: query}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := c.Publish([]*media.Track{{ID: 0, Codec: media.CodecH264}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	main := publish("")
+	publish("role=backup")
+	if n, ok := scrape(t, srv.URL, "streamhub_stream_standby_publishers", "live/sb"); !ok || n != 1 {
+		t.Fatalf("standby_publishers %v %v, want 1", n, ok)
+	}
+	h := New(Config{Version: "test"}, hub, nil, nil, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if f := h.figures(hub.Stream("live/sb")); len(f.Standbys) != 1 || f.Standbys[0].Role != server.RoleBackup || f.PublisherRole != server.RoleMain {
+		t.Fatalf("figures %+v", f)
+	}
+	main.Close()
+	if n, _ := scrape(t, srv.URL, "streamhub_stream_standby_takeovers_total", "live/sb"); n != 1 {
+		t.Fatalf("takeovers %v, want 1", n)
+	}
+	if n, _ := scrape(t, srv.URL, "streamhub_stream_standby_publishers", "live/sb"); n != 0 {
+		t.Fatalf("standby_publishers after the takeover %v, want 0", n)
+	}
+	if f := h.figures(hub.Stream("live/sb")); f.Takeovers != 1 || f.PublisherRole != server.RoleBackup || !f.Publishing {
+		t.Fatalf("figures after the takeover %+v", f)
+	}
+}

@@ -13,12 +13,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // playResult is the JSON line printed by play.mjs.
@@ -55,8 +58,48 @@ func TestBrowserHTTPFLVPlayback(t *testing.T) {
 		}
 	}()
 
+	browserPlays(t, browserDir, s.flvURL("live/test"))
+}
+
+// TestBrowserWSFLVPlayback plays WebSocket-FLV (ws://HOST/<path>.flv) with
+// mpegts.js in Chromium, through the guarded door (the path has a read
+// key), the same checks as HTTP-FLV: frames decoded and time advancing.
+func TestBrowserWSFLVPlayback(t *testing.T) {
+	browserDir, err := filepath.Abs("browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	requireBrowser(t, browserDir)
+
+	s := startServer(t, "paths:\n  overrides:\n    - match: live/ws\n      readKey: ws-read-key\n")
+	pub := startPublisher(t, s.rtmpURL("live/ws"))
+	waitLiveURL(t, s.flvURL("live/ws")+"?key=ws-read-key", "live/ws", pub)
+	defer func() {
+		if log := pub.stderr.String(); t.Failed() && log != "" {
+			t.Logf("ffmpeg log:\n%s", tail(log, 40))
+		}
+	}()
+	ws := "ws://" + s.httpAddr + "/live/ws.flv?key=ws-read-key"
+	browserPlays(t, browserDir, ws)
+	c, resp, err := websocket.DefaultDialer.Dial("ws://"+s.httpAddr+"/live/ws.flv", nil)
+	if err == nil {
+		c.Close()
+		t.Error("WebSocket-FLV without the read key: upgraded")
+	} else if resp == nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Errorf("WebSocket-FLV without the read key: %v, want 401", err)
+	}
+	if !strings.Contains(s.stderr.String(), "transport=websocket") {
+		t.Error("the server logged no WebSocket session")
+	}
+}
+
+// browserPlays plays url with mpegts.js (type flv, live) in Chromium and
+// fails unless video frames and currentTime advanced at 320x240 without
+// player errors.
+func browserPlays(t *testing.T, browserDir, url string) {
+	t.Helper()
 	start := time.Now()
-	node := startProc(t, "node", filepath.Join(browserDir, "play.mjs"), s.flvURL("live/test"), "--sample", "4", "--timeout", "30")
+	node := startProc(t, "node", filepath.Join(browserDir, "play.mjs"), url, "--sample", "4", "--timeout", "30")
 	code, ok := node.wait(60 * time.Second)
 	if !ok {
 		// SIGTERM the group first: play.mjs then closes Chromium, which

@@ -1,8 +1,10 @@
 // Package registry keeps the streams a streamer created, each with a
 // public id (in its path and its viewers' URLs) and a secret stream key
-// (for publishing), in an embedded database file so they survive restarts.
+// (for publishing), in a database so they survive restarts: an embedded
+// bbolt file (Bolt, one node) or PostgreSQL (Postgres, shared by every node
+// of a cluster), both behind the Registry interface.
 //
-//	POST /api/v1/streams ─▶ Create ─▶ bbolt file (id → name, sha256(key))
+//	POST /api/v1/streams ─▶ Create ─▶ bbolt file or PostgreSQL (id → name, sha256(key))
 //	publish rtmp://HOST/live/<key> ─▶ Resolve ─▶ live/<id>
 //
 // Keys are 128 random bits, stored as their SHA-256 only and compared in
@@ -70,8 +72,9 @@ type Stream struct {
 	KeyHash []byte `json:"keyHash"`
 }
 
-// Registry is the set of registered streams. It is safe for concurrent use.
-type Registry struct {
+// Bolt is the set of registered streams in an embedded bbolt file, kept in
+// memory too (one process owns the file). It is safe for concurrent use.
+type Bolt struct {
 	db     *bbolt.DB
 	prefix string
 	open   bool
@@ -85,7 +88,7 @@ type Registry struct {
 // Open opens (or creates) the database file. Streams live under prefix
 // (live: live/<id>); open allows publishing on unregistered paths without
 // a key (a single-user setup).
-func Open(file, prefix string, open bool) (*Registry, error) {
+func Open(file, prefix string, open bool) (*Bolt, error) {
 	db, err := bbolt.Open(file, 0o600, &bbolt.Options{Timeout: time.Second})
 	if errors.Is(err, bbolt.ErrTimeout) {
 		// bbolt says only "timeout": the file is locked (flock) by a
@@ -96,7 +99,7 @@ func Open(file, prefix string, open bool) (*Registry, error) {
 	if err != nil {
 		return nil, fmt.Errorf("registry: opening %s (streams.database): %w", file, err)
 	}
-	r := &Registry{db: db, prefix: strings.Trim(prefix, "/"), open: open, byID: map[string]*Stream{}, byKey: map[[sha256.Size]byte]*Stream{},
+	r := &Bolt{db: db, prefix: strings.Trim(prefix, "/"), open: open, byID: map[string]*Stream{}, byKey: map[[sha256.Size]byte]*Stream{},
 		deleted: map[string]bool{}}
 	err = db.Update(func(tx *bbolt.Tx) error {
 		d, err := tx.CreateBucketIfNotExists(deletedBucket)
@@ -126,13 +129,13 @@ func Open(file, prefix string, open bool) (*Registry, error) {
 }
 
 // Close closes the database.
-func (r *Registry) Close() error { return r.db.Close() }
+func (r *Bolt) Close() error { return r.db.Close() }
 
 // Path returns the hub path of the stream with id.
-func (r *Registry) Path(id string) string { return r.prefix + "/" + id }
+func (r *Bolt) Path(id string) string { return r.prefix + "/" + id }
 
 // Prefix returns the path prefix of registered streams (live).
-func (r *Registry) Prefix() string { return r.prefix }
+func (r *Bolt) Prefix() string { return r.prefix }
 
 func hashKey(key string) [sha256.Size]byte { return sha256.Sum256([]byte(key)) }
 
@@ -162,7 +165,7 @@ func validName(name string) bool {
 	return true
 }
 
-func (r *Registry) put(s *Stream) error {
+func (r *Bolt) put(s *Stream) error {
 	v, err := json.Marshal(s)
 	if err != nil {
 		return err
@@ -172,7 +175,7 @@ func (r *Registry) put(s *Stream) error {
 
 // Create registers a stream named name and returns it with its key, which
 // is not kept anywhere in clear: the caller must hand it over now.
-func (r *Registry) Create(name string) (Stream, string, error) {
+func (r *Bolt) Create(name string) (Stream, string, error) {
 	name = strings.TrimSpace(name)
 	if !validName(name) {
 		return Stream{}, "", ErrBadName
@@ -193,19 +196,19 @@ func (r *Registry) Create(name string) (Stream, string, error) {
 	return *s, key, nil
 }
 
-// Get returns the stream with id.
-func (r *Registry) Get(id string) (Stream, bool) {
+// Get returns the stream with id, or ErrNotFound.
+func (r *Bolt) Get(id string) (Stream, error) {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	s := r.byID[id]
 	if s == nil {
-		return Stream{}, false
+		return Stream{}, ErrNotFound
 	}
-	return *s, true
+	return *s, nil
 }
 
 // List returns every stream, oldest first.
-func (r *Registry) List() []Stream {
+func (r *Bolt) List() ([]Stream, error) {
 	r.mu.RLock()
 	out := make([]Stream, 0, len(r.byID))
 	for _, s := range r.byID {
@@ -218,11 +221,30 @@ func (r *Registry) List() []Stream {
 		}
 		return strings.Compare(a.ID, b.ID)
 	})
+	return out, nil
+}
+
+// Deleted returns the ids of the deleted streams, whose paths stay closed.
+func (r *Bolt) Deleted() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.deleted))
+	for id := range r.deleted {
+		out = append(out, id)
+	}
+	slices.Sort(out)
 	return out
 }
 
+// Watch does nothing: one process owns the file, and its API kicks the
+// publisher of a stream it rotates or deletes itself.
+func (r *Bolt) Watch(func(id string)) {}
+
+// Health reports the file as up: once open, it does not go away.
+func (r *Bolt) Health() Health { return Health{Backend: "bbolt", Up: true} }
+
 // Delete removes the stream with id.
-func (r *Registry) Delete(id string) error {
+func (r *Bolt) Delete(id string) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.byID[id]
@@ -246,7 +268,7 @@ func (r *Registry) Delete(id string) error {
 
 // RotateKey gives the stream a new key and returns it; the old one stops
 // working at once.
-func (r *Registry) RotateKey(id string) (string, error) {
+func (r *Bolt) RotateKey(id string) (string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s := r.byID[id]
@@ -268,60 +290,38 @@ func (r *Registry) RotateKey(id string) (string, error) {
 
 // KeyMatches reports, in constant time, whether key is the key of the
 // stream with id.
-func (r *Registry) KeyMatches(id, key string) bool {
+func (r *Bolt) KeyMatches(id, key string) (bool, error) {
 	r.mu.RLock()
 	s := r.byID[id]
 	r.mu.RUnlock()
-	if s == nil || key == "" {
+	return s != nil && hashMatches(s.KeyHash, key), nil
+}
+
+// hashMatches reports, in constant time, whether key hashes to hash.
+func hashMatches(hash []byte, key string) bool {
+	if key == "" {
 		return false
 	}
 	h := hashKey(key)
-	return subtle.ConstantTimeCompare(h[:], s.KeyHash) == 1
+	return subtle.ConstantTimeCompare(h[:], hash) == 1
 }
 
-// byKeyLocked returns the stream whose key is key; r.mu must be held.
-func (r *Registry) byKeyLocked(key string) *Stream {
-	if !strings.HasPrefix(key, keyPrefix) {
-		return nil
-	}
-	return r.byKey[hashKey(key)]
-}
-
-// Resolve maps a publisher's path and key to the hub path it publishes
-// on and the key that goes with it, and reports whether the registry
-// vouched for it (a stream key matched: no path publish key is asked then).
-// Resolving its own answer gives the same answer.
-//   - <prefix>/<key>: the stream of that key, at <prefix>/<id>;
-//   - <prefix>/<id> with ?key=<key>: that stream, if the key is its own;
-//     without it, ErrWrongKey, also when publishing is open;
-//   - any other path: itself when publishing is open, else ErrKeyRequired.
-func (r *Registry) Resolve(path, key string) (string, string, bool, error) {
-	if rest, ok := strings.CutPrefix(path, r.prefix+"/"); ok {
-		first, sub, _ := strings.Cut(rest, "/")
+// Resolve maps a publisher's path and key to the hub path it publishes on
+// (see resolve).
+func (r *Bolt) Resolve(path, key string) (string, string, bool, error) {
+	return resolve(r.prefix, r.open, path, key, func(first string) (lookup, error) {
 		r.mu.RLock()
-		s := r.byKeyLocked(first)
-		_, registered := r.byID[first]
-		deleted := r.deleted[first]
-		r.mu.RUnlock()
-		switch {
-		case s != nil && sub == "":
-			return r.Path(s.ID), first, true, nil
-		case s != nil:
-			return r.Path(s.ID) + "/" + sub, first, true, nil // the owner's own sub-path
-		case registered && r.KeyMatches(first, key):
-			return path, key, true, nil
-		case registered:
-			// Its path and everything under it (where the ladder's rungs
-			// and a watch page's ?rung= play) are the owner's.
-			return "", "", false, ErrWrongKey
-		case deleted:
-			return "", "", false, ErrDeleted
-		case strings.HasPrefix(first, keyPrefix):
-			return "", "", false, ErrWrongKey // a key, but no stream's: never publish on a path named after it
+		defer r.mu.RUnlock()
+		var l lookup
+		if strings.HasPrefix(first, keyPrefix) {
+			if s := r.byKey[hashKey(first)]; s != nil {
+				l.byKey = s.ID
+			}
 		}
-	}
-	if r.open {
-		return path, key, false, nil
-	}
-	return "", "", false, ErrKeyRequired
+		if s := r.byID[first]; s != nil {
+			l.registered, l.keyHash = true, s.KeyHash
+		}
+		l.deleted = r.deleted[first]
+		return l, nil
+	})
 }

@@ -8,19 +8,62 @@ import (
 	"testing"
 )
 
-func open(t *testing.T, file string, openPublish bool) *Registry {
+// backend is a Registry implementation under test: newDB makes an empty
+// database and returns where it is, open opens it (again).
+type backend struct {
+	name  string
+	newDB func(t *testing.T) string
+	open  func(t *testing.T, db string, openPublish bool) Registry
+	// raw returns everything the database holds, to look for keys in
+	// clear.
+	raw func(t *testing.T, db string) string
+}
+
+var boltBackend = backend{
+	name:  "bbolt",
+	newDB: func(t *testing.T) string { return filepath.Join(t.TempDir(), "s.db") },
+	open: func(t *testing.T, db string, openPublish bool) Registry {
+		t.Helper()
+		r, err := Open(db, "live", openPublish)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	},
+	raw: func(t *testing.T, db string) string { b, _ := os.ReadFile(db); return string(b) },
+}
+
+// contract is every test each backend passes.
+var contract = []struct {
+	name string
+	test func(t *testing.T, b backend)
+}{
+	{"CreateRotateDeletePersist", testCreateRotateDeletePersist},
+	{"Resolve", testResolve},
+	{"ResolveSubpathsAndDeleted", testResolveSubpathsAndDeleted},
+}
+
+func runContract(t *testing.T, b backend) {
+	for _, c := range contract {
+		t.Run(c.name, func(t *testing.T) { c.test(t, b) })
+	}
+}
+
+func TestBolt(t *testing.T) { runContract(t, boltBackend) }
+
+func keyMatches(t *testing.T, r Registry, id, key string) bool {
 	t.Helper()
-	r, err := Open(file, "live", openPublish)
+	ok, err := r.KeyMatches(id, key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return r
+	return ok
 }
 
-// Streams and keys survive a reopen; the file holds no key in clear.
-func TestCreateRotateDeletePersist(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "s.db")
-	r := open(t, file, true)
+// Streams and keys survive a reopen; the database holds no key in clear.
+func testCreateRotateDeletePersist(t *testing.T, be backend) {
+	file := be.newDB(t)
+	r := be.open(t, file, true)
 	a, keyA, err := r.Create("  My show ")
 	if err != nil {
 		t.Fatal(err)
@@ -41,23 +84,36 @@ func TestCreateRotateDeletePersist(t *testing.T) {
 	if err != nil || newB == keyB {
 		t.Fatalf("RotateKey: %q %v", newB, err)
 	}
-	if r.KeyMatches(b.ID, keyB) || !r.KeyMatches(b.ID, newB) || r.KeyMatches(b.ID, keyA) || r.KeyMatches(b.ID, "") {
+	if keyMatches(t, r, b.ID, keyB) || !keyMatches(t, r, b.ID, newB) || keyMatches(t, r, b.ID, keyA) || keyMatches(t, r, b.ID, "") {
 		t.Fatal("KeyMatches after a rotation is wrong")
 	}
 	r.Close()
 
-	raw, _ := os.ReadFile(file)
+	raw := be.raw(t, file)
+	if !strings.Contains(raw, a.ID) {
+		t.Fatal("the raw dump misses the streams: it proves nothing")
+	}
 	for _, k := range []string{keyA, keyB, newB} {
-		if strings.Contains(string(raw), k) || strings.Contains(string(raw), k[3:]) {
+		if strings.Contains(raw, k) || strings.Contains(raw, k[3:]) {
 			t.Fatal("a key is stored in clear")
 		}
 	}
-	r = open(t, file, true)
+	r = be.open(t, file, true)
 	defer r.Close()
-	if l := r.List(); len(l) != 2 || l[0].ID != a.ID || l[1].ID != b.ID {
-		t.Fatalf("after reopening: %+v", l)
+	if l, err := r.List(); err != nil || len(l) != 2 || l[0].ID != a.ID || l[1].ID != b.ID || l[0].Name != "My show" ||
+		!l[0].Created.Equal(a.Created) {
+		t.Fatalf("after reopening: %+v %v", l, err)
 	}
-	if !r.KeyMatches(a.ID, keyA) || !r.KeyMatches(b.ID, newB) {
+	if g, err := r.Get(b.ID); err != nil || g.Name != "second" || !g.Created.Equal(b.Created) {
+		t.Fatalf("Get: %+v %v", g, err)
+	}
+	if _, err := r.Get("nosuchid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("Get of no stream: %v", err)
+	}
+	if _, err := r.RotateKey("nosuchid"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("RotateKey of no stream: %v", err)
+	}
+	if !keyMatches(t, r, a.ID, keyA) || !keyMatches(t, r, b.ID, newB) {
 		t.Fatal("keys do not survive a reopen")
 	}
 	if err := r.Delete(a.ID); err != nil {
@@ -71,9 +127,9 @@ func TestCreateRotateDeletePersist(t *testing.T) {
 	}
 }
 
-func TestResolve(t *testing.T) {
+func testResolve(t *testing.T, be backend) {
 	for _, openPublish := range []bool{true, false} {
-		r := open(t, filepath.Join(t.TempDir(), "s.db"), openPublish)
+		r := be.open(t, be.newDB(t), openPublish)
 		s, key, _ := r.Create("x")
 		path := "live/" + s.ID
 		for _, tc := range []struct {
@@ -117,7 +173,7 @@ func TestOpenErrors(t *testing.T) {
 		t.Fatalf("a file in a missing folder: %v", err)
 	}
 	file := filepath.Join(dir, "s.db")
-	r := open(t, file, true)
+	r := boltBackend.open(t, file, true)
 	defer r.Close()
 	// A second server on the same file waits a second, then says why.
 	if _, err := Open(file, "live", true); err == nil {
@@ -127,9 +183,9 @@ func TestOpenErrors(t *testing.T) {
 
 // Nobody but the owner publishes under a registered stream's path, and a
 // deleted stream's path stays closed, also after a reopen.
-func TestResolveSubpathsAndDeleted(t *testing.T) {
-	file := filepath.Join(t.TempDir(), "s.db")
-	r := open(t, file, true)
+func testResolveSubpathsAndDeleted(t *testing.T, be backend) {
+	file := be.newDB(t)
+	r := be.open(t, file, true)
 	s, key, _ := r.Create("x")
 	path := "live/" + s.ID
 	if _, _, _, err := r.Resolve(path+"/evil", ""); !errors.Is(err, ErrWrongKey) {
@@ -145,7 +201,7 @@ func TestResolveSubpathsAndDeleted(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close()
-	r = open(t, file, true)
+	r = be.open(t, file, true)
 	defer r.Close()
 	for _, p := range []string{path, path + "/240p"} {
 		if _, _, _, err := r.Resolve(p, ""); !errors.Is(err, ErrDeleted) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need on a fresh Debian machine (ffmpeg, Chromium,
 # srt-live-transmit, GStreamer with its RTSP, x264 and libav elements,
-# Varnish and nginx, the browser-test npm packages), then runs every check: gofmt, go vet and the
+# Varnish and nginx, PostgreSQL, the browser-test npm packages), then runs every check: gofmt, go vet and the
 # whole test suite under the race detector, the end-to-end tier (build tag
 # e2e) included.
 set -euo pipefail
@@ -16,8 +16,18 @@ command -v srt-live-transmit >/dev/null 2>&1 || need+=(srt-tools)
 # (in /usr/sbin, which a user's PATH may lack).
 command -v varnishd >/dev/null 2>&1 || [ -x /usr/sbin/varnishd ] || need+=(varnish)
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need+=(nginx)
+# The PostgreSQL stream registry's tests start a throwaway PostgreSQL 15
+# (Debian 12's postgresql; its postinst makes the postgres user they run
+# it as, and the policy-rc.d below keeps its own cluster from starting).
+[ -x /usr/lib/postgresql/15/bin/initdb ] || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 # The abuse suite runs the server under a lowered descriptor limit.
 command -v prlimit >/dev/null 2>&1 || need+=(util-linux)
+# The cluster e2e tests run the live map in a redis-server of their own.
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# The deploy e2e tests check the systemd unit with systemd-analyze (verify,
+# security --offline) and run the binary as another user with setpriv.
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+command -v setpriv >/dev/null 2>&1 || need+=(util-linux)
 # The RTSP e2e tests publish with rtspclientsink and play with rtspsrc.
 gst_ok=1
 command -v gst-launch-1.0 >/dev/null 2>&1 && command -v gst-inspect-1.0 >/dev/null 2>&1 || gst_ok=0
@@ -33,7 +43,7 @@ if [ ${#need[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   echo "installing: ${need[*]}"
   $SUDO apt-get update -qq
-  # Packages with a service (nginx, varnish) must not start it: the tests
+  # Packages with a service (nginx, varnish, postgresql) must not start it: the tests
   # run their own on free ports, and a postinst that fails to bind :80
   # would fail the install. policy-rc.d answering 101 forbids the start.
   policy=""
@@ -47,6 +57,14 @@ fi
 if [ -f e2e/browser/package.json ]; then
   (cd e2e/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
+# The ACME e2e test builds pebble and pebble-challtestsrv, the ACME test
+# server (go install of the module at a fixed version, e2e/acme_test.go):
+# build them once here, which puts the module and its dependencies in the
+# module cache, so the test needs the Go proxy no more.
+pebble_bin=$(mktemp -d)
+GOBIN="$pebble_bin" GOFLAGS= go install github.com/letsencrypt/pebble/v2/cmd/pebble@v2.10.1 \
+  github.com/letsencrypt/pebble/v2/cmd/pebble-challtestsrv@v2.10.1
+rm -rf "$pebble_bin"
 # The web pages' player libraries, embedded by the build (the e2e tests
 # build the binary): the same step as scripts/run.sh.
 web/vendor.sh

@@ -12,13 +12,20 @@ import (
 // alive for it: the grace ends when the new publisher is accepted, not when
 // its tracks are known, so a publisher that reconnects within gracePeriod
 // keeps every viewer even if finding its tracks takes a while. Another
-// publisher is refused with ErrPathBusy meanwhile.
+// publisher is refused with ErrPathBusy meanwhile, or, on a path with
+// standby on, claims it as a standby (standby.go).
 type Claim struct {
 	h    *Hub
 	path string
 	pc   PathConfig
 	opts PublishOptions
-	s    *Stream // the stream held, nil if there was none
+	s    *Stream // the stream held, nil if there was none (or a standby claim)
+	// standby: the publisher will wait behind the live one; elsewhere:
+	// because the path is live on another node (HubConfig.LiveElsewhere).
+	standby, elsewhere bool
+	// release gives the path back to HubConfig.PublishGuard; the
+	// publisher takes it over at Publish.
+	release func()
 }
 
 // claim checks path and opts.Key and holds the path (see Claim). The
@@ -30,6 +37,11 @@ func (h *Hub) claim(path string, opts PublishOptions) (*Claim, error) {
 	}
 	opts.Key = key
 	c := &Claim{h: h, path: path, pc: pc, opts: opts}
+	if c.opts.Role == "" {
+		c.opts.Role = RoleMain // live on a free path, unless it said otherwise
+	}
+	// Asked before the locks: the cluster's answer may take a round trip.
+	elsewhere := pc.Standby != StandbyOff && !opts.Derived && h.conf.LiveElsewhere != nil && h.conf.LiveElsewhere(path)
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if err := h.mayAttachLocked(c); err != nil {
@@ -37,13 +49,23 @@ func (h *Hub) claim(path string, opts PublishOptions) (*Claim, error) {
 	}
 	s := h.streams[path]
 	if s == nil {
+		if elsewhere {
+			c.standby, c.elsewhere = true, true
+			c.opts.Role = standbyRole(opts.Role, "")
+		}
 		return c, nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.publisher != nil || s.claim != nil {
+	if s.publisher != nil || s.claim != nil || elsewhere {
 		if !(opts.Derived && s.derived) {
-			return nil, ErrPathBusy
+			role, ok := s.standbyClaimLocked(opts)
+			if !ok {
+				return nil, ErrPathBusy
+			}
+			c.standby, c.elsewhere, c.opts.Role = true, elsewhere, role
+			h.log.Info("stream standby publisher accepted", "path", path, "protocol", opts.Protocol, "remote", opts.Remote, "role", role)
+			return c, nil // it holds nothing: the live publisher goes on
 		}
 	}
 	s.claim, c.s = c, s
@@ -64,6 +86,10 @@ func (c *Claim) SetKick(f func()) { c.opts.OnKick = f }
 // segment resolved to the stream's public path).
 func (c *Claim) Path() string { return c.path }
 
+// Standby reports whether the publisher will wait as a standby behind the
+// path's live publisher (paths.*.standby) when it publishes.
+func (c *Claim) Standby() bool { return c.standby }
+
 // Publish attaches the publisher with its tracks, as Hub.Publish does, and
 // ends the claim.
 func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
@@ -76,6 +102,7 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 		c.Release()
 		return nil, err
 	}
+	p.release, c.release = c.release, nil
 	return p, nil
 }
 
@@ -84,6 +111,10 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 // gracePeriod again, or ends when nobody reads it. Release after Publish
 // does nothing.
 func (c *Claim) Release() {
+	if c.release != nil {
+		c.release()
+		c.release = nil
+	}
 	s := c.s
 	if s == nil {
 		return

@@ -34,16 +34,38 @@ type ReadRequest struct {
 // Read authorizes req (see Authorize) and attaches a reader to path, which
 // the session list shows as req.Peer. It returns the refusal (wrapping
 // ErrUnauthorized), ErrStreamNotFound, ErrTooManyReaders or a *PathError.
+//
+// A relay (an edge of the cluster, HubConfig.RelayKey) reads with the
+// source's own timing, whatever the path's catchUp, and is counted in
+// StreamStats.Relays instead of among the viewers.
 func (h *Hub) Read(ctx context.Context, path string, req ReadRequest) (*Reader, error) {
-	if err := h.Authorize(ctx, path, req); err != nil {
-		return nil, err
-	}
-	r, err := h.ReadTrusted(ctx, path, ReadOptions{Wait: req.Wait, NoCatchUp: req.NoCatchUp, Backlog: req.Backlog})
+	relay, err := h.authorizeRead(ctx, path, req)
 	if err != nil {
 		return nil, err
 	}
+	r, err := h.ReadTrusted(ctx, path, ReadOptions{Wait: req.Wait, NoCatchUp: req.NoCatchUp || relay, Backlog: req.Backlog})
+	if err != nil {
+		return nil, err
+	}
+	r.relay.Store(relay)
 	r.SetPeer(req.Peer, req.Kick)
 	return r, nil
+}
+
+// authorizeRead is Authorize, except that a relay's cluster key
+// (HubConfig.RelayKey) lets the peer in as a relay.
+func (h *Hub) authorizeRead(ctx context.Context, path string, req ReadRequest) (bool, error) {
+	if err := h.AuthGate(req.Peer); err != nil {
+		return false, err
+	}
+	relay, err := h.checkRelay(path, req.Key)
+	if err == nil && relay {
+		err = ValidatePath(path)
+	}
+	if err != nil || relay {
+		return relay, h.authOutcome(err, req.Peer)
+	}
+	return false, h.authOutcome(h.checkRead(ctx, path, req.Key, req.Peer), req.Peer)
 }
 
 // ReadTrusted attaches one of streamhub's own readers to path with no
@@ -74,13 +96,30 @@ type PublishRequest struct {
 // stream's public path (Claim.Path, for the logs: a key is never logged),
 // the path's key is checked, then the auth hook decides, once. A refusal
 // comes after the refusal delay and spends one of the address's failures;
-// a busy path is ErrPathBusy, a rung of a live ladder ErrRungPath. The
+// a busy path is ErrPathBusy, a rung of a live ladder ErrRungPath. On a
+// path with standby on (paths.*.standby), a publisher on a busy path is
+// held as a standby instead (Claim.Standby; role=main or role=backup in
+// req.Peer.Query says which it is, ErrBadRole for another value). The
 // caller ends the claim with Claim.Publish or Claim.Release.
 func (h *Hub) Publish(ctx context.Context, path string, req PublishRequest) (*Claim, error) {
+	role, err := roleFromQuery(req.Peer.Query)
+	if err != nil {
+		return nil, err
+	}
 	p, k, err := h.resolvePublishFrom(ctx, path, req.Key, req.Peer)
 	if err != nil {
 		return nil, err
 	}
-	return h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
-		OnKeyframeRequest: req.OnKeyframeRequest})
+	release, err := h.acquire(ctx, p) // the cluster's live map: one publisher per path across origins (a standby on this node adds to this node's lease)
+	if err != nil {
+		return nil, err
+	}
+	c, err := h.claim(p, PublishOptions{Key: k, Protocol: req.Peer.Protocol, Remote: req.Peer.Remote, OnKick: req.Kick,
+		OnKeyframeRequest: req.OnKeyframeRequest, Role: role})
+	if err != nil {
+		release()
+		return nil, err
+	}
+	c.release = release
+	return c, nil
 }

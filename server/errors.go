@@ -35,6 +35,11 @@ var (
 	ErrNoTracks = errors.New("server: publish needs at least one track")
 	// ErrHubClosed is returned by Hub.Publish and Hub.Read after Hub.Close.
 	ErrHubClosed = errors.New("server: shutting down")
+	// ErrUnavailable is wrapped by a HubConfig.ResolvePublish error that
+	// is no answer about the key (the stream registry's database is down
+	// or slow): Hub.Publish returns it as is, not as ErrUnauthorized, so
+	// the publisher learns why and its address spends no failure.
+	ErrUnavailable = errors.New("server: unavailable")
 )
 
 // PathError is returned for a path name that is not allowed.

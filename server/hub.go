@@ -14,6 +14,7 @@ package server
 import (
 	"context"
 	"crypto/subtle"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -40,7 +41,10 @@ type HubConfig struct {
 	// path segment), and reports whether that key vouches for the path
 	// (then the path's publishKey is not asked); it must give the same
 	// answer for its own answer. An error refuses the publisher as
-	// ErrUnauthorized. The stream registry sets it.
+	// ErrUnauthorized, one wrapping ErrUnavailable as itself (the answer
+	// is not known: the registry's database is down). The stream registry
+	// sets it; it must return within a bound (it runs in the publisher's
+	// handshake, outside the hub's locks).
 	ResolvePublish func(path, key string) (newPath, newKey string, vouched bool, err error)
 	// Authorize, if set, decides on every publisher (at ResolvePublish) and
 	// reader (at CheckReadFrom) that passed the keys: an error refuses it.
@@ -55,9 +59,30 @@ type HubConfig struct {
 	// ladder rung (PublishOptions.Derived). They must not block: the
 	// transcoder starts and stops its workers from them.
 	OnPublish, OnUnpublish func(path string, derived bool)
+	// LiveElsewhere, if set, reports whether path is published on another
+	// node (the cluster's live map). On a path with standby on, a publisher
+	// then waits here as a standby, as behind a local live publisher, until
+	// Hub.Promote makes it live (the cluster calls it when the other node's
+	// publisher is gone). It is asked once per publisher, with no hub lock
+	// held, and should answer from memory or within a short timeout.
+	LiveElsewhere func(path string) bool
+	// OnStandby, if set, is called outside the hub's locks when a path
+	// changes publisher without the stream ending: a standby took over, the
+	// main one took the path back, or Hub.Promote. (A path that becomes
+	// free with no standby is OnUnpublish.) It must not block.
+	OnStandby func(ev StandbyEvent)
 	// AuthFailures, if set, throttles addresses that keep failing keys,
 	// passwords, tokens and the hook (AuthGate); nil throttles nothing.
 	AuthFailures *guard.Budget
+	// PublishGuard, if set, is asked before a publisher from the network
+	// (Publish) or a pulled source (PublishTrusted with Pulled) holds a
+	// path, and told when it left: the cluster's live map.
+	PublishGuard PublishGuard
+	// RelayKey, if set, recognizes a relay's cluster key given as a
+	// reader's key: true lets the reader in as a relay (no path key, no
+	// hook, no catch-up, counted apart from viewers); an error refuses it;
+	// false, nil for a key that is not a cluster key.
+	RelayKey func(path, key string) (bool, error)
 }
 
 // LogRefusal writes refusalLogBurst lines about one address per
@@ -107,6 +132,9 @@ type PublishOptions struct {
 	// Pulled marks a source streamhub pulls itself (paths.*.source): the
 	// operator configured it, so it needs no key and no stream registry.
 	Pulled bool
+	// Upstream marks a pulled source that is another node of the cluster
+	// (an edge's pull from its origin): the live map is not asked.
+	Upstream bool
 	// OnKick, if set, ends the publisher's connection; Hub.KickPublisher
 	// calls it (in its own goroutine) after detaching the publisher.
 	OnKick func()
@@ -115,6 +143,10 @@ type PublishOptions struct {
 	// when a reader joins with no keyframe cached; readers ask through
 	// Stream.RequestKeyframe. It must not block, and should rate-limit.
 	OnKeyframeRequest func()
+	// Role is RoleMain or RoleBackup on a path with standby on (standby.go):
+	// what the publisher asked (role= in its URL query) or, if it did not
+	// say, what the hub decided. "" means main.
+	Role string
 }
 
 // PublishTrusted makes the caller the publisher of path with the given tracks
@@ -138,7 +170,22 @@ func (h *Hub) PublishTrusted(path string, tracks []*media.Track, opts PublishOpt
 	if err != nil {
 		return nil, err
 	}
-	return h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+	if opts.Role == "" {
+		opts.Role = RoleMain
+	}
+	release := func() {}
+	if opts.Pulled && !opts.Upstream {
+		if release, err = h.acquire(context.Background(), path); err != nil {
+			return nil, err
+		}
+	}
+	p, err := h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	p.release = release
+	return p, nil
 }
 
 // attachClaimed attaches c's publisher with tracks, logs it and tells
@@ -147,6 +194,11 @@ func (h *Hub) attachClaimed(c *Claim, tracks []*media.Track) (*Publisher, error)
 	p, err := h.attach(c, tracks)
 	if err != nil {
 		return nil, err
+	}
+	if p.Standby() {
+		h.log.Info("stream standby publisher waiting", "path", c.path, "protocol", c.opts.Protocol, "remote", c.opts.Remote,
+			"role", p.opts.Role, "tracks", describeTracks(tracks))
+		return p, nil
 	}
 	h.log.Info("stream publishing", "path", c.path, "protocol", c.opts.Protocol, "remote", c.opts.Remote, "tracks", describeTracks(tracks))
 	if h.conf.OnPublish != nil {
@@ -236,7 +288,9 @@ func (h *Hub) resolvePublish(path, key string) (string, string, error) {
 		s.mu.RLock()
 		defer s.mu.RUnlock()
 		if s.publisher != nil || s.claim != nil {
-			return "", "", ErrPathBusy
+			if _, standby := s.standbyClaimLocked(PublishOptions{}); !standby {
+				return "", "", ErrPathBusy
+			}
 		}
 	}
 	return path, key, nil
@@ -253,6 +307,9 @@ func (h *Hub) checkPublisher(path, key string, derived bool) (string, string, Pa
 	vouched := derived
 	if !derived && h.conf.ResolvePublish != nil {
 		p, k, ok, err := h.conf.ResolvePublish(path, key)
+		if errors.Is(err, ErrUnavailable) {
+			return "", "", PathConfig{}, err
+		}
 		if err != nil {
 			return "", "", PathConfig{}, fmt.Errorf("%w: %w", ErrUnauthorized, err)
 		}
@@ -418,13 +475,22 @@ func describeTracks(tracks []*media.Track) string {
 	return out
 }
 
-// KickPublisher detaches the publisher of path, as if it had closed, and
-// ends its connection (PublishOptions.OnKick). It reports whether there was
-// one. Readers wait out the grace period as after any publisher.
+// KickPublisher detaches every publisher of path, as if it had closed, and
+// ends its connection (PublishOptions.OnKick): the standbys first, so that
+// none takes over (a deleted stream or a rotated key ends them all). It
+// reports whether the path had a live publisher. Readers wait out the grace
+// period as after any publisher. Kicking only the live one, so that a
+// standby takes over, is KickSession with its id, or Promote.
 func (h *Hub) KickPublisher(path string) bool {
 	s := h.Stream(path)
 	if s == nil {
 		return false
+	}
+	s.mu.RLock()
+	standbys := append([]*Publisher(nil), s.standbys...)
+	s.mu.RUnlock()
+	for _, p := range standbys {
+		h.kick(p)
 	}
 	s.mu.RLock()
 	p := s.publisher
@@ -432,10 +498,16 @@ func (h *Hub) KickPublisher(path string) bool {
 	if p == nil {
 		return false
 	}
+	h.kick(p)
+	return true
+}
+
+// kick closes p and ends its connection.
+func (h *Hub) kick(p *Publisher) {
+	standby := p.Standby()
 	p.Close()
 	if p.opts.OnKick != nil {
 		go p.opts.OnKick()
 	}
-	h.log.Info("publisher kicked", "path", path, "protocol", p.opts.Protocol, "remote", p.opts.Remote)
-	return true
+	h.log.Info("publisher kicked", "path", p.s.path, "protocol", p.opts.Protocol, "remote", p.opts.Remote, "standby", standby)
 }

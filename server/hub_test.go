@@ -204,7 +204,8 @@ func TestStreamStats(t *testing.T) {
 	units := genUnits(0, 15, 10, false) // GOP at frame 10: 5 cached
 	writeAll(p, units)
 	st := p.Stream().Stats()
-	want := StreamStats{Path: "live/stats", Publishing: true, Publisher: "test local", Readers: 2, UnitsIn: 15, BytesIn: 1500, Publishes: 1, CachedGOP: 5}
+	want := StreamStats{Path: "live/stats", Publishing: true, Publisher: "test local", Readers: 2, UnitsIn: 15, BytesIn: 1500, Publishes: 1, CachedGOP: 5,
+		PublisherRole: RoleMain}
 	st.Uptime = 0
 	if len(st.ReadersByProtocol) != 0 {
 		t.Errorf("readers by protocol %v, want none (no reader said who it is)", st.ReadersByProtocol)

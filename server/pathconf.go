@@ -83,6 +83,15 @@ type PathConfig struct {
 	// all of them.
 	Ladder []string `yaml:"ladder"`
 
+	// Standby is StandbyOff, StandbyTakeover or StandbyFailback: whether
+	// a second publisher with the path's key waits as a hot standby and
+	// takes over when the live one leaves (standby.go).
+	Standby string `yaml:"standby"`
+	// StandbyTimeout, with Standby on, lets a standby take over from a live
+	// publisher that sent nothing for this long while the standby sends (a
+	// stalled encoder or link whose connection has not ended yet); 0 waits
+	// for the connection to end (the protocol's read timeout).
+	StandbyTimeout time.Duration `yaml:"standbyTimeout"`
 	// Record keeps the path on disk as fMP4 segments (the record: section
 	// says where and how; package record does it).
 	Record bool `yaml:"record"`
@@ -199,6 +208,14 @@ func (c *PathConfig) Validate(at string) []error {
 	default:
 		bad("transcode", "must be %q, %q or %q (got %q)", TranscodeOff, TranscodeOnDemand, TranscodeAlways, c.Transcode)
 	}
+	switch c.Standby {
+	case StandbyOff, StandbyTakeover, StandbyFailback:
+	default:
+		bad("standby", "must be %q, %q or %q (got %q)", StandbyOff, StandbyTakeover, StandbyFailback, c.Standby)
+	}
+	if c.StandbyTimeout != 0 && (c.StandbyTimeout < 100*time.Millisecond || c.StandbyTimeout > time.Minute) {
+		bad("standbyTimeout", "must be 0s (off) or between 100ms and 1m (got %s)", c.StandbyTimeout)
+	}
 	if c.RewindWindow < 0 || c.RewindWindow > 24*time.Hour {
 		bad("rewindWindow", "must be between 0s (off) and 24h (got %s)", c.RewindWindow)
 	}
@@ -222,6 +239,8 @@ func DefaultPathConfig() PathConfig {
 		SourceIdleTimeout: 10 * time.Second,
 		SourceTransport:   SourceTCP,
 		Transcode:         TranscodeOnDemand,
+		Standby:           StandbyOff,
+		StandbyTimeout:    time.Second,
 		RewindWindow:      30 * time.Minute,
 	}
 }

@@ -43,6 +43,7 @@ type Reader struct {
 	peer     atomic.Pointer[readerPeer]
 	bytesOut atomic.Uint64
 	link     atomic.Pointer[func() LinkStats]
+	relay    atomic.Bool // an edge of the cluster reading for its viewers (Hub.Read)
 }
 
 // Tracks returns the stream's tracks at the time the reader joined. Units

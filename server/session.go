@@ -64,7 +64,7 @@ func linkFunc(p *atomic.Pointer[func() LinkStats]) func() LinkStats {
 type Session struct {
 	// ID is "p<n>" for a publisher, "r<n>" for a reader.
 	ID       string    `json:"id"`
-	Kind     string    `json:"kind"` // publisher or reader
+	Kind     string    `json:"kind"` // publisher, standby (a publisher waiting: paths.*.standby) or reader
 	Path     string    `json:"path"`
 	Protocol string    `json:"protocol"`
 	Remote   string    `json:"remote"`
@@ -73,6 +73,8 @@ type Session struct {
 	Drops    uint64    `json:"drops"`
 	// Link is the transport's own figures (SRT, WebRTC), nil for other protocols.
 	Link *LinkStats `json:"link,omitempty"`
+	// Relay marks a reader that is an edge of the cluster (Hub.Read).
+	Relay bool `json:"relay,omitempty"`
 }
 
 // Sessions returns every publisher and every reader that said who it is,
@@ -87,12 +89,17 @@ func (h *Hub) Sessions() []Session {
 				Remote: p.opts.Remote, Since: p.since, Bytes: s.bytesIn.Load()})
 			links = append(links, linkFunc(&p.link))
 		}
+		for _, p := range s.standbys {
+			out = append(out, Session{ID: "p" + strconv.FormatUint(p.id, 10), Kind: "standby", Path: s.path, Protocol: p.opts.Protocol,
+				Remote: p.opts.Remote, Since: p.since})
+			links = append(links, linkFunc(&p.link))
+		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()
 		for r := range s.readers {
 			if rp := r.peer.Load(); rp != nil {
 				out = append(out, Session{ID: "r" + strconv.FormatUint(r.id, 10), Kind: "reader", Path: s.path, Protocol: rp.Protocol,
-					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load()})
+					Remote: rp.Remote, Since: r.since, Bytes: r.bytesOut.Load(), Drops: r.drops.Load(), Relay: r.relay.Load()})
 				links = append(links, linkFunc(&r.link))
 			}
 		}
@@ -123,8 +130,15 @@ func (h *Hub) KickSession(id string) bool {
 	for _, s := range h.Streams() {
 		s.mu.RLock()
 		var kick func()
+		// One publisher, live or standby: a standby takes over from a
+		// live one kicked this way (KickPublisher ends them all).
 		if p := s.publisher; id[0] == 'p' && p != nil && p.id == n {
-			kick = func() { h.KickPublisher(s.path) }
+			kick = func() { h.kick(p) }
+		}
+		for _, p := range s.standbys {
+			if id[0] == 'p' && p.id == n {
+				kick = func() { h.kick(p) }
+			}
 		}
 		s.mu.RUnlock()
 		s.readersMu.Lock()
@@ -154,7 +168,7 @@ func (h *Hub) KickSession(id string) bool {
 func (s *Stream) readersByProtocolLocked() map[string]int {
 	out := map[string]int{}
 	for r := range s.readers {
-		if rp := r.peer.Load(); rp != nil {
+		if rp := r.peer.Load(); rp != nil && !r.relay.Load() {
 			out[rp.Protocol]++
 		}
 	}

@@ -9,10 +9,13 @@ package server
 //	                                                            Sessions (shared, O(1) work)
 //	Stream.readersMu   readers (the set)                        addReader (after mu), removeReader, Stats,
 //	                                                            Sessions, KickSession: never by Write
+//	Publisher.mu       a standby's GOP buffer, its tracks       a standby's Write (alone), takeover, failback,
+//	                                                            Stats (after Stream.mu)
 //	atomics            counters (units, bytes, drops, readers,  anyone, lock-free
 //	                   publishes, key interval), waiting
 //
-// Lock order: Hub.mu, then Stream.mu, then Stream.readersMu. Nothing that
+// Lock order: Hub.mu, then Stream.mu, then Stream.readersMu; Stream.mu, then
+// Publisher.mu (standby.go). Nothing that
 // only reads takes Stream.mu exclusively, and nothing walks the readers
 // under it, so a scrape or an API listing never stalls Publisher.Write for
 // work proportional to the number of readers. A transport's link figures
@@ -37,7 +40,8 @@ const republishGap = 40 * time.Millisecond
 // wake the readers (see write).
 const audioWakeInterval = 50 * time.Millisecond
 
-// Stream is one live path: at most one publisher and any number of readers.
+// Stream is one live path: at most one live publisher, the standbys waiting
+// to take over (standby.go), and any number of readers.
 type Stream struct {
 	hub  *Hub
 	path string
@@ -52,7 +56,8 @@ type Stream struct {
 	tracks    []*media.Track
 	hasVideo  bool
 	publisher *Publisher
-	claim     *Claim // a publisher accepted, its tracks not known yet (claim.go)
+	claim     *Claim       // a publisher accepted, its tracks not known yet (claim.go)
+	standbys  []*Publisher // publishers waiting to take over, in arrival order (standby.go)
 	cache     *gopcache.Cache
 	ring      []*media.Unit // len is a power of two; unit seq n lives at ring[n&mask]
 	mask      uint64
@@ -71,6 +76,9 @@ type Stream struct {
 	keySeen   bool
 	started   time.Time
 	derived   bool // the stream is a ladder rung (PublishOptions.Derived)
+	// sessionSeq numbers the stream's publishers, live or standby
+	// (Track.Session; numberLocked).
+	sessionSeq uint64
 
 	// readersMu guards readers, the set the session listings, Stats and
 	// the reader cap walk. Write never takes it, so a walk over thousands
@@ -92,6 +100,12 @@ type Stream struct {
 
 	unitsIn, bytesIn atomic.Uint64
 	publishes        atomic.Uint64
+	// lastIn is when the live publisher last wrote (unix ns), for a
+	// standby to see that it stalled (PathConfig.StandbyTimeout).
+	lastIn atomic.Int64
+	// takeovers counts the standbys that took over from a publisher that
+	// left; failbacks the main publishers that took the path back.
+	takeovers, failbacks atomic.Uint64
 	// dropsTotal counts the units every reader of the stream ever skipped;
 	// bytesOut the bytes written to them (Reader.AddBytesOut).
 	dropsTotal, bytesOut atomic.Uint64
@@ -191,13 +205,23 @@ type StreamStats struct {
 	Drops, DropsTotal uint64
 	// Derived is true for a ladder rung.
 	Derived bool
+	// Relays counts the readers that are edges of the cluster (counted in
+	// Readers too, never in ReadersByProtocol).
+	Relays int
 	// ReadersByProtocol counts the readers that said who they are
-	// (Reader.SetPeer); BytesOut the bytes written to readers.
+	// (Reader.SetPeer), relays aside; BytesOut the bytes written to readers.
 	ReadersByProtocol map[string]int
 	BytesOut          uint64
 	// Link sums the transport's own figures (LinkStats) over the
 	// publisher and readers that have them (SRT), with the largest RTT.
 	Link LinkStats
+	// PublisherRole is the live publisher's role (RoleMain, RoleBackup),
+	// Standbys the publishers waiting to take over (paths.*.standby).
+	PublisherRole string
+	Standbys      []StandbyStats
+	// Takeovers counts the standbys that took over from a publisher that
+	// left, Failbacks the main publishers that took the path back.
+	Takeovers, Failbacks uint64
 }
 
 // Stats returns the stream's figures. It holds Write up for O(1) work
@@ -213,13 +237,19 @@ func (s *Stream) Stats() StreamStats {
 	if s.publisher != nil {
 		st.Publishing = true
 		st.Publisher = s.publisher.opts.Protocol + " " + s.publisher.opts.Remote
+		st.PublisherRole = s.publisher.opts.Role
 		links = append(links, linkFunc(&s.publisher.link))
 	}
+	st.Standbys = s.standbyStatsLocked()
+	st.Takeovers, st.Failbacks = s.takeovers.Load(), s.failbacks.Load()
 	s.mu.RUnlock()
 	s.readersMu.Lock()
 	st.Readers = len(s.readers)
 	for r := range s.readers {
 		st.Drops += r.drops.Load()
+		if r.relay.Load() {
+			st.Relays++
+		}
 		links = append(links, linkFunc(&r.link))
 	}
 	st.ReadersByProtocol = s.readersByProtocolLocked()
@@ -236,52 +266,71 @@ func (s *Stream) Stats() StreamStats {
 	return st
 }
 
-// attachPublisher is called with h.mu held.
+// attachPublisher is called with h.mu held. A standby claim on a path
+// that has a publisher adds a waiting publisher (standby.go).
 func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, claim *Claim) (*Publisher, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.claim != nil && s.claim != claim {
-		if !opts.Derived || !s.derived {
-			return nil, ErrPathBusy
-		}
+	busy := (s.claim != nil && s.claim != claim) || s.publisher != nil
+	if claim != nil && claim.standby && (busy || claim.elsewhere) && !(opts.Derived && s.derived) {
+		return s.addStandbyLocked(tracks, opts)
+	}
+	if busy && (!opts.Derived || !s.derived) {
+		return nil, ErrPathBusy
 	}
 	s.claim = nil
-	if s.publisher != nil {
-		if !opts.Derived || !s.derived {
-			return nil, ErrPathBusy
-		}
-		// A restarted ladder takes its rung over from the process that is
-		// still stopping; that one's Writes and Close are ignored from now.
-		s.publisher = nil
+	// A restarted ladder takes its rung over from the process that is
+	// still stopping; that one's Writes and Close are ignored from now.
+	s.publisher = nil
+	p := &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now(), tracks: append([]*media.Track(nil), tracks...)}
+	s.numberLocked(p)
+	s.goLiveLocked(p)
+	return p, nil
+}
+
+// numberLocked gives a new publisher's tracks their Track.Session (a
+// number per publisher of the stream, in arrival order), in the
+// publisher's own goroutine: the tracks are its, and its ingest copies
+// them into new generations (UpdateTrack), so nobody else may write them
+// once it runs. s.mu must be held.
+func (s *Stream) numberLocked(p *Publisher) {
+	s.sessionSeq++
+	p.session = s.sessionSeq
+	for _, t := range p.tracks {
+		t.Session = p.session
 	}
+}
+
+// goLiveLocked makes p the stream's publisher with its tracks: a new
+// publisher, or a standby taking over. s.mu must be held.
+func (s *Stream) goLiveLocked(p *Publisher) {
 	if s.grace != nil {
 		s.grace.Stop() // a callback already waiting for the lock sees graceGen moved on
 		s.grace = nil
 		s.graceGen++
 	}
+	tracks := p.tracks
 	hasVideo := false
 	for _, t := range tracks {
 		hasVideo = hasVideo || t.IsVideo()
 	}
+	p.hasVideo = hasVideo
 	s.tracks = append([]*media.Track(nil), tracks...)
 	s.hasVideo = hasVideo
 	if s.cache == nil {
 		s.cache = gopcache.New(s.conf.GOPCache.Limits(), hasVideo)
 	} else {
 		s.cache.Reset(hasVideo) // a new publisher's readers start at its own keyframe
-		s.newPub = !opts.Derived
+		s.newPub = !p.opts.Derived
 		// Readers that stay attached across the republish read on from the
 		// ring: they must not get the new source's video before its first
 		// keyframe (it refers to pictures they never had).
 		s.needKey = hasVideo
 	}
-	session := s.publishes.Add(1)
-	for _, t := range tracks {
-		t.Session = session
-	}
-	s.publisher = &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now()}
-	s.derived = opts.Derived
-	return s.publisher, nil
+	s.publishes.Add(1)
+	s.publisher = p
+	s.derived = p.opts.Derived
+	s.lastIn.Store(time.Now().UnixNano())
 }
 
 // write is Publisher.Write.
@@ -295,15 +344,22 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 		s.mu.Unlock()
 		return
 	}
+	s.writeLocked(p, u)
+	s.mu.Unlock()
+}
+
+// writeLocked is write with s.mu held and p the stream's publisher.
+func (s *Stream) writeLocked(p *Publisher, u *media.Unit) {
+	s.lastIn.Store(u.Wall.UnixNano())
+	p.unitsIn.Add(1)
+	s.unitsIn.Add(1)
+	s.bytesIn.Add(uint64(u.Size))
 	if s.newPub {
 		s.newPub = false
 		s.offset = s.lastDTS + republishGap - u.DTS
 	}
 	if s.needKey && u.Track.IsVideo() {
 		if !u.KeyFrame {
-			s.mu.Unlock()
-			s.unitsIn.Add(1)
-			s.bytesIn.Add(uint64(u.Size))
 			return
 		}
 		s.needKey = false
@@ -342,9 +398,6 @@ func (s *Stream) write(p *Publisher, u *media.Unit) {
 	if s.waiting.Load() && (u.Track.IsVideo() || !s.hasVideo || u.Wall.Sub(s.lastWake) >= audioWakeInterval) {
 		s.wakeLocked(u.Wall)
 	}
-	s.mu.Unlock()
-	s.unitsIn.Add(1)
-	s.bytesIn.Add(uint64(u.Size))
 }
 
 // updateTrack is Publisher.UpdateTrack.
@@ -354,6 +407,11 @@ func (s *Stream) updateTrack(p *Publisher, t *media.Track) {
 	if s.publisher == p && t.ID >= 0 && t.ID < len(s.tracks) {
 		s.tracks[t.ID] = t
 	}
+	p.mu.Lock()
+	if t.ID >= 0 && t.ID < len(p.tracks) {
+		p.tracks[t.ID] = t // kept for a takeover (standby.go)
+	}
+	p.mu.Unlock()
 }
 
 // detachPublisher is Publisher.Close.
@@ -363,12 +421,27 @@ func (s *Stream) detachPublisher(p *Publisher) {
 	// from attaching to this stream in between and being ended with it.
 	s.hub.mu.Lock()
 	s.mu.Lock()
+	if s.dropStandbyLocked(p) {
+		s.mu.Unlock()
+		s.hub.mu.Unlock()
+		return
+	}
+	p.closed.Store(true)
 	if s.publisher != p {
 		s.mu.Unlock()
 		s.hub.mu.Unlock()
 		return
 	}
 	s.publisher = nil
+	if next := s.nextStandbyLocked(); next != nil {
+		// Hot standby: the stream goes on with the next publisher now, no
+		// grace period, no unpublish (standby.go).
+		s.takeOverLocked(next)
+		s.mu.Unlock()
+		s.hub.mu.Unlock()
+		s.hub.standbyEvent(StandbyEvent{Path: s.path, Kind: EventTakeover, From: p.describe(), To: next.describe()})
+		return
+	}
 	derived := s.derived
 	if f := s.hub.conf.OnUnpublish; f != nil {
 		defer f(s.path, derived) // after the unlocks below
@@ -422,6 +495,7 @@ func (s *Stream) endLocked() {
 	}
 	s.ended = true
 	s.publisher = nil
+	s.endStandbysLocked()
 	if s.grace != nil {
 		s.grace.Stop()
 	}

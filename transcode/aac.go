@@ -143,7 +143,7 @@ func (e *AACEncoder) once() (err error) {
 	if err != nil {
 		return err
 	}
-	p, err := startProcess(e.m.ffmpeg, aacArgs(e.m.conf.Threads), 1)
+	p, err := startProcess(e.m.ffmpeg, aacArgs(e.m.cfg().Threads), 1)
 	if err != nil {
 		return err
 	}
@@ -229,7 +229,7 @@ loop:
 		case <-ctx.Done():
 			break loop
 		case <-watchdog.C:
-			if err := starved(&lastIn, &lastOut, e.m.conf.Watchdog); err != nil {
+			if err := starved(&lastIn, &lastOut, e.m.cfg().Watchdog); err != nil {
 				result = err
 				p.kill()
 				break loop

@@ -49,7 +49,8 @@ type Rendition struct {
 
 // Manager owns every ladder worker. Its methods are safe for concurrent use.
 type Manager struct {
-	conf   Config
+	// conf is the transcode: section; Update swaps it.
+	conf   atomic.Pointer[Config]
 	hub    *server.Hub
 	log    *slog.Logger
 	plan   func(path string) Plan
@@ -73,8 +74,9 @@ type Manager struct {
 // off and why, and does nothing else.
 func New(conf Config, hub *server.Hub, log *slog.Logger, plan func(path string) Plan) *Manager {
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &Manager{conf: conf, hub: hub, log: log.With("component", "transcode"), plan: plan, ctx: ctx, cancel: cancel,
+	m := &Manager{hub: hub, log: log.With("component", "transcode"), plan: plan, ctx: ctx, cancel: cancel,
 		workers: map[string]*worker{}}
+	m.conf.Store(&conf)
 	bin, err := exec.LookPath(conf.FFmpeg)
 	switch {
 	case len(conf.Ladder) == 0:
@@ -89,6 +91,19 @@ func New(conf Config, hub *server.Hub, log *slog.Logger, plan func(path string) 
 	}
 	return m
 }
+
+// Update makes the manager use c (a config reload): threads, the VAAPI
+// device and maxWorkers for the FFmpeg processes started from now on,
+// idleTimeout and watchdog at their next check. transcode.ffmpeg, resolved
+// at New, is kept; the rungs come from the plan function. Safe for
+// concurrent use.
+func (m *Manager) Update(c Config) {
+	c.FFmpeg = m.cfg().FFmpeg
+	m.conf.Store(&c)
+}
+
+// cfg returns the current transcode: section.
+func (m *Manager) cfg() *Config { return m.conf.Load() }
 
 // Err returns why the ladder is off, or nil.
 func (m *Manager) Err() error { return m.offErr }
@@ -264,9 +279,9 @@ func (m *Manager) startKey(key, source string, plan Plan) bool {
 	if m.ctx.Err() != nil {
 		return false
 	}
-	if m.conf.MaxWorkers > 0 && int(m.running.Load()) >= m.conf.MaxWorkers {
+	if maxW := m.cfg().MaxWorkers; maxW > 0 && int(m.running.Load()) >= maxW {
 		if m.full.CompareAndSwap(false, true) {
-			m.log.Warn("ladder not started: transcode.maxWorkers FFmpeg processes run already", "path", source, "maxWorkers", m.conf.MaxWorkers)
+			m.log.Warn("ladder not started: transcode.maxWorkers FFmpeg processes run already", "path", source, "maxWorkers", maxW)
 		}
 		return false
 	}

@@ -205,7 +205,7 @@ func (w *worker) once() (err error) {
 		names[i] = rg.Name
 	}
 
-	p, err := startProcess(w.m.ffmpeg, Args(w.m.conf, rungs, in), len(rungs))
+	p, err := startProcess(w.m.ffmpeg, Args(*w.m.cfg(), rungs, in), len(rungs))
 	if err != nil {
 		return err
 	}
@@ -292,7 +292,7 @@ loop:
 		case <-w.ctx.Done():
 			break loop
 		case <-watchdog.C:
-			if err := starved(&lastIn, &lastOut, w.m.conf.Watchdog); err != nil {
+			if err := starved(&lastIn, &lastOut, w.m.cfg().Watchdog); err != nil {
 				result = err
 				p.kill()
 				break loop
@@ -362,7 +362,7 @@ func exitError(err error) error {
 // idle reports whether an on-demand ladder has had no reader on any rung
 // and no demand for IdleTimeout.
 func (w *worker) idle() bool {
-	it := w.m.conf.IdleTimeout
+	it := w.m.cfg().IdleTimeout
 	if time.Since(time.Unix(0, w.lastDemand.Load())) < it {
 		return false
 	}
@@ -385,7 +385,7 @@ func (w *worker) firstPicture(r *server.Reader, tracks []*media.Track) ([]*media
 	if v := sourceVideo(tracks); (v != nil && v.Height > 0) || len(w.plan.Rungs) == 0 {
 		return nil, nil
 	}
-	ctx, cancel := context.WithTimeout(w.ctx, w.m.conf.Watchdog)
+	ctx, cancel := context.WithTimeout(w.ctx, w.m.cfg().Watchdog)
 	defer cancel()
 	var read []*media.Unit
 	for {

@@ -27,7 +27,7 @@ import (
 	"time"
 
 	"github.com/bluenviron/gortmplib"
-	rtmpcodecs "github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/gortmplib/pkg/message"
 	"github.com/bluenviron/gortsplib/v5"
 	"github.com/bluenviron/gortsplib/v5/pkg/base"
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
@@ -228,37 +228,20 @@ func readRTMP(ctx context.Context, u *url.URL) result {
 	stop := context.AfterFunc(ctx, c.Close)
 	defer stop()
 	res.connected = true
-	r := &gortmplib.Reader{Conn: c}
-	if err := r.Initialize(); err != nil {
-		res.bytes = int64(c.BytesReceived())
-		if ctx.Err() == nil {
-			res.err = err
-		}
-		return res
-	}
-	for _, t := range r.Tracks() {
-		// gortmplib needs a callback for every track it delivers.
-		switch t.Codec.(type) {
-		case *rtmpcodecs.H264:
-			r.OnDataH264(t, func(_, _ time.Duration, au [][]byte) {
-				if res.firstKey == 0 && h264.IsRandomAccess(au) {
-					res.firstKey = time.Since(t0)
-				}
-			})
-		case *rtmpcodecs.MPEG4Audio:
-			r.OnDataMPEG4Audio(t, func(time.Duration, []byte) {})
-		default:
-			res.err = fmt.Errorf("flvload reads H264 and AAC over RTMP, not %T", t.Codec)
-			return res
-		}
-	}
+	// The messages as they arrive: the first keyframe is when its bytes
+	// come, as for HTTP-FLV. (gortmplib's Reader would first read 2 s of
+	// media timestamps to find the tracks, whatever the server sends.)
 	for {
-		if err := r.Read(); err != nil {
+		msg, err := c.Read()
+		if err != nil {
 			res.bytes = int64(c.BytesReceived())
 			if ctx.Err() == nil {
 				res.err = err
 			}
 			return res
+		}
+		if v, ok := msg.(*message.Video); ok && res.firstKey == 0 && v.Type == message.VideoTypeAU && v.IsKeyFrame {
+			res.firstKey = time.Since(t0)
 		}
 	}
 }

@@ -71,7 +71,9 @@ async function main() {
 
   try {
     const base = await run.serve(page);
-    const pg = await run.launch('streamhub-e2e-chromium-');
+    // wss:// and https:// URLs: the tests' servers have self-signed certificates.
+    const tls = /^(wss|https):/.test(opts.url);
+    const pg = await run.launch('streamhub-e2e-chromium-', tls ? { ignoreHTTPSErrors: true } : {});
     pg.on('console', (m) => {
       if (m.type() === 'error' || m.type() === 'warning') res.console.push(`${m.type()}: ${m.text()}`.slice(0, 300));
     });

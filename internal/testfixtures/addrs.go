@@ -16,6 +16,9 @@ import (
 // tests run in parallel and beside a running streamhub.
 type Addrs struct {
 	RTMP, HTTP, RTSP string // TCP HOST:PORT
+	// RTMPS and RTSPS are the TLS listeners, when a test's config has them
+	// (set from the server's log by Bound).
+	RTMPS, RTSPS string
 	// UDPRTP is the RTSP UDP unicast RTP port (even); RTCP is UDPRTP+1.
 	UDPRTP int
 	// MulticastRange is a multicast range of this server alone,
@@ -202,11 +205,20 @@ func Bound(log string, a Addrs) (Addrs, bool) {
 			continue
 		}
 		f := logFields(line)
+		tls := f["tls"] == "true"
 		switch f["proto"] {
 		case "rtmp":
-			a.RTMP = f["address"]
+			if tls {
+				a.RTMPS = f["address"]
+			} else {
+				a.RTMP = f["address"]
+			}
 		case "rtsp":
-			a.RTSP = f["address"]
+			if tls {
+				a.RTSPS = f["address"]
+			} else {
+				a.RTSP = f["address"]
+			}
 		case "srt":
 			a.SRT = f["address"]
 		case "http":

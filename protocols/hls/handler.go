@@ -83,8 +83,11 @@ type Rendition struct {
 // Handler serves LL-HLS for every hub stream. It is an http.Handler.
 type Handler struct {
 	conf Config
-	hub  *server.Hub
-	log  *slog.Logger
+	// muxConf, when set, replaces conf's partTarget, segmentMin, window
+	// and idleTimeout for new muxers (SetMuxerConfig).
+	muxConf atomic.Pointer[Config]
+	hub     *server.Hub
+	log     *slog.Logger
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,6 +126,23 @@ func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 		viewers: newViewers(), shares: newShares(conf.ShareSecret, conf.ShareWindow), now: time.Now}
 	hub.CountViewers("hls", h.viewers.count)
 	return h
+}
+
+// SetMuxerConfig makes the muxers started from now on use c's partTarget,
+// segmentMin, window and idleTimeout (a config reload); running muxers keep
+// theirs, so their players see no change. Safe for concurrent use.
+func (h *Handler) SetMuxerConfig(c Config) {
+	m := h.conf
+	m.PartTarget, m.SegmentMin, m.Window, m.IdleTimeout = c.PartTarget, c.SegmentMin, c.Window, c.IdleTimeout
+	h.muxConf.Store(&m)
+}
+
+// muxerConfig returns the settings of a new muxer.
+func (h *Handler) muxerConfig() Config {
+	if c := h.muxConf.Load(); c != nil {
+		return *c
+	}
+	return h.conf
 }
 
 // Close stops every muxer and waits for them; waiting requests end.
@@ -285,7 +305,7 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, q url.Val
 			h.fail(w, http.StatusBadRequest, fmt.Sprintf("_HLS_msn=%d is more than two segments ahead of the live edge (%d)", msn, next))
 			return
 		}
-		kind, cc = KindBlocking, blockingCacheControl(h.conf.PartTarget)
+		kind, cc = KindBlocking, blockingCacheControl(m.conf.PartTarget)
 		if !h.waitFor(req.Context(), m, func(v *snapshot) bool { return v.hasPart(msn, part) }) {
 			if req.Context().Err() != nil {
 				return // the player left

@@ -48,6 +48,9 @@ type muxer struct {
 	h      *Handler
 	path   string
 	prefix string
+	// conf is the handler's muxer settings when the muxer started: a
+	// reload changes those of the muxers started after it.
+	conf Config
 
 	mu  sync.RWMutex
 	seg *segmenter // the reader goroutine's, under mu: requests read snap
@@ -102,7 +105,8 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	// GOP alone, the first playlist would wait for its end (a segment is
 	// complete at the next keyframe: up to a GOP) and the player would
 	// start that much later.
-	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true, Backlog: h.conf.SegmentMin})
+	conf := h.muxerConfig()
+	r, err := h.hub.ReadTrusted(ctx, path, server.ReadOptions{NoCatchUp: true, Wait: true, Backlog: conf.SegmentMin})
 	if err != nil {
 		return nil, err
 	}
@@ -110,8 +114,8 @@ func (h *Handler) muxerFor(ctx context.Context, path string) (*muxer, error) {
 	// viewers are the clients counted by Handler.viewers.
 	var id [4]byte
 	rand.Read(id[:]) //nolint:errcheck // never fails on Linux
-	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}),
-		seg: newSegmenter(h.conf.PartTarget, h.conf.SegmentMin, h.conf.Window), lastReq: time.Now(),
+	m := &muxer{h: h, path: path, prefix: hex.EncodeToString(id[:]) + "_", changed: make(chan struct{}), conf: conf,
+		seg: newSegmenter(conf.PartTarget, conf.SegmentMin, conf.Window), lastReq: time.Now(),
 		done: make(chan struct{}), group: path}
 	if i := strings.LastIndexByte(path, '/'); i > 0 && r.Stream().Derived() {
 		m.group = path[:i]
@@ -206,7 +210,7 @@ func (m *muxer) run(r *server.Reader) {
 				return
 			case <-t.C:
 				h.mu.Lock()
-				idle := m.inflight.Load() == 0 && time.Since(m.lastReq) > h.conf.IdleTimeout
+				idle := m.inflight.Load() == 0 && time.Since(m.lastReq) > m.conf.IdleTimeout
 				h.mu.Unlock()
 				if idle {
 					cancel()
@@ -347,5 +351,5 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 // are shared: a snapshot never changes).
 func (m *muxer) playlist(v *snapshot) *mediaPlaylist {
 	return &mediaPlaylist{prefix: m.prefix, partTarget: v.partTarget,
-		targetDur: targetDuration(v.maxDur, m.h.conf.SegmentMin), segs: v.segs, discSeq: v.discSeq}
+		targetDur: targetDuration(v.maxDur, m.conf.SegmentMin), segs: v.segs, discSeq: v.discSeq}
 }

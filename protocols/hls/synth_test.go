@@ -264,7 +264,7 @@ func testConfig() Config {
 func newFeeder(t testing.TB, conf Config, src *synth) *feeder {
 	seg := newSegmenter(conf.PartTarget, conf.SegmentMin, conf.Window)
 	return &feeder{t: t, conf: conf, seg: seg, src: src,
-		m: &muxer{h: &Handler{conf: conf}, prefix: "ab12cd34_", seg: seg}}
+		m: &muxer{h: &Handler{conf: conf}, conf: conf, prefix: "ab12cd34_", seg: seg}}
 }
 
 // until adds every unit with a DTS before end (on the stream timeline).

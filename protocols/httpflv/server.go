@@ -1,5 +1,6 @@
 // Package httpflv serves hub streams as HTTP-FLV (GET/HEAD /<path>.flv) for
-// mpegts.js, flv.js, ffmpeg and VLC.
+// mpegts.js, flv.js, ffmpeg and VLC, and as WebSocket-FLV (a WebSocket
+// upgrade of the same URL, ws.go) for mpegts.js.
 //
 //	hub Reader ──NextBatch──▶ flv.Muxer ──shared tag bytes──▶ one writev per wake-up
 //
@@ -98,6 +99,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	path, ok := PathOf(req.URL.Path)
 	if !ok {
 		http.Error(w, "not an FLV URL: use /<path>.flv", http.StatusNotFound)
+		return
+	}
+	if req.Method == http.MethodGet && IsWebSocket(req) {
+		h.serveWS(w, req, path)
 		return
 	}
 	r, err := h.hub.Read(req.Context(), path, server.ReadRequest{Key: req.URL.Query().Get("key"), Wait: true,
@@ -209,7 +214,7 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 				deadlineSet = now
 			}
 			bufs := net.Buffers(tags)
-			n, err := bufs.WriteTo(nc) // one writev
+			n, err := fanout.WriteBuffers(nc, &bufs) // one writev; a few writes for TLS
 			total += n
 			r.AddBytesOut(int(n))
 			if err != nil {

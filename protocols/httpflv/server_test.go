@@ -23,6 +23,16 @@ var (
 
 func setup(t *testing.T) (*server.Hub, *server.Publisher, *httptest.Server) {
 	t.Helper()
+	hub, pub, h := setupHandler(t)
+	ts := httptest.NewServer(h)
+	t.Cleanup(ts.Close)
+	return hub, pub, ts
+}
+
+// setupHandler returns a hub with live/x published (30 units, a keyframe
+// every 10) and a handler reading it; the test serves it.
+func setupHandler(t *testing.T) (*server.Hub, *server.Publisher, *httpflv.Handler) {
+	t.Helper()
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
 		c := server.DefaultPathConfig()
@@ -43,14 +53,12 @@ func setup(t *testing.T) (*server.Hub, *server.Publisher, *httptest.Server) {
 			KeyFrame: i%10 == 0, Payload: [][]byte{sps, pps, nalu}[2-min(2, 2*(i%10)):]})
 	}
 	h := httpflv.New(httpflv.Config{WriteTimeout: time.Second}, hub, log)
-	ts := httptest.NewServer(h)
 	t.Cleanup(func() {
 		pub.Close()
 		hub.Close()
 		h.Close()
-		ts.Close()
 	})
-	return hub, pub, ts
+	return hub, pub, h
 }
 
 func TestStatusCodes(t *testing.T) {

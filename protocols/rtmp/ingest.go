@@ -13,7 +13,7 @@ import (
 )
 
 // supportedCodecs is said to publishers whose codec we cannot carry.
-const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus and MP3 audio"
+const supportedCodecs = "H264, H265 and AV1 video (Enhanced RTMP for H265/AV1); AAC, Opus, MP3 and 8 kHz G.711 audio"
 
 // trackProbe is how much media gortmplib's Reader.Initialize reads to find
 // the tracks when probeConn cannot end it earlier.
@@ -102,6 +102,13 @@ func newIngest(libTracks []*gortmplib.Track) (*ingest, error) {
 			}
 		case *rtmpcodecs.MPEG1Audio:
 			t.Codec = media.CodecMP3
+		case *rtmpcodecs.G711:
+			// FLV's G.711 is 8 kHz; streamhub's own relays (package cluster)
+			// carry a camera's audio this way.
+			t.Codec, t.SampleRate, t.Channels = media.CodecG711A, 8000, max(codec.ChannelCount, 1)
+			if codec.MULaw {
+				t.Codec = media.CodecG711U
+			}
 		default:
 			return nil, fmt.Errorf("rtmp: unsupported codec %T: streamhub takes %s", lt.Codec, supportedCodecs)
 		}
@@ -139,6 +146,8 @@ func (in *ingest) register(r *gortmplib.Reader) {
 			r.OnDataOpus(lt, func(pts time.Duration, pkt []byte) { in.audio(id, pts, pkt) })
 		case *rtmpcodecs.MPEG1Audio:
 			r.OnDataMPEG1Audio(lt, func(pts time.Duration, frame []byte) { in.audio(id, pts, frame) })
+		case *rtmpcodecs.G711:
+			r.OnDataG711(lt, func(pts time.Duration, samples []byte) { in.audio(id, pts, samples) })
 		}
 	}
 }

@@ -7,6 +7,7 @@ package rtmp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -39,9 +40,15 @@ type Config struct {
 	ReadTimeout time.Duration `yaml:"readTimeout"`
 	// WriteTimeout closes a player whose socket accepts nothing for this long.
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
+	// TLSAddress, if set, is the RTMPS listener (rtmps://HOST:PORT/APP):
+	// RTMP inside TLS, with the certificate of the tls: section.
+	TLSAddress string `yaml:"tlsAddress"`
 	// MaxConnsPerAddr caps the connections of one remote IP; 0 = no cap
 	// (limits.maxConnsPerAddress, set by main).
 	MaxConnsPerAddr int `yaml:"-"`
+	// TLS is the RTMPS listener's configuration (the certificate), set by
+	// main when TLSAddress is.
+	TLS *tls.Config `yaml:"-"`
 }
 
 // Validate returns the problems of the section at prefix ("rtmp"), each
@@ -49,6 +56,7 @@ type Config struct {
 func (c *Config) Validate(prefix string) []error {
 	p := conf.New(prefix)
 	p.Address("address", c.Address, true, ":1935")
+	p.Address("tlsAddress", c.TLSAddress, true, ":1936")
 	p.Duration("handshakeTimeout", c.HandshakeTimeout, 100*time.Millisecond, 10*time.Minute)
 	p.Duration("readTimeout", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute)
 	p.Duration("writeTimeout", c.WriteTimeout, 100*time.Millisecond, 10*time.Minute)
@@ -62,6 +70,7 @@ type Server struct {
 	log  *slog.Logger
 
 	ln     net.Listener
+	tlsLn  net.Listener // RTMPS; nil when off
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -77,38 +86,80 @@ func New(c Config, hub *server.Hub, log *slog.Logger) *Server {
 	return s
 }
 
-// Start listens on the configured address and accepts in the background.
+// Start listens on the configured addresses and accepts in the background.
 func (s *Server) Start() error {
-	ln, err := net.Listen("tcp", s.conf.Address)
-	if err != nil {
-		return fmt.Errorf("rtmp: listen on %s (rtmp.address): %w", s.conf.Address, err)
+	if s.conf.Address != "" {
+		ln, err := net.Listen("tcp", s.conf.Address)
+		if err != nil {
+			return fmt.Errorf("rtmp: listen on %s (rtmp.address): %w", s.conf.Address, err)
+		}
+		// guard.Listen retries a failing Accept (EMFILE) with backoff,
+		// logged once per episode, and caps the connections per address.
+		s.ln = guard.Listen(ln, guard.ListenerConfig{Name: "rtmp", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log})
+		s.log.Info("listening", "address", ln.Addr().String())
 	}
-	// guard.Listen retries a failing Accept (EMFILE) with backoff, logged
-	// once per episode, and caps the connections per address.
-	s.ln = guard.Listen(ln, guard.ListenerConfig{Name: "rtmp", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log})
-	s.wg.Add(1)
-	go s.acceptLoop()
-	s.log.Info("listening", "address", ln.Addr().String())
+	if s.conf.TLSAddress != "" {
+		if s.conf.TLS == nil {
+			s.closeListeners()
+			return errors.New("rtmp: rtmp.tlsAddress needs a certificate: set tls.cert and tls.key, or tls.acme.domains")
+		}
+		ln, err := net.Listen("tcp", s.conf.TLSAddress)
+		if err != nil {
+			s.closeListeners()
+			return fmt.Errorf("rtmp: listen on %s (rtmp.tlsAddress): %w", s.conf.TLSAddress, err)
+		}
+		// The TLS handshake runs in the connection's goroutine, at its
+		// first read, under the RTMP handshake's deadline: a peer that
+		// sends garbage or plain RTMP fails it there and holds nothing.
+		s.tlsLn = tls.NewListener(guard.Listen(ln, guard.ListenerConfig{Name: "rtmps", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log}), s.conf.TLS)
+		s.log.Info("listening", "address", ln.Addr().String(), "tls", true)
+	}
+	for _, ln := range []net.Listener{s.ln, s.tlsLn} {
+		if ln != nil {
+			s.wg.Add(1)
+			go s.acceptLoop(ln)
+		}
+	}
 	return nil
 }
 
-// Addr returns the listening address.
-func (s *Server) Addr() net.Addr { return s.ln.Addr() }
+func (s *Server) closeListeners() {
+	for _, ln := range []net.Listener{s.ln, s.tlsLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// Addr returns the RTMP listening address, nil when RTMP is off (only
+// RTMPS listens).
+func (s *Server) Addr() net.Addr {
+	if s.ln == nil {
+		return nil
+	}
+	return s.ln.Addr()
+}
+
+// TLSAddr returns the RTMPS listening address, nil when RTMPS is off.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLn == nil {
+		return nil
+	}
+	return s.tlsLn.Addr()
+}
 
 // Close stops accepting, closes every connection and waits for their goroutines.
 func (s *Server) Close() {
 	s.cancel()
-	if s.ln != nil {
-		s.ln.Close()
-	}
+	s.closeListeners()
 	s.conns.CloseAll()
 	s.wg.Wait()
 }
 
-func (s *Server) acceptLoop() {
+func (s *Server) acceptLoop(ln net.Listener) {
 	defer s.wg.Done()
 	for {
-		nc, err := s.ln.Accept() // only fails once the listener is closed
+		nc, err := ln.Accept() // only fails once the listener is closed
 		if err != nil {
 			return
 		}
@@ -130,6 +181,9 @@ func (s *Server) handle(nc net.Conn) {
 	defer nc.Close()
 	remote := nc.RemoteAddr().String()
 	c := &conn{srv: s, nc: nc, log: s.log.With("remote", remote)}
+	if _, ok := nc.(*tls.Conn); ok {
+		c.log = c.log.With("tls", true)
+	}
 	err := c.runSafe()
 	if c.mode == "" || c.refused {
 		msg := "connection refused"
@@ -324,12 +378,13 @@ func (l *lockedWriter) release(send bool) error {
 	return nil
 }
 
-// writev writes bufs in one writev(2) when w is a TCP connection.
+// writev writes bufs in one writev(2) when w is a TCP connection, in a
+// few gathered writes when it is TLS.
 func (l *lockedWriter) writev(bufs [][]byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	b := net.Buffers(bufs)
-	_, err := b.WriteTo(l.w)
+	_, err := fanout.WriteBuffers(l.w, &b)
 	return err
 }
 
@@ -409,6 +464,9 @@ func pathAndKey(sc *gortmplib.ServerConn) (string, string, error) {
 // peer describes the connection for the auth hook.
 func (c *conn) peer(sc *gortmplib.ServerConn) server.Peer {
 	p := server.Peer{Protocol: "rtmp", Remote: c.nc.RemoteAddr().String()}
+	if _, ok := c.nc.(*tls.Conn); ok {
+		p.Protocol = "rtmps"
+	}
 	if sc.URL != nil {
 		p.Query = sc.URL.RawQuery
 	}

@@ -2,6 +2,7 @@ package rtsp
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/streamhub/streamhub/internal/guard"
+	"github.com/streamhub/streamhub/protocols/internal/fanout"
 )
 
 // listener is the RTSP TCP listener (gortsplib's Server.Listen hook):
@@ -18,6 +20,7 @@ import (
 type listener struct {
 	*guard.Listener
 	readTimeout time.Duration
+	tls         *tls.Config // RTSPS: each connection is a TLS server's
 }
 
 // Accept returns the next connection, already with a deadline for its
@@ -26,6 +29,11 @@ func (l *listener) Accept() (net.Conn, error) {
 	c, err := l.Listener.Accept()
 	if err != nil {
 		return nil, err
+	}
+	if l.tls != nil {
+		// The handshake runs at gortsplib's first read, under the
+		// deadline set below.
+		c = tls.Server(c, l.tls)
 	}
 	dc := &deadlineConn{Conn: c, timeout: l.readTimeout, fresh: true, limit: time.Now().Add(l.readTimeout)}
 	c.SetReadDeadline(dc.limit) //nolint:errcheck // a closed conn fails its first read anyway
@@ -90,15 +98,15 @@ func (c *deadlineConn) gateNextWrite() <-chan struct{} {
 	return c.afterNext
 }
 
-// writeBuffers writes bufs in one writev (the underlying connection is a
-// *net.TCPConn, which net.Buffers writes with writev), under wmu and
+// writeBuffers writes bufs in one writev (a TCP connection; RTSPS's TLS
+// connection gets them in a few gathered writes), under wmu and
 // with a write deadline of timeout. It consumes bufs as net.Buffers.WriteTo
 // does. The deadline is left set: gortsplib sets its own before each write.
 func (c *deadlineConn) writeBuffers(bufs *net.Buffers, timeout time.Duration) (int64, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.Conn.SetWriteDeadline(time.Now().Add(timeout)) //nolint:errcheck // a closed conn fails the write
-	return bufs.WriteTo(c.Conn)
+	return fanout.WriteBuffers(c.Conn, bufs)
 }
 
 // SetReadDeadline records a new deadline from gortsplib: the wait for the

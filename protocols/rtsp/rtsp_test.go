@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"cmp"
 	"context"
+	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -378,7 +379,14 @@ func naluTypes(au [][]byte) []int {
 // access unit the client can decode, and how long it took.
 func playFirstAU(t *testing.T, rawURL string, proto gortsplib.Protocol) ([]int, time.Duration) {
 	t.Helper()
-	c := &gortsplib.Client{Protocol: &proto}
+	return playFirstAUTLS(t, rawURL, proto, nil)
+}
+
+// playFirstAUTLS is playFirstAU with the TLS configuration of an rtsps://
+// URL.
+func playFirstAUTLS(t *testing.T, rawURL string, proto gortsplib.Protocol, tc *tls.Config) ([]int, time.Duration) {
+	t.Helper()
+	c := &gortsplib.Client{Protocol: &proto, TLSConfig: tc}
 	u, err := base.ParseURL(rawURL)
 	if err != nil {
 		t.Fatal(err)

@@ -20,6 +20,7 @@ package rtsp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -75,9 +76,16 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"writeTimeout"`
 	// WriteQueueSize is the packets queued per player (a power of two).
 	WriteQueueSize int `yaml:"writeQueueSize"`
+	// TLSAddress, if set, is the RTSPS listener (rtsps://HOST:PORT/PATH):
+	// RTSP inside TLS with RTP interleaved (TCP), beside the RTSP one, with
+	// the certificate of the tls: section.
+	TLSAddress string `yaml:"tlsAddress"`
 	// MaxConnsPerAddr caps the TCP connections of one remote IP; 0 = no cap
 	// (limits.maxConnsPerAddress, set by main).
 	MaxConnsPerAddr int `yaml:"-"`
+	// TLS is the RTSPS listener's configuration (the certificate), set by
+	// main when TLSAddress is.
+	TLS *tls.Config `yaml:"-"`
 }
 
 // Validate returns the problems of the section at prefix ("rtsp"), each
@@ -85,6 +93,7 @@ type Config struct {
 func (c *Config) Validate(prefix string) []error {
 	p := conf.New(prefix)
 	p.Address("address", c.Address, true, ":8554")
+	p.Address("tlsAddress", c.TLSAddress, true, ":8322")
 	p.Duration("readTimeout", c.ReadTimeout, 100*time.Millisecond, 10*time.Minute)
 	p.Duration("writeTimeout", c.WriteTimeout, 100*time.Millisecond, 10*time.Minute)
 	seen := map[string]bool{}
@@ -99,6 +108,11 @@ func (c *Config) Validate(prefix string) []error {
 	}
 	if len(c.Transports) == 0 {
 		p.Bad("transports", "list at least one of tcp, udp, multicast")
+	}
+	if c.TLSAddress != "" && (c.Address == "" || !seen[TransportTCP]) {
+		// RTSPS sessions share the paths' streams with RTSP's server, and
+		// carry RTP inside the TLS connection.
+		p.Bad("tlsAddress", "RTSPS is served beside RTSP over TCP: it needs %s.address and tcp in %s.transports", prefix, prefix)
 	}
 	if seen[TransportUDP] {
 		rtp, e1 := conf.Port(c.UDPRTPAddress)
@@ -143,6 +157,9 @@ type Server struct {
 	hub  *server.Hub
 	log  *slog.Logger
 	lib  *gortsplib.Server
+	// tlsLib is the RTSPS server (nil when off): the same handler, TCP
+	// only; the streams it plays are lib's.
+	tlsLib *gortsplib.Server
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -200,16 +217,74 @@ func (s *Server) Start() error {
 		return fmt.Errorf("rtsp: %w", err)
 	}
 	s.log.Info("listening", "address", s.Addr().String(), "transports", strings.Join(s.conf.Transports, ","))
+	if s.conf.TLSAddress != "" {
+		if err := s.startTLS(); err != nil {
+			s.lib.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// startTLS starts the RTSPS server: TCP only (a UDP player would need
+// SRTP), each connection's TLS handshake under the deadline of its first
+// request (listener.Accept).
+func (s *Server) startTLS() error {
+	if s.conf.TLS == nil {
+		return errors.New("rtsp: rtsp.tlsAddress needs a certificate: set tls.cert and tls.key, or tls.acme.domains")
+	}
+	s.tlsLib = &gortsplib.Server{
+		Handler:        s,
+		RTSPAddress:    s.conf.TLSAddress,
+		ReadTimeout:    s.conf.ReadTimeout,
+		WriteTimeout:   s.conf.WriteTimeout,
+		WriteQueueSize: s.lib.WriteQueueSize,
+		TLSConfig:      s.conf.TLS,
+		TLSListen: func(network, address string, tc *tls.Config) (net.Listener, error) {
+			l, err := net.Listen(network, address)
+			if err != nil {
+				return nil, err
+			}
+			return &listener{Listener: guard.Listen(l, guard.ListenerConfig{Name: "rtsps", MaxPerAddr: s.conf.MaxConnsPerAddr, Log: s.log}),
+				readTimeout: s.conf.ReadTimeout, tls: tc}, nil
+		},
+	}
+	if err := s.tlsLib.Start(); err != nil {
+		s.tlsLib = nil
+		return fmt.Errorf("rtsp: RTSPS on %s (rtsp.tlsAddress): %w", s.conf.TLSAddress, err)
+	}
+	s.log.Info("listening", "address", s.TLSAddr().String(), "tls", true, "transports", TransportTCP)
 	return nil
 }
 
 // Addr returns the RTSP listener's address (after Start).
 func (s *Server) Addr() net.Addr { return s.lib.NetListener().Addr() }
 
+// TLSAddr returns the RTSPS listener's address, nil when RTSPS is off.
+func (s *Server) TLSAddr() net.Addr {
+	if s.tlsLib == nil {
+		return nil
+	}
+	return s.tlsLib.NetListener().Addr()
+}
+
+// protocol names a connection's protocol for the hub: rtsp, or rtsps.
+func protocol(c *gortsplib.ServerConn) string {
+	if dc, ok := c.NetConn().(*deadlineConn); ok {
+		if _, ok := dc.Conn.(*tls.Conn); ok {
+			return "rtsps"
+		}
+	}
+	return "rtsp"
+}
+
 // Close closes every session and the listeners, and waits for the play
 // loops to end.
 func (s *Server) Close() {
 	s.cancel()
+	if s.tlsLib != nil {
+		s.tlsLib.Close()
+	}
 	if s.lib != nil {
 		s.lib.Close()
 	}
@@ -447,7 +522,7 @@ func (s *Server) OnAnnounce(ctx *gortsplib.ServerHandlerOnAnnounceCtx) (res *bas
 	// segment: from here on the session knows the stream's public path.
 	session := ctx.Session
 	claim, err := s.hub.Publish(context.Background(), path, server.PublishRequest{
-		Peer: server.Peer{Protocol: "rtsp", Remote: st.remote, Query: ctx.Query}, Key: key, Kick: func() { session.Close() }})
+		Peer: server.Peer{Protocol: protocol(ctx.Conn), Remote: st.remote, Query: ctx.Query}, Key: key, Kick: func() { session.Close() }})
 	if err != nil {
 		return refusal(err), nil
 	}
@@ -597,7 +672,7 @@ func (s *Server) authorizeRead(c *gortsplib.ServerConn, req *base.Request, path,
 	if err != nil {
 		return server.ReadRequest{}, err
 	}
-	rr := server.ReadRequest{Key: key, Peer: server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query}}
+	rr := server.ReadRequest{Key: key, Peer: server.Peer{Protocol: protocol(c), Remote: c.NetConn().RemoteAddr().String(), Query: query}}
 	return rr, s.hub.Authorize(context.Background(), path, rr)
 }
 
@@ -626,7 +701,7 @@ func (s *Server) authorize(c *gortsplib.ServerConn, req *base.Request, path, que
 	// A password is a key like ?key=: the same failure budget per address,
 	// refusal delay and (summarized) log line. The first request of a
 	// client, without credentials, only gets the challenge.
-	peer := server.Peer{Protocol: "rtsp", Remote: c.NetConn().RemoteAddr().String(), Query: query}
+	peer := server.Peer{Protocol: protocol(c), Remote: c.NetConn().RemoteAddr().String(), Query: query}
 	if sent {
 		if err := s.hub.AuthGate(peer); err != nil {
 			s.hub.LogRefusal(s.log, peer.Remote, "rtsp throttled", "refused", "remote", peer.Remote, "path", server.LogPath(path), "cause", err.Error())
@@ -662,7 +737,7 @@ func refusal(err error) *base.Response {
 	code := base.StatusInternalServerError
 	var pe *server.PathError
 	switch {
-	case errors.As(err, &pe):
+	case errors.As(err, &pe), errors.Is(err, server.ErrBadRole):
 		code = base.StatusBadRequest
 	case errors.Is(err, server.ErrStreamNotFound):
 		code = base.StatusNotFound

@@ -190,7 +190,7 @@ func refuseFor(err error) *refusal {
 	switch {
 	case errors.Is(err, errBadMode):
 		code = gosrt.REJX_BAD_MODE
-	case errors.Is(err, errStreamIDSyntax), errors.As(err, &pe):
+	case errors.Is(err, errStreamIDSyntax), errors.As(err, &pe), errors.Is(err, server.ErrBadRole):
 		code = gosrt.REJX_BAD_REQUEST
 	case errors.Is(err, server.ErrUnauthorized):
 		code = gosrt.REJX_UNAUTHORIZED
@@ -254,7 +254,7 @@ func (s *Server) handle(req gosrt.ConnRequest) {
 		// its grace period keeps its readers for it. A stream key may be
 		// the path's last segment: the claim knows the public path.
 		var err error
-		claim, err = s.hub.Publish(s.ctx, id.Path, server.PublishRequest{Peer: server.Peer{Protocol: "srt", Remote: remote}, Key: id.Key})
+		claim, err = s.hub.Publish(s.ctx, id.Path, server.PublishRequest{Peer: server.Peer{Protocol: "srt", Remote: remote, Query: id.Query}, Key: id.Key})
 		if err != nil {
 			id.Path = server.LogPath(id.Path)
 			s.reject(req, remote, id, refuseFor(err))

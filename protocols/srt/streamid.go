@@ -33,6 +33,10 @@ type StreamID struct {
 	// Key is the path's publish or read key, from s= (access-control
 	// syntax), the password of publish:PATH:USER:PASS, or ?key=.
 	Key string
+	// Query is the raw query of the short form (publish:PATH?key=K&role=backup),
+	// or role=R from the access-control form's role= key, "" if none: the
+	// hub reads role= from it (paths.*.standby).
+	Query string
 }
 
 // maxStreamID bounds the stream ID (SRT allows 512 bytes).
@@ -46,6 +50,7 @@ var errStreamIDSyntax = errors.New(`srt: bad streamid: use "publish:PATH", "read
 //	publish:live/test              read:live/test
 //	publish:live/test:USER:PASS    publish:live/test?key=KEY
 //	#!::r=live/test,m=publish,u=USER,s=KEY    (m=request reads; m missing = request)
+//	publish:live/test?role=backup             #!::r=live/test,m=publish,role=backup
 //
 // and ffmpeg's percent-encoded "%23!::..." (it does not decode the URL
 // parameter). A missing or unparsable ID is an error, never a default path.
@@ -103,6 +108,8 @@ func parseAccessControl(s string) (StreamID, error) {
 			id.User = v
 		case "s":
 			id.Key = v
+		case "role":
+			id.Query = "role=" + url.QueryEscape(v)
 		case "h", "t":
 			// host and type: accepted and ignored (t=stream is the only type we serve)
 		default:
@@ -147,7 +154,7 @@ func parseShort(s string) (StreamID, error) {
 		if err != nil {
 			return StreamID{}, fmt.Errorf("%w: bad query %q", errStreamIDSyntax, q)
 		}
-		rest, id.Key = p, v.Get("key")
+		rest, id.Key, id.Query = p, v.Get("key"), q
 	}
 	parts := strings.Split(rest, ":")
 	switch len(parts) {

@@ -167,6 +167,9 @@ func hubStatus(err error) int {
 	if errors.Is(err, server.ErrPathBusy) || errors.Is(err, server.ErrRungPath) {
 		return http.StatusConflict
 	}
+	if errors.Is(err, server.ErrBadRole) {
+		return http.StatusBadRequest
+	}
 	return httperr.Status(err)
 }
 
