@@ -216,6 +216,7 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	if conf.Cluster.Enabled() { // no cluster section: the hub as without one
 		hc.PublishGuard = clusterGuard{&node}
 		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
+		hc.LiveElsewhere = func(path string) bool { return node.LiveElsewhere(path) }
 	}
 	recConf := conf.Record
 	recConf.WriteTimeout = conf.HTTP.WriteTimeout

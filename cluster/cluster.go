@@ -55,6 +55,8 @@ type Hub interface {
 	PublishTrusted(path string, tracks []*media.Track, opts server.PublishOptions) (*server.Publisher, error)
 	Stream(path string) *server.Stream
 	PathConfig(path string) server.PathConfig
+	// Promote makes a standby waiting on path its publisher.
+	Promote(path string) error
 }
 
 // Node is this node's part of the cluster. Its methods are safe for
@@ -80,6 +82,7 @@ type Node struct {
 	pulls    map[string]*pull
 	negative map[string]time.Time // path → until when no origin has it
 	refused  map[string]bool      // who sent a wrong cluster key (logged once each)
+	wake     chan struct{}        // standbyLoop: a path began to wait
 }
 
 // lease is a path this origin holds in the live map.
@@ -87,7 +90,10 @@ type lease struct {
 	count      int    // publishers let in by Acquire and not released
 	registered bool   // the map holds our entry (as far as we know)
 	conflict   string // the other origin's entry, when it took the path
-	since      time.Time
+	// elsewhere: another origin publishes the path; this one's publishers
+	// wait as standbys (paths.*.standby) until standbyLoop takes it.
+	elsewhere bool
+	since     time.Time
 }
 
 // New returns the node for c; dial opens pulls (edges). Start starts its
@@ -104,7 +110,7 @@ func New(c Config, hub Hub, dial Dialer, log *slog.Logger) *Node {
 	}
 	n := &Node{conf: c, self: Entry{Node: c.Node, Relay: c.RelayAddress}, hub: hub, dial: dial,
 		log: log.With("component", "cluster", "role", c.Role, "node", c.Node), allow: newAllowList(c),
-		leases: map[string]*lease{}, pulls: map[string]*pull{}, negative: map[string]time.Time{}, refused: map[string]bool{}}
+		leases: map[string]*lease{}, pulls: map[string]*pull{}, negative: map[string]time.Time{}, refused: map[string]bool{}, wake: make(chan struct{}, 1)}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	if c.Enabled() && c.Redis != "" {
 		opts, err := redisOptions(c.Redis, c.RedisTimeout)
@@ -136,6 +142,13 @@ func (n *Node) Start() error {
 			defer n.wg.Done()
 			n.refreshLoop()
 		}()
+		if n.conf.Role == RoleOrigin {
+			n.wg.Add(1)
+			go func() {
+				defer n.wg.Done()
+				n.standbyLoop()
+			}()
+		}
 	}
 	return nil
 }

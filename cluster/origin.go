@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -62,13 +63,13 @@ func (n *Node) Acquire(ctx context.Context, path string) error {
 			return nil
 		}
 		if !ok {
-			// TODO(issue 17 item 3, cross-origin standby): once the hub
-			// takes a backup publisher for a path (branch standby), a
-			// publisher refused here because another live origin holds the
-			// path could wait as its backup instead: register under
-			// streamhub:standby:<path>, watch the main entry, and take it
-			// over with lm.takeOver when it disappears (its origin or its
-			// publisher died), so that the edges follow to this origin.
+			if perr == nil && n.hub != nil && n.hub.PathConfig(path).Standby != server.StandbyOff {
+				// Hot standby across origins: the publisher waits here
+				// (the hub asks LiveElsewhere) and this origin takes the
+				// path when the other's entry goes (standbyLoop).
+				n.addElsewhere(path, e)
+				return nil
+			}
 			if perr != nil {
 				return fmt.Errorf("%w: the cluster's live map holds another entry for it", server.ErrPathBusy)
 			}
@@ -77,6 +78,115 @@ func (n *Node) Acquire(ctx context.Context, path string) error {
 	}
 	n.addLease(path, true, false)
 	return nil
+}
+
+// addElsewhere counts one more publisher of path that waits as a standby
+// while the origin in e holds the path.
+func (n *Node) addElsewhere(path string, e Entry) {
+	n.mu.Lock()
+	l := n.leases[path]
+	first := l == nil
+	if first {
+		l = &lease{since: time.Now(), elsewhere: true}
+		n.leases[path] = l
+	}
+	l.count++
+	n.mu.Unlock()
+	if first {
+		n.log.Info("publisher waits as a standby: another origin publishes the path", "path", path, "origin", e.Node, "relay", e.Relay)
+		select {
+		case n.wake <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// LiveElsewhere is the hub's HubConfig.LiveElsewhere: whether this
+// origin's publishers of path wait for another origin's (addElsewhere).
+func (n *Node) LiveElsewhere(path string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	l := n.leases[path]
+	return l != nil && l.elsewhere
+}
+
+// standbyPoll is how often an origin with standbys waiting for another
+// origin's path tries to take it; deadPoll how often it probes whether
+// that origin's process is gone.
+const (
+	standbyPoll = 100 * time.Millisecond
+	deadPoll    = time.Second
+)
+
+// standbyLoop takes the paths this origin's standbys wait for as soon as
+// the other origin's entry is gone (its publisher left: the entry is
+// deleted at once) or its origin refuses connections (crashed: the entry
+// would stay for the TTL), and promotes the standby in the hub.
+func (n *Node) standbyLoop() {
+	t := time.NewTicker(standbyPoll)
+	defer t.Stop()
+	probed := map[string]time.Time{}
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		case <-n.wake:
+		}
+		n.mu.Lock()
+		var paths []string
+		for p, l := range n.leases {
+			if l.elsewhere {
+				paths = append(paths, p)
+			}
+		}
+		n.mu.Unlock()
+		for p := range probed {
+			if !slices.Contains(paths, p) {
+				delete(probed, p)
+			}
+		}
+		for _, p := range paths {
+			ok, other, err := n.lm.register(n.ctx, p)
+			if n.ctx.Err() != nil {
+				return
+			}
+			n.health.note(n.log, err)
+			if err != nil {
+				break
+			}
+			if !ok {
+				e, perr := parseEntry(other)
+				if perr != nil || time.Since(probed[p]) < deadPoll {
+					continue
+				}
+				probed[p] = time.Now()
+				if !n.deadOrigin(e) {
+					continue
+				}
+				if ok, err = n.lm.takeOver(n.ctx, p, other); err != nil || !ok {
+					continue
+				}
+				n.log.Info("origin that held the path refuses connections: taking the path over", "path", p, "origin", e.Node, "relay", e.Relay)
+			}
+			n.mu.Lock()
+			l := n.leases[p]
+			if l != nil {
+				l.elsewhere, l.registered = false, true
+			}
+			n.mu.Unlock()
+			if l == nil {
+				// Its publishers left meanwhile: give the entry back.
+				n.health.note(n.log, n.lm.unregister(n.ctx, p))
+				continue
+			}
+			if err := n.hub.Promote(p); err != nil {
+				n.log.Warn("path taken for a standby that could not go live", "path", p, "cause", err.Error())
+				continue
+			}
+			n.log.Info("standby publisher took the path over from another origin", "path", p)
+		}
+	}
 }
 
 // addLease counts one more publisher of path. With onlyIfHeld it does so
@@ -170,8 +280,10 @@ func (n *Node) refreshOnce() {
 	}
 	n.mu.Lock()
 	paths := make([]string, 0, len(n.leases))
-	for p := range n.leases {
-		paths = append(paths, p)
+	for p, l := range n.leases {
+		if !l.elsewhere { // standbyLoop's
+			paths = append(paths, p)
+		}
 	}
 	n.mu.Unlock()
 	if len(paths) == 0 {
