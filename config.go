@@ -21,6 +21,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/record"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/tlscert"
@@ -51,6 +52,8 @@ type Config struct {
 	// WebRTC is WHIP ingest and WHEP playback.
 	WebRTC webrtc.Config `yaml:"webrtc"`
 	Paths  PathsConfig   `yaml:"paths"`
+	// Record is where and how recorded paths are kept (package record).
+	Record record.Config `yaml:"record"`
 	// Cluster makes this node an origin or an edge of a cluster.
 	Cluster cluster.Config `yaml:"cluster"`
 	// TLS is the certificate of HTTPS, RTMPS and RTSPS: files or ACME.
@@ -295,6 +298,7 @@ func (c *Config) Validate() []error {
 		}
 	}
 	errs = append(errs, c.Transcode.Validate("transcode")...)
+	errs = append(errs, c.Record.Validate("record")...)
 	errs = append(errs, c.Cluster.Validate("cluster")...)
 	if c.Cluster.Enabled() && c.RTMP.Address == "" {
 		bad("rtmp.address", "a node of a cluster relays over RTMP: give rtmp.address (cluster.role is %s)", c.Cluster.Role)
@@ -394,6 +398,19 @@ func isLiteralPath(match string) bool {
 	return server.ValidatePath(match) == nil && !strings.ContainsAny(match, "*?[]\\~")
 }
 
+// Recording reports whether paths.default or an override records.
+func (c *Config) Recording() bool {
+	if c.Paths.Default.Record {
+		return true
+	}
+	for _, o := range c.overrides {
+		if o.conf.Record {
+			return true
+		}
+	}
+	return false
+}
+
 // SourcePaths returns the paths whose override names a source.
 func (c *Config) SourcePaths() []string {
 	var out []string
@@ -466,6 +483,7 @@ func (c *Config) PathConfig(path string) server.PathConfig {
 		if name == transcode.OpusRung {
 			pc := c.PathConfig(source)
 			pc.Transcode, pc.Ladder, pc.Source, pc.RungOf = server.TranscodeOff, nil, "", source
+			pc.Record = false // the source's own audio is recorded already
 			return pc
 		}
 		if c.isRung(source, name) || server.IsPublisherRungName(name) {

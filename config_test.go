@@ -153,6 +153,13 @@ func TestBadValues(t *testing.T) {
 		{"paths:\n  overrides:\n    - match: \"cam\"\n      source: \"rtsp://u:p@cam/x\"\n      sourceTransport: quic\n", "paths.overrides[0].sourceTransport", "auto"},
 		{"paths:\n  default:\n    readKey: \"a@b\"\n", "paths.default.readKey", "password"},
 		{"paths:\n  overrides:\n    - match: \"cam*\"\n    - match: \"cam1\"\n      source: \"rtsp://c/x\"\n", "paths.overrides[1].source", "never used"},
+		{"paths:\n  default:\n    rewindWindow: -1s\n", "paths.default.rewindWindow", "24h"},
+		{"record:\n  directory: \"\"\n", "record.directory", "recordings"},
+		{"record:\n  pathFormat: \"../%path/%Y-%m-%d_%H-%M-%S\"\n", "record.pathFormat", ".."},
+		{"record:\n  pathFormat: \"%Y-%m-%d\"\n", "record.pathFormat", "%path"},
+		{"record:\n  fragmentDuration: 1ms\n", "record.fragmentDuration", "200ms"},
+		{"record:\n  diskBudget: 1KiB\n", "record.diskBudget", "16MiB"},
+		{"record:\n  onSegmentComplete:\n    url: ftp://x\n", "record.onSegmentComplete.url", "http://"},
 		{"streams:\n  database: \"postgres://u:pw@db:notaport/x\"\n", "streams.database", "not a valid PostgreSQL URL"},
 		{"streams:\n  databaseTimeout: 10ms\n", "streams.databaseTimeout", "100ms"},
 	} {
@@ -380,5 +387,25 @@ func TestListenerOff(t *testing.T) {
 	c := mustLoad(t, "rtmp:\n  address: \"\"\nsrt:\n  address: \"\"\n")
 	if errs := c.Validate(); len(errs) > 0 {
 		t.Fatalf("empty addresses refused: %v", errs)
+	}
+}
+
+func TestRecordingConfig(t *testing.T) {
+	c, err := loadConfig(nil)
+	if err != nil || len(c.Validate()) > 0 {
+		t.Fatal(err, c.Validate())
+	}
+	if c.Recording() || c.PathConfig("live/x").Record || c.PathConfig("live/x").RewindWindow != 30*time.Minute {
+		t.Fatal("recording is on by default")
+	}
+	c, err = loadConfig([]byte("paths:\n  overrides:\n    - match: \"live/*\"\n      record: true\n"))
+	if err != nil || len(c.Validate()) > 0 {
+		t.Fatal(err, c.Validate())
+	}
+	if !c.Recording() || !c.PathConfig("live/x").Record || c.PathConfig("other").Record {
+		t.Fatal("the override does not record live/*")
+	}
+	if !c.PathConfig("live/x/480p").Record || c.PathConfig("live/x/webrtc").Record {
+		t.Fatal("a rung records like its source; the WebRTC audio companion does not")
 	}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/streamhub/streamhub/protocols/rtsp"
 	"github.com/streamhub/streamhub/protocols/srt"
 	"github.com/streamhub/streamhub/protocols/webrtc"
+	"github.com/streamhub/streamhub/record"
 	"github.com/streamhub/streamhub/registry"
 	"github.com/streamhub/streamhub/server"
 	"github.com/streamhub/streamhub/tlscert"
@@ -217,9 +218,13 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 		hc.RelayKey = func(path, key string) (bool, error) { return node.RelayKey(path, key) }
 		hc.LiveElsewhere = func(path string) bool { return node.LiveElsewhere(path) }
 	}
-	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived) }
+	recConf := conf.Record
+	recConf.WriteTimeout = conf.HTTP.WriteTimeout
+	rec := record.New(recConf, nil, log) // its hub is set below
+	hc.OnPublish = func(path string, derived bool) { ladder.OnPublish(path, derived); rec.OnPublish(path, derived) }
 	hc.OnUnpublish = func(path string, derived bool) { ladder.OnUnpublish(path, derived) }
 	hub := server.NewHub(hc)
+	rec.SetHub(hub)
 	reg.Watch(func(id string) { // a key rotated or a stream deleted through another node
 		if hub.KickPublisher(reg.Path(id)) {
 			log.Info("stream key revoked on another node: publisher kicked", "id", id)
@@ -311,9 +316,14 @@ func runServe(ctx context.Context, configFile string, logOut io.Writer) error {
 	if conf.Cluster.Enabled() {
 		comps = append(comps, component{name: "cluster", start: node.Start, close: node.Close})
 	}
+	// The recorder starts before the listeners (recovery first) and closes
+	// after them, once hub.Close ended its readers and segments.
+	if conf.Recording() {
+		comps = append([]component{{name: "record", start: rec.Start, close: rec.Close}}, comps...)
+	}
 	httpDone := make(chan error, 1)
 	if conf.HTTP.Address != "" {
-		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, node, log, httpDone, ops))
+		comps = append(comps, httpComponent(conf, hub, reg, ladder, signer, rtcH, certs, node, rec, log, httpDone, ops))
 	}
 	for i, c := range comps {
 		if err := c.start(); err != nil {
@@ -391,7 +401,7 @@ type component struct {
 // pages on http.address, over TLS (HTTP/2 and HTTP/1.1) with certs' certificate
 // when certs is not nil. Its Serve error goes to done.
 func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, certs *tlscert.Manager, node *cluster.Node, log *slog.Logger, done chan<- error, ops *opsState) component {
+	rtcH http.Handler, certs *tlscert.Manager, node *cluster.Node, rec *record.Recorder, log *slog.Logger, done chan<- error, ops *opsState) component {
 	// Built at start, after the other components bound their addresses.
 	var (
 		flv     *httpflv.Handler
@@ -406,7 +416,7 @@ func httpComponent(conf *Config, hub *server.Hub, reg registry.Registry, ladder 
 				return fmt.Errorf("http: listen on %s (http.address): %w", conf.HTTP.Address, err)
 			}
 			conf.HTTP.Address = rawLn.Addr().String()
-			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, log, ops)
+			flv, hlsH, webH, httpSrv = httpHandlers(conf, hub, reg, ladder, signer, rtcH, node, rec, log, ops)
 			ln := guard.Listen(rawLn, guard.ListenerConfig{Name: "http", MaxPerAddr: conf.Limits.MaxConnsPerAddress, Log: log})
 			if certs != nil {
 				// ServeTLS with TLSConfig's certificate: it keeps "h2" in
@@ -454,7 +464,7 @@ func registryDigest(reg registry.Registry, path string) (string, []byte, bool) {
 // httpHandlers builds what the HTTP listener serves: HTTP-FLV, LL-HLS, the
 // API, /metrics, WHIP/WHEP (rtcH, nil when off) and the web pages.
 func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *transcode.Manager, signer *auth.Signer,
-	rtcH http.Handler, node *cluster.Node, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
+	rtcH http.Handler, node *cluster.Node, rec *record.Recorder, log *slog.Logger, ops *opsState) (*httpflv.Handler, *hls.Handler, *web.Handler, *http.Server) {
 	flv := httpflv.New(httpflv.Config{WriteTimeout: conf.HTTP.WriteTimeout}, hub, log)
 	hlsConf := conf.HLSServerConfig()
 	hlsConf.ShareSecret = conf.Auth.PlaySecret // share values survive a restart when links are signed
@@ -469,8 +479,9 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 	ops.hls.Store(hlsH)
 	apiConf := api.Config{AdminToken: conf.API.AdminToken, PublicHost: conf.API.PublicHost,
 		RTMPAddr: conf.RTMP.Address, RTSPAddr: conf.RTSP.Address, SRTAddr: conf.SRT.Address, HTTPAddr: conf.HTTP.Address,
-		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload}
-	metricsExtra := []prometheus.Collector{api.RegistryCollector(reg), api.ReloadMetrics(ops.reload)}
+		HTTPS: conf.TLSConfig().Enabled(), Version: versionString(), Signer: signer, Reloader: ops.reload,
+		Recording: recordingStatus(conf, rec)}
+	metricsExtra := []prometheus.Collector{api.RegistryCollector(reg), api.ReloadMetrics(ops.reload), rec}
 	if node != nil && conf.Cluster.Enabled() {
 		apiConf.Cluster = func() any { return node.Status() }
 		metricsExtra = append(metricsExtra, node)
@@ -497,13 +508,21 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 		}
 		return n
 	}
+	if conf.Recording() {
+		wc.Rewind = func(path string) time.Duration { // the watch page's rewind and recordings list
+			if pc := hub.PathConfig(path); pc.Record { // the running config (hot reload)
+				return pc.RewindWindow
+			}
+			return 0
+		}
+	}
 	webH := web.NewWithConfig(hub, wc, log)
 	// Every connection has a deadline: headers and body within
 	// readTimeout, an idle keep-alive closed after idleTimeout, a response
 	// written within a blocking HLS wait plus writeTimeout. HTTP-FLV and
 	// chat take their connections over (hijack) and set their own.
 	httpSrv := &http.Server{
-		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, apiH, api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH))),
+		Handler:           guard.HTTPHandler(log, ops.routes(router(flv, hlsH, withRecordings(apiH, rec), api.Metrics(hub, ladder, hlsH.Responses, metricsExtra...), webH, rtcH))),
 		ReadHeaderTimeout: min(10*time.Second, conf.HTTP.ReadTimeout),
 		ReadTimeout:       conf.HTTP.ReadTimeout,
 		WriteTimeout:      conf.HLS.BlockTimeout + conf.HTTP.WriteTimeout,
@@ -511,6 +530,27 @@ func httpHandlers(conf *Config, hub *server.Hub, reg registry.Registry, ladder *
 		ErrorLog:          httpErrorLog(log),
 	}
 	return flv, hlsH, webH, httpSrv
+}
+
+// recordingStatus is the API's view of the recorder, nil when no path
+// records.
+func recordingStatus(conf *Config, rec *record.Recorder) func(string) any {
+	if !conf.Recording() {
+		return nil
+	}
+	return func(path string) any { return rec.PathStatus(path) }
+}
+
+// withRecordings sends the playback API (/api/v1/recordings...) to the
+// recorder and the rest of /api/ to the API.
+func withRecordings(apiH http.Handler, rec *record.Recorder) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if record.IsRecordings(r.URL.Path) {
+			rec.ServeHTTP(w, r)
+			return
+		}
+		apiH.ServeHTTP(w, r)
+	})
 }
 
 // router sends /api/ to the API, /metrics to Prometheus, /PATH.flv to

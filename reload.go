@@ -72,6 +72,10 @@ var keyClasses = []keyClass{
 	{key: "paths", hot: true, how: "new publishers, readers and sources (sessions running keep theirs)"},
 	// The cluster's role, Redis and secret are the node's identity in the cluster.
 	{key: "cluster"},
+	// The recorder's directory, index and workers are made at start.
+	{key: "record"},
+	{key: "paths.default.record", hot: true, how: "paths published after the reload, when the server started with a recorded path (else at the next start: the recorder is made at start)"},
+	{key: "paths.overrides.record", hot: true, how: "paths published after the reload, when the server started with a recorded path (else at the next start: the recorder is made at start)"},
 }
 
 // classOf returns the entry of keyClasses for key ("paths.overrides[2].join"

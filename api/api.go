@@ -68,6 +68,9 @@ type Config struct {
 	Cluster func() any
 	// Reloader reloads the config file (POST /api/v1/config/reload); nil: off.
 	Reloader Reloader
+	// Recording, if set, returns a path's recording state and disk use
+	// (the recorder's), shown in the stream views; nil: recording is off.
+	Recording func(path string) any
 }
 
 // Ladder is what the API shows of the transcoder.
@@ -404,6 +407,8 @@ type StreamInfo struct {
 	Created time.Time `json:"created"`
 	Live    bool      `json:"live"`
 	Play    Play      `json:"play"`
+	// Recording is the recorder's state of the path (recording on only).
+	Recording any `json:"recording,omitempty"`
 	// Figures is set while the stream is live.
 	Figures *Figures `json:"figures,omitempty"`
 }
@@ -438,6 +443,8 @@ type Figures struct {
 	Standbys      []server.StandbyStats `json:"standbys,omitempty"`
 	Takeovers     uint64                `json:"takeovers,omitempty"`
 	Failbacks     uint64                `json:"failbacks,omitempty"`
+	// Recording is the recorder's state of the path (recording on only).
+	Recording any `json:"recording,omitempty"`
 }
 
 // TrackInfo describes one track.
@@ -478,6 +485,9 @@ func (h *Handler) figures(s *server.Stream) *Figures {
 		f.Tracks = append(f.Tracks, trackInfo(t))
 	}
 	f.BitrateIn = h.rate(st.Path, st.BytesIn, st.Uptime)
+	if h.conf.Recording != nil {
+		f.Recording = h.conf.Recording(st.Path)
+	}
 	for _, o := range h.hub.Streams() {
 		if rest, ok := strings.CutPrefix(o.Path(), st.Path+"/"); ok && o.Derived() && !strings.Contains(rest, "/") {
 			f.Renditions = append(f.Renditions, rest)
@@ -567,6 +577,9 @@ func (h *Handler) info(w http.ResponseWriter, _ *http.Request) {
 func (h *Handler) streamInfo(r *http.Request, s registry.Stream) StreamInfo {
 	path := h.reg.Path(s.ID)
 	si := StreamInfo{ID: s.ID, Name: s.Name, Path: path, Created: s.Created, Play: h.playURLs(r, path)}
+	if h.conf.Recording != nil {
+		si.Recording = h.conf.Recording(path)
+	}
 	if hs := h.hub.Stream(path); hs != nil {
 		si.Live = hs.Publishing()
 		si.Figures = h.figures(hs)

@@ -382,3 +382,28 @@ func TestFailureBudget(t *testing.T) {
 		t.Errorf("%d refusal lines for 12 refusals of two kinds from one address in one window, want 2 to 10:\n%s", n, logBuf.String())
 	}
 }
+
+// The stream views show the recorder's state of the path when one is set.
+func TestRecordingInStreamViews(t *testing.T) {
+	const admin = "0123456789abcdef"
+	e := newEnv(t, admin)
+	var asked []string
+	e.h.conf.Recording = func(path string) any {
+		asked = append(asked, path)
+		return map[string]any{"state": "recording", "bytes": 42}
+	}
+	var c Created
+	if code := e.do(t, "POST", "/api/v1/streams", admin, `{"name":"rec"}`, &c); code != 201 {
+		t.Fatalf("create: %d", code)
+	}
+	var got struct {
+		Streams []struct {
+			Path      string         `json:"path"`
+			Recording map[string]any `json:"recording"`
+		} `json:"streams"`
+	}
+	if code := e.do(t, "GET", "/api/v1/streams", "", "", &got); code != 200 || len(got.Streams) != 1 ||
+		got.Streams[0].Recording["state"] != "recording" || got.Streams[0].Recording["bytes"] != 42.0 || asked[0] != c.Path {
+		t.Fatalf("streams view: %d %+v (asked %v)", code, got, asked)
+	}
+}

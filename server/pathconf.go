@@ -92,6 +92,12 @@ type PathConfig struct {
 	// stalled encoder or link whose connection has not ended yet); 0 waits
 	// for the connection to end (the protocol's read timeout).
 	StandbyTimeout time.Duration `yaml:"standbyTimeout"`
+	// Record keeps the path on disk as fMP4 segments (the record: section
+	// says where and how; package record does it).
+	Record bool `yaml:"record"`
+	// RewindWindow is how far back the watch page lets a viewer seek in
+	// the recording (0: no rewind).
+	RewindWindow time.Duration `yaml:"rewindWindow"`
 
 	// RungOf is set (not by the file: by the config resolution) on a path
 	// that is a rung of another path's ladder (live/x/480p of live/x):
@@ -210,6 +216,9 @@ func (c *PathConfig) Validate(at string) []error {
 	if c.StandbyTimeout != 0 && (c.StandbyTimeout < 100*time.Millisecond || c.StandbyTimeout > time.Minute) {
 		bad("standbyTimeout", "must be 0s (off) or between 100ms and 1m (got %s)", c.StandbyTimeout)
 	}
+	if c.RewindWindow < 0 || c.RewindWindow > 24*time.Hour {
+		bad("rewindWindow", "must be between 0s (off) and 24h (got %s)", c.RewindWindow)
+	}
 	return errs
 }
 
@@ -232,6 +241,7 @@ func DefaultPathConfig() PathConfig {
 		Transcode:         TranscodeOnDemand,
 		Standby:           StandbyOff,
 		StandbyTimeout:    time.Second,
+		RewindWindow:      30 * time.Minute,
 	}
 }
 

@@ -176,6 +176,12 @@ type watchConf struct {
 	Libs         map[string]string `json:"libs"`
 	Missing      string            `json:"missing"` // what to do when a library is missing
 	ChatMaxBytes int               `json:"chatMaxBytes"`
+	// Recordings lists the path's recordings (/api/v1/recordings), ""
+	// when it is not recorded; Rewind is its rewind playlist and
+	// RewindSeconds how far back it reaches.
+	Recordings    string  `json:"recordings"`
+	Rewind        string  `json:"rewind"`
+	RewindSeconds float64 `json:"rewindSeconds"`
 }
 
 // watchPage is the data of watch.html.
@@ -213,6 +219,17 @@ func (h *Handler) serveWatch(w http.ResponseWriter, r *http.Request) {
 		conf.Chat += conf.KeyQuery
 		if conf.WHEP != "" {
 			conf.WHEP += conf.KeyQuery
+		}
+	}
+	if h.conf.Rewind != nil {
+		if win := h.conf.Rewind(p); win > 0 {
+			v := url.Values{"path": {p}}
+			if k := q.Get("key"); k != "" {
+				v.Set("key", k)
+			}
+			conf.Recordings = "/api/v1/recordings?" + v.Encode()
+			conf.Rewind = "/api/v1/recordings/rewind.m3u8?" + v.Encode()
+			conf.RewindSeconds = win.Seconds()
 		}
 	}
 	// The mode asked for, else WebRTC where the stream's video can go over

@@ -55,6 +55,10 @@ type Config struct {
 	// RTCPeerConnection (webrtc.iceServers); none is needed on a LAN or
 	// when the server's address is reachable.
 	ICEServers []ICEServer
+	// Rewind returns how far back the watch page lets a viewer rewind
+	// path (its recording, paths.*.rewindWindow), 0 for no rewind; it
+	// also lists the path's recordings when it is not nil. Nil: neither.
+	Rewind func(path string) time.Duration
 }
 
 // ICEServer is one STUN or TURN server, as the pages hand it to

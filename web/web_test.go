@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
@@ -178,6 +179,16 @@ func TestWatchPage(t *testing.T) {
 	c = watchConfOf("/watch/live/test?mode=flv&rung=120p")
 	if c.Mode != "flv" || c.Rung != "120p" || !slices.Equal(c.Rungs, []string{"240p", "160p", "120p"}) {
 		t.Errorf("?mode=flv&rung=120p: %+v", c)
+	}
+	if c.Rewind != "" || c.Recordings != "" {
+		t.Errorf("rewind offered without a recorder: %+v", c)
+	}
+	conf.Rewind = func(string) time.Duration { return 30 * time.Minute }
+	_, srv = newTestServer(t, newTestHub(t), conf)
+	c = watchConfOf("/watch/live/test?key=k%26x")
+	if c.Rewind != "/api/v1/recordings/rewind.m3u8?key=k%26x&path=live%2Ftest" || c.RewindSeconds != 1800 ||
+		c.Recordings != "/api/v1/recordings?key=k%26x&path=live%2Ftest" {
+		t.Errorf("rewind settings: %+v", c)
 	}
 	c = watchConfOf("/watch/live/test?mode=nope&rung=..")
 	if c.Mode != "hls" || c.Rung != "" {

@@ -110,6 +110,10 @@
   async function start() {
     const gen = ++state.gen;
     stop();
+    if (state.rewinding) {
+      state.rewinding = false;
+      liveBtn.hidden = true;
+    }
     if (state.mode === 'webrtc' && !(conf.whep && window.RTCPeerConnection)) {
       state.mode = 'hls';
       fallbackEl.textContent = conf.whep ? 'This browser has no WebRTC (RTCPeerConnection): playing LL-HLS.' : 'This server has no WebRTC: playing LL-HLS.';
@@ -408,6 +412,94 @@
     else latencyEl.textContent = 'latency ' + latency.toFixed(2) + ' s';
     resolutionEl.textContent = video.videoWidth ? video.videoWidth + '×' + video.videoHeight : '';
   }, 500);
+
+  // Rewind: the path's recording as HLS (an EVENT playlist into the
+  // recorded files, /api/v1/recordings/rewind.m3u8) from rewindSeconds
+  // back; the video's controls seek in it, "Rewind 2 min" jumps back,
+  // "Back to live" plays the live mode again.
+  const rewindEl = document.getElementById('rewind');
+  const backBtn = document.getElementById('rewind-back');
+  const liveBtn = document.getElementById('rewind-live');
+  state.rewinding = false;
+
+  function jumpBack(seconds) {
+    const s = video.seekable;
+    const lo = s.length ? s.start(0) : 0;
+    video.currentTime = Math.max(lo, video.currentTime - seconds);
+  }
+
+  async function startRewind() {
+    const gen = ++state.gen;
+    stop();
+    state.rewinding = true;
+    liveBtn.hidden = false;
+    setStatus('loading the recording…');
+    try {
+      await loadScript(conf.libs.hls);
+    } catch (e) {
+      setStatus(e.message, true);
+      return;
+    }
+    if (gen !== state.gen) return;
+    if (!window.Hls || !Hls.isSupported()) {
+      setStatus('This browser cannot play the recording (no Media Source Extensions).', true);
+      return;
+    }
+    const from = new Date(Date.now() - conf.rewindSeconds * 1000).toISOString();
+    const hls = new Hls({ backBufferLength: 60 });
+    state.hls = hls;
+    hls.on(Hls.Events.ERROR, (_, d) => {
+      note('rewind ' + (d.fatal ? 'fatal ' : '') + d.type + ' ' + d.details);
+      if (d.fatal && d.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+      else if (d.fatal) setStatus('rewind: ' + d.details, true);
+    });
+    video.addEventListener('canplay', () => {
+      if (state.hls !== hls) return;
+      jumpBack(120);
+      video.play().catch(() => {});
+      setStatus('rewound: seek with the controls, or go back to live');
+    }, { once: true });
+    hls.loadSource(conf.rewind + '&from=' + encodeURIComponent(from));
+    hls.attachMedia(video);
+  }
+
+  backBtn.addEventListener('click', () => {
+    if (state.rewinding && state.hls && video.seekable.length) jumpBack(120);
+    else startRewind();
+  });
+  liveBtn.addEventListener('click', () => {
+    state.rewinding = false;
+    liveBtn.hidden = true;
+    start();
+  });
+  if (conf.rewind) rewindEl.hidden = false;
+
+  // The path's recordings: the newest spans, each a download link.
+  async function listRecordings() {
+    const box = document.getElementById('recordings');
+    const ul = document.getElementById('recordings-list');
+    try {
+      const r = await fetch(conf.recordings);
+      if (!r.ok) return;
+      const j = await r.json();
+      const items = j.spans.slice(-20).reverse().map((sp) => {
+        const li = document.createElement('li');
+        const a = document.createElement('a');
+        a.href = sp.url;
+        a.textContent = new Date(sp.start).toLocaleString() + ' · ' + Math.round(sp.duration) + ' s';
+        li.append(a);
+        return li;
+      });
+      ul.replaceChildren(...items);
+      box.hidden = items.length === 0;
+    } catch (e) {
+      note('recordings: ' + e.message);
+    }
+  }
+  if (conf.recordings) {
+    listRecordings();
+    setInterval(listRecordings, 30000);
+  }
 
   start();
 })();
