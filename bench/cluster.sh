@@ -7,7 +7,9 @@
 # byte its publisher sent, over a window of T once every viewer plays
 # (streamhub_stream_bytes_out_total / streamhub_stream_bytes_in_total of
 # the path: about 2 plus FLV/RTMP framing). The edges' own egress (their
-# viewers') is shown beside it.
+# viewers') is shown beside it. Then, in the same run, one standalone node
+# (no cluster section) with the same source and N viewers: an edge's CPU
+# per viewer-second against a single node's.
 #
 #   bench/cluster.sh [-n 500] [-t 15s]
 #
@@ -53,6 +55,8 @@ PIDS+=("$!")
 node() {
   local name=$1 role=$2 rtmp http
   rtmp=$(free_port) http=$(free_port)
+  local cl=""
+  [ "$role" = standalone ] || cl="cluster: {role: $role, node: $name, redis: \"$REDIS\", relayAddress: \"127.0.0.1:$rtmp\", secret: bench-cluster-secret-0123456789, allowedRelays: [127.0.0.0/8]}"
   cat > "$work/$name.yml" <<YML
 log: {level: warn}
 limits: {maxConnsPerAddress: 0}
@@ -63,13 +67,7 @@ srt: {address: ""}
 webrtc: {enabled: false}
 streams: {database: "$work/$name.db"}
 paths: {default: {transcode: "off", gracePeriod: 10s}}
-cluster:
-  role: $role
-  node: $name
-  redis: "$REDIS"
-  relayAddress: "127.0.0.1:$rtmp"
-  secret: "bench-cluster-secret-0123456789"
-  allowedRelays: ["127.0.0.0/8"]
+$cl
 YML
   "$out/streamhub" --config "$work/$name.yml" > "$work/$name.log" 2>&1 &
   PIDS+=("$!")
@@ -117,6 +115,7 @@ n, desc, tick = int(a[0]), a[1], float(a[2])
 t0, t1, in0, in1, o0, o1, e10, e11, e20, e21, c0, c1, d10, d11, d20, d21 = map(float, a[3:19])
 relays = a[19]
 secs = t1 - t0
+open("bench/out/cluster.secs", "w").write(f"{secs}\n")
 rate_in = (in1 - in0) * 8 / secs / 1e6
 print(f"| source | viewers | window | stream in | origin out | ratio | relays | edge-1 out | edge-2 out | CPU origin / edge-1 / edge-2 |")
 print(f"|---|---|---|---|---|---|---|---|---|---|")
@@ -125,3 +124,32 @@ print(f"| {desc} | 2 x {n} HTTP-FLV | {secs:.1f} s | {rate_in:.2f} Mbit/s | {(o1
       f"{(c1-c0)/tick/secs:.2f} / {(d11-d10)/tick/secs:.2f} / {(d21-d20)/tick/secs:.2f} s/s |")
 PY
 grep -E "connected|errors" "$out/cluster-edge1.txt" "$out/cluster-edge2.txt" | head -6 || true
+
+# The same viewers on one standalone node, after the cluster's run.
+for p in "$PID_origin" "$PID_edge1" "$PID_edge2"; do kill "$p" 2>/dev/null || true; done
+node single standalone
+sleep 1
+ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$src" -c copy -f flv "rtmp://$RTMP_single/live/bench" \
+  > "$work/publisher-single.log" 2>&1 &
+PIDS+=("$!")
+sleep 4
+"$out/flvload" -url "http://$HTTP_single/live/bench.flv" -n "$N" -t "$((secs + 8))s" > "$out/cluster-single.txt" &
+L3=$!; PIDS+=("$L3")
+sleep 4
+s0=$(ticks "$PID_single"); t0=$(date +%s.%N)
+sleep "$secs"
+s1=$(ticks "$PID_single"); t1=$(date +%s.%N)
+wait "$L3" || true
+python3 - "$N" "$(getconf CLK_TCK)" "$t0" "$t1" "$s0" "$s1" "$d10" "$d11" "$d20" "$d21" "$(cat "$out/cluster.secs")" <<'PY' | tee -a "$out/cluster.md"
+import sys
+a = sys.argv[1:]
+n, tick = int(a[0]), float(a[1])
+t0, t1, s0, s1, d10, d11, d20, d21, csecs = map(float, a[2:11])
+single = (s1 - s0) / tick / (t1 - t0) / n * 1e6
+edges = [(d11 - d10) / tick / csecs / n * 1e6, (d21 - d20) / tick / csecs / n * 1e6]
+print()
+print("| CPU per viewer-second | edge-1 | edge-2 | single node | edges / single |")
+print("|---|---|---|---|---|")
+print(f"| {n} HTTP-FLV viewers | {edges[0]:.0f} µs | {edges[1]:.0f} µs | {single:.0f} µs | {sum(edges)/2/single:.2f} |")
+PY
+grep -E "connected|errors" "$out/cluster-single.txt" | head -2 || true
