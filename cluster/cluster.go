@@ -93,6 +93,9 @@ type lease struct {
 	// elsewhere: another origin publishes the path; this one's publishers
 	// wait as standbys (paths.*.standby) until standbyLoop takes it.
 	elsewhere bool
+	// promote: standbyLoop took the path for this origin's standbys; they
+	// go live as soon as one is attached (promotePending).
+	promote bool
 	since     time.Time
 }
 

@@ -172,20 +172,46 @@ func (n *Node) standbyLoop() {
 			n.mu.Lock()
 			l := n.leases[p]
 			if l != nil {
-				l.elsewhere, l.registered = false, true
+				l.elsewhere, l.registered, l.promote = false, true, true
 			}
 			n.mu.Unlock()
 			if l == nil {
 				// Its publishers left meanwhile: give the entry back.
 				n.health.note(n.log, n.lm.unregister(n.ctx, p))
-				continue
 			}
-			if err := n.hub.Promote(p); err != nil {
-				n.log.Warn("path taken for a standby that could not go live", "path", p, "cause", err.Error())
-				continue
-			}
-			n.log.Info("standby publisher took the path over from another origin", "path", p)
 		}
+		n.promotePending()
+	}
+}
+
+// promotePending makes the standbys of the paths standbyLoop took go live
+// (Hub.Promote). A publisher still between its claim and its tracks (an
+// RTMP probe, RTSP from ANNOUNCE to RECORD) is not in the hub yet: its path
+// stays pending and is tried again at the next tick.
+func (n *Node) promotePending() {
+	n.mu.Lock()
+	var paths []string
+	for p, l := range n.leases {
+		if l.promote {
+			paths = append(paths, p)
+		}
+	}
+	n.mu.Unlock()
+	for _, p := range paths {
+		err := n.hub.Promote(p)
+		if errors.Is(err, server.ErrStreamNotFound) || errors.Is(err, server.ErrNoStandby) {
+			continue // not attached yet
+		}
+		n.mu.Lock()
+		if l := n.leases[p]; l != nil {
+			l.promote = false
+		}
+		n.mu.Unlock()
+		if err != nil {
+			n.log.Warn("path taken for a standby that could not go live", "path", p, "cause", err.Error())
+			continue
+		}
+		n.log.Info("standby publisher took the path over from another origin", "path", p)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -17,7 +18,16 @@ import (
 // standbyOrigin is an origin's hub and node wired as main wires them.
 func standbyOrigin(t *testing.T, node, redisAddr string) (*server.Hub, *Node, *testfixtures.SyncBuffer) {
 	t.Helper()
+	hub, n, logs, _ := standbyOriginCounting(t, node, redisAddr)
+	return hub, n, logs
+}
+
+// standbyOriginCounting is standbyOrigin with a count of the hub's
+// OnPublish calls.
+func standbyOriginCounting(t *testing.T, node, redisAddr string) (*server.Hub, *Node, *testfixtures.SyncBuffer, *atomic.Int32) {
+	t.Helper()
 	var n *Node
+	published := &atomic.Int32{}
 	pc := server.DefaultPathConfig()
 	pc.Standby = server.StandbyTakeover
 	hub := server.NewHub(server.HubConfig{
@@ -25,10 +35,11 @@ func standbyOrigin(t *testing.T, node, redisAddr string) (*server.Hub, *Node, *t
 		Logger:        slog.New(slog.DiscardHandler),
 		PublishGuard:  guardFunc{acquire: func(ctx context.Context, p string) error { return n.Acquire(ctx, p) }, release: func(p string) { n.Release(p) }},
 		LiveElsewhere: func(p string) bool { return n.LiveElsewhere(p) },
+		OnPublish:     func(string, bool) { published.Add(1) },
 	})
 	t.Cleanup(hub.Close)
 	n, logs := newNode(t, testConfig(RoleOrigin, node, redisAddr), hub, nil)
-	return hub, n, logs
+	return hub, n, logs, published
 }
 
 type guardFunc struct {
@@ -101,4 +112,44 @@ func TestStandbyAcrossOrigins(t *testing.T) {
 	pa.Close()
 	pb.Close()
 	waitFor(t, "the entry deleted", func() bool { return !mr.Exists(keyPrefix + "live/x") })
+}
+
+// A publisher on B still between its claim and its tracks (an RTMP probe)
+// when A's leaves: B takes the path and the publisher goes live as soon as
+// it is attached, telling the hub's OnPublish (recording, the ladder).
+func TestStandbyAcrossOriginsBeforeTracks(t *testing.T) {
+	mr := miniredis.RunT(t)
+	hubA, _, _ := standbyOrigin(t, "origin-a", mr.Addr())
+	hubB, b, _, publishedB := standbyOriginCounting(t, "origin-b", mr.Addr())
+	ctx := context.Background()
+	tracks := func() []*media.Track {
+		return []*media.Track{{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67}, PPS: []byte{0x68}, Width: 320, Height: 240}}
+	}
+	ca, err := hubA.Publish(ctx, "live/y", server.PublishRequest{Peer: server.Peer{Protocol: "test", Remote: "192.0.2.1:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa, err := ca.Publish(tracks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cb, err := hubB.Publish(ctx, "live/y", server.PublishRequest{Peer: server.Peer{Protocol: "test", Remote: "192.0.2.2:1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pa.Close()
+	waitFor(t, "B's entry", func() bool { v, _ := mr.Get(keyPrefix + "live/y"); return strings.Contains(v, "origin-b") })
+	time.Sleep(3 * standbyPoll) // B's loop tries to promote a publisher not attached yet
+	pb, err := cb.Publish(tracks())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pb.Close()
+	waitFor(t, "B's publisher live", func() bool { return !pb.Standby() })
+	if b.LiveElsewhere("live/y") {
+		t.Error("B still says the path is live elsewhere")
+	}
+	if n := publishedB.Load(); n != 1 {
+		t.Errorf("B's hub told OnPublish %d times, want 1 (recording and the ladder start on it)", n)
+	}
 }

@@ -396,14 +396,27 @@ func (h *Hub) Promote(path string) error {
 		return ErrNoStandby
 	}
 	from := ""
-	if live := s.publisher; live != nil {
+	live := s.publisher
+	if live != nil {
 		from = live.describe()
 		s.demoteLocked(live)
 	}
 	s.takeOverLocked(next)
+	if live == nil {
+		// The path had standbys only (they waited for another node): it
+		// is published from now, as after Claim.Publish.
+		close(h.published)
+		h.published = make(chan struct{})
+	}
 	s.mu.Unlock()
 	h.mu.Unlock()
 	h.standbyEvent(StandbyEvent{Path: path, Kind: EventPromote, From: from, To: next.describe()})
+	if live == nil {
+		h.log.Info("stream publishing", "path", path, "protocol", next.opts.Protocol, "remote", next.opts.Remote, "promoted", true)
+		if h.conf.OnPublish != nil {
+			h.conf.OnPublish(path, next.opts.Derived)
+		}
+	}
 	return nil
 }
 
