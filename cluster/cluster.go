@@ -96,7 +96,7 @@ type lease struct {
 	// promote: standbyLoop took the path for this origin's standbys; they
 	// go live as soon as one is attached (promotePending).
 	promote bool
-	since     time.Time
+	since   time.Time
 }
 
 // New returns the node for c; dial opens pulls (edges). Start starts its
