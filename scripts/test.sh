@@ -81,4 +81,6 @@ go vet -tags e2e ./...
 go test -race -count=1 -timeout 10m ./...
 # Tier 4 (build tag e2e): the real binary against ffmpeg, GStreamer,
 # srt-live-transmit and Chromium, the abuse suite, and the FFmpeg ladder.
-go test -race -count=1 -timeout 30m -tags e2e ./e2e ./transcode
+# -p 1: the ladder tests (transcode) time FFmpeg restarts; beside the e2e
+# suite on 2 cores they missed them (TestLadderRestartAndStop).
+go test -race -count=1 -p 1 -timeout 30m -tags e2e ./e2e ./transcode
