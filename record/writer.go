@@ -10,11 +10,11 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/streamhub/streamhub/internal/audioframe"
 	"github.com/streamhub/streamhub/media"
 )
 
@@ -192,21 +192,9 @@ func (w *segWriter) add(u *media.Unit) error {
 	if len(u.Payload) != 1 || len(u.Payload[0]) == 0 {
 		return nil
 	}
-	fd := int64(mpeg4audio.SamplesPerAccessUnit)
-	if u.Track.Codec == media.CodecOpus {
-		fd = 960
-		if v := opus.PacketDuration2(u.Payload[0]); v > 0 {
-			fd = v
-		}
-	}
+	fd := audioframe.Duration(u.Track.Codec, u.Payload[0])
 	if len(to.samples) == 0 {
-		to.base = w.tsOf(u.DTS, to.timescale)
-		// Within half a frame of where the last fragment's audio ended:
-		// go on from there (timestamps rounded to milliseconds would leave
-		// holes or overlaps at every fragment boundary).
-		if d := to.base - to.end; to.end != 0 && d > -fd/2 && d < fd/2 {
-			to.base = to.end
-		}
+		to.base = audioframe.Start(w.tsOf(u.DTS, to.timescale), to.end, fd)
 		to.end = to.base
 	}
 	to.samples = append(to.samples, &fmp4.Sample{Duration: uint32(fd), Payload: u.Payload[0]})

@@ -7,11 +7,11 @@ import (
 
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/mpeg4audio"
-	"github.com/bluenviron/mediacommon/v2/pkg/codecs/opus"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4"
 	"github.com/bluenviron/mediacommon/v2/pkg/formats/fmp4/seekablebuffer"
 	mp4codecs "github.com/bluenviron/mediacommon/v2/pkg/formats/mp4/codecs"
 
+	"github.com/streamhub/streamhub/internal/audioframe"
 	"github.com/streamhub/streamhub/media"
 )
 
@@ -389,17 +389,6 @@ func (s *segmenter) setup(tracks []*media.Track) (bool, error) {
 	return true, nil
 }
 
-// audioFrameDur is the duration of one audio frame in its timescale.
-func audioFrameDur(t *media.Track, u *media.Unit) int64 {
-	if t.Codec == media.CodecOpus {
-		if d := opus.PacketDuration2(u.Payload[0]); d > 0 {
-			return d
-		}
-		return 960
-	}
-	return mpeg4audio.SamplesPerAccessUnit
-}
-
 // layoutChanged reports whether u needs a new init: a new publisher, or
 // other codec parameters on its track.
 func (s *segmenter) layoutChanged(u *media.Unit) bool {
@@ -581,17 +570,11 @@ func (s *segmenter) addAudio(u *media.Unit) bool {
 	if len(u.Payload) != 1 || len(u.Payload[0]) == 0 {
 		return false
 	}
-	fd := audioFrameDur(a.hub, u)
+	fd := audioframe.Duration(a.hub.Codec, u.Payload[0])
 	if len(a.samples) == 0 {
-		a.base = s.tsOf(u.DTS, a.timescale)
 		// A part's audio starts where the last part's ended when its
-		// timestamp is within half a frame of that: timestamps rounded to
-		// milliseconds (RTMP's) put it up to a millisecond off, and a
-		// browser's Media Source then has a hole or an overlap of audio at
-		// every part boundary (hls.js stalled on them: bufferSeekOverHole).
-		if d := a.base - a.end; a.end != 0 && d > -fd/2 && d < fd/2 {
-			a.base = a.end
-		}
+		// timestamp is within half a frame of that.
+		a.base = audioframe.Start(s.tsOf(u.DTS, a.timescale), a.end, fd)
 		a.end = a.base
 	}
 	a.samples = append(a.samples, &fmp4.Sample{Duration: uint32(fd), Payload: u.Payload[0]})
