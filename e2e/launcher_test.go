@@ -178,11 +178,22 @@ func (s *streamhub) stop(t testing.TB) time.Duration {
 	}
 	log := s.stderr.String()
 	for _, bad := range []string{"WARNING: DATA RACE", "panic:", "fatal error:"} {
-		if strings.Contains(log, bad) {
-			t.Errorf("server log contains %q", bad)
+		if i := strings.Index(log, bad); i >= 0 {
+			// The report itself, not the log's tail: a race report is
+			// often hundreds of lines before the end.
+			t.Errorf("server log contains %q:\n%s", bad, head(log[i:], 250))
 		}
 	}
 	return took
+}
+
+// head returns the first n lines of s.
+func head(s string, n int) string {
+	lines := strings.SplitAfterN(s, "\n", n+1)
+	if len(lines) > n {
+		lines = lines[:n]
+	}
+	return strings.Join(lines, "")
 }
 
 func (s *streamhub) flvURL(path string) string  { return "http://" + s.httpAddr + "/" + path + ".flv" }

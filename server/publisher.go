@@ -60,7 +60,8 @@ func (p *Publisher) Stream() *Stream { return p.s }
 func (p *Publisher) Standby() bool { return p.waiting.Load() }
 
 // Write hands u to the hub; the hub owns u from then on and the caller must
-// not modify it or its payload. Write never blocks on readers and allocates
+// not read or modify it or its payload (a standby's unit is retimed by a
+// takeover on another goroutine: keep what you need before the call). Write never blocks on readers and allocates
 // nothing per reader. It moves u's timestamps onto the stream timeline (they
 // continue after the previous publisher's on a republish) and fills u.Size.
 // A standby's units are kept as its latest GOP instead. After Close, Write

@@ -234,9 +234,11 @@ func (in *ingest) video26x(id int, pts, dts time.Duration, au [][]byte) {
 		return
 	}
 	u.Wall = time.Now()
+	// u is the hub's once written (a standby's unit can be retimed by a
+	// takeover on another goroutine): nothing of it is read afterwards.
 	in.pub.Write(u)
 	if id == in.firstVideo() {
-		in.srcLast, in.srcSeen = u.DTS, true
+		in.srcLast, in.srcSeen = udts, true // the source's own timeline, as the rungs' udts
 		in.checkSilentRungs()
 	}
 }
@@ -247,8 +249,9 @@ func (in *ingest) audio(id int, pts time.Duration, frame []byte) {
 	}
 	upts := in.unwrap[id].Unwrap(pts % rtmpClock)
 	u := &media.Unit{Track: in.tracks[id], PTS: upts, DTS: upts, KeyFrame: true, Payload: [][]byte{frame}, Wall: time.Now()}
-	in.pub.Write(u)
+	wall := u.Wall
+	in.pub.Write(u) // the hub's from here on: not read again
 	if len(in.rungs) > 0 && in.tracks[id] == in.firstAudio() {
-		in.rungAudio(u)
+		in.rungAudio(upts, wall, frame)
 	}
 }

@@ -307,14 +307,14 @@ func (in *ingest) rungVideo(rg *rung, pts, dts time.Duration, au [][]byte) {
 	rg.pub.Write(u)
 }
 
-// rungAudio gives every live rung a copy of the source's audio unit u (the
-// same payload, the rung's own track).
-func (in *ingest) rungAudio(u *media.Unit) {
+// rungAudio gives every live rung a copy of the source's audio frame at
+// pts (the same payload, the rung's own track).
+func (in *ingest) rungAudio(pts time.Duration, wall time.Time, frame []byte) {
 	for _, rg := range in.rungs {
 		if rg.ended || rg.pub == nil || len(rg.tracks) < 2 || !rg.seen {
 			continue
 		}
-		rg.pub.Write(&media.Unit{Track: rg.tracks[1], PTS: u.PTS, DTS: u.DTS, KeyFrame: true, Payload: u.Payload, Wall: u.Wall})
+		rg.pub.Write(&media.Unit{Track: rg.tracks[1], PTS: pts, DTS: pts, KeyFrame: true, Payload: [][]byte{frame}, Wall: wall})
 	}
 }
 
