@@ -185,6 +185,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		return
 	}
 	m, err := h.muxerFor(req.Context(), path)
+	if err != nil && strings.HasSuffix(file, ".m3u8") && errors.Is(err, server.ErrStreamNotFound) && h.endedRecently(path) {
+		m, err = h.awaitRepublish(req.Context(), path)
+	}
 	if err != nil {
 		h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
 		return
@@ -204,6 +207,51 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s: no such HLS file %q (reload index.m3u8)", path, file))
 	}
 }
+
+// republishWindow is how long after a path's muxer stopped a playlist
+// request for it waits for the path to come back (awaitRepublish) rather
+// than failing at once.
+const republishWindow = time.Minute
+
+// endedRecently reports whether path had a muxer that stopped within
+// republishWindow: its players, still polling, are probably waiting for
+// its publisher to reconnect.
+func (h *Handler) endedRecently(path string) bool {
+	h.mu.Lock()
+	rp, ok := h.resume[path]
+	h.mu.Unlock()
+	return ok && time.Since(rp.at) < republishWindow
+}
+
+// awaitRepublish waits up to BlockTimeout for path to be published again
+// and returns its muxer. A player's playlist reload thus spans a
+// publisher's reconnection (OBS waits a few seconds before it tries
+// again) instead of spending its few retries on 404s and giving up.
+func (h *Handler) awaitRepublish(ctx context.Context, path string) (*muxer, error) {
+	ctx, cancel := context.WithTimeout(ctx, h.conf.BlockTimeout)
+	defer cancel()
+	tick := time.NewTicker(republishPoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, server.ErrStreamNotFound
+		case <-h.ctx.Done():
+			return nil, server.ErrStreamNotFound
+		case <-tick.C:
+		}
+		if h.hub.Stream(path) == nil {
+			continue
+		}
+		if m, err := h.muxerFor(ctx, path); !errors.Is(err, server.ErrStreamNotFound) {
+			return m, err
+		}
+	}
+}
+
+// republishPoll is how often a waiting playlist request looks for its
+// path (a map lookup).
+const republishPoll = 100 * time.Millisecond
 
 // admit checks a request's credential and returns the query the URIs of
 // its playlists carry ("" on a path anyone may read). A share value

@@ -1,8 +1,10 @@
 package hls
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -72,5 +74,65 @@ func TestMediaSequenceContinuesAcrossRepublish(t *testing.T) {
 	}
 	if after.discSeq <= before.discSeq {
 		t.Fatalf("discontinuity sequence %d after the republish, want more than %d", after.discSeq, before.discSeq)
+	}
+}
+
+// A playlist request for a path whose publisher left moments ago waits for
+// it to come back (a reconnecting encoder) and is answered from the new
+// session, instead of a 404 that spends one of the player's few retries; a
+// path that was never live, or stays gone past hls.blockTimeout, is a 404.
+func TestPlaylistWaitsForRepublish(t *testing.T) {
+	conf := serverConfig()
+	conf.BlockTimeout = 2 * time.Second
+	l := startLive(t, conf, synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
+	l.publishSync(3 * time.Second)
+	m := l.muxer()
+	l.pub.Close()
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the muxer did not stop when the stream ended")
+	}
+
+	// Gone for longer than blockTimeout: 404 after waiting.
+	start := time.Now()
+	if r := l.get("stream.m3u8"); r.code != http.StatusNotFound {
+		t.Fatalf("a path still gone after blockTimeout: %d %s, want 404", r.code, r.body)
+	} else if waited := time.Since(start); waited < conf.BlockTimeout/2 {
+		t.Fatalf("answered 404 after %s: the request did not wait for a republish", waited)
+	}
+	// Never live: 404 at once (no wait, whatever the time it takes).
+	ctx, cancel := context.WithTimeout(context.Background(), conf.BlockTimeout/2)
+	defer cancel()
+	if r := do(ctx, http.MethodGet, strings.Replace(l.base, "live/x", "live/never", 1)+"stream.m3u8"); r.err != nil || r.code != http.StatusNotFound {
+		t.Fatalf("a path never live: %d %v, want 404 at once", r.code, r.err)
+	}
+
+	waiting := l.async("stream.m3u8")
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-waiting:
+		t.Fatalf("answered %d before the publisher came back: %s", r.code, r.body)
+	default:
+	}
+	src := newSynth(synthOpts{video: media.CodecH264, audio: media.CodecAAC})
+	pub, err := l.hub.PublishTrusted("live/x", src.tracks(), server.PublishOptions{Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l.pub, l.src = pub, src
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case r := <-waiting:
+			if r.code != http.StatusOK {
+				t.Fatalf("after the republish: %d %s, want the new session's playlist", r.code, r.body)
+			}
+			return
+		case <-deadline:
+			t.Fatal("the waiting playlist request was not answered after the republish")
+		case <-time.After(20 * time.Millisecond):
+			l.nextFrame()
+		}
 	}
 }
