@@ -321,15 +321,27 @@ func (v *viewer) pumpFrom(ctx context.Context, r *server.Reader, buf []*media.Un
 		if err != nil {
 			return nil
 		}
-		for _, u := range batch {
-			if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
-				continue
-			}
-			if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
-				return err
-			}
+		if err := v.sendAudio(batch); err != nil {
+			return err
 		}
 	}
+}
+
+// sendAudio writes the companion's Opus units, held in the cork to leave
+// with the next picture (gso_linux.go: at most audioHold later).
+func (v *viewer) sendAudio(batch []*media.Unit) error {
+	k := v.cork.Load()
+	k.beginHold()
+	defer k.hold()
+	for _, u := range batch {
+		if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+			continue
+		}
+		if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func mimeName(c media.Codec) string {

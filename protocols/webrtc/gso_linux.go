@@ -10,8 +10,11 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 	"unsafe"
 
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
 	"golang.org/x/sys/unix"
 )
 
@@ -30,6 +33,14 @@ import (
 // per-datagram kernel work dominates, and a queue that grows in join
 // bursts.)
 //
+// The sound is the other half of a viewer's datagrams: one Opus packet
+// per 20 ms, 50 a second against some 30 pictures, each its own sendto
+// (and, on loopback, its own wake-up of the receiver) was a quarter of the
+// server's CPU at 200 viewers. A cork therefore also holds the audio
+// written between two pictures (hold) for at most audioHold: the next
+// picture's flush takes it along, and every run of a flush (GSO runs of
+// different sizes, the audio) leaves in one sendmmsg (golang.org/x/net).
+//
 // Where the kernel cannot (the probe at start fails) corks are never made;
 // where the route's device cannot (a send says EIO), GSO is turned off for
 // good and the run goes datagram by datagram.
@@ -41,6 +52,21 @@ const (
 	gsoMaxBytes    = 60000
 )
 
+// audioHold bounds how long a cork keeps audio back for the next
+// picture's flush: a little over one picture interval at 30 fps, so that
+// with video flowing the sound rides along, and without it the sound
+// still leaves within the next audio frame or two.
+const audioHold = 35 * time.Millisecond
+
+// heldMaxBytes bounds the audio a cork holds (a few Opus packets).
+const heldMaxBytes = 2048
+
+// batchWriter sends several datagrams in one sendmmsg (x/net's ipv4 and
+// ipv6 PacketConn; their Message is the same type).
+type batchWriter interface {
+	WriteBatch(ms []ipv4.Message, flags int) (int, error)
+}
+
 // gsoConn is the ICE UDP mux's socket. It implements pion/ice's
 // AddrPortReaderWriter so that the mux's writes reach WriteToAddrPort.
 type gsoConn struct {
@@ -50,7 +76,8 @@ type gsoConn struct {
 	log   *slog.Logger
 
 	gso   atomic.Bool
-	corks sync.Map // netip.AddrPort (unmapped) -> *cork
+	batch batchWriter // nil: one sendmsg per run
+	corks sync.Map    // netip.AddrPort (unmapped) -> *cork
 
 	errLogged atomic.Bool
 	dropped   atomic.Uint64 // datagrams a batched send could not send
@@ -77,6 +104,11 @@ func newGSOConn(c *net.UDPConn, log *slog.Logger) *gsoConn {
 		ok = err == nil
 	})
 	g.gso.Store(ok)
+	if g.inet6 {
+		g.batch = ipv6.NewPacketConn(c)
+	} else {
+		g.batch = ipv4.NewPacketConn(c)
+	}
 	return g
 }
 
@@ -114,7 +146,7 @@ func (g *gsoConn) corkFor(a netip.AddrPort) *cork {
 	default:
 		return nil
 	}
-	k := &cork{g: g, addr: a, to: to}
+	k := &cork{g: g, addr: a, to: to, uaddr: net.UDPAddrFromAddrPort(a)}
 	g.corks.Store(a, k)
 	return k
 }
@@ -125,17 +157,19 @@ func (g *gsoConn) release(k *cork) {
 		return
 	}
 	k.mu.Lock()
-	k.depth = 0
+	k.depth, k.holding = 0, 0
 	k.sendLocked()
 	k.mu.Unlock()
 	g.corks.CompareAndDelete(k.addr, k)
 }
 
-// cork gathers the datagrams to one peer between begin and flush.
+// cork gathers the datagrams to one peer between begin and flush, and
+// the audio between beginHold and hold.
 type cork struct {
-	g    *gsoConn
-	addr netip.AddrPort
-	to   unix.Sockaddr
+	g     *gsoConn
+	addr  netip.AddrPort
+	to    unix.Sockaddr
+	uaddr *net.UDPAddr // addr, for sendmmsg
 
 	mu    sync.Mutex
 	depth int
@@ -143,6 +177,28 @@ type cork struct {
 	sizes []int
 	bufs  [][]byte
 	oob   [64]byte
+
+	// holding counts beginHold without hold. Datagrams written while
+	// holding and not gathering are held (held, heldSizes: a small buffer
+	// of the cork's own) until the next flush, or until the oldest of
+	// them, written at heldAt, waited audioHold.
+	holding   int
+	held      []byte
+	heldSizes []int
+	heldAt    time.Time
+
+	// scratch of sendLocked
+	runs []gsoRun
+	msgs []ipv4.Message
+	iovs [][]byte
+	oobs [][]byte
+}
+
+// gsoRun is count datagrams of seg bytes (the last may be shorter) back
+// to back in b: one GSO send.
+type gsoRun struct {
+	b          []byte
+	seg, count int
 }
 
 // corkBufs are the corks' buffers: a viewer holds one only while it
@@ -173,12 +229,56 @@ func (k *cork) flush() {
 	k.mu.Unlock()
 }
 
-// add keeps a copy of b if k is gathering; false if it is not.
+// beginHold starts holding what is written (audio) for the next flush;
+// hold ends it.
+func (k *cork) beginHold() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	k.holding++
+	k.mu.Unlock()
+}
+
+// hold ends a beginHold. What is held leaves with the next flush, or now
+// when the oldest of it waited audioHold (no picture came meanwhile).
+func (k *cork) hold() {
+	if k == nil {
+		return
+	}
+	k.mu.Lock()
+	if k.holding > 0 {
+		k.holding--
+	}
+	if k.depth == 0 && len(k.heldSizes) > 0 && time.Since(k.heldAt) >= audioHold {
+		k.sendLocked()
+	}
+	k.mu.Unlock()
+}
+
+// add keeps a copy of b if k is gathering or holding; false if it is not.
 func (k *cork) add(b []byte) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.depth == 0 {
-		return false
+		if k.holding == 0 {
+			return false
+		}
+		if len(k.held)+len(b) > heldMaxBytes {
+			k.sendLocked()
+			if len(b) > heldMaxBytes {
+				return false
+			}
+		}
+		if len(k.heldSizes) == 0 {
+			k.heldAt = time.Now()
+			if k.held == nil {
+				k.held = make([]byte, 0, heldMaxBytes)
+			}
+		}
+		k.held = append(k.held, b...)
+		k.heldSizes = append(k.heldSizes, len(b))
+		return true
 	}
 	if len(k.sizes) == gsoMaxSegments || len(k.data)+len(b) > gsoMaxBytes {
 		k.sendLocked()
@@ -191,28 +291,82 @@ func (k *cork) add(b []byte) bool {
 	return true
 }
 
-// sendLocked sends the gathered datagrams: runs of equal sizes (the last
-// of a run may be shorter) as one GSO send each.
+// sendLocked sends what is held and gathered: runs of equal sizes (the
+// last of a run may be shorter) as one GSO send each, all the runs in one
+// sendmmsg.
 func (k *cork) sendLocked() {
-	off := 0
-	for i := 0; i < len(k.sizes); {
-		seg := k.sizes[i]
-		j, n := i+1, seg
-		for j < len(k.sizes) && k.sizes[j] <= seg {
-			n += k.sizes[j]
-			j++
-			if k.sizes[j-1] < seg {
-				break // a shorter datagram ends a run
-			}
+	gso := k.g.gso.Load()
+	k.runs = appendRuns(k.runs[:0], k.held, k.heldSizes, gso)
+	k.runs = appendRuns(k.runs, k.data, k.sizes, gso)
+	switch {
+	case len(k.runs) == 0:
+	case len(k.runs) == 1 || k.g.batch == nil:
+		for _, r := range k.runs {
+			k.send(r.b, r.seg, r.count)
 		}
-		k.send(k.data[off:off+n], seg, j-i)
-		off += n
-		i = j
+	default:
+		k.sendBatch()
 	}
+	clear(k.runs) // no references to the buffers kept
 	if k.data != nil {
 		corkBufs.Put(k.data[:0])
 	}
 	k.data, k.sizes = nil, k.sizes[:0]
+	k.held, k.heldSizes = k.held[:0], k.heldSizes[:0]
+}
+
+// appendRuns appends the runs of the datagrams of sizes lying back to
+// back in data: with gso, equal sizes together (a shorter one ends a run),
+// else one datagram a run.
+func appendRuns(runs []gsoRun, data []byte, sizes []int, gso bool) []gsoRun {
+	off := 0
+	for i := 0; i < len(sizes); {
+		seg := sizes[i]
+		j, n := i+1, seg
+		for gso && j < len(sizes) && sizes[j] <= seg {
+			n += sizes[j]
+			j++
+			if sizes[j-1] < seg {
+				break // a shorter datagram ends a run
+			}
+		}
+		runs = append(runs, gsoRun{b: data[off : off+n], seg: seg, count: j - i})
+		off += n
+		i = j
+	}
+	return runs
+}
+
+// sendBatch sends k.runs in one sendmmsg; a run the kernel refuses goes
+// on its own (send, which knows the fallbacks) and the rest after it.
+func (k *cork) sendBatch() {
+	n := len(k.runs)
+	for len(k.iovs) < n {
+		k.iovs = append(k.iovs, nil)
+		k.oobs = append(k.oobs, make([]byte, unix.CmsgSpace(2)))
+	}
+	k.msgs = k.msgs[:0]
+	for i, r := range k.runs {
+		k.iovs[i] = r.b
+		m := ipv4.Message{Buffers: k.iovs[i : i+1 : i+1], Addr: k.uaddr}
+		if r.count > 1 {
+			m.OOB = putSegmentOOB(k.oobs[i], r.seg)
+		}
+		k.msgs = append(k.msgs, m)
+	}
+	for i := 0; i < n; {
+		sent, err := k.g.batch.WriteBatch(k.msgs[i:], 0)
+		i += sent
+		if err != nil || sent == 0 {
+			if i < n {
+				r := k.runs[i]
+				k.send(r.b, r.seg, r.count)
+				i++
+			}
+		}
+	}
+	clear(k.iovs[:n])
+	clear(k.msgs)
 }
 
 // send sends count datagrams of seg bytes (the last may be shorter) that
@@ -263,7 +417,12 @@ func (k *cork) sendmsg(b, oob []byte) error {
 
 // segmentOOB is the UDP_SEGMENT control message for seg-byte segments.
 func (k *cork) segmentOOB(seg int) []byte {
-	oob := k.oob[:unix.CmsgSpace(2)]
+	return putSegmentOOB(k.oob[:unix.CmsgSpace(2)], seg)
+}
+
+// putSegmentOOB writes the UDP_SEGMENT control message for seg-byte
+// segments into oob (unix.CmsgSpace(2) bytes) and returns it.
+func putSegmentOOB(oob []byte, seg int) []byte {
 	clear(oob)
 	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
 	h.Level = unix.IPPROTO_UDP

@@ -209,3 +209,78 @@ func TestCorksManyWritersInOrder(t *testing.T) {
 		t.Fatal("a write after Close was taken")
 	}
 }
+
+// TestCorkHoldsAudioForTheNextFlush: what is written between beginHold and
+// hold (the sound) waits for the next picture's flush and leaves before
+// it, in order; with no picture, it leaves once the oldest waited
+// audioHold (at the next hold) or when the cork is released.
+func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
+	uc, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGSOConn(uc, slog.New(slog.DiscardHandler))
+	defer g.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	dst := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	k := g.corkFor(dst)
+	if k == nil {
+		t.Fatal("no cork")
+	}
+	buf := make([]byte, 2048)
+	read := func(want ...string) {
+		t.Helper()
+		for _, w := range want {
+			_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+			n, err := peer.Read(buf)
+			if err != nil || string(buf[:n]) != w {
+				t.Fatalf("got %q, %v; want %q", buf[:n], err, w)
+			}
+		}
+	}
+	nothing := func() {
+		t.Helper()
+		_ = peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := peer.Read(buf); err == nil {
+			t.Fatalf("got %q, want nothing yet", buf[:n])
+		}
+	}
+	write := func(s string) {
+		t.Helper()
+		if _, err := g.WriteToAddrPort([]byte(s), dst); err != nil {
+			t.Fatal(err)
+		}
+	}
+	audio := func(s string) {
+		k.beginHold()
+		write(s)
+		k.hold()
+	}
+
+	audio("a1")
+	audio("a2")
+	nothing() // held: no picture yet, not held for audioHold
+	k.begin()
+	write(string(bytes.Repeat([]byte("v"), 1200)))
+	write(string(bytes.Repeat([]byte("w"), 1200)))
+	write("v-last")
+	k.flush()
+	read("a1", "a2", string(bytes.Repeat([]byte("v"), 1200)), string(bytes.Repeat([]byte("w"), 1200)), "v-last")
+
+	audio("a3")
+	time.Sleep(audioHold + 10*time.Millisecond)
+	nothing()   // still held: nothing came to take it
+	audio("a4") // the oldest waited audioHold: both leave
+	read("a3", "a4")
+
+	audio("a5")
+	g.release(k)
+	read("a5")
+	if d := g.dropped.Load(); d != 0 {
+		t.Fatalf("%d datagrams dropped", d)
+	}
+}

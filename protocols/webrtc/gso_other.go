@@ -20,5 +20,7 @@ func (g *gsoConn) release(*cork) {}
 
 type cork struct{}
 
-func (k *cork) begin() {}
-func (k *cork) flush() {}
+func (k *cork) begin()     {}
+func (k *cork) flush()     {}
+func (k *cork) beginHold() {}
+func (k *cork) hold()      {}
