@@ -36,7 +36,9 @@
 # PPROF=SECONDS builds streamhub with a go build -overlay file that adds
 # net/http/pprof on a spare port (no change to the server's source), takes a
 # CPU profile of that many seconds from the middle of the load and writes
-# bench/out/cpu-PROTO.prof and the top functions to bench/out/pprof-PROTO.txt.
+# bench/out/cpu-PROTO.prof and the top functions to bench/out/pprof-PROTO.txt
+# (and, at the profile's start, the heap: bench/out/heap-PROTO.prof, and
+# bench/out/heap-PROTO.txt with the runtime's memory figures at its end).
 # The profiler costs a little CPU itself: take the CPU figure from a run
 # without it.
 #
@@ -176,6 +178,9 @@ esac
 if [ -n "${PPROF:-}" ]; then
   # From the middle of the load: after the ramp (2 s by default) and a settling second.
   ( sleep "${PPROF_AFTER:-4}"
+    # The heap, its size classes and the goroutine stacks at that moment.
+    curl -s -o "$out/heap-$PROTO.txt" "http://$STREAMHUB_PPROF/debug/pprof/heap?debug=1"
+    curl -s -o "$out/heap-$PROTO.prof" "http://$STREAMHUB_PPROF/debug/pprof/heap"
     curl -s -o "$out/cpu-$PROTO.prof" "http://$STREAMHUB_PPROF/debug/pprof/profile?seconds=$PPROF" &&
       go tool pprof -top -nodecount=40 "$out/streamhub" "$out/cpu-$PROTO.prof" > "$out/pprof-$PROTO.txt" 2>&1 ) &
   PPROF_JOB=$!

@@ -44,5 +44,15 @@ func (c *chunker) appendMessage(bufs [][]byte, csid, typ byte, streamID, ts uint
 	}
 }
 
-// reset forgets the headers of the batch just written.
-func (c *chunker) reset() { c.hdr = c.hdr[:0] }
+// reset forgets the headers of the batch just written. A buffer grown
+// for a large batch (a joining player's cached GOP) is let go: a live
+// batch needs a few dozen bytes, and a thousand players keep theirs.
+func (c *chunker) reset() {
+	if cap(c.hdr) > maxKeptHeaderBytes {
+		c.hdr = nil
+	}
+	c.hdr = c.hdr[:0]
+}
+
+// maxKeptHeaderBytes is the header buffer a chunker keeps between batches.
+const maxKeptHeaderBytes = 512

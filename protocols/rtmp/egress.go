@@ -40,26 +40,7 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 	}
 	defer r.Close()
 
-	ctx, cancel := context.WithCancel(c.srv.ctx)
-	defer cancel()
-	// The player sends little (acknowledgements, deleteStream); a read
-	// error means it left.
-	readDone := make(chan error, 1)
-	go func() {
-		for {
-			if _, err := sc.Read(); err != nil {
-				readDone <- err
-				cancel()
-				return
-			}
-		}
-	}()
-	defer func() {
-		c.nc.Close() // unblocks the read goroutine
-		<-readDone
-	}()
-
-	ch := &chunker{chunkSize: outChunkSize, hdr: make([]byte, 0, 4096)}
+	ch := &chunker{chunkSize: outChunkSize}
 	mux := flv.NewMuxer(r.Tracks())
 	defer func() {
 		if merr := mux.Err(); merr != nil {
@@ -92,15 +73,44 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 	}
 	if _, ok := c.nc.(syscall.Conn); ok {
 		// The stream's pass writes this player with the others (fanout);
-		// this goroutine only writes what its socket could not take.
-		// gortmplib's own writes (from the read loop) get a deadline.
-		c.w.mu.Lock()
-		c.w.conn, c.w.timeout = c.nc, c.srv.conf.WriteTimeout
-		c.w.mu.Unlock()
-		_, err = c.srv.passes.Serve(ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode, Lock: &c.w.mu,
-			WriteTimeout: c.srv.conf.WriteTimeout}, first)
-		return c.playEnded(err, readDone)
+		// this goroutine only writes what its socket could not take, and
+		// otherwise waits in a read of the socket that drops what comes.
+		// A player sends little after play (acknowledgements, its buffer
+		// length, deleteStream before it hangs up) and nothing that needs
+		// an answer, so gortmplib's reader and writer are let go here,
+		// with their buffers, and no second goroutine reads for them.
+		_, err = c.srv.passes.Serve(c.srv.ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode,
+			WriteTimeout: c.srv.conf.WriteTimeout, WatchClose: true}, first)
+		if errors.Is(err, fanout.ErrWrite) {
+			return fmt.Errorf("rtmp: writing to player: %w", err)
+		}
+		return err
 	}
+	return c.playLocked(sc, r, first, encode)
+}
+
+// playLocked is play over TLS, which the pass cannot write without
+// blocking: this goroutine writes the player, and a second one reads it
+// through gortmplib (its writes, such as acknowledgements, take c.w's
+// lock).
+func (c *conn) playLocked(sc *gortmplib.ServerConn, r *server.Reader, first [][]byte,
+	encode func(dst [][]byte, batch []*media.Unit) [][]byte) error {
+	ctx, cancel := context.WithCancel(c.srv.ctx)
+	defer cancel()
+	readDone := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := sc.Read(); err != nil {
+				readDone <- err
+				cancel()
+				return
+			}
+		}
+	}()
+	defer func() {
+		c.nc.Close() // unblocks the read goroutine
+		<-readDone
+	}()
 	bufs := first
 	batch := make([]*media.Unit, 0, playBatch)
 	for {
@@ -116,6 +126,7 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		clear(bufs)
 		bufs = bufs[:0]
 
+		var err error
 		batch, err = r.NextBatch(ctx, batch[:0])
 		if err != nil {
 			return c.playEnded(err, readDone)

@@ -325,23 +325,6 @@ type lockedWriter struct {
 	w       io.Writer
 	holding bool
 	held    []byte
-	// conn and timeout, when set (a player's connection), bound each of
-	// gortmplib's writes (a ping response, an acknowledgement): the pass
-	// that writes the player's media skips it while one is blocked, and
-	// the player must not hold its lock forever.
-	conn    net.Conn
-	timeout time.Duration
-}
-
-// bounded writes p under l.mu with the write timeout, if one is set.
-func (l *lockedWriter) bounded(p []byte) (int, error) {
-	if l.conn == nil {
-		return l.w.Write(p)
-	}
-	l.conn.SetWriteDeadline(time.Now().Add(l.timeout)) //nolint:errcheck // a closed conn fails the write
-	n, err := l.w.Write(p)
-	l.conn.SetWriteDeadline(time.Time{}) //nolint:errcheck // as above
-	return n, err
 }
 
 // publishStart is the AMF0 string of the status a refused publisher must
@@ -355,7 +338,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 		l.held = append(l.held[:0], p...)
 		return len(p), nil
 	}
-	return l.bounded(p)
+	return l.w.Write(p)
 }
 
 // hold starts keeping back Publish.Start.

@@ -59,11 +59,6 @@ type Sink struct {
 	// and framing in memory of the sink's own that it may reuse at its
 	// next call (by then the previous bytes have been written).
 	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
-	// Lock, if set, is held around every write (another goroutine writes
-	// the same connection, as RTMP's acknowledgements do; it must bound
-	// its own writes with a deadline). The pass only tries it: a reader
-	// whose lock is busy leaves the pass for its own goroutine.
-	Lock *sync.Mutex
 	// WriteTimeout ends the session when the socket takes nothing for
 	// this long.
 	WriteTimeout time.Duration
@@ -133,8 +128,8 @@ func (p *Passes) Serve(ctx context.Context, s *Sink, first [][]byte) (int64, err
 			g.quit(m)
 			return m.total.Load(), ev.err
 		}
-		// The pass left bytes the socket could not take (and, with a
-		// Lock, handed its hold over): write them here, then join again.
+		// The pass left bytes the socket could not take: write them
+		// here, then join again.
 	}
 }
 
@@ -148,10 +143,6 @@ type member struct {
 	ev      chan event
 	pending [][]byte     // bytes to write before the next pass (the member's own slice)
 	total   atomic.Int64 // bytes written
-	// locked says the pass handed m over in the middle of a write with
-	// Sink.Lock still held, so that no other writer lands inside a
-	// half-written message: drain (or quit) unlocks it.
-	locked bool
 }
 
 // watch waits in a read of the connection for the pass's event (end
@@ -190,13 +181,6 @@ func (m *member) watch(ctx context.Context) event {
 // drain writes m.pending with a blocking write and the write timeout.
 func (m *member) drain() error {
 	s := m.sink
-	if s.Lock != nil {
-		if !m.locked {
-			s.Lock.Lock()
-		}
-		m.locked = false
-		defer s.Lock.Unlock()
-	}
 	s.Conn.SetWriteDeadline(time.Now().Add(s.WriteTimeout)) //nolint:errcheck // a closed conn fails the write
 	bufs := net.Buffers(m.pending)
 	n, err := bufs.WriteTo(s.Conn)
@@ -249,8 +233,7 @@ type group struct {
 	passMu sync.Mutex
 }
 
-// quit takes m out for good: after it returns no pass uses m, and a hold
-// of Sink.Lock handed over to m (a write it never drained) is released.
+// quit takes m out for good: after it returns no pass uses m.
 func (g *group) quit(m *member) {
 	g.leave(m)
 	g.passMu.Lock()
@@ -258,10 +241,6 @@ func (g *group) quit(m *member) {
 	select {
 	case <-m.ev:
 	default:
-	}
-	if m.locked {
-		m.locked = false
-		m.sink.Lock.Unlock()
 	}
 }
 
@@ -397,14 +376,6 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 // not take goes to m's goroutine with the member out of the pass.
 func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	s := m.sink
-	if s.Lock != nil && !s.Lock.TryLock() {
-		// Another writer holds the connection (and may be blocked on a
-		// full socket): this reader leaves the pass with its bytes, and
-		// its own goroutine waits for the lock, not the pass.
-		m.pending = append(m.pending, bufs...)
-		g.end(m, event{})
-		return
-	}
 	want := 0
 	for _, b := range bufs {
 		want += len(b)
@@ -416,14 +387,10 @@ func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	}
 	switch {
 	case err != nil && err != unix.EAGAIN:
-		if s.Lock != nil {
-			s.Lock.Unlock()
-		}
 		g.end(m, event{err: fmt.Errorf("%w: %w", ErrWrite, err)})
 	case n < want:
 		// The socket is full: the rest is written by the member's own
-		// goroutine, out of the pass; the lock goes with it, so that no
-		// other writer lands inside a half-written message.
+		// goroutine, out of the pass.
 		for _, b := range bufs {
 			if n >= len(b) {
 				n -= len(b)
@@ -432,12 +399,7 @@ func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 			m.pending = append(m.pending, b[n:])
 			n = 0
 		}
-		m.locked = s.Lock != nil
 		g.end(m, event{})
-	default:
-		if s.Lock != nil {
-			s.Lock.Unlock()
-		}
 	}
 }
 

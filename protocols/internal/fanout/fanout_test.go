@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -99,60 +98,5 @@ func BenchmarkPass(b *testing.B) {
 				}
 			}
 		})
-	}
-}
-
-// TestBusyLockSkipsOnlyItsReader: a reader whose connection another
-// writer holds (RTMP: gortmplib blocked on a full socket) leaves the pass
-// with its bytes; the others are written in the same pass.
-func TestBusyLockSkipsOnlyItsReader(t *testing.T) {
-	pub, tr, g, members := benchStream(t, 2, true)
-	var mu sync.Mutex
-	members[0].sink.Lock = &mu
-	mu.Lock() // held elsewhere
-	pub.Write(&media.Unit{Track: tr, KeyFrame: true, Payload: [][]byte{make([]byte, 1000)}})
-	var ps passScratch
-	g.pass(members, &ps)
-	if members[1].total.Load() == 0 {
-		t.Fatal("the other reader got nothing: the pass waited on the busy lock")
-	}
-	select {
-	case ev := <-members[0].ev:
-		if ev.err != nil || len(members[0].pending) == 0 || members[0].locked {
-			t.Fatalf("the busy reader: %v, %d pending, locked %v", ev.err, len(members[0].pending), members[0].locked)
-		}
-	default:
-		t.Fatal("the busy reader was not handed to its own goroutine")
-	}
-	mu.Unlock()
-}
-
-// TestShortWriteKeepsTheLock: a pass that could write only part of a
-// reader's bytes hands the reader over with its lock still held, so that
-// no other writer lands inside the half-written message; quit releases it.
-func TestShortWriteKeepsTheLock(t *testing.T) {
-	pub, tr, g, members := benchStream(t, 1, false) // nobody reads: the socket fills
-	m := members[0]
-	var mu sync.Mutex
-	m.sink.Lock = &mu
-	g.members = append(g.members, m)
-	pub.Write(&media.Unit{Track: tr, KeyFrame: true, Payload: [][]byte{make([]byte, 8<<20)}})
-	var ps passScratch
-	g.pass(members, &ps)
-	select {
-	case ev := <-m.ev:
-		if ev.err != nil || !m.locked || len(m.pending) == 0 {
-			t.Fatalf("after a short write: %v, locked %v, %d pending", ev.err, m.locked, len(m.pending))
-		}
-		m.ev <- ev // as if not taken yet
-	default:
-		t.Fatal("an 8 MiB write to an unread socket was not short")
-	}
-	if mu.TryLock() {
-		t.Fatal("the lock was released in the middle of a message")
-	}
-	g.quit(m)
-	if !mu.TryLock() {
-		t.Fatal("quit did not release the lock handed over")
 	}
 }
