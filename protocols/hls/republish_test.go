@@ -24,12 +24,7 @@ func TestMediaSequenceContinuesAcrossRepublish(t *testing.T) {
 	m := l.muxer()
 
 	// The publisher leaves: with no grace period the stream and its muxer end.
-	l.pub.Close()
-	select {
-	case <-m.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the muxer did not stop when the stream ended")
-	}
+	l.endStream(m)
 	// A player asks for the next segment of the old session.
 	waiting := l.async("stream.m3u8?_HLS_msn=" + strconv.FormatUint(oldNext, 10))
 
@@ -86,13 +81,7 @@ func TestPlaylistWaitsForRepublish(t *testing.T) {
 	conf.BlockTimeout = 2 * time.Second
 	l := startLive(t, conf, synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
 	l.publishSync(3 * time.Second)
-	m := l.muxer()
-	l.pub.Close()
-	select {
-	case <-m.done:
-	case <-time.After(5 * time.Second):
-		t.Fatal("the muxer did not stop when the stream ended")
-	}
+	l.endStream(l.muxer())
 
 	// Gone for longer than blockTimeout: 404 after waiting.
 	start := time.Now()
@@ -134,5 +123,17 @@ func TestPlaylistWaitsForRepublish(t *testing.T) {
 		case <-time.After(20 * time.Millisecond):
 			l.nextFrame()
 		}
+	}
+}
+
+// endStream closes the publisher (no grace period: the stream ends) and
+// waits for its muxer m to stop.
+func (l *live) endStream(m *muxer) {
+	l.t.Helper()
+	l.pub.Close()
+	select {
+	case <-m.done:
+	case <-time.After(5 * time.Second):
+		l.t.Fatal("the muxer did not stop when the stream ended")
 	}
 }

@@ -98,18 +98,7 @@ func TestCorkSendsEveryDatagramInOrder(t *testing.T) {
 // TestCorkReleasedWritesDirectly: after release, the peer's writes are
 // not gathered (nothing is left waiting for a flush that never comes).
 func TestCorkReleasedWritesDirectly(t *testing.T) {
-	uc, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newGSOConn(uc, slog.New(slog.DiscardHandler))
-	defer g.Close()
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	dst := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	g, peer, dst := corkPair(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	k := g.corkFor(dst)
 	k.begin()
 	if _, err := g.WriteToAddrPort([]byte("gathered"), dst); err != nil {
@@ -215,18 +204,7 @@ func TestCorksManyWritersInOrder(t *testing.T) {
 // it, in order; with no picture, it leaves once the oldest waited
 // audioHold (at the next hold) or when the cork is released.
 func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
-	uc, err := net.ListenUDP("udp", &net.UDPAddr{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	g := newGSOConn(uc, slog.New(slog.DiscardHandler))
-	defer g.Close()
-	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	dst := peer.LocalAddr().(*net.UDPAddr).AddrPort()
+	g, peer, dst := corkPair(t, &net.UDPAddr{})
 	k := g.corkFor(dst)
 	if k == nil {
 		t.Fatal("no cork")
@@ -283,4 +261,22 @@ func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
 	if d := g.dropped.Load(); d != 0 {
 		t.Fatalf("%d datagrams dropped", d)
 	}
+}
+
+// corkPair returns a gsoConn listening on local and a peer socket on IPv4
+// loopback with its address; both are closed when the test ends.
+func corkPair(t *testing.T, local *net.UDPAddr) (*gsoConn, *net.UDPConn, netip.AddrPort) {
+	t.Helper()
+	uc, err := net.ListenUDP("udp", local)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := newGSOConn(uc, slog.New(slog.DiscardHandler))
+	t.Cleanup(func() { g.Close() })
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	return g, peer, peer.LocalAddr().(*net.UDPAddr).AddrPort()
 }
