@@ -87,10 +87,11 @@ func (c *Config) Validate(prefix string) []error {
 const MinPartHoldBack = 2
 
 // DefaultPartHoldBack is PART-HOLD-BACK in part targets when
-// Config.PartHoldBack is 0: the spec's minimum. hls.js starts this far
+// Config.PartHoldBack is 0: the spec's SHOULD. hls.js starts this far
 // behind its first playlist's live edge and never catches up by itself,
-// so every part of it is latency (docs/protocols.md).
-const DefaultPartHoldBack = MinPartHoldBack
+// so every part of it is latency (docs/protocols.md); with 2, hls.js 1.7.4
+// did not resume after a republish (TestHLSBrowserRepublishAfterGrace).
+const DefaultPartHoldBack = 3
 
 // partHoldBack returns PART-HOLD-BACK in part targets.
 func (c *Config) partHoldBack() float64 {

@@ -355,8 +355,8 @@ func TestPartDurationBounds(t *testing.T) {
 	}
 }
 
-// TestPartHoldBack: PART-HOLD-BACK is hls.partHoldBack part targets (2
-// when unset, the least RFC 8216bis allows), of the part target the
+// TestPartHoldBack: PART-HOLD-BACK is hls.partHoldBack part targets (3
+// when unset), of the part target the
 // playlist announces (rounded to whole frames), and never under twice it.
 func TestPartHoldBack(t *testing.T) {
 	for _, tc := range []struct {
@@ -364,7 +364,7 @@ func TestPartHoldBack(t *testing.T) {
 		fps  float64
 		want float64 // in PART-TARGETs
 	}{
-		{0, 30, 2}, {2, 30, 2}, {2.5, 25, 2.5}, {3, 30, 3}, {3, 29.97, 3}, {10, 60, 10},
+		{0, 30, 3}, {2, 30, 2}, {2.5, 25, 2.5}, {3, 30, 3}, {3, 29.97, 3}, {10, 60, 10},
 	} {
 		t.Run(fmt.Sprintf("%g at %gfps", tc.conf, tc.fps), func(t *testing.T) {
 			conf := testConfig()
