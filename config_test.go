@@ -126,6 +126,7 @@ func TestBadValues(t *testing.T) {
 		{"hls:\n  partTarget: 10ms\n", "hls.partTarget", "50ms"},
 		{"hls:\n  segmentMin: 100ms\n", "hls.segmentMin", "partTarget"},
 		{"hls:\n  window: 1\n", "hls.window", "3"},
+		{"hls:\n  partHoldBack: 1.5\n", "hls.partHoldBack", "at least twice PART-TARGET"},
 		{"http:\n  tlsCert: a.pem\n", "http.tlsCert", "both"},
 		{"tls:\n  cert: a.pem\n", "tls.cert", "tls.key"},
 		{"tls:\n  cert: a.pem\n  key: a.key\nhttp:\n  tlsCert: b.pem\n  tlsKey: b.key\n", "http.tlsCert", "tls:"},

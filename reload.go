@@ -53,6 +53,7 @@ var keyClasses = []keyClass{
 	{key: "rtmp"}, {key: "rtsp"}, {key: "srt"}, {key: "http"}, {key: "webrtc"},
 	{key: "hls"},
 	{key: "hls.partTarget", hot: true, how: "muxers started after the reload"},
+	{key: "hls.partHoldBack", hot: true, how: "muxers started after the reload"},
 	{key: "hls.segmentMin", hot: true, how: "muxers started after the reload"},
 	{key: "hls.window", hot: true, how: "muxers started after the reload"},
 	{key: "hls.idleTimeout", hot: true, how: "muxers started after the reload"},

@@ -33,6 +33,10 @@ import (
 type Config struct {
 	// PartTarget is the part duration aimed at (EXT-X-PART-INF).
 	PartTarget time.Duration `yaml:"partTarget"`
+	// PartHoldBack is EXT-X-SERVER-CONTROL's PART-HOLD-BACK in part
+	// targets: how far behind the live edge a player starts (hls.js stays
+	// there for good). 0 means DefaultPartHoldBack.
+	PartHoldBack float64 `yaml:"partHoldBack"`
 	// SegmentMin is the shortest segment: segments are cut at the first
 	// keyframe after it.
 	SegmentMin time.Duration `yaml:"segmentMin"`
@@ -60,6 +64,10 @@ type Config struct {
 func (c *Config) Validate(prefix string) []error {
 	p := conf.New(prefix)
 	p.Duration("partTarget", c.PartTarget, 50*time.Millisecond, 2*time.Second)
+	if c.PartHoldBack < MinPartHoldBack || c.PartHoldBack > 10 {
+		p.Bad("partHoldBack", "must be between %g (RFC 8216bis: at least twice PART-TARGET) and 10 part targets (got %g)",
+			float64(MinPartHoldBack), c.PartHoldBack)
+	}
 	if c.SegmentMin < c.PartTarget || c.SegmentMin > 30*time.Second {
 		p.Bad("segmentMin", "must be between %s.partTarget and 30s (got %s)", prefix, c.SegmentMin)
 	}
@@ -70,6 +78,27 @@ func (c *Config) Validate(prefix string) []error {
 	p.Duration("blockTimeout", c.BlockTimeout, time.Second, time.Minute)
 	p.Duration("shareWindow", c.ShareWindow, time.Minute, 24*time.Hour)
 	return p.Errs()
+}
+
+// MinPartHoldBack is the smallest PART-HOLD-BACK in part targets: RFC
+// 8216bis 4.4.3.8 says it MUST be at least twice PART-TARGET (and SHOULD
+// be three times, as Apple's authoring spec asks of streams for its
+// devices).
+const MinPartHoldBack = 2
+
+// DefaultPartHoldBack is PART-HOLD-BACK in part targets when
+// Config.PartHoldBack is 0: the spec's SHOULD. hls.js starts this far
+// behind its first playlist's live edge and never catches up by itself,
+// so every part of it is latency (docs/protocols.md); with 2, hls.js 1.7.4
+// did not resume after a republish (TestHLSBrowserRepublishAfterGrace).
+const DefaultPartHoldBack = 3
+
+// partHoldBack returns PART-HOLD-BACK in part targets.
+func (c *Config) partHoldBack() float64 {
+	if c.PartHoldBack <= 0 {
+		return DefaultPartHoldBack
+	}
+	return c.PartHoldBack
 }
 
 // Rendition is one ladder rung of a source, published as <path>/<Name>.
@@ -83,8 +112,8 @@ type Rendition struct {
 // Handler serves LL-HLS for every hub stream. It is an http.Handler.
 type Handler struct {
 	conf Config
-	// muxConf, when set, replaces conf's partTarget, segmentMin, window
-	// and idleTimeout for new muxers (SetMuxerConfig).
+	// muxConf, when set, replaces conf's partTarget, partHoldBack,
+	// segmentMin, window and idleTimeout for new muxers (SetMuxerConfig).
 	muxConf atomic.Pointer[Config]
 	hub     *server.Hub
 	log     *slog.Logger
@@ -129,11 +158,12 @@ func New(conf Config, hub *server.Hub, log *slog.Logger) *Handler {
 }
 
 // SetMuxerConfig makes the muxers started from now on use c's partTarget,
-// segmentMin, window and idleTimeout (a config reload); running muxers keep
+// partHoldBack, segmentMin, window and idleTimeout (a config reload); running muxers keep
 // theirs, so their players see no change. Safe for concurrent use.
 func (h *Handler) SetMuxerConfig(c Config) {
 	m := h.conf
 	m.PartTarget, m.SegmentMin, m.Window, m.IdleTimeout = c.PartTarget, c.SegmentMin, c.Window, c.IdleTimeout
+	m.PartHoldBack = c.PartHoldBack
 	h.muxConf.Store(&m)
 }
 

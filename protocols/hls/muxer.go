@@ -351,5 +351,7 @@ func (m *muxer) mediaPlaylist(skip bool, query string) ([]byte, error) {
 // are shared: a snapshot never changes).
 func (m *muxer) playlist(v *snapshot) *mediaPlaylist {
 	return &mediaPlaylist{prefix: m.prefix, partTarget: v.partTarget,
-		targetDur: targetDuration(v.maxDur, m.conf.SegmentMin), segs: v.segs, discSeq: v.discSeq}
+		partHoldBack: time.Duration(m.conf.partHoldBack() * float64(v.partTarget)),
+		targetDur:    targetDuration(v.maxDur, m.conf.SegmentMin),
+		segs:         v.segs, discSeq: v.discSeq}
 }

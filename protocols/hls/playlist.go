@@ -27,11 +27,13 @@ func seconds(d time.Duration) string {
 type mediaPlaylist struct {
 	prefix     string // unique per muxer: file names never repeat across muxers
 	partTarget time.Duration
-	targetDur  int // EXT-X-TARGETDURATION, seconds
-	segs       []*segment
-	discSeq    int // EXT-X-DISCONTINUITY-SEQUENCE
-	reports    []renditionReport
-	query      string // added to every URI ("?key=..." on a path with a read key)
+	// partHoldBack is PART-HOLD-BACK (Config.PartHoldBack part targets).
+	partHoldBack time.Duration
+	targetDur    int // EXT-X-TARGETDURATION, seconds
+	segs         []*segment
+	discSeq      int // EXT-X-DISCONTINUITY-SEQUENCE
+	reports      []renditionReport
+	query        string // added to every URI ("?key=..." on a path with a read key)
 }
 
 // renditionReport is one sibling variant's last segment and part.
@@ -52,6 +54,12 @@ func lastPart(segs []*segment) (uint64, int, bool) {
 	return 0, 0, false
 }
 
+// holdBack is PART-HOLD-BACK: partHoldBack, never under twice PART-TARGET
+// (RFC 8216bis 4.4.3.8: MUST).
+func (p *mediaPlaylist) holdBack() time.Duration {
+	return max(p.partHoldBack, MinPartHoldBack*p.partTarget)
+}
+
 // canSkipUntil is CAN-SKIP-UNTIL: six target durations.
 func (p *mediaPlaylist) canSkipUntil() time.Duration {
 	return 6 * time.Duration(p.targetDur) * time.Second
@@ -63,9 +71,10 @@ func (p *mediaPlaylist) render(skip bool) []byte {
 	var b strings.Builder
 	b.WriteString("#EXTM3U\n#EXT-X-VERSION:9\n")
 	fmt.Fprintf(&b, "#EXT-X-TARGETDURATION:%d\n", p.targetDur)
-	// PART-HOLD-BACK of three part targets, as the spec advises.
+	// PART-HOLD-BACK: where hls.js starts, and stays (hls.partHoldBack
+	// part targets, at least the spec's two).
 	fmt.Fprintf(&b, "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,PART-HOLD-BACK=%s,CAN-SKIP-UNTIL=%s\n",
-		seconds(3*p.partTarget), seconds(p.canSkipUntil()))
+		seconds(p.holdBack()), seconds(p.canSkipUntil()))
 	fmt.Fprintf(&b, "#EXT-X-PART-INF:PART-TARGET=%s\n", seconds(p.partTarget))
 	if len(p.segs) == 0 {
 		return []byte(b.String())

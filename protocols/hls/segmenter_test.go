@@ -3,6 +3,7 @@ package hls
 import (
 	"bytes"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -351,6 +352,47 @@ func TestPartDurationBounds(t *testing.T) {
 			f.until(8 * time.Second)
 			f.render(false) // checkMedia checks the bounds
 		})
+	}
+}
+
+// TestPartHoldBack: PART-HOLD-BACK is hls.partHoldBack part targets (3
+// when unset), of the part target the
+// playlist announces (rounded to whole frames), and never under twice it.
+func TestPartHoldBack(t *testing.T) {
+	for _, tc := range []struct {
+		conf float64
+		fps  float64
+		want float64 // in PART-TARGETs
+	}{
+		{0, 30, 3}, {2, 30, 2}, {2.5, 25, 2.5}, {3, 30, 3}, {3, 29.97, 3}, {10, 60, 10},
+	} {
+		t.Run(fmt.Sprintf("%g at %gfps", tc.conf, tc.fps), func(t *testing.T) {
+			conf := testConfig()
+			conf.PartHoldBack = tc.conf
+			f := newFeeder(t, conf, newSynth(synthOpts{video: media.CodecH264, audio: media.CodecAAC, fps: tc.fps}))
+			f.until(3 * time.Second)
+			pl := f.render(false) // mediaProblems also checks it against conf
+			if got := pl.partHoldBack / pl.partTarget; math.Abs(got-tc.want) > 0.001 {
+				t.Errorf("PART-HOLD-BACK %v = %v × PART-TARGET %v, want %v ×", pl.partHoldBack, got, pl.partTarget, tc.want)
+			}
+			if !strings.Contains(pl.raw, fmt.Sprintf("PART-HOLD-BACK=%s,", seconds(time.Duration(tc.want*float64(f.seg.PartTarget()))))) {
+				t.Errorf("playlist does not advertise PART-HOLD-BACK=%s:\n%s", seconds(time.Duration(tc.want*float64(f.seg.PartTarget()))), pl.raw)
+			}
+		})
+	}
+	// Below the spec's minimum is refused by the config check.
+	for _, v := range []float64{1, 1.99, 10.5} {
+		c := testConfig()
+		c.PartHoldBack = v
+		errs := c.Validate("hls")
+		if len(errs) != 1 || !strings.Contains(errs[0].Error(), "hls.partHoldBack") {
+			t.Errorf("partHoldBack %g: Validate = %v, want one error naming hls.partHoldBack", v, errs)
+		}
+	}
+	c := testConfig()
+	c.PartHoldBack = 2
+	if errs := c.Validate("hls"); len(errs) != 0 {
+		t.Errorf("partHoldBack 2: Validate = %v", errs)
 	}
 }
 

@@ -609,10 +609,14 @@ func mediaProblems(pl *mediaPL, conf Config) []string {
 	if want := conf.PartTarget.Seconds(); pl.partTarget < want*0.8 || pl.partTarget > want*1.25 {
 		errorf("PART-TARGET %v, want about %v (hls.partTarget)", pl.partTarget, want)
 	}
-	// §4.4.3.8: at least twice PART-TARGET (MUST), three times (SHOULD;
-	// Apple's authoring spec 14.3 makes it a MUST).
-	if pl.partHoldBack < 3*pl.partTarget-eps {
-		errorf("PART-HOLD-BACK %v < 3 × PART-TARGET %v", pl.partHoldBack, pl.partTarget)
+	// §4.4.3.8: at least twice PART-TARGET (MUST; three times is a
+	// SHOULD, and Apple's authoring spec asks for it: hls.partHoldBack 3),
+	// and what hls.partHoldBack says.
+	if pl.partHoldBack < 2*pl.partTarget-eps {
+		errorf("PART-HOLD-BACK %v < 2 × PART-TARGET %v", pl.partHoldBack, pl.partTarget)
+	}
+	if want := conf.partHoldBack() * pl.partTarget; math.Abs(pl.partHoldBack-want) > 2*eps {
+		errorf("PART-HOLD-BACK %v, want %v (hls.partHoldBack %v × PART-TARGET %v)", pl.partHoldBack, want, conf.partHoldBack(), pl.partTarget)
 	}
 	if pl.canSkipTil < 6*float64(pl.target)-eps {
 		errorf("CAN-SKIP-UNTIL %v < 6 × EXT-X-TARGETDURATION %d", pl.canSkipTil, pl.target)
