@@ -241,13 +241,14 @@ func TestLadderRestartAndStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var last time.Duration
+	var session uint64 // the first FFmpeg's publisher
 	for i := 0; i < 30; i++ { // about a second of it
 		u, err := r.Next(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if u.Track.IsVideo() {
-			last = u.DTS
+			last, session = u.DTS, u.Track.Session
 		}
 	}
 
@@ -269,12 +270,15 @@ func TestLadderRestartAndStop(t *testing.T) {
 	if alive(pid) {
 		t.Errorf("the killed FFmpeg %d is still there", pid)
 	}
-	// The rung resumes for its reader: on from where it was, at a keyframe.
+	// The rung resumes for its reader: on from where it was, at a keyframe
+	// of the new FFmpeg (its units are a new publisher's: another
+	// Track.Session). Where in time it resumes depends on where the
+	// source's cached GOP began, so no size of gap is asked for.
 	resumed := false
-	for n := 0; n < 100; {
+	for n := 0; n < 100 || !resumed; {
 		u, err := r.Next(ctx)
 		if err != nil {
-			t.Fatalf("the rung did not resume for its reader: %v", err)
+			t.Fatalf("the rung did not resume for its reader (%d pictures after the kill): %v", n, err)
 		}
 		if !u.Track.IsVideo() {
 			continue
@@ -282,7 +286,7 @@ func TestLadderRestartAndStop(t *testing.T) {
 		if u.DTS <= last {
 			t.Fatalf("the rung went back in time: %v after %v", u.DTS, last)
 		}
-		if !resumed && u.DTS-last > 500*time.Millisecond {
+		if !resumed && u.Track.Session != session {
 			if !u.KeyFrame {
 				t.Fatalf("the rung resumed at %v with a delta frame", u.DTS)
 			}
@@ -290,9 +294,6 @@ func TestLadderRestartAndStop(t *testing.T) {
 		}
 		last = u.DTS
 		n++
-	}
-	if !resumed {
-		t.Fatal("no gap in the rung across the restart: was the process restarted?")
 	}
 	if !strings.Contains(e.logs.String(), "FFmpeg ended; restarting") {
 		t.Error("the restart was not logged")
