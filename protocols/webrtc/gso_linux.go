@@ -157,10 +157,13 @@ func (g *gsoConn) release(k *cork) {
 		return
 	}
 	k.mu.Lock()
+	defer g.corks.CompareAndDelete(k.addr, k)
+	defer k.mu.Unlock()
 	k.depth, k.holding = 0, 0
+	if k.timer != nil {
+		k.timer.Stop()
+	}
 	k.sendLocked()
-	k.mu.Unlock()
-	g.corks.CompareAndDelete(k.addr, k)
 }
 
 // cork gathers the datagrams to one peer between begin and flush, and
@@ -186,6 +189,9 @@ type cork struct {
 	held      []byte
 	heldSizes []int
 	heldAt    time.Time
+	// timer sends what is held audioHold after the first of it, when no
+	// flush came meanwhile (a picture stalled, a still screen).
+	timer *time.Timer
 
 	// scratch of sendLocked
 	runs []gsoRun
@@ -220,13 +226,13 @@ func (k *cork) flush() {
 		return
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.depth > 0 {
 		k.depth--
 	}
 	if k.depth == 0 {
 		k.sendLocked()
 	}
-	k.mu.Unlock()
 }
 
 // beginHold starts holding what is written (audio) for the next flush;
@@ -240,20 +246,29 @@ func (k *cork) beginHold() {
 	k.mu.Unlock()
 }
 
-// hold ends a beginHold. What is held leaves with the next flush, or now
-// when the oldest of it waited audioHold (no picture came meanwhile).
+// hold ends a beginHold. What is held leaves with the next flush, or
+// when the oldest of it waited audioHold (k.timer: no picture came).
 func (k *cork) hold() {
 	if k == nil {
 		return
 	}
 	k.mu.Lock()
+	defer k.mu.Unlock()
 	if k.holding > 0 {
 		k.holding--
 	}
 	if k.depth == 0 && len(k.heldSizes) > 0 && time.Since(k.heldAt) >= audioHold {
 		k.sendLocked()
 	}
-	k.mu.Unlock()
+}
+
+// holdExpired is k.timer's: what is still held waited audioHold.
+func (k *cork) holdExpired() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.depth == 0 && len(k.heldSizes) > 0 {
+		k.sendLocked()
+	}
 }
 
 // add keeps a copy of b if k is gathering or holding; false if it is not.
@@ -274,6 +289,11 @@ func (k *cork) add(b []byte) bool {
 			k.heldAt = time.Now()
 			if k.held == nil {
 				k.held = make([]byte, 0, heldMaxBytes)
+			}
+			if k.timer == nil {
+				k.timer = time.AfterFunc(audioHold, k.holdExpired)
+			} else {
+				k.timer.Reset(audioHold)
 			}
 		}
 		k.held = append(k.held, b...)
@@ -308,6 +328,9 @@ func (k *cork) sendLocked() {
 		k.sendBatch()
 	}
 	clear(k.runs) // no references to the buffers kept
+	if len(k.heldSizes) > 0 && k.timer != nil {
+		k.timer.Stop()
+	}
 	if k.data != nil {
 		corkBufs.Put(k.data[:0])
 	}
@@ -337,8 +360,10 @@ func appendRuns(runs []gsoRun, data []byte, sizes []int, gso bool) []gsoRun {
 	return runs
 }
 
-// sendBatch sends k.runs in one sendmmsg; a run the kernel refuses goes
-// on its own (send, which knows the fallbacks) and the rest after it.
+// sendBatch sends k.runs in one sendmmsg. The kernel stops at a message
+// it refuses: that run goes on its own (send, which knows the fallbacks:
+// datagram by datagram, GSO off for good), and the rest in a new batch,
+// or one by one once GSO is off (their messages ask for segmentation).
 func (k *cork) sendBatch() {
 	n := len(k.runs)
 	for len(k.iovs) < n {
@@ -355,14 +380,20 @@ func (k *cork) sendBatch() {
 		k.msgs = append(k.msgs, m)
 	}
 	for i := 0; i < n; {
+		if !k.g.gso.Load() {
+			r := k.runs[i]
+			k.send(r.b, r.seg, r.count)
+			i++
+			continue
+		}
 		sent, err := k.g.batch.WriteBatch(k.msgs[i:], 0)
-		i += sent
-		if err != nil || sent == 0 {
-			if i < n {
-				r := k.runs[i]
-				k.send(r.b, r.seg, r.count)
-				i++
-			}
+		if sent > 0 { // x/net says -1 with the error of a first message refused
+			i += sent
+		}
+		if (err != nil || sent <= 0) && i < n {
+			r := k.runs[i]
+			k.send(r.b, r.seg, r.count)
+			i++
 		}
 	}
 	clear(k.iovs[:n])

@@ -202,7 +202,7 @@ func TestCorksManyWritersInOrder(t *testing.T) {
 // TestCorkHoldsAudioForTheNextFlush: what is written between beginHold and
 // hold (the sound) waits for the next picture's flush and leaves before
 // it, in order; with no picture, it leaves once the oldest waited
-// audioHold (at the next hold) or when the cork is released.
+// audioHold, or when the cork is released.
 func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
 	g, peer, dst := corkPair(t, &net.UDPAddr{})
 	k := g.corkFor(dst)
@@ -222,7 +222,7 @@ func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
 	}
 	nothing := func() {
 		t.Helper()
-		_ = peer.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		_ = peer.SetReadDeadline(time.Now().Add(audioHold / 4))
 		if n, err := peer.Read(buf); err == nil {
 			t.Fatalf("got %q, want nothing yet", buf[:n])
 		}
@@ -250,10 +250,9 @@ func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
 	read("a1", "a2", string(bytes.Repeat([]byte("v"), 1200)), string(bytes.Repeat([]byte("w"), 1200)), "v-last")
 
 	audio("a3")
-	time.Sleep(audioHold + 10*time.Millisecond)
-	nothing()   // still held: nothing came to take it
-	audio("a4") // the oldest waited audioHold: both leave
-	read("a3", "a4")
+	time.Sleep(audioHold / 2)
+	audio("a4")
+	read("a3", "a4") // the oldest waited audioHold: both leave, with no picture
 
 	audio("a5")
 	g.release(k)
@@ -279,4 +278,104 @@ func corkPair(t *testing.T, local *net.UDPAddr) (*gsoConn, *net.UDPConn, netip.A
 	}
 	t.Cleanup(func() { peer.Close() })
 	return g, peer, peer.LocalAddr().(*net.UDPAddr).AddrPort()
+}
+
+// TestCorkBatchRefusedByTheKernel: a flush of several runs (held audio and
+// a picture) to a peer the kernel refuses (port 0: EINVAL, as a firewall's
+// EPERM or an unreachable network) returns, counts the loss and leaves the
+// cork usable; a batch whose second run the kernel refuses (more segments
+// than UDP GSO takes: EINVAL, as a route MTU below the segment size) sends
+// the first run once and the second through the fallbacks.
+func TestCorkBatchRefusedByTheKernel(t *testing.T) {
+	for _, listen := range []string{"127.0.0.1:0", "[::]:0"} {
+		t.Run(listen, func(t *testing.T) {
+			ua, _ := net.ResolveUDPAddr("udp", listen)
+			g, _, _ := corkPair(t, ua)
+			dst := netip.MustParseAddrPort("127.0.0.1:0")
+			k := g.corkFor(dst)
+			done := make(chan any, 1)
+			go func() {
+				defer func() { done <- recover() }()
+				k.beginHold()
+				g.WriteToAddrPort([]byte("audio"), dst) //nolint:errcheck // held
+				k.hold()
+				k.begin()
+				for _, n := range []int{1200, 1200, 300} {
+					g.WriteToAddrPort(make([]byte, n), dst) //nolint:errcheck // gathered
+				}
+				k.flush()
+			}()
+			select {
+			case r := <-done:
+				if r != nil {
+					t.Fatalf("flush panicked: %v", r)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("flush did not return")
+			}
+			if !k.mu.TryLock() {
+				t.Fatal("the cork's lock is still held")
+			}
+			k.mu.Unlock()
+			if g.dropped.Load() == 0 {
+				t.Fatal("the refused datagrams were not counted as dropped")
+			}
+			g.release(k)
+		})
+	}
+
+	t.Run("second run refused", func(t *testing.T) {
+		g, peer, dst := corkPair(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		_ = peer.SetReadBuffer(1 << 20)
+		k := g.corkFor(dst)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			k.mu.Lock()
+			defer k.mu.Unlock()
+			k.runs = append(k.runs[:0], gsoRun{b: []byte("audio"), seg: 5, count: 1}, gsoRun{b: make([]byte, 400), seg: 1, count: 400})
+			k.sendBatch()
+		}()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatal("sendBatch did not return")
+		}
+		buf := make([]byte, 2048)
+		audio, other := 0, 0
+		_ = peer.SetReadDeadline(time.Now().Add(time.Second))
+		for audio+other < 401 {
+			n, err := peer.Read(buf)
+			if err != nil {
+				break
+			}
+			if string(buf[:n]) == "audio" {
+				audio++
+			} else {
+				other++
+			}
+		}
+		if audio != 1 || other != 400 {
+			t.Fatalf("the peer got the audio %d times and %d of the 400 one-byte datagrams, want 1 and 400", audio, other)
+		}
+	})
+}
+
+// TestCorkHoldExpires: held audio with no picture and no further audio
+// leaves after audioHold on its own.
+func TestCorkHoldExpires(t *testing.T) {
+	g, peer, dst := corkPair(t, &net.UDPAddr{})
+	k := g.corkFor(dst)
+	defer g.release(k)
+	k.beginHold()
+	if _, err := g.WriteToAddrPort([]byte("alone"), dst); err != nil {
+		t.Fatal(err)
+	}
+	k.hold()
+	buf := make([]byte, 64)
+	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := peer.Read(buf)
+	if err != nil || string(buf[:n]) != "alone" {
+		t.Fatalf("got %q, %v; want the held datagram after audioHold", buf[:n], err)
+	}
 }
