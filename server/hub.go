@@ -425,6 +425,28 @@ func (h *Hub) readWait(ctx context.Context, path string, opts ReadOptions) (*Rea
 	}
 }
 
+// WaitStream waits until path has a live stream (a publisher came; a
+// stream in its grace period counts) or ctx ends or the hub closes, and
+// reports whether it has one. It wakes at each publish, never polls.
+func (h *Hub) WaitStream(ctx context.Context, path string) bool {
+	for {
+		h.mu.Lock()
+		s, published, closed := h.streams[path], h.published, h.closed
+		h.mu.Unlock()
+		if s != nil {
+			return true
+		}
+		if closed {
+			return false
+		}
+		select {
+		case <-published:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // Stream returns the live stream at path, or nil.
 func (h *Hub) Stream(path string) *Stream {
 	h.mu.Lock()

@@ -1375,3 +1375,39 @@ func TestBacklogRealTiming(t *testing.T) {
 		}
 	}
 }
+
+// TestWaitStream: WaitStream returns when the path is published (woken by
+// the publish, not by time), false when its context ends first, and at
+// once for a live path.
+func TestWaitStream(t *testing.T) {
+	h := newTestHub(t, DefaultPathConfig())
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if h.WaitStream(ctx, "live/w") {
+		t.Fatal("WaitStream said a path nobody publishes has a stream")
+	}
+	done := make(chan bool, 1)
+	go func() { done <- h.WaitStream(context.Background(), "live/w") }()
+	if _, err := h.PublishTrusted("live/other", videoTracks(), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-done:
+		t.Fatal("WaitStream returned for another path's publish")
+	case <-time.After(50 * time.Millisecond):
+	}
+	if _, err := h.PublishTrusted("live/w", videoTracks(), PublishOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case ok := <-done:
+		if !ok {
+			t.Fatal("WaitStream said false after the path was published")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("WaitStream did not return after the publish")
+	}
+	if !h.WaitStream(context.Background(), "live/w") {
+		t.Fatal("WaitStream on a live path said false")
+	}
+}

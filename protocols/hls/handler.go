@@ -216,7 +216,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil && strings.HasSuffix(file, ".m3u8") && errors.Is(err, server.ErrStreamNotFound) && h.endedRecently(path) {
-		m, err = h.awaitRepublish(req.Context(), path)
+		// One hls.blockTimeout for the whole request: a blocking reload
+		// that waited for the republish waits only what is left for its
+		// part (a cache in front holds a request for about as long).
+		deadline := time.Now().Add(h.conf.BlockTimeout)
+		m, err = h.awaitRepublish(req.Context(), path, deadline)
+		req = req.WithContext(context.WithValue(req.Context(), blockDeadlineKey{}, deadline))
 	}
 	if err != nil {
 		h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
@@ -243,9 +248,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 // than failing at once.
 const republishWindow = time.Minute
 
-// endedRecently reports whether path had a muxer that stopped within
-// republishWindow: its players, still polling, are probably waiting for
-// its publisher to reconnect.
+// blockDeadlineKey is the request context's value of when its blocking
+// waits end (a time.Time), when not hls.blockTimeout from each wait's
+// start.
+type blockDeadlineKey struct{}
+
+// endedRecently reports whether path had a muxer (with a segment) that
+// stopped within republishWindow: its players, still polling, are
+// probably waiting for its publisher to reconnect.
 func (h *Handler) endedRecently(path string) bool {
 	h.mu.Lock()
 	rp, ok := h.resume[path]
@@ -253,35 +263,27 @@ func (h *Handler) endedRecently(path string) bool {
 	return ok && time.Since(rp.at) < republishWindow
 }
 
-// awaitRepublish waits up to BlockTimeout for path to be published again
+// awaitRepublish waits until deadline for path to be published again
 // and returns its muxer. A player's playlist reload thus spans a
 // publisher's reconnection (OBS waits a few seconds before it tries
-// again) instead of spending its few retries on 404s and giving up.
-func (h *Handler) awaitRepublish(ctx context.Context, path string) (*muxer, error) {
-	ctx, cancel := context.WithTimeout(ctx, h.conf.BlockTimeout)
+// again) instead of spending its few retries on 404s and giving up. It
+// wakes at the hub's publishes (Hub.WaitStream), never polls.
+func (h *Handler) awaitRepublish(ctx context.Context, path string, deadline time.Time) (*muxer, error) {
+	ctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
-	tick := time.NewTicker(republishPoll)
-	defer tick.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return nil, server.ErrStreamNotFound
-		case <-h.ctx.Done():
-			return nil, server.ErrStreamNotFound
-		case <-tick.C:
-		}
-		if h.hub.Stream(path) == nil {
-			continue
-		}
+	stop := context.AfterFunc(h.ctx, cancel) // the handler closing ends the wait
+	defer stop()
+	for h.hub.WaitStream(ctx, path) {
 		if m, err := h.muxerFor(ctx, path); !errors.Is(err, server.ErrStreamNotFound) {
 			return m, err
 		}
+		// Gone again before the muxer could read it: wait for the next.
 	}
+	if h.ctx.Err() != nil {
+		return nil, server.ErrHubClosed
+	}
+	return nil, server.ErrStreamNotFound
 }
-
-// republishPoll is how often a waiting playlist request looks for its
-// path (a map lookup).
-const republishPoll = 100 * time.Millisecond
 
 // admit checks a request's credential and returns the query the URIs of
 // its playlists carry ("" on a path anyone may read). A share value
@@ -322,11 +324,16 @@ func refusalStatus(err error) int {
 }
 
 // waitFor waits until ready holds of the muxer's snapshot, the muxer
-// stops, the request ends or BlockTimeout passes; it reports whether ready
+// stops, the request ends or BlockTimeout passes (the request's
+// blockDeadlineKey, when it has one); it reports whether ready
 // held. A waiting request costs its own goroutine (net/http's) and nothing
 // else: it selects on the muxer's change channel and its own context.
 func (h *Handler) waitFor(ctx context.Context, m *muxer, ready func(*snapshot) bool) bool {
-	timer := time.NewTimer(h.conf.BlockTimeout)
+	d := h.conf.BlockTimeout
+	if dl, ok := ctx.Value(blockDeadlineKey{}).(time.Time); ok {
+		d = time.Until(dl)
+	}
+	timer := time.NewTimer(d)
 	defer timer.Stop()
 	for {
 		v, ch, stopped := m.state()

@@ -77,8 +77,10 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		// otherwise waits in a read of the socket that drops what comes.
 		// A player sends little after play (acknowledgements, its buffer
 		// length, deleteStream before it hangs up) and nothing that needs
-		// an answer, so gortmplib's reader and writer are let go here,
-		// with their buffers, and no second goroutine reads for them.
+		// an answer (a ping request would go unanswered: players answer
+		// pings, they send none), so gortmplib's reader and writer are
+		// let go here, with their buffers, and no second goroutine reads
+		// for them.
 		_, err = c.srv.passes.Serve(c.srv.ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode,
 			WriteTimeout: c.srv.conf.WriteTimeout, WatchClose: true}, first)
 		if errors.Is(err, fanout.ErrWrite) {

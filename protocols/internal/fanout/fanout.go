@@ -64,10 +64,11 @@ type Sink struct {
 	WriteTimeout time.Duration
 	// Done, if set, ends the session when closed (the peer left).
 	Done <-chan struct{}
-	// WatchClose says the peer sends nothing after its request (an
-	// HTTP-FLV player): the reader's goroutine waits in a read of the
-	// connection, which ends when the peer hangs up, so that a reader
-	// that left is let go even while the stream sends nothing.
+	// WatchClose says nothing the peer sends after its request needs
+	// reading (an HTTP-FLV player; an RTMP player's acknowledgements):
+	// the reader's goroutine waits in a read of the connection that drops
+	// what comes and ends when the peer hangs up, so that a reader that
+	// left is let go even while the stream sends nothing.
 	WatchClose bool
 }
 
