@@ -241,7 +241,7 @@ func TestLadderRestartAndStop(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	var last time.Duration
-	var session uint64 // the first FFmpeg's publisher
+	var session uint64        // the first FFmpeg's publisher
 	for i := 0; i < 30; i++ { // about a second of it
 		u, err := r.Next(ctx)
 		if err != nil {
