@@ -52,8 +52,9 @@ for n in $STEPS; do
       printf 'limits: {maxConnsPerAddress: 0}\nlog: {level: warn}\nrtmp: {address: "127.0.0.1:%s"}\nhttp: {address: "127.0.0.1:%s"}\nrtsp: {address: "127.0.0.1:%s", transports: [tcp]}\nsrt: {address: "127.0.0.1:%s"}\nwebrtc: {udpAddress: "127.0.0.1:0", tcpAddress: ""}\nstreams: {database: "%s/streams.db"}\n' "$R" "$H" "$(free_port)" "$(free_port)" "$dir" > "$dir/conf.yml"
       "$out/streamhub" --config "$dir/conf.yml" > "$dir/server.log" 2>&1 & SRV=$! ;;
     srs)
-      printf 'listen %s;\nmax_connections 20000;\ndaemon off;\nsrs_log_tank console;\nsrs_log_level warn;\nhttp_server { enabled on; listen %s; }\nvhost __defaultVhost__ { http_remux { enabled on; mount [vhost]/[app]/[stream].flv; } }\n' "$R" "$H" > "$dir/srs.conf"
-      (cd "$(dirname "$SRS_BIN")/.." && exec "$SRS_BIN" -c "$dir/srs.conf") > "$dir/server.log" 2>&1 & SRV=$! ;;
+      # SRS refuses max_connections + 128 above the open-files limit.
+      printf 'listen %s;\nmax_connections %s;\ndaemon off;\npid %s/srs.pid;\nsrs_log_tank console;\nsrs_log_level warn;\nhttp_server { enabled on; listen %s; }\nvhost __defaultVhost__ { http_remux { enabled on; mount [vhost]/[app]/[stream].flv; } }\n' "$R" "$(( $(ulimit -n) - 200 ))" "$dir" "$H" > "$dir/srs.conf"
+      (cd "$dir" && exec "$SRS_BIN" -c "$dir/srs.conf") > "$dir/server.log" 2>&1 & SRV=$! ;;
     loopback)
       "$out/loopback" -file "$src" -addr "127.0.0.1:$H" -duration 30s > "$dir/server.log" 2>&1 & SRV=$! ;;
     *) echo "capacity: -server is streamhub, srs or loopback" >&2; exit 2 ;;
