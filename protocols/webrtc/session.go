@@ -342,26 +342,29 @@ func replaceICE(s, ufrag, pwd string) string {
 // rttMs returns the round-trip time of the session's ICE candidate pair in
 // use, from its STUN checks, in milliseconds (0 before there is one). It
 // never blocks: it returns the last figure and, when that is older than
-// rttMaxAge, has a goroutine of its own fetch a new one (pion's GetStats
-// walks the whole connection; a scrape of many sessions must not).
+// rttMaxAge, has a goroutine of its own fetch a new one (a scrape of many
+// sessions must not wait on their ICE agents).
 func (ss *session) rttMs() float64 {
 	if time.Since(time.Unix(0, ss.rttAt.Load())) > rttMaxAge && ss.rttBusy.CompareAndSwap(false, true) {
 		go func() {
 			defer ss.rttBusy.Store(false)
 			defer guard.Recover(ss.log, "webrtc stats")
 			var ms float64
-			// Under mu and not after the end: pion's GetStats races with
-			// PeerConnection.Close (run closes it once closed is set).
+			// From the ICE agent (its own loop), not PeerConnection.GetStats:
+			// that races with the Close pion runs by itself when DTLS ends
+			// (pc.statsGetter), which no lock of ours can order.
 			ss.mu.Lock()
-			if !ss.closed {
-				for _, st := range ss.pc.GetStats() {
-					if cp, ok := st.(pwebrtc.ICECandidatePairStats); ok && cp.Nominated && cp.CurrentRoundTripTime > 0 {
-						ms = cp.CurrentRoundTripTime * 1000
-						break
+			closed := ss.closed
+			ss.mu.Unlock()
+			if !closed {
+				if dt := ss.pc.SCTP().Transport(); dt != nil {
+					if it := dt.ICETransport(); it != nil {
+						if cp, ok := it.GetSelectedCandidatePairStats(); ok && cp.CurrentRoundTripTime > 0 {
+							ms = cp.CurrentRoundTripTime * 1000
+						}
 					}
 				}
 			}
-			ss.mu.Unlock()
 			ss.rtt.Store(int64(math.Float64bits(ms)))
 			ss.rttAt.Store(time.Now().UnixNano())
 		}()
