@@ -77,10 +77,12 @@ node origin origin
 node edge1 edge
 node edge2 edge
 sleep 1
-ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$src" -c copy -f flv "rtmp://$RTMP_origin/live/bench" \
-  > "$work/publisher.log" 2>&1 &
-PIDS+=("$!")
-sleep 4
+publish() { # publish RTMP_ADDRESS LOG: the looped source to live/bench, then a settling pause
+  ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$src" -c copy -f flv "rtmp://$1/live/bench" > "$2" 2>&1 &
+  PIDS+=("$!")
+  sleep 4
+}
+publish "$RTMP_origin" "$work/publisher.log"
 
 metric() { # metric HOST NAME: the value for path live/bench
   curl -s "http://$1/metrics" | awk -v n="$2" '$1 == n"{path=\"live/bench\"}" {print $2}'
@@ -129,10 +131,7 @@ grep -E "connected|errors" "$out/cluster-edge1.txt" "$out/cluster-edge2.txt" | h
 for p in "$PID_origin" "$PID_edge1" "$PID_edge2"; do kill "$p" 2>/dev/null || true; done
 node single standalone
 sleep 1
-ffmpeg -hide_banner -loglevel error -re -stream_loop -1 -i "$src" -c copy -f flv "rtmp://$RTMP_single/live/bench" \
-  > "$work/publisher-single.log" 2>&1 &
-PIDS+=("$!")
-sleep 4
+publish "$RTMP_single" "$work/publisher-single.log"
 "$out/flvload" -url "http://$HTTP_single/live/bench.flv" -n "$N" -t "$((secs + 8))s" > "$out/cluster-single.txt" &
 L3=$!; PIDS+=("$L3")
 sleep 4

@@ -133,14 +133,7 @@ func (n *Node) standbyLoop() {
 		case <-t.C:
 		case <-n.wake:
 		}
-		n.mu.Lock()
-		var paths []string
-		for p, l := range n.leases {
-			if l.elsewhere {
-				paths = append(paths, p)
-			}
-		}
-		n.mu.Unlock()
+		paths := n.leasePaths(func(l *lease) bool { return l.elsewhere })
 		for p := range probed {
 			if !slices.Contains(paths, p) {
 				delete(probed, p)
@@ -189,14 +182,7 @@ func (n *Node) standbyLoop() {
 // RTMP probe, RTSP from ANNOUNCE to RECORD) is not in the hub yet: its path
 // stays pending and is tried again at the next tick.
 func (n *Node) promotePending() {
-	n.mu.Lock()
-	var paths []string
-	for p, l := range n.leases {
-		if l.promote {
-			paths = append(paths, p)
-		}
-	}
-	n.mu.Unlock()
+	paths := n.leasePaths(func(l *lease) bool { return l.promote })
 	for _, p := range paths {
 		err := n.hub.Promote(p)
 		if errors.Is(err, server.ErrStreamNotFound) || errors.Is(err, server.ErrNoStandby) {
@@ -415,4 +401,17 @@ func (n *Node) refuseKey(node string) error {
 		n.log.Warn("relay refused: wrong cluster key (logged once per node name)", "claimedNode", node)
 	}
 	return ErrRelayKey
+}
+
+// leasePaths returns the paths whose lease has what keep asks for.
+func (n *Node) leasePaths(keep func(*lease) bool) []string {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	var paths []string
+	for p, l := range n.leases {
+		if keep(l) {
+			paths = append(paths, p)
+		}
+	}
+	return paths
 }
