@@ -149,9 +149,6 @@ func (c *conn) playEnded(err error, readDone chan error) error {
 		default:
 		}
 	}
-	if errors.Is(err, fanout.ErrWrite) {
-		return fmt.Errorf("rtmp: writing to player: %w", err)
-	}
 	return err
 }
 
