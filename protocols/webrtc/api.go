@@ -64,9 +64,11 @@ func registerCodecs(m *pwebrtc.MediaEngine, whip bool) error {
 //
 // Interceptors: WHIP gets a NACK generator (ask the publisher to resend),
 // receiver reports and TWCC feedback (a browser's encoder adapts its rate
-// to it). WHEP gets sender reports only (players sync audio and video by
-// them): retransmission is ours (egress.go), from a per-viewer index into
-// the payloads all viewers share, where pion's NACK responder would copy
+// to it). WHEP gets none: its sender reports (players sync audio and
+// video by them) and retransmission are ours (egress.go), the reports
+// from the send loop once a second instead of a lock and a clock reading
+// per packet, and retransmission from a per-viewer index into the
+// payloads all viewers share, where pion's NACK responder would copy
 // every packet into a per-viewer buffer.
 func (s *Server) newAPI(whip bool) (*pwebrtc.API, error) {
 	m := &pwebrtc.MediaEngine{}
@@ -88,12 +90,6 @@ func (s *Server) newAPI(whip bool) (*pwebrtc.API, error) {
 		if err := pwebrtc.ConfigureTWCCSender(m, ir); err != nil {
 			return nil, err
 		}
-	} else {
-		sr, err := report.NewSenderInterceptor()
-		if err != nil {
-			return nil, err
-		}
-		ir.Add(sr)
 	}
 
 	se := pwebrtc.SettingEngine{}

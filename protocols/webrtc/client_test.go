@@ -250,6 +250,19 @@ type player struct {
 	got       chan struct{} // closed at the first AU
 	gotOnce   sync.Once
 	sendPLI   func()
+	// last is the RTP time of the newest packet per SSRC; reports the
+	// sender reports per SSRC, each with the newest packet's RTP time
+	// when it came.
+	last    map[uint32]uint32
+	reports map[uint32][]seenReport
+}
+
+// seenReport is a sender report and the RTP time of the newest packet of
+// its stream when it came.
+type seenReport struct {
+	sr     rtcp.SenderReport
+	lastTS uint32
+	clock  uint32
 }
 
 func newPlayer(t *testing.T) *player {
@@ -258,20 +271,38 @@ func newPlayer(t *testing.T) *player {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pl := &player{pc: pc, got: make(chan struct{})}
+	pl := &player{pc: pc, got: make(chan struct{}), last: map[uint32]uint32{}, reports: map[uint32][]seenReport{}}
 	for _, k := range []pwebrtc.RTPCodecType{pwebrtc.RTPCodecTypeVideo, pwebrtc.RTPCodecTypeAudio} {
 		if _, err := pc.AddTransceiverFromKind(k, pwebrtc.RTPTransceiverInit{Direction: pwebrtc.RTPTransceiverDirectionRecvonly}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	pc.OnTrack(func(tr *pwebrtc.TrackRemote, _ *pwebrtc.RTPReceiver) {
+	pc.OnTrack(func(tr *pwebrtc.TrackRemote, rcv *pwebrtc.RTPReceiver) {
+		clock := tr.Codec().ClockRate
+		go func() {
+			for {
+				pkts, _, err := rcv.ReadRTCP()
+				if err != nil {
+					return
+				}
+				pl.mu.Lock()
+				for _, p := range pkts {
+					if sr, ok := p.(*rtcp.SenderReport); ok {
+						pl.reports[sr.SSRC] = append(pl.reports[sr.SSRC], seenReport{*sr, pl.last[sr.SSRC], clock})
+					}
+				}
+				pl.mu.Unlock()
+			}
+		}()
 		if tr.Kind() == pwebrtc.RTPCodecTypeAudio {
 			for {
-				if _, _, err := tr.ReadRTP(); err != nil {
+				pkt, _, err := tr.ReadRTP()
+				if err != nil {
 					return
 				}
 				pl.mu.Lock()
 				pl.audioPkts++
+				pl.last[pkt.SSRC] = pkt.Timestamp
 				pl.mu.Unlock()
 			}
 		}
@@ -287,6 +318,9 @@ func newPlayer(t *testing.T) *player {
 			if err != nil {
 				return
 			}
+			pl.mu.Lock()
+			pl.last[pkt.SSRC] = pkt.Timestamp
+			pl.mu.Unlock()
 			au, err := d.Decode(pkt)
 			if err != nil {
 				continue
@@ -317,6 +351,17 @@ func (pl *player) connect(t *testing.T, url string) {
 	if err := pl.pc.SetRemoteDescription(pwebrtc.SessionDescription{Type: pwebrtc.SDPTypeAnswer, SDP: body}); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// senderReports returns the sender reports seen per SSRC.
+func (pl *player) senderReports() map[uint32][]seenReport {
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	out := map[uint32][]seenReport{}
+	for k, v := range pl.reports {
+		out[k] = append([]seenReport(nil), v...)
+	}
+	return out
 }
 
 func (pl *player) stats() (aus, audio int, firstKey bool, firstAt time.Duration) {

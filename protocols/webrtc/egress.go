@@ -69,6 +69,8 @@ type viewer struct {
 	videoID, audioID int
 	pliMu            sync.Mutex
 	pliAt            time.Time
+	// reportAt is when the last sender reports went (send loop only).
+	reportAt time.Time
 	// cork batches the packets of the units read at once for the peer's
 	// address (gso_linux.go); nil when the socket cannot.
 	cork     atomic.Pointer[cork]
@@ -81,16 +83,22 @@ type outTrack struct {
 	v      *viewer
 	codec  media.Codec
 	clock  int64
-	track  *pwebrtc.TrackLocalStaticRTP
+	track  *directTrack
 	sender *pwebrtc.RTPSender
 	tsBase uint32
 
-	mu   sync.Mutex // mu guards seq and hist (the send loop and the NACK reader)
+	mu   sync.Mutex // mu guards the fields below (the send loops and the RTCP reader)
 	seq  uint16
 	hist [histSize]sent
 	// sentPkts and resent count packets for the session's figures, lost
 	// what the viewer's receiver reports say it lost.
 	sentPkts, resent, lost uint64
+	// octets, lastTS (the newest RTP time sent, tsBase included) and
+	// lastAt (when it was first sent) make the sender reports.
+	octets  uint64
+	lastTS  uint32
+	lastAt  time.Time
+	stamped bool
 	// resendTokens are the resends this viewer may still make (see
 	// resendShare).
 	resendTokens float64
@@ -375,10 +383,11 @@ func (v *viewer) addTrack(c media.Codec, clock int64) (*outTrack, error) {
 	if c == media.CodecOpus {
 		kind = "audio"
 	}
-	tr, err := pwebrtc.NewTrackLocalStaticRTP(capability, kind, "streamhub")
+	st, err := pwebrtc.NewTrackLocalStaticRTP(capability, kind, "streamhub")
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
+	tr := &directTrack{TrackLocalStaticRTP: st}
 	sender, err := v.ss.pc.AddTrack(tr)
 	if err != nil {
 		return nil, badRequest("webrtc: cannot send %s to this offer: %v", c, err)
@@ -407,6 +416,7 @@ func (v *viewer) serve(ctx context.Context) error {
 		if err := v.sendBatch(batch); err != nil {
 			return err
 		}
+		v.sendReports(time.Now())
 		var err error
 		batch, err = v.r.NextBatch(ctx, buf[:0])
 		if err != nil {
@@ -500,7 +510,7 @@ func (v *viewer) send(u *media.Unit) error {
 		}
 		return o.write(false, u.Payload[0], rtpTime(u.PTS, o.clock))
 	}
-	recs = u.Memo(rtpMemo{o.codec}, packetize)
+	recs = rtpPayloads(u, o.codec)
 	ts := rtpTime(u.PTS, o.clock)
 	for len(recs) >= 3 {
 		n := int(binary.BigEndian.Uint16(recs))
@@ -527,16 +537,112 @@ func (o *outTrack) write(marker bool, payload []byte, ts uint32) error {
 	o.seq++
 	o.hist[seq%histSize] = sent{ok: true, seq: seq, ts: ts, marker: marker, payload: payload}
 	o.sentPkts++
+	o.octets += uint64(len(payload))
 	o.resendTokens = min(o.resendTokens+resendShare, resendBurst)
+	if !o.stamped || o.tsBase+ts != o.lastTS {
+		// One clock reading per unit, not per packet.
+		o.lastTS, o.lastAt, o.stamped = o.tsBase+ts, time.Now(), true
+	}
 	o.mu.Unlock()
-	p := rtp.Packet{Header: rtp.Header{Version: 2, Marker: marker, SequenceNumber: seq, Timestamp: o.tsBase + ts}, Payload: payload}
-	if err := o.track.WriteRTP(&p); err != nil {
+	if err := o.track.write(marker, seq, o.tsBase+ts, payload); err != nil {
 		if errors.Is(err, io.ErrClosedPipe) {
 			return errPeerClosed
 		}
 		return fmt.Errorf("webrtc: write: %w", err)
 	}
 	return nil
+}
+
+// directTrack is a TrackLocalStaticRTP whose one binding (a viewer's
+// PeerConnection binds a track once) is written directly: no packet copy
+// from a pool, no lock over a list of bindings, no error slice per packet.
+type directTrack struct {
+	*pwebrtc.TrackLocalStaticRTP
+	bound atomic.Pointer[trackBinding]
+}
+
+// trackBinding is what a write needs of the negotiated track.
+type trackBinding struct {
+	id   string
+	ssrc uint32
+	pt   uint8
+	ws   pwebrtc.TrackLocalWriter
+}
+
+// Bind lets pion's track match the codec, and keeps the binding.
+func (t *directTrack) Bind(ctx pwebrtc.TrackLocalContext) (pwebrtc.RTPCodecParameters, error) {
+	c, err := t.TrackLocalStaticRTP.Bind(ctx)
+	if err == nil {
+		t.bound.Store(&trackBinding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), pt: uint8(c.PayloadType), ws: ctx.WriteStream()})
+	}
+	return c, err
+}
+
+// Unbind forgets the binding.
+func (t *directTrack) Unbind(ctx pwebrtc.TrackLocalContext) error {
+	if b := t.bound.Load(); b != nil && b.id == ctx.ID() {
+		t.bound.CompareAndSwap(b, nil)
+	}
+	return t.TrackLocalStaticRTP.Unbind(ctx)
+}
+
+// write sends one packet; nothing before negotiation binds the track.
+func (t *directTrack) write(marker bool, seq uint16, ts uint32, payload []byte) error {
+	b := t.bound.Load()
+	if b == nil {
+		return nil
+	}
+	h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
+	_, err := b.ws.WriteRTP(&h, payload)
+	return err
+}
+
+// reportInterval is how often a viewer gets sender reports (players
+// sync audio and video by them), as pion's report interceptor sends them.
+const reportInterval = time.Second
+
+// senderReport returns o's sender report at now; false before o sent
+// anything (or was bound).
+func (o *outTrack) senderReport(now time.Time) (*rtcp.SenderReport, bool) {
+	b := o.track.bound.Load()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if b == nil || !o.stamped {
+		return nil, false
+	}
+	// The RTP time of now: the newest packet's, advanced by the time
+	// since it was sent.
+	ts := o.lastTS + uint32(now.Sub(o.lastAt).Nanoseconds()*o.clock/int64(time.Second))
+	return &rtcp.SenderReport{SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: ts,
+		PacketCount: uint32(o.sentPkts + o.resent), OctetCount: uint32(o.octets)}, true
+}
+
+// ntpTime is t in the 64-bit NTP format of sender reports.
+func ntpTime(t time.Time) uint64 {
+	secs := uint64(t.Unix() + 2208988800) // 1900 to 1970
+	frac := uint64(t.Nanosecond()) << 32 / uint64(time.Second)
+	return secs<<32 | frac
+}
+
+// sendReports sends the viewer's sender reports when reportInterval has
+// passed since the last ones (the send loop's, after a batch).
+func (v *viewer) sendReports(now time.Time) {
+	if now.Sub(v.reportAt) < reportInterval {
+		return
+	}
+	v.reportAt = now
+	var pkts []rtcp.Packet
+	for _, o := range []*outTrack{v.video, v.audio} {
+		if o == nil {
+			continue
+		}
+		if sr, ok := o.senderReport(now); ok {
+			pkts = append(pkts, sr)
+		}
+	}
+	if len(pkts) > 0 {
+		v.ss.pc.WriteRTCP(pkts) //nolint:errcheck // the next ones follow in a second
+	}
 }
 
 // readRTCP answers NACKs from the history and forwards keyframe requests
@@ -575,8 +681,7 @@ func (o *outTrack) readRTCP() {
 				o.resent += uint64(len(again))
 				o.mu.Unlock()
 				for _, h := range again {
-					pkt := rtp.Packet{Header: rtp.Header{Version: 2, Marker: h.marker, SequenceNumber: h.seq, Timestamp: o.tsBase + h.ts}, Payload: h.payload}
-					o.track.WriteRTP(&pkt) //nolint:errcheck // a lost resend is NACKed again
+					o.track.write(h.marker, h.seq, o.tsBase+h.ts, h.payload) //nolint:errcheck // a lost resend is NACKed again
 				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				v.forwardPLI()
@@ -610,6 +715,17 @@ func (v *viewer) forwardPLI() {
 
 // rtpMemo is the Unit.Memo key of a unit's RTP payloads.
 type rtpMemo struct{ codec media.Codec }
+
+// rtpPayloads returns u's RTP payloads (packetize's records), made once
+// per unit. RTP payloads carry no time: a unit retimed for a catch-up
+// join (u.Orig) shares its original's, so the cached GOP a viewer joins
+// with is not packetized again for each viewer.
+func rtpPayloads(u *media.Unit, c media.Codec) []byte {
+	if u.Orig != nil {
+		u = u.Orig
+	}
+	return u.Memo(rtpMemo{c}, packetize)
+}
 
 // packetizers make RTP payloads. The library encoders keep a sequence
 // number, which we do not use, so one per codec serves every stream.

@@ -77,7 +77,11 @@ type gsoConn struct {
 
 	gso   atomic.Bool
 	batch batchWriter // nil: one sendmsg per run
-	corks sync.Map    // netip.AddrPort (unmapped) -> *cork
+	// corks are the peers' corks by (unmapped) address: a plain map under
+	// a read lock, looked up for every datagram (sync.Map's boxed keys
+	// cost twice as much).
+	corksMu sync.RWMutex
+	corks   map[netip.AddrPort]*cork
 
 	errLogged atomic.Bool
 	dropped   atomic.Uint64 // datagrams a batched send could not send
@@ -120,7 +124,10 @@ func (g *gsoConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 // WriteToAddrPort sends b to a, or keeps a copy in a's cork while a
 // viewer gathers its packets.
 func (g *gsoConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
-	if k, ok := g.corks.Load(unmapped(a)); ok && k.(*cork).add(b) {
+	g.corksMu.RLock()
+	k := g.corks[unmapped(a)]
+	g.corksMu.RUnlock()
+	if k != nil && k.add(b) {
 		return len(b), nil
 	}
 	return g.UDPConn.WriteToUDPAddrPort(b, a)
@@ -147,7 +154,12 @@ func (g *gsoConn) corkFor(a netip.AddrPort) *cork {
 		return nil
 	}
 	k := &cork{g: g, addr: a, to: to, uaddr: net.UDPAddrFromAddrPort(a)}
-	g.corks.Store(a, k)
+	g.corksMu.Lock()
+	if g.corks == nil {
+		g.corks = make(map[netip.AddrPort]*cork)
+	}
+	g.corks[a] = k
+	g.corksMu.Unlock()
 	return k
 }
 
@@ -157,13 +169,22 @@ func (g *gsoConn) release(k *cork) {
 		return
 	}
 	k.mu.Lock()
-	defer g.corks.CompareAndDelete(k.addr, k)
+	defer g.dropCork(k)
 	defer k.mu.Unlock()
 	k.depth, k.holding = 0, 0
 	if k.timer != nil {
 		k.timer.Stop()
 	}
 	k.sendLocked()
+}
+
+// dropCork forgets k, unless its address has a newer cork.
+func (g *gsoConn) dropCork(k *cork) {
+	g.corksMu.Lock()
+	defer g.corksMu.Unlock()
+	if g.corks[k.addr] == k {
+		delete(g.corks, k.addr)
+	}
 }
 
 // cork gathers the datagrams to one peer between begin and flush, and

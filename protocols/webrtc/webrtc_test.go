@@ -45,6 +45,36 @@ func TestPublishPlayDelete(t *testing.T) {
 	}
 	t.Logf("first access unit %s after the WHEP POST", firstAt.Round(time.Millisecond))
 
+	// Sender reports (ours, not pion's interceptor) come for both tracks,
+	// about once a second, with an RTP time near the packets' own and NTP
+	// times that advance.
+	eventually(t, "two sender reports per track", 10*time.Second, func() bool {
+		srs := pl.senderReports()
+		if len(srs) < 2 {
+			return false
+		}
+		for _, r := range srs {
+			if len(r) < 2 {
+				return false
+			}
+		}
+		return true
+	})
+	for ssrc, rs := range pl.senderReports() {
+		for i, r := range rs {
+			clock := int32(r.clock)
+			if d := int32(r.sr.RTPTime - r.lastTS); d < -clock/2 || d > clock/2 {
+				t.Fatalf("SSRC %d: a sender report's RTP time %d is %d ticks from the newest packet's %d", ssrc, r.sr.RTPTime, d, r.lastTS)
+			}
+			if i > 0 && r.sr.NTPTime <= rs[i-1].sr.NTPTime {
+				t.Fatalf("SSRC %d: sender reports' NTP times do not advance", ssrc)
+			}
+			if r.sr.PacketCount == 0 || r.sr.OctetCount == 0 {
+				t.Fatalf("SSRC %d: a sender report counts no packets: %+v", ssrc, r.sr)
+			}
+		}
+	}
+
 	for _, loc := range []string{pl.location, pub.location} {
 		if res, body := do(t, http.MethodDelete, env.http.URL+loc, "", ""); res.StatusCode != http.StatusOK {
 			t.Fatalf("DELETE %s: %s %s", loc, res.Status, body)
@@ -56,5 +86,23 @@ func TestPublishPlayDelete(t *testing.T) {
 	}
 	if !strings.Contains(env.logs.String(), "ended by the client (DELETE)") {
 		t.Fatalf("no close line with the DELETE cause:\n%s", env.logs.String())
+	}
+}
+
+// A unit retimed for a catch-up join (Orig) is sent with its original's
+// RTP payloads: the cached GOP is packetized once, not once per joiner.
+func TestRetimedUnitSharesPayloads(t *testing.T) {
+	tr := &media.Track{Codec: media.CodecH264}
+	orig := &media.Unit{Track: tr, PTS: time.Second, DTS: time.Second, KeyFrame: true,
+		Payload: [][]byte{{0x65, 1, 2, 3}, make([]byte, 3*maxPayload)}}
+	retimed := &media.Unit{Track: tr, PTS: 500 * time.Millisecond, DTS: 500 * time.Millisecond, KeyFrame: true,
+		Payload: orig.Payload, Orig: orig}
+	a, b := rtpPayloads(orig, media.CodecH264), rtpPayloads(retimed, media.CodecH264)
+	if len(a) == 0 || len(b) != len(a) || &a[0] != &b[0] {
+		t.Fatalf("the retimed unit's payloads (%d bytes) are not its original's (%d bytes)", len(b), len(a))
+	}
+	other := &media.Unit{Track: tr, PTS: time.Second, DTS: time.Second, KeyFrame: true, Payload: orig.Payload}
+	if c := rtpPayloads(other, media.CodecH264); &c[0] == &a[0] {
+		t.Fatal("a unit that is not a retimed copy shares another unit's payloads")
 	}
 }
