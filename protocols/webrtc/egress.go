@@ -76,6 +76,13 @@ type viewer struct {
 	cork     atomic.Pointer[cork]
 	pairMu   sync.Mutex // pairMu orders cork updates and pairDone
 	pairDone bool
+	// udpPeer is the address of the ICE pair in use when it is UDP (nil
+	// for TCP): the viewer then encrypts and sends its RTP itself
+	// (srtpout.go, srtp made once by srtpOnce; ownUsed once it did).
+	udpPeer  atomic.Pointer[netip.AddrPort]
+	srtpOnce sync.Once
+	srtp     *srtpSender
+	ownUsed  atomic.Bool
 }
 
 // outTrack is one track sent to one viewer.
@@ -204,7 +211,7 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	if err != nil {
 		return fail(err)
 	}
-	ss.serve = v.serve
+	ss.serve, ss.viewer = v.serve, v
 	ss.cleanup = func() {
 		rd.Close()
 		v.wg.Wait()
@@ -460,11 +467,14 @@ func (v *viewer) watchPair() {
 			return
 		}
 		var k *cork
+		var peer *netip.AddrPort
 		if p, err := it.GetSelectedCandidatePair(); err == nil && p != nil && p.Remote != nil && p.Remote.Protocol == pwebrtc.ICEProtocolUDP {
 			if ip, err := netip.ParseAddr(p.Remote.Address); err == nil {
-				k = v.ss.srv.udp.corkFor(netip.AddrPortFrom(ip, p.Remote.Port))
+				a := netip.AddrPortFrom(ip.Unmap(), p.Remote.Port)
+				k, peer = v.ss.srv.udp.corkFor(a), &a
 			}
 		}
+		v.udpPeer.Store(peer)
 		v.ss.srv.udp.release(v.cork.Swap(k))
 	}
 	it.OnSelectedCandidatePairChange(func(*pwebrtc.ICECandidatePair) {
@@ -479,6 +489,7 @@ func (v *viewer) unwatchPair() {
 	v.pairMu.Lock()
 	defer v.pairMu.Unlock()
 	v.pairDone = true
+	v.udpPeer.Store(nil)
 	if v.ss.srv.udp != nil {
 		v.ss.srv.udp.release(v.cork.Swap(nil))
 	}
@@ -544,7 +555,7 @@ func (o *outTrack) write(marker bool, payload []byte, ts uint32) error {
 		o.lastTS, o.lastAt, o.stamped = o.tsBase+ts, time.Now(), true
 	}
 	o.mu.Unlock()
-	if err := o.track.write(marker, seq, o.tsBase+ts, payload); err != nil {
+	if err := o.send(marker, seq, o.tsBase+ts, payload); err != nil {
 		if errors.Is(err, io.ErrClosedPipe) {
 			return errPeerClosed
 		}
@@ -645,6 +656,26 @@ func (v *viewer) sendReports(now time.Time) {
 	}
 }
 
+// send sends one packet: encrypted by the viewer itself on a UDP pair
+// (srtpout.go), else through pion.
+func (o *outTrack) send(marker bool, seq uint16, ts uint32, payload []byte) error {
+	v := o.v
+	if a := v.udpPeer.Load(); a != nil {
+		if s := v.ownSRTP(); s != nil {
+			b := o.track.bound.Load()
+			if b == nil {
+				return nil
+			}
+			v.ownUsed.Store(true)
+			h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
+			return s.write(v, *a, &h, payload)
+		}
+	} else if v.ownUsed.Load() {
+		return errPairMoved
+	}
+	return o.track.write(marker, seq, ts, payload)
+}
+
 // readRTCP answers NACKs from the history and forwards keyframe requests
 // upstream, until the PeerConnection closes.
 func (o *outTrack) readRTCP() {
@@ -681,7 +712,7 @@ func (o *outTrack) readRTCP() {
 				o.resent += uint64(len(again))
 				o.mu.Unlock()
 				for _, h := range again {
-					o.track.write(h.marker, h.seq, o.tsBase+h.ts, h.payload) //nolint:errcheck // a lost resend is NACKed again
+					o.send(h.marker, h.seq, o.tsBase+h.ts, h.payload) //nolint:errcheck // a lost resend is NACKed again
 				}
 			case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 				v.forwardPLI()

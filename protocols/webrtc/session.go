@@ -51,6 +51,8 @@ type session struct {
 	// the PeerConnection is closed.
 	serve   func(ctx context.Context) error
 	cleanup func()
+	// viewer is a WHEP session's sending side (nil for WHIP).
+	viewer *viewer
 
 	// rtt caches the round-trip time (float64 bits, ms), rttAt when it
 	// was taken (unix ns); rttBusy while a goroutine fetches it.

@@ -45,6 +45,12 @@ func TestPublishPlayDelete(t *testing.T) {
 	}
 	t.Logf("first access unit %s after the WHEP POST", firstAt.Round(time.Millisecond))
 
+	// The viewer encrypts its RTP itself (srtpout.go): pion's DTLS
+	// connection was found, and the player decodes what it sent.
+	if !ownSRTPUsed(env.srv) {
+		t.Fatal("the viewer sent its RTP through pion: its own SRTP was not set up (see the log)\n" + env.logs.String())
+	}
+
 	// Sender reports (ours, not pion's interceptor) come for both tracks,
 	// about once a second, with an RTP time near the packets' own and NTP
 	// times that advance.
@@ -105,4 +111,17 @@ func TestRetimedUnitSharesPayloads(t *testing.T) {
 	if c := rtpPayloads(other, media.CodecH264); &c[0] == &a[0] {
 		t.Fatal("a unit that is not a retimed copy shares another unit's payloads")
 	}
+}
+
+// ownSRTPUsed reports whether a WHEP session of srv sent RTP encrypted by
+// itself.
+func ownSRTPUsed(srv *Server) bool {
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	for _, ss := range srv.sessions {
+		if ss.viewer != nil && ss.viewer.ownUsed.Load() {
+			return true
+		}
+	}
+	return false
 }

@@ -1,0 +1,156 @@
+package webrtc
+
+import (
+	"errors"
+	"net/netip"
+	"reflect"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+	pwebrtc "github.com/pion/webrtc/v4"
+)
+
+// A viewer on a UDP pair encrypts its RTP itself and hands the packets to
+// its cork (gso_linux.go). Through pion, each packet took a second trip
+// of about as much CPU as the encryption: the SRTP session's lock and
+// stream lookup, the mux endpoint, the ICE connection's bookkeeping (two
+// clock readings), the UDP mux's address table and then the cork's own
+// lookup of the peer, some 2 µs a packet, a quarter of the server's CPU
+// at 200 viewers. The keys are the DTLS connection's, exported as pion
+// does it (RFC 5764, srtp.Config.ExtractSessionKeysFromDTLS); pion keeps
+// doing everything else: ICE and its keep-alives, DTLS, SRTCP (the
+// sender reports, the viewers' NACKs and PLIs).
+//
+// pion does not expose the DTLS connection, so dtlsConnOf reads it from
+// the DTLSTransport's field by reflection, checked by name and type (pion
+// is pinned in go.mod; TestOwnSRTP fails if a new version moves it, and
+// the viewer then sends through pion as before, said once in the log).
+//
+// Once a viewer's packets were encrypted here, pion's SRTP context cannot
+// take the stream over (its rollover counter would start at 0): a viewer
+// whose ICE pair moves from UDP to TCP (an ICE restart) is ended with a
+// reason and reconnects.
+
+var errPairMoved = errors.New("webrtc: the ICE pair moved from UDP to TCP during the session; the player must reconnect")
+
+// srtpSender is a viewer's own SRTP encryption (every track: the
+// context keeps each SSRC's rollover counter).
+type srtpSender struct {
+	mu    sync.Mutex // mu guards the fields below (the send loops, the NACK reader)
+	ctx   *srtp.Context
+	plain []byte
+	enc   []byte
+	hdr   rtp.Header // EncryptRTP's scratch
+}
+
+// ownSRTP returns the viewer's own SRTP sender, made at the first call;
+// nil where it cannot be (the viewer sends through pion).
+func (v *viewer) ownSRTP() *srtpSender {
+	v.srtpOnce.Do(func() {
+		s, err := v.newSRTPSender()
+		if err != nil {
+			if ownSRTPLogged.CompareAndSwap(false, true) {
+				v.ss.log.Warn("webrtc: viewers' RTP goes through pion's SRTP session (said once)", "cause", err.Error())
+			}
+			return
+		}
+		v.srtp = s
+	})
+	return v.srtp
+}
+
+// ownSRTPLogged says once per process why viewers send through pion.
+var ownSRTPLogged atomic.Bool
+
+// newSRTPSender makes the SRTP context of the viewer's DTLS connection.
+func (v *viewer) newSRTPSender() (*srtpSender, error) {
+	o := v.video
+	if o == nil {
+		o = v.audio
+	}
+	if o == nil || o.sender.Transport() == nil {
+		return nil, errors.New("no transport")
+	}
+	conn := dtlsConnOf(o.sender.Transport())
+	if conn == nil {
+		return nil, errors.New("pion's DTLSTransport has no conn field of type *dtls.Conn (a new pion version?)")
+	}
+	state, ok := conn.ConnectionState()
+	if !ok {
+		return nil, errors.New("DTLS is not connected")
+	}
+	dp, ok := conn.SelectedSRTPProtectionProfile()
+	if !ok {
+		return nil, errors.New("DTLS negotiated no SRTP protection profile")
+	}
+	profile, err := srtpProfileOf(dp)
+	if err != nil {
+		return nil, err
+	}
+	ld := v.ss.pc.LocalDescription()
+	if ld == nil {
+		return nil, errors.New("no local description")
+	}
+	// Our answer's setup attribute: active is the DTLS client.
+	client := strings.Contains(ld.SDP, "a=setup:active")
+	cfg := srtp.Config{Profile: profile}
+	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
+		return nil, err
+	}
+	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	if err != nil {
+		return nil, err
+	}
+	return &srtpSender{ctx: ctx, plain: make([]byte, 0, 1500), enc: make([]byte, 0, 1500)}, nil
+}
+
+// srtpProfileOf maps DTLS's name of the negotiated profile to SRTP's.
+func srtpProfileOf(p dtls.SRTPProtectionProfile) (srtp.ProtectionProfile, error) {
+	switch p {
+	case dtls.SRTP_AEAD_AES_128_GCM:
+		return srtp.ProtectionProfileAeadAes128Gcm, nil
+	case dtls.SRTP_AEAD_AES_256_GCM:
+		return srtp.ProtectionProfileAeadAes256Gcm, nil
+	case dtls.SRTP_AES128_CM_HMAC_SHA1_80:
+		return srtp.ProtectionProfileAes128CmHmacSha1_80, nil
+	}
+	return 0, errors.New("an SRTP protection profile this server does not encrypt itself")
+}
+
+// dtlsConnOf returns the DTLS connection of t, nil if pion's
+// DTLSTransport has no such field (see above). It is set before the
+// transport says connected and never changed after.
+func dtlsConnOf(t *pwebrtc.DTLSTransport) *dtls.Conn {
+	f := reflect.ValueOf(t).Elem().FieldByName("conn")
+	if !f.IsValid() || f.Type() != reflect.TypeFor[*dtls.Conn]() {
+		return nil
+	}
+	return *(**dtls.Conn)(unsafe.Pointer(f.UnsafeAddr()))
+}
+
+// write encrypts one packet and sends it to the viewer at a: gathered in
+// the viewer's cork when it gathers or holds, else at once.
+func (s *srtpSender) write(v *viewer, a netip.AddrPort, h *rtp.Header, payload []byte) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, err := h.MarshalTo(s.plain[:h.MarshalSize()])
+	if err != nil {
+		return err
+	}
+	s.plain = append(s.plain[:n], payload...)
+	if s.enc, err = s.ctx.EncryptRTP(s.enc[:0], s.plain, &s.hdr); err != nil {
+		return err
+	}
+	if k := v.cork.Load(); k != nil && k.add(s.enc) {
+		return nil
+	}
+	if _, err := v.ss.srv.udp.UDPConn.WriteToUDPAddrPort(s.enc, a); err != nil {
+		return errPeerClosed
+	}
+	return nil
+}
