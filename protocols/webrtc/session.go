@@ -2,6 +2,9 @@ package webrtc
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -69,7 +72,11 @@ type session struct {
 // accepted; setup adds tracks between the remote and local descriptions.
 // It answers and waits for our candidates.
 func (s *Server) newSession(kind, path, remote string, api *pwebrtc.API, offer string, setup func(*session) error) (*session, error) {
-	pc, err := api.NewPeerConnection(pwebrtc.Configuration{})
+	cert, err := s.certificate()
+	if err != nil {
+		return nil, err
+	}
+	pc, err := api.NewPeerConnection(pwebrtc.Configuration{Certificates: []pwebrtc.Certificate{cert}})
 	if err != nil {
 		return nil, fmt.Errorf("webrtc: %w", err)
 	}
@@ -376,3 +383,29 @@ func (ss *session) rttMs() float64 {
 
 // rttMaxAge is how old a session's round-trip figure may get.
 const rttMaxAge = 2 * time.Second
+
+// certRenewal is how long the DTLS certificate sessions share is used
+// before a new one is made (pion's certificates are valid for a month).
+const certRenewal = 24 * time.Hour
+
+// certificate returns the DTLS certificate of new sessions. One serves
+// them all: pion made one per PeerConnection (a P-256 key and a signature,
+// a third of a session's set-up CPU); the handshake's keys are ephemeral
+// (ECDHE) either way, and the certificate only binds the fingerprint in
+// the SDP answer to the handshake.
+func (s *Server) certificate() (pwebrtc.Certificate, error) {
+	s.certMu.Lock()
+	defer s.certMu.Unlock()
+	if s.cert == nil || time.Since(s.certAt) > certRenewal {
+		key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return pwebrtc.Certificate{}, fmt.Errorf("webrtc: DTLS key: %w", err)
+		}
+		c, err := pwebrtc.GenerateCertificate(key)
+		if err != nil {
+			return pwebrtc.Certificate{}, fmt.Errorf("webrtc: DTLS certificate: %w", err)
+		}
+		s.cert, s.certAt = c, time.Now()
+	}
+	return *s.cert, nil
+}

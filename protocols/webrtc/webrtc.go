@@ -194,6 +194,10 @@ type Server struct {
 	mu       sync.Mutex // mu guards sessions and closed
 	sessions map[string]*session
 	closed   bool
+
+	certMu sync.Mutex // certMu guards cert and certAt (certificate)
+	cert   *pwebrtc.Certificate
+	certAt time.Time
 }
 
 // New returns a server; Start opens its ports.

@@ -1,6 +1,7 @@
 package webrtc
 
 import (
+	"log/slog"
 	"net/http"
 	"strings"
 	"testing"
@@ -124,4 +125,27 @@ func ownSRTPUsed(srv *Server) bool {
 		}
 	}
 	return false
+}
+
+// Sessions share one DTLS certificate, renewed after certRenewal.
+func TestSharedCertificate(t *testing.T) {
+	srv := New(Config{}, nil, slog.New(slog.DiscardHandler))
+	a, err := srv.certificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := srv.certificate()
+	fa, _ := a.GetFingerprints()
+	fb, _ := b.GetFingerprints()
+	if len(fa) == 0 || fa[0] != fb[0] {
+		t.Fatalf("two sessions got different certificates: %v %v", fa, fb)
+	}
+	if time.Until(a.Expires()) < 7*24*time.Hour {
+		t.Fatalf("the certificate expires at %s", a.Expires())
+	}
+	srv.certAt = srv.certAt.Add(-certRenewal - time.Minute)
+	c, _ := srv.certificate()
+	if fc, _ := c.GetFingerprints(); fc[0] == fa[0] {
+		t.Fatal("the certificate was not renewed after certRenewal")
+	}
 }
