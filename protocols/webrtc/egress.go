@@ -58,11 +58,14 @@ type viewer struct {
 	audio *outTrack
 	wg    sync.WaitGroup // RTCP readers
 	// companion hands over the reader of the source's Opus companion
-	// stream when the source's audio is not Opus (nil otherwise, or
-	// closed without a reader when there is none).
+	// stream when the source's audio is not Opus (nil otherwise), or nil
+	// when none came: one attach (openCompanion) at a time is under way
+	// while comp, the reader the send loop reads it from, is nil.
 	companion       chan *server.Reader
 	companionPath   string
 	companionLogged atomic.Bool // said once per viewer that there is none
+	comp            *server.Reader
+	compBuf         []*media.Unit
 	// session, videoID and audioID are the publisher and the track IDs
 	// this viewer takes (send's goroutine only).
 	session          uint64
@@ -216,7 +219,7 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 		rd.Close()
 		v.wg.Wait()
 		if v.companion != nil {
-			// A session that ended before serving never took its companion.
+			// What the last attach handed over and the loop did not take.
 			select {
 			case c := <-v.companion:
 				if c != nil {
@@ -240,26 +243,32 @@ func (s *Server) newWHEP(r *http.Request, path, key string, peer server.Peer, of
 	}
 	if companion != "" {
 		// Ask for the companion now: FFmpeg starts while ICE and DTLS run.
-		go v.openCompanion(ss.ctx, companion)
+		go v.openCompanion(ss.ctx, 0)
 	}
 	return ss, nil
 }
 
-// openCompanion attaches to the Opus companion stream and hands the reader
-// to serve (or closes it when the session ended meanwhile).
-func (v *viewer) openCompanion(ctx context.Context, path string) {
+// openCompanion attaches to the Opus companion stream after delay and
+// hands the reader (nil if none came) to the send loop.
+func (v *viewer) openCompanion(ctx context.Context, delay time.Duration) {
 	defer v.wg.Done()
 	defer guard.Recover(v.ss.log, "webrtc companion")
-	r := v.attachCompanion(ctx, path)
+	var r *server.Reader
+	defer func() { v.companion <- r }() // room: one attach at a time
+	if delay > 0 {
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+	r = v.attachCompanion(ctx, v.companionPath)
 	if r != nil && ctx.Err() != nil {
 		r.Close()
 		r = nil
 	}
-	if r == nil {
-		close(v.companion)
-		return
-	}
-	v.companion <- r
 }
 
 // attachCompanion reads the Opus companion at path, waiting for the audio
@@ -285,78 +294,88 @@ func (v *viewer) attachCompanion(ctx context.Context, path string) *server.Reade
 	return r
 }
 
-// pumpCompanion sends the companion's Opus units until ctx ends. When the
-// companion ends (the source republished, the job restarted) it attaches
-// again, so the sound comes back with the source.
-func (v *viewer) pumpCompanion(ctx context.Context, path string) {
-	defer v.wg.Done()
-	defer guard.Recover(v.ss.log, "webrtc companion")
-	var r *server.Reader
-	select {
-	case r = <-v.companion:
-	case <-ctx.Done():
-		// openCompanion ends with ctx too; take what it hands over.
-		if r = <-v.companion; r != nil {
-			r.Close()
-		}
-		return
-	}
-	buf := make([]*media.Unit, 0, viewerBatch)
-	for ctx.Err() == nil {
-		if r == nil {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(companionRetry):
-			}
-			if r = v.attachCompanion(ctx, path); r == nil {
-				continue
-			}
-		}
-		err := v.pumpFrom(ctx, r, buf)
-		r.Close()
-		r = nil
-		if err != nil {
-			return // the viewer is gone
-		}
-		if ctx.Err() == nil {
-			v.ss.log.Info("the Opus companion stream ended; attaching again", "companion", path)
-		}
-	}
-}
-
-// companionRetry is the pause before attaching to the companion again.
+// companionRetry is the pause before attaching to the companion again
+// after an attach found none.
 const companionRetry = 500 * time.Millisecond
 
-// pumpFrom sends r's Opus until r ends (nil) or the viewer is gone (its
-// write error).
-func (v *viewer) pumpFrom(ctx context.Context, r *server.Reader, buf []*media.Unit) error {
-	for {
-		batch, err := r.NextBatch(ctx, buf[:0])
-		if err != nil {
-			return nil
-		}
-		if err := v.sendAudio(batch); err != nil {
-			return err
-		}
+// audioWait bounds how long the companion's sound waits for a picture to
+// leave with: a little over one picture interval at 30 fps, so that with
+// video flowing the sound rides along (one wake-up and one sendmmsg for
+// both), and without it the sound still leaves every audioWait.
+const audioWait = 35 * time.Millisecond
+
+// takeCompanion takes the reader an attach handed over: a nil one (none
+// came) starts the next attach after companionRetry. Send loop only.
+func (v *viewer) takeCompanion(ctx context.Context, r *server.Reader) {
+	v.comp = r
+	if r == nil {
+		v.wg.Add(1)
+		go v.openCompanion(ctx, companionRetry)
 	}
 }
 
-// sendAudio writes the companion's Opus units, held in the cork to leave
-// with the next picture (gso_linux.go: at most audioHold later).
-func (v *viewer) sendAudio(batch []*media.Unit) error {
-	k := v.cork.Load()
-	k.beginHold()
-	defer k.hold()
-	for _, u := range batch {
-		if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
-			continue
+// companionUnits returns the companion's Opus units ready now. When the
+// companion ends (the source republished, the job restarted) it attaches
+// again, so the sound comes back with the source. Send loop only.
+func (v *viewer) companionUnits(ctx context.Context) []*media.Unit {
+	if v.companion == nil {
+		return nil
+	}
+	if v.comp == nil {
+		select {
+		case r := <-v.companion:
+			v.takeCompanion(ctx, r)
+		default:
 		}
-		if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
-			return err
+		if v.comp == nil {
+			return nil
 		}
 	}
-	return nil
+	units, _, err := v.comp.TryNextBatch(v.compBuf[:0])
+	if err != nil {
+		v.comp.Close()
+		v.comp = nil
+		if ctx.Err() == nil {
+			v.ss.log.Info("the Opus companion stream ended; attaching again", "companion", v.companionPath)
+			v.wg.Add(1)
+			go v.openCompanion(ctx, 0)
+		}
+		return nil
+	}
+	return units
+}
+
+// next returns the source's next units, waiting for them. With a
+// companion it also returns (with none) when a companion reader was
+// handed over or audioWait passed, for the loop to send the sound alone.
+func (v *viewer) next(ctx context.Context, buf []*media.Unit, t *time.Timer) ([]*media.Unit, error) {
+	if v.companion == nil {
+		return v.r.NextBatch(ctx, buf)
+	}
+	for {
+		batch, wake, err := v.r.TryNextBatch(buf)
+		if err != nil || wake == nil {
+			return batch, err
+		}
+		var handover <-chan *server.Reader
+		var tick <-chan time.Time
+		if v.comp == nil {
+			handover = v.companion
+		} else {
+			t.Reset(audioWait)
+			tick = t.C
+		}
+		select {
+		case <-wake:
+		case r := <-handover:
+			v.takeCompanion(ctx, r)
+			return batch, nil
+		case <-tick:
+			return batch, nil
+		case <-ctx.Done():
+			return batch, ctx.Err()
+		}
+	}
 }
 
 func mimeName(c media.Codec) string {
@@ -410,22 +429,32 @@ func (v *viewer) serve(ctx context.Context) error {
 			go o.readRTCP()
 		}
 	}
-	if v.companion != nil {
-		v.wg.Add(1)
-		go v.pumpCompanion(ctx, v.companionPath)
-	}
 	v.watchPair()
 	defer v.unwatchPair()
+	var timer *time.Timer
+	if v.companion != nil {
+		// The companion's sound is read here, between the pictures: one
+		// goroutine and one wake-up for both.
+		v.compBuf = make([]*media.Unit, 0, viewerBatch)
+		timer = time.NewTimer(audioWait)
+		defer timer.Stop()
+		defer func() {
+			if v.comp != nil {
+				v.comp.Close()
+				v.comp = nil
+			}
+		}()
+	}
 	batch := v.first
 	v.first = nil
 	buf := make([]*media.Unit, 0, viewerBatch)
 	for {
-		if err := v.sendBatch(batch); err != nil {
+		if err := v.sendBatch(v.companionUnits(ctx), batch); err != nil {
 			return err
 		}
 		v.sendReports(time.Now())
 		var err error
-		batch, err = v.r.NextBatch(ctx, buf[:0])
+		batch, err = v.next(ctx, buf[:0], timer)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {
 				return context.Cause(ctx)
@@ -435,12 +464,20 @@ func (v *viewer) serve(ctx context.Context) error {
 	}
 }
 
-// sendBatch writes units read at once, their packets gathered into as
-// few system calls as the socket allows.
-func (v *viewer) sendBatch(batch []*media.Unit) error {
+// sendBatch writes the companion's sound and the units read at once,
+// their packets gathered into as few system calls as the socket allows.
+func (v *viewer) sendBatch(audio, batch []*media.Unit) error {
 	k := v.cork.Load()
 	k.begin()
 	defer k.flush()
+	for _, u := range audio {
+		if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+			continue
+		}
+		if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
+			return err
+		}
+	}
 	for _, u := range batch {
 		if err := v.send(u); err != nil {
 			return err

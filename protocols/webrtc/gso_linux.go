@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
-	"time"
 	"unsafe"
 
 	"golang.org/x/net/ipv4"
@@ -36,10 +35,10 @@ import (
 // The sound is the other half of a viewer's datagrams: one Opus packet
 // per 20 ms, 50 a second against some 30 pictures, each its own sendto
 // (and, on loopback, its own wake-up of the receiver) was a quarter of the
-// server's CPU at 200 viewers. A cork therefore also holds the audio
-// written between two pictures (hold) for at most audioHold: the next
-// picture's flush takes it along, and every run of a flush (GSO runs of
-// different sizes, the audio) leaves in one sendmmsg (golang.org/x/net).
+// server's CPU at 200 viewers. The viewer's send loop therefore writes
+// the sound that came since the last picture in the picture's batch
+// (egress.go, audioWait), and every run of a flush (GSO runs of different
+// sizes, the audio) leaves in one sendmmsg (golang.org/x/net).
 //
 // Where the kernel cannot (the probe at start fails) corks are never made;
 // where the route's device cannot (a send says EIO), GSO is turned off for
@@ -51,15 +50,6 @@ const (
 	gsoMaxSegments = 64
 	gsoMaxBytes    = 60000
 )
-
-// audioHold bounds how long a cork keeps audio back for the next
-// picture's flush: a little over one picture interval at 30 fps, so that
-// with video flowing the sound rides along, and without it the sound
-// still leaves within the next audio frame or two.
-const audioHold = 35 * time.Millisecond
-
-// heldMaxBytes bounds the audio a cork holds (a few Opus packets).
-const heldMaxBytes = 2048
 
 // batchWriter sends several datagrams in one sendmmsg (x/net's ipv4 and
 // ipv6 PacketConn; their Message is the same type).
@@ -163,7 +153,7 @@ func (g *gsoConn) corkFor(a netip.AddrPort) *cork {
 	return k
 }
 
-// release stops batching for k's peer and sends what it held.
+// release stops batching for k's peer and sends what it gathered.
 func (g *gsoConn) release(k *cork) {
 	if k == nil {
 		return
@@ -171,10 +161,7 @@ func (g *gsoConn) release(k *cork) {
 	k.mu.Lock()
 	defer g.dropCork(k)
 	defer k.mu.Unlock()
-	k.depth, k.holding = 0, 0
-	if k.timer != nil {
-		k.timer.Stop()
-	}
+	k.depth = 0
 	k.sendLocked()
 }
 
@@ -187,8 +174,7 @@ func (g *gsoConn) dropCork(k *cork) {
 	}
 }
 
-// cork gathers the datagrams to one peer between begin and flush, and
-// the audio between beginHold and hold.
+// cork gathers the datagrams to one peer between begin and flush.
 type cork struct {
 	g     *gsoConn
 	addr  netip.AddrPort
@@ -201,18 +187,6 @@ type cork struct {
 	sizes []int
 	bufs  [][]byte
 	oob   [64]byte
-
-	// holding counts beginHold without hold. Datagrams written while
-	// holding and not gathering are held (held, heldSizes: a small buffer
-	// of the cork's own) until the next flush, or until the oldest of
-	// them, written at heldAt, waited audioHold.
-	holding   int
-	held      []byte
-	heldSizes []int
-	heldAt    time.Time
-	// timer sends what is held audioHold after the first of it, when no
-	// flush came meanwhile (a picture stalled, a still screen).
-	timer *time.Timer
 
 	// scratch of sendLocked
 	runs []gsoRun
@@ -256,70 +230,12 @@ func (k *cork) flush() {
 	}
 }
 
-// beginHold starts holding what is written (audio) for the next flush;
-// hold ends it.
-func (k *cork) beginHold() {
-	if k == nil {
-		return
-	}
-	k.mu.Lock()
-	k.holding++
-	k.mu.Unlock()
-}
-
-// hold ends a beginHold. What is held leaves with the next flush, or
-// when the oldest of it waited audioHold (k.timer: no picture came).
-func (k *cork) hold() {
-	if k == nil {
-		return
-	}
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.holding > 0 {
-		k.holding--
-	}
-	if k.depth == 0 && len(k.heldSizes) > 0 && time.Since(k.heldAt) >= audioHold {
-		k.sendLocked()
-	}
-}
-
-// holdExpired is k.timer's: what is still held waited audioHold.
-func (k *cork) holdExpired() {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.depth == 0 && len(k.heldSizes) > 0 {
-		k.sendLocked()
-	}
-}
-
-// add keeps a copy of b if k is gathering or holding; false if it is not.
+// add keeps a copy of b if k is gathering; false if it is not.
 func (k *cork) add(b []byte) bool {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	if k.depth == 0 {
-		if k.holding == 0 {
-			return false
-		}
-		if len(k.held)+len(b) > heldMaxBytes {
-			k.sendLocked()
-			if len(b) > heldMaxBytes {
-				return false
-			}
-		}
-		if len(k.heldSizes) == 0 {
-			k.heldAt = time.Now()
-			if k.held == nil {
-				k.held = make([]byte, 0, heldMaxBytes)
-			}
-			if k.timer == nil {
-				k.timer = time.AfterFunc(audioHold, k.holdExpired)
-			} else {
-				k.timer.Reset(audioHold)
-			}
-		}
-		k.held = append(k.held, b...)
-		k.heldSizes = append(k.heldSizes, len(b))
-		return true
+		return false
 	}
 	if len(k.sizes) == gsoMaxSegments || len(k.data)+len(b) > gsoMaxBytes {
 		k.sendLocked()
@@ -332,13 +248,10 @@ func (k *cork) add(b []byte) bool {
 	return true
 }
 
-// sendLocked sends what is held and gathered: runs of equal sizes (the
-// last of a run may be shorter) as one GSO send each, all the runs in one
-// sendmmsg.
+// sendLocked sends what is gathered: runs of equal sizes (the last of a
+// run may be shorter) as one GSO send each, all the runs in one sendmmsg.
 func (k *cork) sendLocked() {
-	gso := k.g.gso.Load()
-	k.runs = appendRuns(k.runs[:0], k.held, k.heldSizes, gso)
-	k.runs = appendRuns(k.runs, k.data, k.sizes, gso)
+	k.runs = appendRuns(k.runs[:0], k.data, k.sizes, k.g.gso.Load())
 	switch {
 	case len(k.runs) == 0:
 	case len(k.runs) == 1 || k.g.batch == nil:
@@ -349,14 +262,10 @@ func (k *cork) sendLocked() {
 		k.sendBatch()
 	}
 	clear(k.runs) // no references to the buffers kept
-	if len(k.heldSizes) > 0 && k.timer != nil {
-		k.timer.Stop()
-	}
 	if k.data != nil {
 		corkBufs.Put(k.data[:0])
 	}
 	k.data, k.sizes = nil, k.sizes[:0]
-	k.held, k.heldSizes = k.held[:0], k.heldSizes[:0]
 }
 
 // appendRuns appends the runs of the datagrams of sizes lying back to

@@ -199,69 +199,6 @@ func TestCorksManyWritersInOrder(t *testing.T) {
 	}
 }
 
-// TestCorkHoldsAudioForTheNextFlush: what is written between beginHold and
-// hold (the sound) waits for the next picture's flush and leaves before
-// it, in order; with no picture, it leaves once the oldest waited
-// audioHold, or when the cork is released.
-func TestCorkHoldsAudioForTheNextFlush(t *testing.T) {
-	g, peer, dst := corkPair(t, &net.UDPAddr{})
-	k := g.corkFor(dst)
-	if k == nil {
-		t.Fatal("no cork")
-	}
-	buf := make([]byte, 2048)
-	read := func(want ...string) {
-		t.Helper()
-		for _, w := range want {
-			_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-			n, err := peer.Read(buf)
-			if err != nil || string(buf[:n]) != w {
-				t.Fatalf("got %q, %v; want %q", buf[:n], err, w)
-			}
-		}
-	}
-	nothing := func() {
-		t.Helper()
-		_ = peer.SetReadDeadline(time.Now().Add(audioHold / 4))
-		if n, err := peer.Read(buf); err == nil {
-			t.Fatalf("got %q, want nothing yet", buf[:n])
-		}
-	}
-	write := func(s string) {
-		t.Helper()
-		if _, err := g.WriteToAddrPort([]byte(s), dst); err != nil {
-			t.Fatal(err)
-		}
-	}
-	audio := func(s string) {
-		k.beginHold()
-		write(s)
-		k.hold()
-	}
-
-	audio("a1")
-	audio("a2")
-	nothing() // held: no picture yet, not held for audioHold
-	k.begin()
-	write(string(bytes.Repeat([]byte("v"), 1200)))
-	write(string(bytes.Repeat([]byte("w"), 1200)))
-	write("v-last")
-	k.flush()
-	read("a1", "a2", string(bytes.Repeat([]byte("v"), 1200)), string(bytes.Repeat([]byte("w"), 1200)), "v-last")
-
-	audio("a3")
-	time.Sleep(audioHold / 2)
-	audio("a4")
-	read("a3", "a4") // the oldest waited audioHold: both leave, with no picture
-
-	audio("a5")
-	g.release(k)
-	read("a5")
-	if d := g.dropped.Load(); d != 0 {
-		t.Fatalf("%d datagrams dropped", d)
-	}
-}
-
 // corkPair returns a gsoConn listening on local and a peer socket on IPv4
 // loopback with its address; both are closed when the test ends.
 func corkPair(t *testing.T, local *net.UDPAddr) (*gsoConn, *net.UDPConn, netip.AddrPort) {
@@ -280,7 +217,7 @@ func corkPair(t *testing.T, local *net.UDPAddr) (*gsoConn, *net.UDPConn, netip.A
 	return g, peer, peer.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
-// TestCorkBatchRefusedByTheKernel: a flush of several runs (held audio and
+// TestCorkBatchRefusedByTheKernel: a flush of several runs (the sound and
 // a picture) to a peer the kernel refuses (port 0: EINVAL, as a firewall's
 // EPERM or an unreachable network) returns, counts the loss and leaves the
 // cork usable; a batch whose second run the kernel refuses (more segments
@@ -296,10 +233,8 @@ func TestCorkBatchRefusedByTheKernel(t *testing.T) {
 			done := make(chan any, 1)
 			go func() {
 				defer func() { done <- recover() }()
-				k.beginHold()
-				g.WriteToAddrPort([]byte("audio"), dst) //nolint:errcheck // held
-				k.hold()
 				k.begin()
+				g.WriteToAddrPort([]byte("audio"), dst) //nolint:errcheck // gathered
 				for _, n := range []int{1200, 1200, 300} {
 					g.WriteToAddrPort(make([]byte, n), dst) //nolint:errcheck // gathered
 				}
@@ -359,23 +294,4 @@ func TestCorkBatchRefusedByTheKernel(t *testing.T) {
 			t.Fatalf("the peer got the audio %d times and %d of the 400 one-byte datagrams, want 1 and 400", audio, other)
 		}
 	})
-}
-
-// TestCorkHoldExpires: held audio with no picture and no further audio
-// leaves after audioHold on its own.
-func TestCorkHoldExpires(t *testing.T) {
-	g, peer, dst := corkPair(t, &net.UDPAddr{})
-	k := g.corkFor(dst)
-	defer g.release(k)
-	k.beginHold()
-	if _, err := g.WriteToAddrPort([]byte("alone"), dst); err != nil {
-		t.Fatal(err)
-	}
-	k.hold()
-	buf := make([]byte, 64)
-	_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := peer.Read(buf)
-	if err != nil || string(buf[:n]) != "alone" {
-		t.Fatalf("got %q, %v; want the held datagram after audioHold", buf[:n], err)
-	}
 }

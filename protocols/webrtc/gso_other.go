@@ -20,9 +20,7 @@ func (g *gsoConn) release(*cork) {}
 
 type cork struct{}
 
-func (k *cork) begin()     {}
-func (k *cork) flush()     {}
-func (k *cork) beginHold() {}
-func (k *cork) hold()      {}
+func (k *cork) begin() {}
+func (k *cork) flush() {}
 
 func (k *cork) add([]byte) bool { return false }
