@@ -63,7 +63,7 @@ if [ ! -f "$src" ]; then
     -c:v libx264 -preset veryfast -b:v 2550k -maxrate 2600k -bufsize 2600k -g 60 -keyint_min 60 -sc_threshold 0 \
     -c:a aac -b:a 128k -f flv "$src"
 fi
-go build -o "$out/streamhub" .
+CGO_ENABLED=0 go build -o "$out/streamhub" .
 go build -o "$out/hlsload" ./bench/hlsload
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

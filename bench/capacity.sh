@@ -37,7 +37,7 @@ if [ ! -f "$src" ]; then
     -c:a aac -b:a 64k -f flv "$src"
 fi
 rate_kbps=$(python3 -c "import os,sys; print(round(os.path.getsize('$src')*8/1000/30, 1))")
-go build -o "$out/streamhub" .
+CGO_ENABLED=0 go build -o "$out/streamhub" .
 go build -o "$out/flvload" ./bench/flvload
 go build -o "$out/loopback" ./bench/loopback
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

@@ -39,7 +39,7 @@ src="$out/src-360p30.flv" DESC="360p30 ~0.5 Mbit/s"
   -f lavfi -i sine=frequency=440:sample_rate=48000 -t 30 \
   -c:v libx264 -preset veryfast -b:v 450k -maxrate 500k -bufsize 500k -g 60 -keyint_min 60 -sc_threshold 0 \
   -c:a aac -b:a 64k -f flv "$src"
-go build -o "$out/streamhub" .
+CGO_ENABLED=0 go build -o "$out/streamhub" .
 go build -o "$out/flvload" ./bench/flvload
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

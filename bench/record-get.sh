@@ -13,7 +13,7 @@ secs=${1:-60}
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
 trap 'kill $srv $pub 2>/dev/null || true; rm -rf "$work"' EXIT
-go build -o "$work/streamhub" .
+CGO_ENABLED=0 go build -o "$work/streamhub" .
 port_http=$((20000 + RANDOM % 10000)); port_rtmp=$((port_http + 1))
 cat >"$work/c.yml" <<YML
 rtmp: {address: "127.0.0.1:$port_rtmp"}

@@ -28,7 +28,7 @@ if [ ! -f "$src" ]; then
     -t 30 -c:v libx264 -preset veryfast -b:v 2600k -minrate 2600k -maxrate 2600k -bufsize 2600k -x264-params nal-hrd=cbr \
     -g 60 -bf 0 -pix_fmt yuv420p -c:a aac -b:a 96k -f flv "$src"
 fi
-go build -o "$out/streamhub" .
+CGO_ENABLED=0 go build -o "$out/streamhub" .
 go build -o "$out/flvload" ./bench/flvload
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TICK=$(getconf CLK_TCK)

@@ -103,10 +103,10 @@ func init() {
 }
 GO
   printf '{"Replace":{"%s":"%s"}}\n' "$PWD/zz_bench_pprof.go" "$PWD/$out/_pprof/overlay.go" > "$out/pprof_overlay.json"
-  go build -overlay "$out/pprof_overlay.json" -o "$out/streamhub" .
+  CGO_ENABLED=0 go build -overlay "$out/pprof_overlay.json" -o "$out/streamhub" .
   export STREAMHUB_PPROF="127.0.0.1:$PPROF_PORT"
 else
-  go build -o "$out/streamhub" .
+  CGO_ENABLED=0 go build -o "$out/streamhub" .
 fi
 LOADER=flvload
 [ "$PROTO" = hls ] && LOADER=hlsload

@@ -69,7 +69,7 @@ fi
 go build -o "$OUT/flvload" ./bench/flvload
 go build -o "$OUT/loopback" ./bench/loopback
 if [ ${#HUBS[@]} -eq 0 ]; then
-  go build -o "$OUT/streamhub" . && HUB[streamhub]=$OUT/streamhub && HUBS=(streamhub)
+  CGO_ENABLED=0 go build -o "$OUT/streamhub" . && HUB[streamhub]=$OUT/streamhub && HUBS=(streamhub)
 fi
 SERVERS=${SERVERS:-"${HUBS[*]} srs mediamtx loopback"}
 for s in $SERVERS; do
