@@ -28,7 +28,8 @@
 # default interceptors); RTCP=0 runs them without any.
 #
 # -baseline also runs the same load against bench/loopback right after, for
-# a same-machine floor (HTTP-FLV only): one FLV file, no hub, one sender
+# a same-machine floor (HTTP-FLV; with -proto webrtc, bench/udpfloor: the
+# same datagrams as GSO runs to N loopback sockets): one FLV file, no hub, one sender
 # goroutine writing each reader the bytes of the last 100 ms in one write
 # (LOOPBACK_MODE=goroutine: the older reference, a goroutine per reader
 # pushing 32 KiB writes).
@@ -62,7 +63,7 @@ if [ -n "$CACHE" ]; then
   [ "$PROTO" = hls ] || { echo "bench: -cache is for -proto hls" >&2; exit 2; }
   exec bench/cache.sh -n "$N" -t "$T" -targets "direct $CACHE"
 fi
-if [ "$PROTO" != http ] && [ "$PROTO" != rtmp ] && [ "$PROTO" != rtsp ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV" >&2; exit 2; fi
+if [ "$PROTO" != http ] && [ "$PROTO" != rtmp ] && [ "$PROTO" != rtsp ] && [ "$PROTO" != webrtc ] && [ -n "$BASELINE" ]; then echo "bench: -baseline is for HTTP-FLV, RTMP, RTSP and WebRTC" >&2; exit 2; fi
 command -v ffmpeg >/dev/null || { echo "bench: ffmpeg is needed (apt-get install ffmpeg)" >&2; exit 1; }
 ulimit -n 65536 2>/dev/null || ulimit -n 8192
 out=bench/out
@@ -220,7 +221,13 @@ if [ -n "${PPROF:-}" ]; then
   echo "profile: $out/cpu-$PROTO.prof, top: $out/pprof-$PROTO.txt"
 fi
 
-if [ -n "$BASELINE" ]; then
+if [ -n "$BASELINE" ] && [ "$PROTO" = webrtc ]; then
+  kill "$PUB" "$SRV" 2>/dev/null || true
+  wait 2>/dev/null || true
+  go build -o "$out/udpfloor" ./bench/udpfloor
+  echo "--- baseline: bench/udpfloor (the same datagrams to N loopback sockets, GSO runs and sendmmsg, no SRTP, no hub)"
+  "$out/udpfloor" -n "$N" -t "$T" | tee -a "$out/whepload.txt"
+elif [ -n "$BASELINE" ]; then
   kill "$PUB" "$SRV" 2>/dev/null || true
   wait 2>/dev/null || true
   go build -o "$out/loopback" ./bench/loopback
