@@ -86,6 +86,12 @@ type viewer struct {
 	srtpOnce sync.Once
 	srtp     *srtpSender
 	ownUsed  atomic.Bool
+	// pionUsed is set once an RTP packet went through pion's SRTP: from
+	// then on the viewer stays there (a context of ours would start the
+	// stream's rollover counter again, and reuse pion's nonces).
+	pionUsed atomic.Bool
+	// srcOut is when next last returned source units (the batch pacing).
+	srcOut time.Time
 }
 
 // outTrack is one track sent to one viewer.
@@ -105,10 +111,11 @@ type outTrack struct {
 	sentPkts, resent, lost uint64
 	// octets, lastTS (the newest RTP time sent, tsBase included) and
 	// lastAt (when it was first sent) make the sender reports.
-	octets  uint64
-	lastTS  uint32
-	lastAt  time.Time
-	stamped bool
+	octets       uint64
+	lastTS       uint32
+	lastAt       time.Time
+	stamped      bool
+	reportedPkts uint64 // packets counted in the last sender report
 	// resendTokens are the resends this viewer may still make (see
 	// resendShare).
 	resendTokens float64
@@ -352,9 +359,27 @@ func (v *viewer) next(ctx context.Context, buf []*media.Unit, t *time.Timer) ([]
 	if v.companion == nil {
 		return v.r.NextBatch(ctx, buf)
 	}
+	// The path's batch pacing, as NextBatch keeps it (the sound waits
+	// with the pictures).
+	if iv := v.r.Stream().BatchPace(); iv > 0 && !v.srcOut.IsZero() {
+		if d := iv - time.Since(v.srcOut); d > 0 {
+			t.Reset(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				return buf, ctx.Err()
+			}
+		}
+	}
+	// audioWait counts from here: the source's wake-ups that bring
+	// nothing (a reader skipping to a keyframe) do not hold the sound.
+	t.Reset(audioWait)
 	for {
 		batch, wake, err := v.r.TryNextBatch(buf)
 		if err != nil || wake == nil {
+			if len(batch) > 0 {
+				v.srcOut = time.Now()
+			}
 			return batch, err
 		}
 		var handover <-chan *server.Reader
@@ -362,7 +387,6 @@ func (v *viewer) next(ctx context.Context, buf []*media.Unit, t *time.Timer) ([]
 		if v.comp == nil {
 			handover = v.companion
 		} else {
-			t.Reset(audioWait)
 			tick = t.C
 		}
 		select {
@@ -655,14 +679,16 @@ func (o *outTrack) senderReport(now time.Time) (*rtcp.SenderReport, bool) {
 	b := o.track.bound.Load()
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if b == nil || !o.stamped {
-		return nil, false
+	pkts := o.sentPkts + o.resent
+	if b == nil || !o.stamped || pkts == o.reportedPkts {
+		return nil, false // nothing sent since the last report (RFC 3550, 6.4)
 	}
+	o.reportedPkts = pkts
 	// The RTP time of now: the newest packet's, advanced by the time
 	// since it was sent.
-	ts := o.lastTS + uint32(now.Sub(o.lastAt).Nanoseconds()*o.clock/int64(time.Second))
+	ts := o.lastTS + rtpTime(now.Sub(o.lastAt), o.clock)
 	return &rtcp.SenderReport{SSRC: b.ssrc, NTPTime: ntpTime(now), RTPTime: ts,
-		PacketCount: uint32(o.sentPkts + o.resent), OctetCount: uint32(o.octets)}, true
+		PacketCount: uint32(pkts), OctetCount: uint32(o.octets)}, true
 }
 
 // ntpTime is t in the 64-bit NTP format of sender reports.
@@ -697,7 +723,7 @@ func (v *viewer) sendReports(now time.Time) {
 // (srtpout.go), else through pion.
 func (o *outTrack) send(marker bool, seq uint16, ts uint32, payload []byte) error {
 	v := o.v
-	if a := v.udpPeer.Load(); a != nil {
+	if a := v.udpPeer.Load(); a != nil && !v.pionUsed.Load() {
 		if s := v.ownSRTP(); s != nil {
 			b := o.track.bound.Load()
 			if b == nil {
@@ -709,6 +735,9 @@ func (o *outTrack) send(marker bool, seq uint16, ts uint32, payload []byte) erro
 		}
 	} else if v.ownUsed.Load() {
 		return errPairMoved
+	}
+	if o.track.bound.Load() != nil {
+		v.pionUsed.Store(true)
 	}
 	return o.track.write(marker, seq, ts, payload)
 }
@@ -747,6 +776,9 @@ func (o *outTrack) readRTCP() {
 					}
 				}
 				o.resent += uint64(len(again))
+				for _, h := range again {
+					o.octets += uint64(len(h.payload))
+				}
 				o.mu.Unlock()
 				for _, h := range again {
 					o.send(h.marker, h.seq, o.tsBase+h.ts, h.payload) //nolint:errcheck // a lost resend is NACKed again

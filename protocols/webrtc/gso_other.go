@@ -18,6 +18,8 @@ func (g *gsoConn) corkFor(netip.AddrPort) *cork { return nil }
 
 func (g *gsoConn) release(*cork) {}
 
+func (g *gsoConn) failed(error, int) {}
+
 type cork struct{}
 
 func (k *cork) begin() {}

@@ -2,6 +2,7 @@ package webrtc
 
 import (
 	"errors"
+	"net"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -28,13 +29,18 @@ import (
 //
 // pion does not expose the DTLS connection, so dtlsConnOf reads it from
 // the DTLSTransport's field by reflection, checked by name and type (pion
-// is pinned in go.mod; TestOwnSRTP fails if a new version moves it, and
-// the viewer then sends through pion as before, said once in the log).
+// is pinned in go.mod; TestPublishPlayDelete fails if a new version moves
+// it, and the viewer then sends through pion as before, said once in the
+// log). Cryptex (RFC 9335, encrypted header extensions) is turned on as
+// pion does with its default policy: when the offer has a=cryptex (our
+// packets carry no header extension, so it changes nothing today).
 //
 // Once a viewer's packets were encrypted here, pion's SRTP context cannot
-// take the stream over (its rollover counter would start at 0): a viewer
-// whose ICE pair moves from UDP to TCP (an ICE restart) is ended with a
-// reason and reconnects.
+// take the stream over (its rollover counter would start at 0, and it
+// would reuse our nonces): a viewer whose ICE pair moves from UDP to TCP
+// (an ICE restart) is ended with a reason and reconnects. The other way,
+// a viewer that sent through pion (a TCP pair first) stays on pion's
+// path (viewer.pionUsed).
 
 var errPairMoved = errors.New("webrtc: the ICE pair moved from UDP to TCP during the session; the player must reconnect")
 
@@ -102,7 +108,11 @@ func (v *viewer) newSRTPSender() (*srtpSender, error) {
 	if err := cfg.ExtractSessionKeysFromDTLS(&state, client); err != nil {
 		return nil, err
 	}
-	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile)
+	var opts []srtp.ContextOption
+	if rd := v.ss.pc.RemoteDescription(); rd != nil && strings.Contains(rd.SDP, "a=cryptex") {
+		opts = append(opts, srtp.Cryptex(srtp.CryptexModeEnabled))
+	}
+	ctx, err := srtp.CreateContext(cfg.Keys.LocalMasterKey, cfg.Keys.LocalMasterSalt, profile, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +160,12 @@ func (s *srtpSender) write(v *viewer, a netip.AddrPort, h *rtp.Header, payload [
 		return nil
 	}
 	if _, err := v.ss.srv.udp.UDPConn.WriteToUDPAddrPort(s.enc, a); err != nil {
-		return errPeerClosed
+		if errors.Is(err, net.ErrClosed) {
+			return errPeerClosed
+		}
+		// A route that flaps (EHOSTUNREACH, EPERM): the datagram is lost,
+		// the viewer NACKs it, as on pion's path.
+		v.ss.srv.udp.failed(err, 1)
 	}
 	return nil
 }

@@ -1,11 +1,15 @@
 package webrtc
 
 import (
+	"errors"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/pion/rtp"
 
 	"github.com/streamhub/streamhub/media"
 )
@@ -147,5 +151,72 @@ func TestSharedCertificate(t *testing.T) {
 	c, _ := srv.certificate()
 	if fc, _ := c.GetFingerprints(); fc[0] == fa[0] {
 		t.Fatal("the certificate was not renewed after certRenewal")
+	}
+}
+
+// fakeTrackWriter stands for pion's write stream of a bound track.
+type fakeTrackWriter struct{ n int }
+
+func (f *fakeTrackWriter) WriteRTP(_ *rtp.Header, p []byte) (int, error) { f.n++; return len(p), nil }
+func (f *fakeTrackWriter) Write(b []byte) (int, error)                   { f.n++; return len(b), nil }
+
+// A viewer's SRTP context never changes hands mid-stream: one that sent
+// through pion (a TCP pair first) stays on pion's path when its pair
+// moves to UDP (a context of ours would restart the rollover counter),
+// and one that sent on its own ends with a reason when its pair moves to
+// TCP.
+func TestViewerKeepsItsSRTPContext(t *testing.T) {
+	v := &viewer{}
+	tr := &directTrack{}
+	fw := &fakeTrackWriter{}
+	tr.bound.Store(&trackBinding{ssrc: 1, pt: 96, ws: fw})
+	o := &outTrack{v: v, track: tr}
+	if err := o.send(false, 1, 0, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	udp := netip.MustParseAddrPort("127.0.0.1:9")
+	v.udpPeer.Store(&udp)
+	if err := o.send(false, 2, 0, []byte{1}); err != nil {
+		t.Fatal(err)
+	}
+	if fw.n != 2 || v.ownUsed.Load() {
+		t.Fatalf("after a packet through pion, %d of 2 went through pion (own SRTP used: %v)", fw.n, v.ownUsed.Load())
+	}
+
+	v2 := &viewer{}
+	v2.ownUsed.Store(true) // it sent on its own; now the pair is TCP (udpPeer nil)
+	o2 := &outTrack{v: v2, track: tr}
+	if err := o2.send(false, 3, 0, []byte{1}); !errors.Is(err, errPairMoved) {
+		t.Fatalf("got %v, want errPairMoved", err)
+	}
+}
+
+// A track's sender report maps now to its RTP clock from the newest
+// packet's time, and is not sent again while nothing was sent since the
+// last one (RFC 3550, 6.4).
+func TestSenderReport(t *testing.T) {
+	tr := &directTrack{}
+	tr.bound.Store(&trackBinding{ssrc: 7, pt: 96, ws: &fakeTrackWriter{}})
+	o := &outTrack{v: &viewer{}, track: tr, clock: 90000, tsBase: 1000}
+	now := time.Now()
+	if _, ok := o.senderReport(now); ok {
+		t.Fatal("a report before any packet")
+	}
+	if err := o.write(false, []byte{1, 2, 3}, 9000); err != nil {
+		t.Fatal(err)
+	}
+	o.mu.Lock()
+	sentAt := o.lastAt
+	o.mu.Unlock()
+	at := sentAt.Add(500 * time.Millisecond)
+	sr, ok := o.senderReport(at)
+	if !ok || sr.SSRC != 7 || sr.PacketCount != 1 || sr.OctetCount != 3 || sr.RTPTime != 1000+9000+45000 {
+		t.Fatalf("report %+v (ok %v), want SSRC 7, 1 packet, 3 octets, RTP time %d", sr, ok, 1000+9000+45000)
+	}
+	if sr.NTPTime>>32 != uint64(at.Unix()+2208988800) {
+		t.Fatalf("NTP seconds %d, want %d", sr.NTPTime>>32, at.Unix()+2208988800)
+	}
+	if _, ok := o.senderReport(at.Add(time.Second)); ok {
+		t.Fatal("a second report with nothing sent since the first")
 	}
 }
