@@ -13,6 +13,7 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -320,6 +321,9 @@ type gstRead struct {
 	video, audio int // buffers seen leaving the decoders (a lower bound: see gstPlay)
 	code         int
 	out          string
+	// tolerated are warnings (substrings) that are logged, not failed,
+	// when the playback was otherwise complete.
+	tolerated []string
 }
 
 // gstPlay plays url with rtspsrc over protocols (tcp, udp or udp-mcast),
@@ -372,10 +376,18 @@ func (r gstRead) check(t testing.TB, minVideo, minAudio int) {
 	const eos = `Got EOS from element "pipeline0"`
 	during, after, gotEOS := strings.Cut(r.out, eos)
 	var bad, late []string
+	var tolerated []string
 	for _, l := range strings.Split(during, "\n") {
+		if strings.HasPrefix(l, "WARNING") && slices.ContainsFunc(r.tolerated, func(w string) bool { return strings.Contains(l, w) }) {
+			tolerated = append(tolerated, l)
+			continue
+		}
 		if strings.HasPrefix(l, "ERROR") || strings.HasPrefix(l, "WARNING") || strings.HasPrefix(l, "killed") {
 			bad = append(bad, l)
 		}
+	}
+	if len(tolerated) > 0 {
+		t.Logf("GStreamer playing %s: tolerated %q", r.what, tolerated)
 	}
 	for _, l := range strings.Split(after, "\n") {
 		if strings.HasPrefix(l, "ERROR") || strings.HasPrefix(l, "WARNING") {
@@ -441,6 +453,15 @@ func TestRTSPGStreamer(t *testing.T) {
 	play := func(url, protocols string, audio bool, what string) {
 		r := gstPlay(t, url, protocols, frames, audio)
 		r.what += what
+		if protocols == "udp-mcast" {
+			// gst-launch at times warns that its delayed link to the
+			// H264 depayloader failed: rtspsrc says no-more-pads in a
+			// multicast group before the video's first packet made its
+			// pad (seen once in a fresh-clone CI run, player 2). The pad
+			// links when it comes: every frame is still counted below,
+			// and EOS and the exit status are still checked.
+			r.tolerated = []string{"Delayed linking failed"}
+		}
 		p := played{r: r, minVideo: frames / 2}
 		if audio {
 			p.minAudio = frames / 4 // audio comes in bursts: more notifications merge
