@@ -1,6 +1,7 @@
 package testfixtures
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -27,8 +28,11 @@ type Addrs struct {
 	MulticastRTP   int
 	// SRT is the SRT listener (UDP HOST:PORT).
 	SRT string
-	// WebRTC is the ICE port, UDP and TCP on every address (WHIP/WHEP).
-	WebRTC int
+	// WebRTC is the ICE port, UDP and TCP on every address (WHIP/WHEP);
+	// WebRTCTCP, when set, the TCP one (a server that bound port 0 for
+	// both got two ports, and a restart must ask for the same two).
+	WebRTC    int
+	WebRTCTCP int
 	// Database is the file of the registered streams; each server needs
 	// its own (the file is locked while a server runs). Set by the caller.
 	Database string
@@ -152,7 +156,7 @@ webrtc:
 srt:
   address: %q
 `, logLevel, a.RTMP, a.HTTP, a.RTSP, a.UDPRTP, a.UDPRTP+1, a.MulticastRange, a.MulticastRTP, a.MulticastRTP+1, a.Database,
-		a.WebRTC, a.WebRTC, a.SRT)
+		a.WebRTC, cmp.Or(a.WebRTCTCP, a.WebRTC), a.SRT)
 }
 
 // WaitListening waits until every TCP address accepts a connection, the
@@ -191,7 +195,7 @@ func WaitListening(ctx context.Context, addrs []string, timeout time.Duration, e
 // (Bound), so no test races another process for a port. The RTSP UDP pairs
 // and the multicast range stay as picked (they must be even pairs).
 func (a Addrs) Dynamic() Addrs {
-	a.RTMP, a.HTTP, a.RTSP, a.SRT, a.WebRTC = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 0
+	a.RTMP, a.HTTP, a.RTSP, a.SRT, a.WebRTC, a.WebRTCTCP = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", 0, 0
 	return a
 }
 
@@ -226,6 +230,9 @@ func Bound(log string, a Addrs) (Addrs, bool) {
 		case "webrtc":
 			if _, p, err := net.SplitHostPort(f["udp"]); err == nil {
 				a.WebRTC, _ = strconv.Atoi(p)
+			}
+			if _, p, err := net.SplitHostPort(f["tcp"]); err == nil {
+				a.WebRTCTCP, _ = strconv.Atoi(p)
 			}
 		}
 	}
