@@ -495,10 +495,10 @@ func (v *viewer) sendBatch(audio, batch []*media.Unit) error {
 	k.begin()
 	defer k.flush()
 	for _, u := range audio {
-		if u.Track.Codec != media.CodecOpus || len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+		if u.Track.Codec != media.CodecOpus {
 			continue
 		}
-		if err := v.audio.write(false, u.Payload[0], rtpTime(u.PTS, v.audio.clock)); err != nil {
+		if err := v.audio.writeOpus(u); err != nil {
 			return err
 		}
 	}
@@ -577,10 +577,7 @@ func (v *viewer) send(u *media.Unit) error {
 	}
 	var recs []byte
 	if o.codec == media.CodecOpus {
-		if len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
-			return nil
-		}
-		return o.write(false, u.Payload[0], rtpTime(u.PTS, o.clock))
+		return o.writeOpus(u)
 	}
 	recs = rtpPayloads(u, o.codec)
 	ts := rtpTime(u.PTS, o.clock)
@@ -600,6 +597,15 @@ func (v *viewer) send(u *media.Unit) error {
 // rtpTime converts a hub time to an RTP clock, overflow-safe.
 func rtpTime(d time.Duration, clock int64) uint32 {
 	return uint32(int64(d/time.Second)*clock + int64(d%time.Second)*clock/int64(time.Second))
+}
+
+// writeOpus sends an Opus unit as one packet (one that does not fit is
+// not sent).
+func (o *outTrack) writeOpus(u *media.Unit) error {
+	if len(u.Payload) == 0 || len(u.Payload[0]) > maxPayload {
+		return nil
+	}
+	return o.write(false, u.Payload[0], rtpTime(u.PTS, o.clock))
 }
 
 // write sends one packet and keeps it for NACKs.
@@ -658,17 +664,6 @@ func (t *directTrack) Unbind(ctx pwebrtc.TrackLocalContext) error {
 	return t.TrackLocalStaticRTP.Unbind(ctx)
 }
 
-// write sends one packet; nothing before negotiation binds the track.
-func (t *directTrack) write(marker bool, seq uint16, ts uint32, payload []byte) error {
-	b := t.bound.Load()
-	if b == nil {
-		return nil
-	}
-	h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
-	_, err := b.ws.WriteRTP(&h, payload)
-	return err
-}
-
 // reportInterval is how often a viewer gets sender reports (players
 // sync audio and video by them), as pion's report interceptor sends them.
 const reportInterval = time.Second
@@ -720,26 +715,26 @@ func (v *viewer) sendReports(now time.Time) {
 }
 
 // send sends one packet: encrypted by the viewer itself on a UDP pair
-// (srtpout.go), else through pion.
+// (srtpout.go), else through pion's write stream of the track's binding;
+// nothing before negotiation binds the track.
 func (o *outTrack) send(marker bool, seq uint16, ts uint32, payload []byte) error {
 	v := o.v
+	b := o.track.bound.Load()
+	if b == nil {
+		return nil
+	}
+	h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
 	if a := v.udpPeer.Load(); a != nil && !v.pionUsed.Load() {
 		if s := v.ownSRTP(); s != nil {
-			b := o.track.bound.Load()
-			if b == nil {
-				return nil
-			}
 			v.ownUsed.Store(true)
-			h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
 			return s.write(v, *a, &h, payload)
 		}
 	} else if v.ownUsed.Load() {
 		return errPairMoved
 	}
-	if o.track.bound.Load() != nil {
-		v.pionUsed.Store(true)
-	}
-	return o.track.write(marker, seq, ts, payload)
+	v.pionUsed.Store(true)
+	_, err := b.ws.WriteRTP(&h, payload)
+	return err
 }
 
 // readRTCP answers NACKs from the history and forwards keyframe requests

@@ -390,7 +390,7 @@ const certRenewal = 24 * time.Hour
 
 // certificate returns the DTLS certificate of new sessions. One serves
 // them all: pion made one per PeerConnection (a P-256 key and a signature,
-// a third of a session's set-up CPU); the handshake's keys are ephemeral
+// about a fifth of a session's set-up CPU); the handshake's keys are ephemeral
 // (ECDHE) either way, and the certificate only binds the fingerprint in
 // the SDP answer to the handshake.
 func (s *Server) certificate() (pwebrtc.Certificate, error) {
