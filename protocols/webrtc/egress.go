@@ -723,17 +723,24 @@ func (o *outTrack) send(marker bool, seq uint16, ts uint32, payload []byte) erro
 	if b == nil {
 		return nil
 	}
-	h := rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
 	if a := v.udpPeer.Load(); a != nil && !v.pionUsed.Load() {
 		if s := v.ownSRTP(); s != nil {
 			v.ownUsed.Store(true)
-			return s.write(v, *a, &h, payload)
+			return s.write(v, *a, b, marker, seq, ts, payload)
 		}
 	} else if v.ownUsed.Load() {
 		return errPairMoved
 	}
 	v.pionUsed.Store(true)
-	_, err := b.ws.WriteRTP(&h, payload)
+	return writePion(b, marker, seq, ts, payload)
+}
+
+// writePion sends one packet through pion's write stream. Its header
+// escapes to the heap (an interface call), so the own path, which sends
+// nearly every packet, builds its header in the sender instead.
+func writePion(b *trackBinding, marker bool, seq uint16, ts uint32, payload []byte) error {
+	h := &rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
+	_, err := b.ws.WriteRTP(h, payload)
 	return err
 }
 

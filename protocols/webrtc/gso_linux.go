@@ -248,6 +248,36 @@ func (k *cork) add(b []byte) bool {
 	return true
 }
 
+// tail returns room for n bytes at the end of what k gathered, with k
+// locked until commit; false (k unlocked) if k is not gathering.
+func (k *cork) tail(n int) ([]byte, bool) {
+	if k == nil {
+		return nil, false
+	}
+	k.mu.Lock()
+	if k.depth == 0 {
+		k.mu.Unlock()
+		return nil, false
+	}
+	if len(k.sizes) == gsoMaxSegments || len(k.data)+n > gsoMaxBytes {
+		k.sendLocked()
+	}
+	if k.data == nil {
+		k.data = corkBufs.Get().([]byte)
+	}
+	return k.data[len(k.data) : len(k.data)+n], true
+}
+
+// commit keeps the first m bytes of the room tail gave as a datagram (none
+// when m is 0) and unlocks k.
+func (k *cork) commit(m int) {
+	if m > 0 {
+		k.data = k.data[:len(k.data)+m]
+		k.sizes = append(k.sizes, m)
+	}
+	k.mu.Unlock()
+}
+
 // sendLocked sends what is gathered: runs of equal sizes (the last of a
 // run may be shorter) as one GSO send each, all the runs in one sendmmsg.
 func (k *cork) sendLocked() {

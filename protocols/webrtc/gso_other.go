@@ -26,3 +26,7 @@ func (k *cork) begin() {}
 func (k *cork) flush() {}
 
 func (k *cork) add([]byte) bool { return false }
+
+func (k *cork) tail(int) ([]byte, bool) { return nil, false }
+
+func (k *cork) commit(int) {}

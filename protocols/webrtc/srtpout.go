@@ -47,11 +47,10 @@ var errPairMoved = errors.New("webrtc: the ICE pair moved from UDP to TCP during
 // srtpSender is a viewer's own SRTP encryption (every track: the
 // context keeps each SSRC's rollover counter).
 type srtpSender struct {
-	mu    sync.Mutex // mu guards the fields below (the send loops, the NACK reader)
-	ctx   *srtp.Context
-	plain []byte
-	enc   []byte
-	hdr   rtp.Header // EncryptRTP's scratch
+	mu  sync.Mutex // mu guards the fields below (the send loops, the NACK reader)
+	ctx *srtp.Context
+	enc []byte     // a packet sent without the cork
+	hdr rtp.Header // the packet's header, and EncryptRTP's scratch
 }
 
 // ownSRTP returns the viewer's own SRTP sender, made at the first call;
@@ -116,7 +115,7 @@ func (v *viewer) newSRTPSender() (*srtpSender, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &srtpSender{ctx: ctx, plain: make([]byte, 0, 1500), enc: make([]byte, 0, 1500)}, nil
+	return &srtpSender{ctx: ctx, enc: make([]byte, 0, 1500)}, nil
 }
 
 // srtpProfileOf maps DTLS's name of the negotiated profile to SRTP's.
@@ -143,23 +142,34 @@ func dtlsConnOf(t *pwebrtc.DTLSTransport) *dtls.Conn {
 	return *(**dtls.Conn)(unsafe.Pointer(f.UnsafeAddr()))
 }
 
-// write encrypts one packet and sends it to the viewer at a: gathered in
-// the viewer's cork when it gathers or holds, else at once.
-func (s *srtpSender) write(v *viewer, a netip.AddrPort, h *rtp.Header, payload []byte) error {
+// srtpRoom is what encryption adds to a packet at most: the
+// authentication tag (16 bytes with AES-GCM, 10 with HMAC-SHA1-80) and a
+// rollover counter (4), rounded up.
+const srtpRoom = 32
+
+// write encrypts one packet and sends it to the viewer at a: sealed in
+// place at the end of the viewer's cork while it gathers (one copy of
+// the payload, no header on the heap), else from the sender's own buffer
+// at once.
+func (s *srtpSender) write(v *viewer, a netip.AddrPort, b *trackBinding, marker bool, seq uint16, ts uint32, payload []byte) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n, err := h.MarshalTo(s.plain[:h.MarshalSize()])
+	s.hdr = rtp.Header{Version: 2, Marker: marker, PayloadType: b.pt, SequenceNumber: seq, Timestamp: ts, SSRC: b.ssrc}
+	size := s.hdr.MarshalSize() + len(payload)
+	k := v.cork.Load()
+	if buf, ok := k.tail(size + srtpRoom); ok {
+		n, err := s.seal(buf, payload)
+		k.commit(n)
+		return err
+	}
+	if cap(s.enc) < size+srtpRoom {
+		s.enc = make([]byte, 0, size+srtpRoom)
+	}
+	n, err := s.seal(s.enc[:cap(s.enc)], payload)
 	if err != nil {
 		return err
 	}
-	s.plain = append(s.plain[:n], payload...)
-	if s.enc, err = s.ctx.EncryptRTP(s.enc[:0], s.plain, &s.hdr); err != nil {
-		return err
-	}
-	if k := v.cork.Load(); k != nil && k.add(s.enc) {
-		return nil
-	}
-	if _, err := v.ss.srv.udp.UDPConn.WriteToUDPAddrPort(s.enc, a); err != nil {
+	if _, err := v.ss.srv.udp.UDPConn.WriteToUDPAddrPort(s.enc[:n], a); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return errPeerClosed
 		}
@@ -168,4 +178,22 @@ func (s *srtpSender) write(v *viewer, a netip.AddrPort, h *rtp.Header, payload [
 		v.ss.srv.udp.failed(err, 1)
 	}
 	return nil
+}
+
+// seal writes s.hdr and payload into buf and encrypts them there; it
+// returns the packet's length (0 when it failed: nothing to send).
+func (s *srtpSender) seal(buf, payload []byte) (int, error) {
+	h, err := s.hdr.MarshalTo(buf)
+	if err != nil {
+		return 0, err
+	}
+	plain := buf[:h+copy(buf[h:], payload)]
+	enc, err := s.ctx.EncryptRTP(plain[:0:len(buf)], plain, &s.hdr)
+	if err != nil {
+		return 0, err
+	}
+	if len(enc) > 0 && &enc[0] != &buf[0] {
+		return 0, errors.New("webrtc: SRTP needed more room than srtpRoom") // a profile added more
+	}
+	return len(enc), nil
 }
