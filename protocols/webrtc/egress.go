@@ -92,6 +92,12 @@ type viewer struct {
 	pionUsed atomic.Bool
 	// srcOut is when next last returned source units (the batch pacing).
 	srcOut time.Time
+	// stepMu is held by a fan's pass while it writes to the viewer
+	// (fan.go); fanOut (under it) says no pass may any more, and fanErr
+	// carries the error a pass ended the viewer with.
+	stepMu sync.Mutex
+	fanOut bool
+	fanErr chan error
 }
 
 // outTrack is one track sent to one viewer.
@@ -477,6 +483,11 @@ func (v *viewer) serve(ctx context.Context) error {
 			return err
 		}
 		v.sendReports(time.Now())
+		if v.fanReady() {
+			// Caught up, on the own SRTP path: the stream's fan serves
+			// it from now on (fan.go).
+			return v.fanServe(ctx)
+		}
 		var err error
 		batch, err = v.next(ctx, buf[:0], timer)
 		if err != nil {
@@ -485,6 +496,20 @@ func (v *viewer) serve(ctx context.Context) error {
 			}
 			return err
 		}
+	}
+}
+
+// fanServe hands the viewer to its stream's fan and waits until a pass
+// ends it or its session ends.
+func (v *viewer) fanServe(ctx context.Context) error {
+	v.fanErr = make(chan error, 1)
+	sh := v.ss.srv.fanJoin(v)
+	select {
+	case err := <-v.fanErr:
+		return err
+	case <-ctx.Done():
+		sh.leave(v)
+		return context.Cause(ctx)
 	}
 }
 

@@ -195,6 +195,9 @@ type Server struct {
 	sessions map[string]*session
 	closed   bool
 
+	fansMu sync.Mutex // fansMu guards fans and their shards' members (fan.go)
+	fans   map[*server.Stream][]*fanShard
+
 	certMu sync.Mutex // certMu guards cert and certAt (certificate)
 	cert   *pwebrtc.Certificate
 	certAt time.Time
