@@ -483,12 +483,19 @@ func (v *viewer) serve(ctx context.Context) error {
 			return err
 		}
 		v.sendReports(time.Now())
-		if v.fanReady() {
-			// Caught up, on the own SRTP path: the stream's fan serves
-			// it from now on (fan.go).
-			return v.fanServe(ctx)
-		}
 		var err error
+		if v.fanReady() {
+			// On the own SRTP path: once caught up (nothing more to read
+			// now), the stream's fan serves it (fan.go).
+			var wake <-chan struct{}
+			if batch, wake, err = v.r.TryNextBatch(buf[:0]); err != nil {
+				return err
+			}
+			if wake != nil {
+				return v.fanServe(ctx)
+			}
+			continue
+		}
 		batch, err = v.next(ctx, buf[:0], timer)
 		if err != nil {
 			if errors.Is(err, context.Canceled) {

@@ -112,29 +112,40 @@ func (sh *fanShard) snapshot() ([]*viewer, bool) {
 	s.fansMu.Lock()
 	defer s.fansMu.Unlock()
 	if len(sh.members) == 0 {
-		shards := s.fans[sh.s]
-		for i, o := range shards {
-			if o == sh {
-				shards = append(shards[:i], shards[i+1:]...)
-				break
-			}
-		}
-		if len(shards) == 0 {
-			delete(s.fans, sh.s)
-		} else {
-			s.fans[sh.s] = shards
-		}
+		sh.unlistLocked()
 		return nil, false
 	}
 	sh.snap = append(sh.snap[:0], sh.members...)
 	return sh.snap, true
 }
 
+// unlistLocked takes sh out of its stream's fan; srv.fansMu is held.
+func (sh *fanShard) unlistLocked() {
+	s := sh.srv
+	shards := s.fans[sh.s]
+	for i, o := range shards {
+		if o == sh {
+			shards = append(shards[:i], shards[i+1:]...)
+			break
+		}
+	}
+	if len(shards) == 0 {
+		delete(s.fans, sh.s)
+	} else {
+		s.fans[sh.s] = shards
+	}
+}
+
 // run passes over the shard's viewers whenever the stream has more, and
 // every audioWait for the companions' sound, until none is left.
 func (sh *fanShard) run() {
 	defer sh.srv.wg.Done()
-	defer guard.Recover(sh.srv.log, "webrtc fan")
+	defer func() {
+		if p := recover(); p != nil {
+			guard.Report(sh.srv.log, "webrtc fan", p)
+			sh.fail()
+		}
+	}()
 	tick := time.NewTimer(audioWait)
 	defer tick.Stop()
 	var last time.Time
@@ -175,6 +186,26 @@ func (sh *fanShard) run() {
 		case <-tc:
 		case <-sh.kick:
 		}
+	}
+}
+
+// fail ends every viewer of sh and takes sh out of its fan: what is left
+// of a shard whose loop panicked (a viewer's own panic ends that viewer
+// only, in step).
+func (sh *fanShard) fail() {
+	s := sh.srv
+	s.fansMu.Lock()
+	members := sh.members
+	sh.members = nil
+	sh.unlistLocked()
+	s.fansMu.Unlock()
+	for _, v := range members {
+		v.stepMu.Lock()
+		if !v.fanOut {
+			v.fanOut = true
+			v.fanErr <- guard.ErrPanic
+		}
+		v.stepMu.Unlock()
 	}
 }
 

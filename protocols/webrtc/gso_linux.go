@@ -255,8 +255,13 @@ func (k *cork) tail(n int) ([]byte, bool) {
 		return nil, false
 	}
 	k.mu.Lock()
+	ok := false
+	defer func() {
+		if !ok { // not gathering, or sendLocked panicked
+			k.mu.Unlock()
+		}
+	}()
 	if k.depth == 0 {
-		k.mu.Unlock()
 		return nil, false
 	}
 	if len(k.sizes) == gsoMaxSegments || len(k.data)+n > gsoMaxBytes {
@@ -265,6 +270,7 @@ func (k *cork) tail(n int) ([]byte, bool) {
 	if k.data == nil {
 		k.data = corkBufs.Get().([]byte)
 	}
+	ok = true
 	return k.data[len(k.data) : len(k.data)+n], true
 }
 

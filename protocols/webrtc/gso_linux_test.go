@@ -295,3 +295,35 @@ func TestCorkBatchRefusedByTheKernel(t *testing.T) {
 		}
 	})
 }
+
+// A packet whose sealing panics (here: no SRTP context) leaves the cork
+// unlocked, so that the flush deferred above it and the guard of the
+// viewer's pass run: the panic ends that viewer, it does not hang the
+// goroutine (and with it a fan's other viewers).
+func TestSealPanicUnlocksTheCork(t *testing.T) {
+	g, _, peer := corkPair(t, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	k := g.corkFor(peer)
+	if k == nil {
+		t.Skip("no UDP GSO on this kernel: no cork to lock") // the kernels CI runs on have it
+	}
+	v := &viewer{}
+	v.cork.Store(k)
+	s := &srtpSender{} // no context: EncryptRTP panics
+	done := make(chan any, 1)
+	go func() {
+		defer func() { done <- recover() }()
+		k.begin()
+		defer k.flush()
+		s.write(v, peer, &trackBinding{pt: 96, ssrc: 1}, true, 1, 0, []byte{1, 2, 3}) //nolint:errcheck
+	}()
+	select {
+	case p := <-done:
+		if p == nil {
+			t.Fatal("sealing without a context did not panic: the test checks nothing")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the goroutine hung: the cork stayed locked after the panic")
+	}
+	k.begin() // usable again
+	k.flush()
+}

@@ -158,8 +158,10 @@ func (s *srtpSender) write(v *viewer, a netip.AddrPort, b *trackBinding, marker 
 	size := s.hdr.MarshalSize() + len(payload)
 	k := v.cork.Load()
 	if buf, ok := k.tail(size + srtpRoom); ok {
-		n, err := s.seal(buf, payload)
-		k.commit(n)
+		n := 0
+		defer func() { k.commit(n) }() // unlocked even if sealing panics
+		var err error
+		n, err = s.seal(buf, payload)
 		return err
 	}
 	if cap(s.enc) < size+srtpRoom {
