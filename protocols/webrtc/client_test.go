@@ -20,6 +20,7 @@ import (
 	pmedia "github.com/pion/webrtc/v4/pkg/media"
 
 	"github.com/streamhub/streamhub/internal/testfixtures"
+	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
 
@@ -383,4 +384,48 @@ func eventually(t *testing.T, what string, within time.Duration, cond func() boo
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// publishPictures publishes at path, until the test ends, 30 pictures a
+// second (a keyframe a second; the others of size bytes beside their
+// header) and, with aac, an AAC frame beside each picture.
+func publishPictures(t *testing.T, env *testEnv, path string, aac bool, size int) {
+	t.Helper()
+	video := &media.Track{Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
+	tracks := []*media.Track{video}
+	if aac {
+		tracks = append(tracks, &media.Track{Codec: media.CodecAAC, SampleRate: 48000, Channels: 2, AudioConfig: []byte{0x11, 0x90}})
+	}
+	src, err := env.hub.PublishTrusted(path, tracks, server.PublishOptions{Protocol: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop, done := make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() {
+		close(stop)
+		<-done
+		src.Close()
+	})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(33 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			at := time.Duration(i) * 33 * time.Millisecond
+			key := i%30 == 0
+			nalu := append([]byte{0x41, 0x9a, byte(i)}, make([]byte, size)...)
+			if key {
+				nalu = append([]byte{0x65, 0x88}, make([]byte, 3000)...)
+			}
+			src.Write(&media.Unit{Track: video, PTS: at, DTS: at, KeyFrame: key, Payload: [][]byte{nalu}})
+			if aac {
+				src.Write(&media.Unit{Track: tracks[1], PTS: at, DTS: at, KeyFrame: true, Payload: [][]byte{{0x21, 0x10, 0x04}}})
+			}
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+		}
+	}()
 }

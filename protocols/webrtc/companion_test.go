@@ -2,11 +2,9 @@ package webrtc
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
 	"github.com/streamhub/streamhub/server"
 )
@@ -19,38 +17,9 @@ func TestCompanionSoundInTheSendLoop(t *testing.T) {
 	env := newEnv(t, testPathConf(), func(c *Config) {
 		c.OpusPath = func(source string) string { return source + "/opus" }
 	})
-	video := &media.Track{Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
-	aac := &media.Track{Codec: media.CodecAAC, SampleRate: 48000, Channels: 2, AudioConfig: []byte{0x11, 0x90}}
-	src, err := env.hub.PublishTrusted("live/src", []*media.Track{video, aac}, server.PublishOptions{Protocol: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
+	publishPictures(t, env, "live/src", true, 0)
 	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
 	defer cancel()
-	wg.Add(1)
-	go func() { // 30 pictures a second (a keyframe a second) and AAC
-		defer wg.Done()
-		tick := time.NewTicker(33 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			at := time.Duration(i) * 33 * time.Millisecond
-			key := i%30 == 0
-			nalu := []byte{0x41, 0x9a, byte(i)}
-			if key {
-				nalu = append([]byte{0x65, 0x88}, make([]byte, 3000)...)
-			}
-			src.Write(&media.Unit{Track: video, PTS: at, DTS: at, KeyFrame: key, Payload: [][]byte{nalu}})
-			src.Write(&media.Unit{Track: aac, PTS: at, DTS: at, KeyFrame: true, Payload: [][]byte{{0x21, 0x10, 0x04}}})
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
 	opus := &media.Track{Codec: media.CodecOpus, SampleRate: 48000, Channels: 2}
 	publishOpus := func(stop <-chan struct{}) {
 		pub, err := env.hub.PublishTrusted("live/src/opus", []*media.Track{opus}, server.PublishOptions{Protocol: "test", Derived: true})

@@ -1,15 +1,9 @@
 package webrtc
 
 import (
-	"context"
 	"net/http"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/streamhub/streamhub/internal/testfixtures"
-	"github.com/streamhub/streamhub/media"
-	"github.com/streamhub/streamhub/server"
 )
 
 // Viewers that caught up are served by their stream's fan, in shards of
@@ -20,36 +14,7 @@ func TestFanShards(t *testing.T) {
 	defer func(n int) { fanShardSize = n }(fanShardSize)
 	fanShardSize = 2
 	env := newEnv(t, testPathConf(), nil)
-	video := &media.Track{Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
-	src, err := env.hub.PublishTrusted("live/fan", []*media.Track{video}, server.PublishOptions{Protocol: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	defer wg.Wait()
-	defer cancel()
-	wg.Add(1)
-	go func() { // 30 pictures a second, a keyframe a second
-		defer wg.Done()
-		tick := time.NewTicker(33 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			at := time.Duration(i) * 33 * time.Millisecond
-			key := i%30 == 0
-			nalu := append([]byte{0x41, 0x9a, byte(i)}, make([]byte, 2000)...) // two packets
-			if key {
-				nalu = append([]byte{0x65, 0x88}, make([]byte, 3000)...)
-			}
-			src.Write(&media.Unit{Track: video, PTS: at, DTS: at, KeyFrame: key, Payload: [][]byte{nalu}})
-			select {
-			case <-ctx.Done():
-				return
-			case <-tick.C:
-			}
-		}
-	}()
+	publishPictures(t, env, "live/fan", false, 2000) // two packets a picture
 
 	const n = 5 // three shards of two
 	players := make([]*player, n)
