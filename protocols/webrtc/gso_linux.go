@@ -230,22 +230,18 @@ func (k *cork) flush() {
 	}
 }
 
-// add keeps a copy of b if k is gathering; false if it is not.
+// add keeps a copy of b if k is gathering; false if it is not (and for
+// an empty datagram or one over gsoMaxBytes, which the caller sends on
+// its own).
 func (k *cork) add(b []byte) bool {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	if k.depth == 0 {
+	if len(b) == 0 || len(b) > gsoMaxBytes {
 		return false
 	}
-	if len(k.sizes) == gsoMaxSegments || len(k.data)+len(b) > gsoMaxBytes {
-		k.sendLocked()
+	buf, ok := k.tail(len(b))
+	if ok {
+		k.commit(copy(buf, b))
 	}
-	if k.data == nil {
-		k.data = corkBufs.Get().([]byte)
-	}
-	k.data = append(k.data, b...)
-	k.sizes = append(k.sizes, len(b))
-	return true
+	return ok
 }
 
 // tail returns room for n bytes at the end of what k gathered, with k
