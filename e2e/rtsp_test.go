@@ -154,7 +154,10 @@ func TestRTSPPublishAndPlay(t *testing.T) {
 	}
 	for tr, p := range pubs {
 		waitLive(t, s, "live/"+tr, p)
-		if s.countLog(`msg="stream publishing"`, "path=live/"+tr+" ", "protocol=rtsp", "H264", "AAC") != 1 {
+		// The hub logs the publish just after the stream goes live.
+		want := []string{`msg="stream publishing"`, "path=live/" + tr + " ", "protocol=rtsp", "H264", "AAC"}
+		s.waitLogLines(t, 5*time.Second, 1, want...)
+		if s.countLog(want...) != 1 {
 			t.Errorf("server log does not say live/%s is published over RTSP with H264 and AAC", tr)
 		}
 	}

@@ -151,7 +151,11 @@ func TestSRTPublishAndRead(t *testing.T) {
 			flv += "?key=" + c.flvKey
 		}
 		waitLiveURL(t, flv, c.path, pubs[c.publish])
-		if n := s.countLog(`msg="stream publishing"`, "path="+c.path+" ", "protocol=srt", "H264", "AAC"); n != 1 {
+		// The hub logs the publish just after the stream goes live, so
+		// a reader can see it before the line is written.
+		want := []string{`msg="stream publishing"`, "path=" + c.path + " ", "protocol=srt", "H264", "AAC"}
+		s.waitLogLines(t, 5*time.Second, 1, want...)
+		if n := s.countLog(want...); n != 1 {
 			t.Errorf("server log has %d lines saying %s is published over SRT with H264 and AAC, want 1", n, c.path)
 		}
 	}
