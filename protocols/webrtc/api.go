@@ -11,6 +11,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/nack"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/transport/v5"
 	pwebrtc "github.com/pion/webrtc/v4"
 )
 
@@ -70,7 +71,9 @@ func registerCodecs(m *pwebrtc.MediaEngine, whip bool) error {
 // per packet, and retransmission from a per-viewer index into the
 // payloads all viewers share, where pion's NACK responder would copy
 // every packet into a per-viewer buffer.
-func (s *Server) newAPI(whip bool) (*pwebrtc.API, error) {
+//
+// ifs is the host's interfaces, shared by every session.
+func (s *Server) newAPI(whip bool, ifs transport.Net) (*pwebrtc.API, error) {
 	m := &pwebrtc.MediaEngine{}
 	if err := registerCodecs(m, whip); err != nil {
 		return nil, fmt.Errorf("webrtc: codecs: %w", err)
@@ -94,6 +97,7 @@ func (s *Server) newAPI(whip bool) (*pwebrtc.API, error) {
 
 	se := pwebrtc.SettingEngine{}
 	se.LoggerFactory = pionLogger(s.log)
+	se.SetNet(ifs)
 	se.SetICEUDPMux(s.udpMux)
 	nets := []pwebrtc.NetworkType{pwebrtc.NetworkTypeUDP4, pwebrtc.NetworkTypeUDP6}
 	if s.tcpMux != nil {

@@ -26,6 +26,7 @@ import (
 
 	"github.com/pion/ice/v4"
 	"github.com/pion/logging"
+	"github.com/pion/transport/v5/stdnet"
 	pwebrtc "github.com/pion/webrtc/v4"
 
 	"github.com/streamhub/streamhub/internal/conf"
@@ -237,8 +238,16 @@ func (s *Server) Start() error {
 		s.tcp = ln
 		s.tcpMux = pwebrtc.NewICETCPMux(lf.NewLogger("ice"), ln, 32)
 	}
-	if s.whip, err = s.newAPI(true); err == nil {
-		s.whep, err = s.newAPI(false)
+	// One view of the host's interfaces for every session's ICE agent:
+	// pion makes one per agent otherwise (a netlink dump, ~0.25 ms of a
+	// viewer's join). The UDP mux reads its addresses once at start too.
+	ifs, err := stdnet.NewNet()
+	if err == nil {
+		if s.whip, err = s.newAPI(true, ifs); err == nil {
+			s.whep, err = s.newAPI(false, ifs)
+		}
+	} else {
+		err = fmt.Errorf("webrtc: list the network interfaces: %w", err)
 	}
 	if err != nil {
 		s.closePorts()
