@@ -6,6 +6,13 @@
 # then the slowest reader's rate against the stream's, the server's CPU
 # and peak RSS, and the load tool's own CPU (it runs on the same machine).
 #
+# A reader's rate is measured two ways. "Media": the media time of the
+# pictures it received per second of wall time, from its first keyframe
+# to its end (1.00 for a reader that kept up; the live rate is one second
+# of media per second). "Bytes": its bytes over its 20 s against the
+# file's average bit rate, which also moves with the part of the looped
+# file its window covered and with where in a GOP it joined.
+#
 #   bench/capacity.sh [-server streamhub|srs|loopback] [-steps "1000 2000 4000 6000 8000 10000"] [-t 20s]
 #
 # -server srs runs SRS (SRS_BIN: the objs/srs binary of a build made
@@ -43,7 +50,7 @@ go build -o "$out/loopback" ./bench/loopback
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 TICK=$(getconf CLK_TCK)
 : > "$out/capacity-$SERVER.json"
-printf '| readers | slowest reader / live rate | readers connected | server CPU (cores) | server peak RSS | flvload CPU (cores) |\n|---|---|---|---|---|---|\n' > "$out/capacity-$SERVER.txt"
+printf '| readers | slowest reader, media time per second | readers under 0.99 | slowest reader, bytes / file rate | readers connected | server CPU (cores) | server peak RSS | flvload CPU (cores) |\n|---|---|---|---|---|---|---|---|\n' > "$out/capacity-$SERVER.txt"
 for n in $STEPS; do
   R=$(free_port) H=$(free_port) PUB=""
   dir=$(mktemp -d)
@@ -80,13 +87,15 @@ u, s = map(float, open(tt).read().split()[-2:])
 wall = t + float(ramp.rstrip('s'))
 print(json.dumps({"server": server, "readers": n, "connected": w["connected"], "errors": w["errors"],
   "slowest_over_live": round(w["per_reader_kbps_min"] / rate, 3), "median_over_live": round(w["per_reader_kbps_median"] / rate, 3),
+  "slowest_media_rate": round(w.get("media_rate_min", 0), 3), "median_media_rate": round(w.get("media_rate_median", 0), 3),
+  "under_0_99": w.get("media_rate_below_0_99", 0),
   "server_cores": round((float(c1) - float(c0)) / tick / wall, 2), "server_rss_mb": round(int(hwm) / 1024, 1),
   "tool_cores": round((u + s) / wall, 2), "live_kbps": rate}))
 PY
   python3 - "$out/capacity-$SERVER.json" >> "$out/capacity-$SERVER.txt" <<'PY'
 import json, sys
 d = json.loads(open(sys.argv[1]).read().splitlines()[-1])
-print(f"| {d['readers']} | {d['slowest_over_live']:.3f} | {d['connected']} | {d['server_cores']} | {d['server_rss_mb']} MB | {d['tool_cores']} |")
+print(f"| {d['readers']} | {d['slowest_media_rate']:.3f} | {d['under_0_99']} | {d['slowest_over_live']:.3f} | {d['connected']} | {d['server_cores']} | {d['server_rss_mb']} MB | {d['tool_cores']} |")
 PY
   rm -rf "$dir"
 done

@@ -48,25 +48,35 @@ type result struct {
 	ccErrors      int             // SRT: continuity-counter gaps after each PID's first packet
 	srtDrops      uint64          // SRT: packets the receiver dropped (too late or never retransmitted)
 	playoutDelays []time.Duration // sampled: how long each frame would wait in a real-time player
+	// HTTP-FLV: the media time of the pictures received, and from it the
+	// media seconds delivered per second from the first keyframe to the end
+	clock     mediaClock
+	mediaRate float64
 }
 
 // Summary is what flvload reports.
 type Summary struct {
-	URL             string   `json:"url"`
-	Readers         int      `json:"readers"`
-	Connected       int      `json:"connected"`
-	Errors          int      `json:"errors"`
-	FirstErrors     []string `json:"first_errors,omitempty"`
-	DurationS       float64  `json:"duration_s"`
-	FirstKeyMedian  float64  `json:"first_keyframe_ms_median"`
-	FirstKeyP95     float64  `json:"first_keyframe_ms_p95"`
-	FirstKeyMax     float64  `json:"first_keyframe_ms_max"`
-	KeyWithin1s     int      `json:"readers_with_keyframe_within_1s"`
-	BytesTotal      int64    `json:"bytes_total"`
-	KbpsMedian      float64  `json:"per_reader_kbps_median"`
-	KbpsMin         float64  `json:"per_reader_kbps_min"`
-	PlayoutDelayMed float64  `json:"playout_delay_ms_median"`
-	PlayoutDelayP95 float64  `json:"playout_delay_ms_p95"`
+	URL            string   `json:"url"`
+	Readers        int      `json:"readers"`
+	Connected      int      `json:"connected"`
+	Errors         int      `json:"errors"`
+	FirstErrors    []string `json:"first_errors,omitempty"`
+	DurationS      float64  `json:"duration_s"`
+	FirstKeyMedian float64  `json:"first_keyframe_ms_median"`
+	FirstKeyP95    float64  `json:"first_keyframe_ms_p95"`
+	FirstKeyMax    float64  `json:"first_keyframe_ms_max"`
+	KeyWithin1s    int      `json:"readers_with_keyframe_within_1s"`
+	BytesTotal     int64    `json:"bytes_total"`
+	KbpsMedian     float64  `json:"per_reader_kbps_median"`
+	KbpsMin        float64  `json:"per_reader_kbps_min"`
+	// MediaRate*: HTTP-FLV readers' media seconds received per second
+	// from their first keyframe to their end (1: at the live rate);
+	// MediaRateBelow99 counts the readers under 0.99.
+	MediaRateMedian  float64 `json:"media_rate_median,omitempty"`
+	MediaRateMin     float64 `json:"media_rate_min,omitempty"`
+	MediaRateBelow99 int     `json:"media_rate_below_0_99"`
+	PlayoutDelayMed  float64 `json:"playout_delay_ms_median"`
+	PlayoutDelayP95  float64 `json:"playout_delay_ms_p95"`
 	// CCErrors counts, over all SRT readers, the MPEG-TS continuity-counter
 	// gaps after each PID's first packet (0 for the other protocols).
 	CCErrors int `json:"ts_cc_errors"`
@@ -137,11 +147,10 @@ func main() {
 }
 
 // readFLV reads one HTTP-FLV stream until ctx ends. When sample is set it
-// parses every tag to estimate the playout delay; otherwise it parses tags
-// only up to the first keyframe and then just counts bytes (keeping the
-// load tool's own CPU low).
-func readFLV(ctx context.Context, client *http.Client, u string, sample bool) result {
-	var res result
+// parses every tag to estimate the playout delay; otherwise it only
+// follows the tags' boundaries and headers (keeping the load tool's own CPU
+// low). Both note the media time received (result.mediaRate).
+func readFLV(ctx context.Context, client *http.Client, u string, sample bool) (res result) {
 	t0 := time.Now()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	resp, err := client.Do(req)
@@ -156,6 +165,28 @@ func readFLV(ctx context.Context, client *http.Client, u string, sample bool) re
 	}
 	res.connected = true
 	cr := &countingReader{r: resp.Body}
+	defer func() { res.bytes, res.mediaRate = cr.n, res.clock.rate(time.Now()) }()
+	if !sample {
+		// The tags' boundaries only: the bytes are not copied again.
+		w := newTagWalker(&res.clock)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := cr.Read(buf)
+			if werr := w.feed(buf[:n], time.Now()); werr != nil {
+				res.err = werr
+				return res
+			}
+			if res.firstKey == 0 && !res.clock.keyAt.IsZero() {
+				res.firstKey = res.clock.keyAt.Sub(t0)
+			}
+			if err != nil {
+				if !isEnd(ctx, err) {
+					res.err = err
+				}
+				return res
+			}
+		}
+	}
 	fr, err := flv.NewReader(cr)
 	if err != nil {
 		res.err = err
@@ -166,36 +197,23 @@ func readFLV(ctx context.Context, client *http.Client, u string, sample bool) re
 	for {
 		tag, err := fr.Read()
 		if err != nil {
-			res.bytes = cr.n
 			if !isEnd(ctx, err) {
 				res.err = err
 			}
 			return res
 		}
 		now := time.Now()
+		res.clock.video(&tag, now)
 		if res.firstKey == 0 && tag.IsVideoKeyFrame() {
 			res.firstKey = now.Sub(t0)
 			w0, m0 = now, tag.Timestamp
-			if !sample {
-				break
-			}
 		}
-		if sample && res.firstKey > 0 && tag.Type == flv.TagVideo && !tag.IsConfig() {
+		if res.firstKey > 0 && tag.Type == flv.TagVideo && !tag.IsConfig() {
 			// A player that starts showing the first keyframe on arrival and
 			// then runs in real time shows this frame at w0 + (ts - m0); the
 			// frame waits that minus its arrival time in the player's buffer.
 			show := w0.Add(time.Duration(tag.Timestamp-m0) * time.Millisecond)
 			res.playoutDelays = append(res.playoutDelays, show.Sub(now))
-		}
-	}
-	buf := make([]byte, 64<<10)
-	for {
-		if _, err := cr.Read(buf); err != nil {
-			res.bytes = cr.n
-			if !isEnd(ctx, err) {
-				res.err = err
-			}
-			return res
 		}
 	}
 }
@@ -402,7 +420,7 @@ func readSRT(ctx context.Context, u *url.URL) (res result) {
 
 func summarize(u string, rs []result, d time.Duration) Summary {
 	s := Summary{URL: u, Readers: len(rs)}
-	var keys, kbps, delays []float64
+	var keys, kbps, delays, rates []float64
 	for _, r := range rs {
 		if r.connected {
 			s.Connected++
@@ -426,6 +444,12 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 		if r.connected {
 			kbps = append(kbps, float64(r.bytes)*8/1000/d.Seconds())
 		}
+		if r.mediaRate > 0 {
+			rates = append(rates, r.mediaRate)
+			if r.mediaRate < 0.99 {
+				s.MediaRateBelow99++
+			}
+		}
 		// Skip the first 3 s of each sampled reader: the delay a player
 		// settles to is what matters.
 		for i, pd := range r.playoutDelays {
@@ -436,6 +460,7 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 	}
 	s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax = stats.Pct(keys, 50), stats.Pct(keys, 95), stats.Pct(keys, 100)
 	s.KbpsMedian, s.KbpsMin = stats.Pct(kbps, 50), stats.Pct(kbps, 0)
+	s.MediaRateMedian, s.MediaRateMin = stats.Pct(rates, 50), stats.Pct(rates, 0)
 	s.PlayoutDelayMed, s.PlayoutDelayP95 = stats.Pct(delays, 50), stats.Pct(delays, 95)
 	return s
 }
@@ -450,6 +475,9 @@ func printText(s Summary) {
 	fmt.Fprintf(&b, "first keyframe           median %.1f ms, p95 %.1f ms, max %.1f ms\n", s.FirstKeyMedian, s.FirstKeyP95, s.FirstKeyMax)
 	fmt.Fprintf(&b, "keyframe within 1 s      %d readers\n", s.KeyWithin1s)
 	fmt.Fprintf(&b, "per-reader throughput    median %.0f kbit/s, min %.0f kbit/s\n", s.KbpsMedian, s.KbpsMin)
+	if s.MediaRateMedian > 0 {
+		fmt.Fprintf(&b, "media time per second    median %.3f, min %.3f, readers under 0.99: %d (each reader from 2 s after its first keyframe to its end)\n", s.MediaRateMedian, s.MediaRateMin, s.MediaRateBelow99)
+	}
 	fmt.Fprintf(&b, "bytes received           %d\n", s.BytesTotal)
 	if strings.HasPrefix(s.URL, "srt:") {
 		fmt.Fprintf(&b, "TS continuity gaps       %d (all readers, after each PID's first packet); SRT receiver drops %d\n", s.CCErrors, s.SRTRecvDrops)
