@@ -108,7 +108,7 @@ func (c *Claim) Publish(tracks []*media.Track) (*Publisher, error) {
 		c.Release()
 		return nil, err
 	}
-	p.release, c.release = c.release, nil
+	c.release = nil // the publisher has it (attachPublisher)
 	return p, nil
 }
 

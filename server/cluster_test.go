@@ -178,3 +178,45 @@ func TestPublishGuardWithStandby(t *testing.T) {
 		t.Fatalf("leases %d after every publisher left", g.count("live/s"))
 	}
 }
+
+// A kick that comes as the claim publishes (the API's KickPublisher while
+// a WHIP session attaches) closes a publisher that already holds the
+// path's release: it is given back once, and -race sees no unguarded
+// write (Claim.Publish set it after the publisher was visible).
+func TestKickRacingPublishReleasesOnce(t *testing.T) {
+	g := &fakeGuard{held: map[string]int{}}
+	h := NewHub(HubConfig{PathConfig: func(string) PathConfig { return testConf() }, Logger: discardLogger(), PublishGuard: g})
+	defer h.Close()
+	ctx := context.Background()
+	for range 50 {
+		c, err := h.Publish(ctx, "live/k", PublishRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := make(chan struct{})
+		kicked := make(chan struct{})
+		go func() {
+			defer close(kicked)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if h.KickPublisher("live/k") {
+					return
+				}
+			}
+		}()
+		p, err := c.Publish(videoTracks())
+		if err != nil {
+			t.Fatal(err)
+		}
+		<-kicked
+		close(stop)
+		p.Close()
+		if n := g.count("live/k"); n != 0 {
+			t.Fatalf("held %d after a kick and Close", n)
+		}
+	}
+}

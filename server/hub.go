@@ -179,12 +179,11 @@ func (h *Hub) PublishTrusted(path string, tracks []*media.Track, opts PublishOpt
 			return nil, err
 		}
 	}
-	p, err := h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts}, tracks)
+	p, err := h.attachClaimed(&Claim{h: h, path: path, pc: pc, opts: opts, release: release}, tracks)
 	if err != nil {
 		release()
 		return nil, err
 	}
-	p.release = release
 	return p, nil
 }
 

@@ -273,7 +273,11 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, cla
 	defer s.mu.Unlock()
 	busy := (s.claim != nil && s.claim != claim) || s.publisher != nil
 	if claim != nil && claim.standby && (busy || claim.elsewhere) && !(opts.Derived && s.derived) {
-		return s.addStandbyLocked(tracks, opts)
+		p, err := s.addStandbyLocked(tracks, opts)
+		if err == nil {
+			p.release = claim.release
+		}
+		return p, err
 	}
 	if busy && (!opts.Derived || !s.derived) {
 		return nil, ErrPathBusy
@@ -283,6 +287,10 @@ func (s *Stream) attachPublisher(tracks []*media.Track, opts PublishOptions, cla
 	// still stopping; that one's Writes and Close are ignored from now.
 	s.publisher = nil
 	p := &Publisher{s: s, opts: opts, id: sessionIDs.Add(1), since: time.Now(), tracks: append([]*media.Track(nil), tracks...)}
+	if claim != nil {
+		// Set before anyone can see p: a kick may Close it at once.
+		p.release = claim.release
+	}
 	s.numberLocked(p)
 	s.goLiveLocked(p)
 	return p, nil
