@@ -31,7 +31,9 @@ const (
 
 // play sends a hub stream to an RTMP player. The audio and video message
 // bodies are the FLV tag bodies, made once per unit and shared with every
-// RTMP and HTTP-FLV reader; only the chunking is per connection.
+// RTMP and HTTP-FLV reader; only the chunking is per connection. (Sharing
+// whole messages, chunk headers included, one iovec a message instead of
+// two, was measured at 1000 players: no difference.)
 func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 	r, err := c.srv.hub.Read(c.srv.ctx, c.path, server.ReadRequest{Peer: c.peer(sc), Key: key, Wait: true,
 		Kick: func() { c.nc.Close() }})
@@ -40,37 +42,16 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 	}
 	defer r.Close()
 
-	ch := &chunker{chunkSize: outChunkSize}
-	mux := flv.NewMuxer(r.Tracks())
+	pe := newPlayEncoder(r.Tracks())
 	defer func() {
-		if merr := mux.Err(); merr != nil {
+		if merr := pe.mux.Err(); merr != nil {
 			err = fmt.Errorf("%w (a track was dropped: %v)", err, merr)
 		}
 	}()
-	// The metadata goes first, framed with a chunker of its own: ch's
-	// header bytes are reused by every batch.
-	first := appendTag(&chunker{chunkSize: outChunkSize}, nil, mux.MetadataTag())
-	var tags [][]byte
-	encode := func(dst [][]byte, batch []*media.Unit) [][]byte {
-		ch.reset()
-		for _, u := range batch {
-			tags = mux.Append(tags, u)
-		}
-		for i := 0; i < len(tags); i++ {
-			if tag := tags[i]; len(tag) == flv.HeaderSize && i+1 < len(tags) {
-				// A retimed unit: its own header, then the shared body and
-				// trailer (flv.UnitParts).
-				rest := tags[i+1]
-				dst = appendMessage(ch, dst, tag[0], flv.TagTime(tag), rest[:len(rest)-flv.TrailerSize])
-				i++
-				continue
-			}
-			dst = appendTag(ch, dst, tags[i])
-		}
-		clear(tags)
-		tags = tags[:0]
-		return dst
-	}
+	// The metadata goes first, framed with a chunker of its own: the
+	// encoder's header bytes are reused by every batch.
+	first := appendTag(&chunker{chunkSize: outChunkSize}, nil, pe.mux.MetadataTag())
+	encode := pe.encode
 	if _, ok := c.nc.(syscall.Conn); ok {
 		// The stream's pass writes this player with the others (fanout);
 		// this goroutine only writes what its socket could not take, and
@@ -150,6 +131,47 @@ func (c *conn) playEnded(err error, readDone chan error) error {
 		}
 	}
 	return err
+}
+
+// playEncoder frames a player's batches.
+type playEncoder struct {
+	ch   *chunker
+	mux  *flv.Muxer
+	tags [][]byte
+}
+
+func newPlayEncoder(tracks []*media.Track) *playEncoder {
+	return &playEncoder{ch: &chunker{chunkSize: outChunkSize}, mux: flv.NewMuxer(tracks)}
+}
+
+// encode appends the messages of batch to dst (a fanout.Sink's Encode).
+func (e *playEncoder) encode(dst [][]byte, batch []*media.Unit) [][]byte {
+	e.ch.reset()
+	for _, u := range batch {
+		n := len(e.tags)
+		e.tags = e.mux.Append(e.tags, u)
+		dst = appendUnitTags(e.ch, dst, e.tags[n:])
+	}
+	clear(e.tags)
+	e.tags = e.tags[:0]
+	return dst
+}
+
+// appendUnitTags frames the FLV tags a muxer gave for one unit: a retimed
+// unit (a joiner's catch-up) as its own header, then the shared body and
+// trailer (flv.UnitParts); any other tag whole, its body shared.
+func appendUnitTags(ch *chunker, dst [][]byte, tags [][]byte) [][]byte {
+	for i := 0; i < len(tags); i++ {
+		tag := tags[i]
+		if len(tag) == flv.HeaderSize && i+1 < len(tags) {
+			rest := tags[i+1]
+			dst = appendMessage(ch, dst, tag[0], flv.TagTime(tag), rest[:len(rest)-flv.TrailerSize])
+			i++
+			continue
+		}
+		dst = appendTag(ch, dst, tag)
+	}
+	return dst
 }
 
 // appendTag frames one FLV tag as an RTMP message: the message body is the
