@@ -90,7 +90,9 @@ const MinPartHoldBack = 2
 // Config.PartHoldBack is 0: the spec's SHOULD. hls.js starts this far
 // behind its first playlist's live edge and never catches up by itself,
 // so every part of it is latency (docs/protocols.md); with 2, hls.js 1.7.4
-// did not resume after a republish (TestHLSBrowserRepublishAfterGrace).
+// did not resume after a republish (TestHLSBrowserRepublishAfterGrace),
+// before an ended session completed its last segment (muxer.finish): not
+// measured again since.
 const DefaultPartHoldBack = 3
 
 // partHoldBack returns PART-HOLD-BACK in part targets.
@@ -212,6 +214,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	share, err := h.admit(req, path, q)
 	if err != nil {
 		h.fail(w, refusalStatus(err), fmt.Sprintf("%s: %v", path, err))
+		return
+	}
+	if strings.HasSuffix(file, ".mp4") && h.serveEndedFile(w, req, path, file) {
 		return
 	}
 	m, err := h.muxerFor(req.Context(), path)
@@ -425,17 +430,7 @@ func (h *Handler) serveMedia(w http.ResponseWriter, req *http.Request, q url.Val
 // serveFile serves init<N>, seg<N> and part<N>.<I>. A request for the next
 // part (the preload hint) waits until it exists.
 func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, name string) {
-	var data []byte
-	ref, ok := parseFileName(name)
-	kind := KindSegment
-	switch {
-	case !ok:
-	case ref.kind == "init":
-		kind, data = KindInit, m.view().inits[int(ref.n)]
-	case ref.kind == "seg":
-		data = m.view().segmentData(ref.n)
-	case ref.kind == "part":
-		kind = KindPart
+	if ref, ok := parseFileName(name); ok && ref.kind == "part" {
 		msn, idx := ref.n, ref.idx
 		if msn <= m.view().nextMSN { // the hinted part, or one just before: block for it
 			h.waitFor(req.Context(), m, func(v *snapshot) bool { d, gone := v.partData(msn, idx); return d != nil || gone })
@@ -443,10 +438,44 @@ func (h *Handler) serveFile(w http.ResponseWriter, req *http.Request, m *muxer, 
 				return // the player (or the cache's fetch) left
 			}
 		}
-		data, _ = m.view().partData(msn, idx)
+	}
+	h.writeFile(w, req, m.path, m.view(), name)
+}
+
+// serveEndedFile serves a file of path's muxer that stopped within
+// republishWindow, from its last snapshot: a player still loading the
+// last segment of a session that ended (the segment the stop completed)
+// gets it while the publisher comes back, instead of a 404 that leaves a
+// hole before the next session. It reports whether file was one.
+func (h *Handler) serveEndedFile(w http.ResponseWriter, req *http.Request, path, file string) bool {
+	h.mu.Lock()
+	rp, ok := h.resume[path]
+	h.mu.Unlock()
+	if !ok || rp.last == nil || rp.prefix == "" || !strings.HasPrefix(file, rp.prefix) || time.Since(rp.at) >= republishWindow {
+		return false
+	}
+	h.writeFile(w, req, path, rp.last, strings.TrimSuffix(strings.TrimPrefix(file, rp.prefix), ".mp4"))
+	return true
+}
+
+// writeFile answers with the file name (init<N>, seg<N>, part<N>.<I>) of
+// snapshot v, or 404.
+func (h *Handler) writeFile(w http.ResponseWriter, req *http.Request, path string, v *snapshot, name string) {
+	var data []byte
+	ref, ok := parseFileName(name)
+	kind := KindSegment
+	switch {
+	case !ok:
+	case ref.kind == "init":
+		kind, data = KindInit, v.inits[int(ref.n)]
+	case ref.kind == "seg":
+		data = v.segmentData(ref.n)
+	case ref.kind == "part":
+		kind = KindPart
+		data, _ = v.partData(ref.n, ref.idx)
 	}
 	if data == nil {
-		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", m.path, name))
+		h.fail(w, http.StatusNotFound, fmt.Sprintf("%s: %s.mp4 is not (or no longer) available", path, name))
 		return
 	}
 	h.counts.add(kind)

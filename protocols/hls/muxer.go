@@ -25,6 +25,11 @@ type resumePoint struct {
 	nextMSN uint64
 	discSeq int // the discontinuity sequence of the next segment
 	at      time.Time
+	// prefix and last are the stopped muxer's file names' prefix and its
+	// last snapshot, whose files are served for republishWindow
+	// (Handler.serveEndedFile); last is dropped after that.
+	prefix string
+	last   *snapshot
 }
 
 // resumeTTL is how long a resume point is kept; resumeMax bounds how many.
@@ -176,6 +181,17 @@ func (h *Handler) hold(m *muxer) (release func()) {
 	}
 }
 
+// dropEndedFiles lets go of the last snapshot of path's muxer whose files
+// were named with prefix, once republishWindow is over.
+func (h *Handler) dropEndedFiles(path, prefix string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if rp, ok := h.resume[path]; ok && rp.prefix == prefix {
+		rp.last = nil
+		h.resume[path] = rp
+	}
+}
+
 // saveResumeLocked keeps rp for path, dropping old points; h.mu must be
 // held.
 func (h *Handler) saveResumeLocked(path string, rp resumePoint) {
@@ -221,13 +237,16 @@ func (m *muxer) run(r *server.Reader) {
 	}()
 	h.log.Info("muxer started", "path", m.path)
 	err := m.feed(ctx, r)
+	m.finish()
 	rp := m.view().resumePoint(time.Now())
+	rp.prefix, rp.last = m.prefix, m.view()
 	h.mu.Lock()
 	if h.muxers[m.path] == m {
 		delete(h.muxers, m.path)
 	}
 	if rp.nextMSN > 0 {
 		h.saveResumeLocked(m.path, rp)
+		time.AfterFunc(republishWindow, func() { h.dropEndedFiles(m.path, rp.prefix) })
 	}
 	if g := h.groups[m.group]; g != nil {
 		delete(g, m)
@@ -264,6 +283,22 @@ func (m *muxer) feed(ctx context.Context, r *server.Reader) (err error) {
 			return err
 		}
 		m.add(batch, tracks)
+	}
+}
+
+// finish completes the growing segment when the muxer stops, so that the
+// last playlist its players get (the waiting requests are answered at
+// the stop) ends with a complete segment, and a muxer that resumes the
+// numbering after a republish starts right after it. Otherwise hls.js,
+// whose last segment was the one before, places the new session's first
+// segment a target duration too late and waits at the hole without
+// loading anything (TestHLSBrowserRepublishAfterGrace).
+func (m *muxer) finish() {
+	defer guard.Recover(m.h.log, "hls muxer end", "path", m.path)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.seg.endSegment() || m.seg.revision() != m.snapRev {
+		m.takeSnapshot()
 	}
 }
 

@@ -137,3 +137,42 @@ func (l *live) endStream(m *muxer) {
 		l.t.Fatal("the muxer did not stop when the stream ended")
 	}
 }
+
+// A session that ends completes its growing segment: the next session's
+// first segment follows the last one its players know (hls.js otherwise
+// places it a target duration too late and stalls at the hole), and that
+// last segment stays servable while the publisher comes back, though its
+// muxer stopped.
+func TestEndedSessionEndsOnACompleteSegment(t *testing.T) {
+	l := startLive(t, serverConfig(), synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
+	l.publishSync(3 * time.Second)
+	l.publish(300 * time.Millisecond) // into the next segment
+	l.sync()
+	growing := l.nextMSN() - 1
+	m := l.muxer()
+	if m.view().segs[len(m.view().segs)-1].complete {
+		t.Fatalf("segment %d is complete before the end; the test needs a growing one", growing)
+	}
+	l.endStream(m)
+	last := m.view()
+	if s := last.segs[len(last.segs)-1]; s.msn != growing || !s.complete {
+		t.Fatalf("the stopped muxer's last segment is %d (complete %v), want %d complete", s.msn, s.complete, growing)
+	}
+	l.h.mu.Lock()
+	rp := l.h.resume["live/x"]
+	l.h.mu.Unlock()
+	if rp.nextMSN != growing+1 {
+		t.Errorf("the next session starts at %d, want %d", rp.nextMSN, growing+1)
+	}
+	seg := m.prefix + "seg" + strconv.FormatUint(growing, 10) + ".mp4"
+	if r := l.get(seg); r.code != http.StatusOK || len(r.body) == 0 {
+		t.Errorf("GET %s after the end: %d %q", seg, r.code, r.body)
+	}
+	if r := l.get(m.prefix + "seg" + strconv.FormatUint(growing+1, 10) + ".mp4"); r.code != http.StatusNotFound {
+		t.Errorf("a segment the ended muxer never had: %d, want 404", r.code)
+	}
+	l.h.dropEndedFiles("live/x", m.prefix)
+	if r := l.get(seg); r.code != http.StatusNotFound {
+		t.Errorf("GET %s after the republish window: %d, want 404", seg, r.code)
+	}
+}
