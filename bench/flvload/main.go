@@ -73,7 +73,7 @@ type Summary struct {
 	// from their first keyframe to their end (1: at the live rate);
 	// MediaRateBelow99 counts the readers under 0.99.
 	MediaRateMedian  float64 `json:"media_rate_median,omitempty"`
-	MediaRateMin     float64 `json:"media_rate_min,omitempty"`
+	MediaRateMin     float64 `json:"media_rate_min"`
 	MediaRateBelow99 int     `json:"media_rate_below_0_99"`
 	PlayoutDelayMed  float64 `json:"playout_delay_ms_median"`
 	PlayoutDelayP95  float64 `json:"playout_delay_ms_p95"`
@@ -444,7 +444,8 @@ func summarize(u string, rs []result, d time.Duration) Summary {
 		if r.connected {
 			kbps = append(kbps, float64(r.bytes)*8/1000/d.Seconds())
 		}
-		if r.mediaRate > 0 {
+		if r.connected && strings.HasPrefix(u, "http") {
+			// A reader that stalled, or never got a keyframe, counts at 0.
 			rates = append(rates, r.mediaRate)
 			if r.mediaRate < 0.99 {
 				s.MediaRateBelow99++

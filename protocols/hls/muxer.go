@@ -246,7 +246,8 @@ func (m *muxer) run(r *server.Reader) {
 	}
 	if rp.nextMSN > 0 {
 		h.saveResumeLocked(m.path, rp)
-		time.AfterFunc(republishWindow, func() { h.dropEndedFiles(m.path, rp.prefix) })
+		path, prefix := m.path, m.prefix // not m or rp: the timer must not keep the muxer
+		time.AfterFunc(republishWindow, func() { h.dropEndedFiles(path, prefix) })
 	}
 	if g := h.groups[m.group]; g != nil {
 		delete(g, m)

@@ -176,3 +176,28 @@ func TestEndedSessionEndsOnACompleteSegment(t *testing.T) {
 		t.Errorf("GET %s after the republish window: %d, want 404", seg, r.code)
 	}
 }
+
+// Ending a segment that a republish already ended (nothing growing since:
+// the new session's setup waits for parameter sets) leaves it as it is:
+// its bytes and duration are not added again under the snapshots that
+// share it.
+func TestEndSegmentTwiceChangesNothing(t *testing.T) {
+	l := startLive(t, serverConfig(), synthOpts{video: media.CodecH264, audio: media.CodecAAC}, 3*time.Second)
+	l.publishSync(3 * time.Second)
+	l.publish(300 * time.Millisecond)
+	l.sync()
+	m := l.muxer()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.seg.endSegment() {
+		t.Fatal("the growing segment was not ended")
+	}
+	seg := m.seg.cur()
+	size, dur := len(seg.data), seg.dur
+	if m.seg.endSegment() {
+		t.Error("a complete segment was ended again")
+	}
+	if len(seg.data) != size || seg.dur != dur {
+		t.Errorf("ending it again made it %d bytes, %v; want %d, %v", len(seg.data), seg.dur, size, dur)
+	}
+}

@@ -642,7 +642,10 @@ func (s *segmenter) finishSegment() {
 // codec change): the pending video frame gets the last frame's duration.
 // It reports whether anything was cut.
 func (s *segmenter) endSegment() bool {
-	if len(s.segs) == 0 {
+	if len(s.segs) == 0 || s.cur().complete {
+		// Nothing growing (a republish already ended it and nothing
+		// started since): completing it again would double its bytes
+		// under snapshots that share it.
 		return false
 	}
 	if v := s.video; v != nil && v.pend != nil {
