@@ -49,7 +49,7 @@ type result struct {
 	srtDrops      uint64          // SRT: packets the receiver dropped (too late or never retransmitted)
 	playoutDelays []time.Duration // sampled: how long each frame would wait in a real-time player
 	// HTTP-FLV: the media time of the pictures received, and from it the
-	// media seconds delivered per second from the first keyframe to the end
+	// media seconds delivered per second (mediaClock.rate)
 	clock     mediaClock
 	mediaRate float64
 }
@@ -70,7 +70,8 @@ type Summary struct {
 	KbpsMedian     float64  `json:"per_reader_kbps_median"`
 	KbpsMin        float64  `json:"per_reader_kbps_min"`
 	// MediaRate*: HTTP-FLV readers' media seconds received per second
-	// from their first keyframe to their end (1: at the live rate);
+	// from 2 s after their first keyframe to their end (1: at the live
+	// rate; 0 for a reader that stalled or got no keyframe);
 	// MediaRateBelow99 counts the readers under 0.99.
 	MediaRateMedian  float64 `json:"media_rate_median,omitempty"`
 	MediaRateMin     float64 `json:"media_rate_min"`
@@ -204,9 +205,9 @@ func readFLV(ctx context.Context, client *http.Client, u string, sample bool) (r
 		}
 		now := time.Now()
 		res.clock.video(&tag, now)
-		if res.firstKey == 0 && tag.IsVideoKeyFrame() {
+		if res.firstKey == 0 && !res.clock.keyAt.IsZero() {
 			res.firstKey = now.Sub(t0)
-			w0, m0 = now, tag.Timestamp
+			w0, m0 = now, res.clock.first
 		}
 		if res.firstKey > 0 && tag.Type == flv.TagVideo && !tag.IsConfig() {
 			// A player that starts showing the first keyframe on arrival and

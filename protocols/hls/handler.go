@@ -216,9 +216,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.fail(w, refusalStatus(err), fmt.Sprintf("%s: %v", path, err))
 		return
 	}
-	if strings.HasSuffix(file, ".mp4") && h.serveEndedFile(w, req, path, file) {
-		return
-	}
 	m, err := h.muxerFor(req.Context(), path)
 	if err != nil && strings.HasSuffix(file, ".m3u8") && errors.Is(err, server.ErrStreamNotFound) && h.endedRecently(path) {
 		// One hls.blockTimeout for the whole request: a blocking reload
@@ -229,7 +226,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		req = req.WithContext(context.WithValue(req.Context(), blockDeadlineKey{}, deadline))
 	}
 	if err != nil {
-		h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
+		if !strings.HasSuffix(file, ".mp4") || !h.serveEndedFile(w, req, path, file) {
+			h.fail(w, httperr.Status(err), fmt.Sprintf("%s: %v", path, err))
+		}
 		return
 	}
 	defer h.hold(m)()
@@ -241,6 +240,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		h.serveMedia(w, req, q, m, share)
 	case strings.HasPrefix(file, m.prefix) && strings.HasSuffix(file, ".mp4"):
 		h.serveFile(w, req, m, strings.TrimSuffix(strings.TrimPrefix(file, m.prefix), ".mp4"))
+	case strings.HasSuffix(file, ".mp4") && h.serveEndedFile(w, req, path, file):
+		// The last files of the muxer before this one (serveEndedFile).
 	default:
 		// A file of an earlier muxer of this path (a player from before a
 		// restart) or a wrong name: the player reloads the playlist.
