@@ -297,6 +297,22 @@ if (q.get('whep')) {
       const pr = v.play();
       if (pr && pr.catch) pr.catch((e) => S.errors.push('play(): ' + e));
     });
+    // The start's timeline on the page's console (LATENCY_CONSOLE=1 -v
+    // shows it): ms since loadSource, hls.js's loads and appends, the
+    // video element's seek and first frame (docs/benchmarks.md reads one).
+    const t0 = Date.now();
+    const tl = (...a) => console.log('timeline', Date.now() - t0, ...a);
+    for (const ev of ['MEDIA_ATTACHED', 'LEVEL_LOADED', 'FRAG_LOADING', 'FRAG_LOADED', 'BUFFER_CREATED', 'FRAG_PARSED', 'BUFFER_APPENDED']) {
+      h.on(Hls.Events[ev], (e, d) => {
+        const f = d && d.frag;
+        tl(ev, f ? 'sn=' + f.sn + ' part=' + (d.part ? d.part.index : '-') + ' start=' + (d.part ? d.part.start : f.start).toFixed(3) : '',
+          d && d.details ? 'edge=' + d.details.edge.toFixed(3) : '');
+      });
+    }
+    for (const ev of ['loadedmetadata', 'seeking', 'seeked', 'playing']) {
+      v.addEventListener(ev, () => tl('video ' + ev, 'currentTime=' + v.currentTime.toFixed(3)));
+    }
+    if (S.rvfc) v.requestVideoFrameCallback((now, m) => tl('first frame', 'mediaTime=' + m.mediaTime.toFixed(3)));
     h.loadSource(q.get('url'));
     h.attachMedia(v);
   }
