@@ -9,6 +9,7 @@ import (
 
 	"github.com/bluenviron/gortmplib"
 	"github.com/bluenviron/gortmplib/pkg/codecs"
+	"github.com/bluenviron/gortmplib/pkg/handshake"
 
 	"github.com/streamhub/streamhub/protocols/rtmp"
 )
@@ -99,5 +100,25 @@ func TestPlayJoinWrites(t *testing.T) {
 		if !found {
 			t.Errorf("%s was not sent before the metadata", want)
 		}
+	}
+}
+
+// TestEncryptedHandshakeCorked: an RTMPE client's handshake (the server
+// answers C0+C1 with S0, S1 and S2 written in turn, then reads C2)
+// completes with the server's writes gathered until its next read.
+func TestEncryptedHandshakeCorked(t *testing.T) {
+	e := newEnv(t, rtmp.Config{}, nil)
+	nc, err := net.Dial("tcp", e.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.SetDeadline(time.Now().Add(5 * time.Second))
+	keyIn, keyOut, err := handshake.DoClient(nc, true, false)
+	if err != nil {
+		t.Fatalf("RTMPE handshake: %v", err)
+	}
+	if keyIn == nil || keyOut == nil {
+		t.Fatal("RTMPE handshake gave no RC4 keys")
 	}
 }
