@@ -3,11 +3,15 @@
 # with ffmpeg (-c copy, looped), opens N readers with bench/flvload, and
 # reads streamhub's CPU seconds and peak RSS from /proc.
 #
-#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline]
+#   bench/run.sh [-n 1000] [-t 20s] [-proto http|rtmp|rtsp|srt|hls|webrtc] [-config FILE] [-baseline]
 #   bench/run.sh -proto hls -cache varnish|nginx|nginx-nolock [-n 500] [-t 15s]
 #
 # -cache runs bench/cache.sh for that cache beside direct, in one run (see
 # that script: origin requests per part and version, added delay, CPU).
+#
+# -proto rtmp, rtsp and srt open N readers of that protocol with
+# bench/flvload (srt: MPEG-TS over SRT, with its continuity and receiver
+# drop counts).
 #
 # -proto hls opens N low-latency HLS clients with bench/hlsload instead
 # (blocking playlist reloads for each next part, then the part; PRELOAD=1
@@ -58,7 +62,7 @@ while [ $# -gt 0 ]; do
     *) echo "usage: $0 [-n N] [-t DURATION] [-proto http|rtmp|rtsp|hls|webrtc] [-config FILE] [-baseline] [-cache varnish|nginx|nginx-nolock]" >&2; exit 2 ;;
   esac
 done
-case "$PROTO" in http|rtmp|rtsp|hls|webrtc) ;; *) echo "bench: -proto is http, rtmp, rtsp, hls or webrtc" >&2; exit 2 ;; esac
+case "$PROTO" in http|rtmp|rtsp|srt|hls|webrtc) ;; *) echo "bench: -proto is http, rtmp, rtsp, srt, hls or webrtc" >&2; exit 2 ;; esac
 if [ -n "$CACHE" ]; then
   [ "$PROTO" = hls ] || { echo "bench: -cache is for -proto hls" >&2; exit 2; }
   exec bench/cache.sh -n "$N" -t "$T" -targets "direct $CACHE"
@@ -172,6 +176,7 @@ c0=$(cpu); [ -n "${STRACE:-}" ] && (sleep 8; timeout 3 strace -c -f -p $SRV -o b
 case "$PROTO" in
   rtmp) URL="rtmp://127.0.0.1:$RTMP_PORT/live/bench" ;;
   rtsp) URL="rtsp://127.0.0.1:$RTSP_PORT/live/bench" ;;
+  srt) URL="srt://127.0.0.1:$SRT_PORT/live/bench" ;;
   webrtc) URL="http://127.0.0.1:$HTTP_PORT/live/bench/whep" ;;
   hls) URL="http://127.0.0.1:$HTTP_PORT/live/bench/index.m3u8" ;;
   *) URL="http://127.0.0.1:$HTTP_PORT/live/bench.flv" ;;
