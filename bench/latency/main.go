@@ -27,7 +27,8 @@
 //
 // -hls plays http://HOST/live/latency/index.m3u8 with hls.js instead
 // (lowLatencyMode: true, otherwise its defaults, plus -player overrides;
-// -part sets hls.partTarget of the started server). The same frames, the
+// -part sets hls.partTarget of the started server, -holdback its
+// hls.partHoldBack in part targets). The same frames, the
 // same decoding and the same stall count; the report adds hls.js's
 // non-fatal errors by detail (fatal ones are errors) and its own latency
 // estimate. With -rtmp, -http is then the index.m3u8 URL. -playlist plays
@@ -224,6 +225,7 @@ type options struct {
 	prewarm          bool
 	settle           time.Duration
 	partTarget       string
+	partHoldBack     float64
 	playlist         string
 	ladder           bool
 	first            bool
@@ -251,6 +253,7 @@ func main() {
 	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
+	flag.Float64Var(&o.partHoldBack, "holdback", 0, "hls.partHoldBack for the started server, in part targets, e.g. 2 (default: the server's default)")
 	flag.StringVar(&o.playlist, "playlist", "index.m3u8", "with -hls and the started server: the playlist to play, relative to /live/latency/ (stream.m3u8: the source's media playlist; 180p/stream.m3u8: a rung's)")
 	flag.BoolVar(&o.ladder, "ladder", false, "with -hls and the started server: an on-demand ladder of two rungs (180p, 120p) below the 240p source")
 	flag.BoolVar(&o.first, "first", false, "with -hls and the started server: every run is the stream's first HLS viewer (muxers and the ladder stop 1 s after their last request; each run waits for that)")
@@ -288,8 +291,8 @@ func main() {
 	if o.webrtc && o.player != "" {
 		fatalf("-player is for mpegts.js and hls.js")
 	}
-	if o.partTarget != "" && (!o.hls || o.rtmpURL != "") {
-		fatalf("-part is for -hls with the started server")
+	if (o.partTarget != "" || o.partHoldBack != 0) && (!o.hls || o.rtmpURL != "") {
+		fatalf("-part and -holdback are for -hls with the started server")
 	}
 	if (o.ladder || o.first || o.playlist != "index.m3u8") && (!o.hls || o.rtmpURL != "") {
 		fatalf("-playlist, -ladder and -first are for -hls with the started server")
@@ -388,6 +391,7 @@ type Result struct {
 	Client           string          `json:"client"` // "mpegts.js 1.8.2", "hls.js 1.7.4"
 	Player           json.RawMessage `json:"player,omitempty"`
 	ServerPart       string          `json:"server_part_target,omitempty"`
+	ServerHoldBack   float64         `json:"server_part_hold_back,omitempty"`
 	ServerJoin       string          `json:"server_join,omitempty"`
 	ServerCatchUp    string          `json:"server_catchup,omitempty"`
 	Runs             int             `json:"runs"`
@@ -484,6 +488,9 @@ func printText(w io.Writer, r Result) {
 	if r.ServerPart != "" {
 		fmt.Fprintf(w, "  server           hls.partTarget=%s\n", r.ServerPart)
 	}
+	if r.ServerHoldBack != 0 {
+		fmt.Fprintf(w, "  server           hls.partHoldBack=%g\n", r.ServerHoldBack)
+	}
 	if r.Ladder || r.First {
 		fmt.Fprintf(w, "  server           ladder=%v, every run the first HLS viewer=%v\n", r.Ladder, r.First)
 	}
@@ -553,7 +560,7 @@ func run(ctx context.Context, o options) (Result, error) {
 	}
 
 	gen := &generator{audio: o.audio, verbose: o.verbose}
-	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, ServerPart: o.partTarget, Errors: []string{},
+	res := Result{Mode: "streamhub", Audio: o.audio, ServerJoin: o.join, ServerCatchUp: o.catchUp, ServerPart: o.partTarget, ServerHoldBack: o.partHoldBack, Errors: []string{},
 		Ladder: o.ladder, First: o.first}
 	if o.hls {
 		res.Playlist = o.playlist
@@ -843,6 +850,9 @@ func startServer(ctx context.Context, o options, root string) (rtmpURL, flvURL, 
 	if o.partTarget != "" {
 		// segmentMin must not be below partTarget; 1 s keeps the GOP's segments.
 		hlsConf = append(hlsConf, fmt.Sprintf("partTarget: %q", o.partTarget))
+	}
+	if o.partHoldBack != 0 {
+		hlsConf = append(hlsConf, fmt.Sprintf("partHoldBack: %g", o.partHoldBack))
 	}
 	if o.first {
 		hlsConf = append(hlsConf, "idleTimeout: 1s")
