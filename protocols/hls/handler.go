@@ -89,10 +89,9 @@ const MinPartHoldBack = 2
 // DefaultPartHoldBack is PART-HOLD-BACK in part targets when
 // Config.PartHoldBack is 0: the spec's SHOULD. hls.js starts this far
 // behind its first playlist's live edge and never catches up by itself,
-// so every part of it is latency (docs/protocols.md); with 2, hls.js 1.7.4
-// did not resume after a republish (TestHLSBrowserRepublishAfterGrace),
-// before an ended session completed its last segment (muxer.finish): not
-// measured again since.
+// so every part of it is latency (docs/protocols.md). 2 is 0.15-0.2 s
+// less, and three times as many hls.js starts that stall once and stay a
+// second further behind (docs/benchmarks.md).
 const DefaultPartHoldBack = 3
 
 // partHoldBack returns PART-HOLD-BACK in part targets.
