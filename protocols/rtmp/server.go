@@ -250,7 +250,7 @@ var errProbeTooBig = fmt.Errorf("rtmp: the publisher sent more than %d MiB befor
 
 // probeReader remembers the first byte read (C0, the handshake version) and
 // can bound how much is read. Before each read it sends what the
-// connection's writer kept back (see lockedWriter.cork): a peer answers
+// connection's writer kept back while corked (lockedWriter): a peer answers
 // only what it got.
 type probeReader struct {
 	r    io.Reader
