@@ -158,14 +158,14 @@ func (e *playEncoder) encode(dst [][]byte, batch []*media.Unit) [][]byte {
 }
 
 // appendUnitTags frames the FLV tags a muxer gave for one unit: a retimed
-// unit (a joiner's catch-up) as its own header, then the shared body and
+// unit (a joiner's catch-up) as its own head, then the shared body and
 // trailer (flv.UnitParts); any other tag whole, its body shared.
 func appendUnitTags(ch *chunker, dst [][]byte, tags [][]byte) [][]byte {
 	for i := 0; i < len(tags); i++ {
 		tag := tags[i]
-		if len(tag) == flv.HeaderSize && i+1 < len(tags) {
+		if flv.IsHead(tag) && i+1 < len(tags) {
 			rest := tags[i+1]
-			dst = appendMessage(ch, dst, tag[0], flv.TagTime(tag), rest[:len(rest)-flv.TrailerSize])
+			dst = appendMessage(ch, dst, tag[0], flv.TagTime(tag), tag[flv.HeaderSize:], rest[:len(rest)-flv.TrailerSize])
 			i++
 			continue
 		}
@@ -177,11 +177,12 @@ func appendUnitTags(ch *chunker, dst [][]byte, tags [][]byte) [][]byte {
 // appendTag frames one FLV tag as an RTMP message: the message body is the
 // tag body, shared, not copied.
 func appendTag(ch *chunker, bufs [][]byte, tag []byte) [][]byte {
-	return appendMessage(ch, bufs, tag[0], flv.TagTime(tag), flv.Body(tag))
+	return appendMessage(ch, bufs, tag[0], flv.TagTime(tag), nil, flv.Body(tag))
 }
 
-// appendMessage frames one FLV tag's body of type typ as an RTMP message.
-func appendMessage(ch *chunker, bufs [][]byte, typ byte, ts uint32, body []byte) [][]byte {
+// appendMessage frames one FLV tag's body (pre then body) of type typ as
+// an RTMP message.
+func appendMessage(ch *chunker, bufs [][]byte, typ byte, ts uint32, pre, body []byte) [][]byte {
 	csid := byte(csidVideo)
 	switch typ {
 	case flv.TagAudio:
@@ -189,5 +190,5 @@ func appendMessage(ch *chunker, bufs [][]byte, typ byte, ts uint32, body []byte)
 	case flv.TagScript:
 		csid = csidData
 	}
-	return ch.appendMessage(bufs, csid, typ, playStreamID, ts, body)
+	return ch.appendMessage(bufs, csid, typ, playStreamID, ts, pre, body)
 }

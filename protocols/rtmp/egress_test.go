@@ -11,22 +11,25 @@ import (
 
 	"github.com/streamhub/streamhub/internal/testfixtures"
 	"github.com/streamhub/streamhub/media"
+	"github.com/streamhub/streamhub/protocols/internal/flv"
 )
 
 // encoderBatch is two batches of a player: a joiner's first (a retimed
-// keyframe of 100 kB, over the chunk size, a retimed inter frame, AAC),
+// keyframe of 100 kB, over the chunk size, a retimed inter frame whose
+// composition time the retiming changed, AAC),
 // then live units (a keyframe over the chunk size, an inter frame, AAC).
 func encoderBatch() (tracks []*media.Track, first, live []*media.Unit) {
 	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS}
 	a := &media.Track{ID: 1, Codec: media.CodecAAC, AudioConfig: []byte{0x12, 0x10}, SampleRate: 44100, Channels: 2}
 	idr := bytes.Repeat([]byte{0x65, 1, 2, 3}, 25000)
 	key := &media.Unit{Track: v, PTS: 2 * time.Second, DTS: 2 * time.Second, KeyFrame: true, Payload: [][]byte{idr}}
-	inter := &media.Unit{Track: v, PTS: 2033 * time.Millisecond, DTS: 2033 * time.Millisecond, Payload: [][]byte{{0x41, 9, 9}}}
-	retimed := func(o *media.Unit, dts time.Duration) *media.Unit {
-		return &media.Unit{Track: o.Track, PTS: dts, DTS: dts, KeyFrame: o.KeyFrame, Payload: o.Payload, Orig: o}
+	inter := &media.Unit{Track: v, PTS: 2100 * time.Millisecond, DTS: 2033 * time.Millisecond, Payload: [][]byte{{0x41, 9, 9}}}
+	retimed := func(o *media.Unit, dts, cts time.Duration) *media.Unit {
+		return &media.Unit{Track: o.Track, PTS: dts + cts, DTS: dts, KeyFrame: o.KeyFrame, Payload: o.Payload, Orig: o}
 	}
 	aac := &media.Unit{Track: a, PTS: 2010 * time.Millisecond, DTS: 2010 * time.Millisecond, KeyFrame: true, Payload: [][]byte{{0x21, 0, 0}}}
-	first = []*media.Unit{retimed(key, 0), retimed(inter, 33*time.Millisecond), retimed(aac, 10*time.Millisecond)}
+	first = []*media.Unit{retimed(key, 0, 0), retimed(inter, 33*time.Millisecond, 20*time.Millisecond),
+		retimed(aac, 10*time.Millisecond, 0)}
 	live = []*media.Unit{
 		{Track: a, PTS: 2040 * time.Millisecond, DTS: 2040 * time.Millisecond, KeyFrame: true, Payload: [][]byte{{0x21, 1, 2}}},
 		{Track: v, PTS: 4 * time.Second, DTS: 4 * time.Second, KeyFrame: true, Payload: [][]byte{idr}},
@@ -63,6 +66,11 @@ func TestPlayEncoderReadsBack(t *testing.T) {
 		m, err := r.Read()
 		if err != nil {
 			t.Fatalf("after %d messages: %v", len(got), err)
+		}
+		if len(got) == 2 { // the retimed inter frame: its own composition time
+			if want := flv.Body(flv.AppendUnitTag(nil, first[1], first[1].DTS)); !bytes.Equal(m.Body, want) {
+				t.Errorf("retimed inter frame's body % x, want % x", m.Body, want)
+			}
 		}
 		got = append(got, msg{m.Type, m.Timestamp.Milliseconds(), len(m.Body)})
 	}

@@ -465,12 +465,13 @@ func toBytes(s []string) [][]byte {
 	return out
 }
 
-// TestUnitPartsOfRetimedUnits: a retimed unit's parts (its own header, the
-// original's shared rest) are exactly the tag serialized for it alone;
-// the rest is the original's own bytes; a changed composition time is
-// serialized whole.
+// TestUnitPartsOfRetimedUnits: a retimed unit's parts (its own head, the
+// original's shared rest) are exactly the tag serialized for it alone,
+// a changed composition time included; the rest is the original's own
+// bytes; IsHead tells the head from a whole tag.
 func TestUnitPartsOfRetimedUnits(t *testing.T) {
 	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67, 0x42, 0, 0x1e}, PPS: []byte{0x68, 0xce}}
+	hv := &media.Track{ID: 0, Codec: media.CodecH265, VPS: h265VPS, SPS: h265SPS, PPS: h265PPS}
 	a := &media.Track{ID: 1, Codec: media.CodecAAC, AudioConfig: aacASC, SampleRate: 44100, Channels: 2}
 	ms := time.Millisecond
 	for _, tc := range []struct {
@@ -483,7 +484,13 @@ func TestUnitPartsOfRetimedUnits(t *testing.T) {
 		{"B-frame order kept", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x41, 9}}},
 			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 2056 * ms, Payload: [][]byte{{0x41, 9}}}, true},
 		{"B-frame squeezed", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x41, 9}}},
-			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 1995 * ms, Payload: [][]byte{{0x41, 9}}}, false},
+			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 1995 * ms, Payload: [][]byte{{0x41, 9}}}, true},
+		{"B-frame squeezed below its decode time", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x41, 9}}},
+			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 1980 * ms, Payload: [][]byte{{0x41, 9}}}, true},
+		{"H.265 squeezed", &media.Unit{Track: hv, DTS: 2000 * ms, PTS: 2066 * ms, Payload: [][]byte{{0x02, 1, 9}}},
+			&media.Unit{Track: hv, DTS: 1990 * ms, PTS: 2023 * ms, Payload: [][]byte{{0x02, 1, 9}}}, true},
+		{"keyframe flag changed", &media.Unit{Track: v, DTS: 2000 * ms, PTS: 2000 * ms, Payload: [][]byte{{0x41, 9}}},
+			&media.Unit{Track: v, DTS: 1990 * ms, PTS: 1990 * ms, KeyFrame: true, Payload: [][]byte{{0x41, 9}}}, false},
 		{"sound", &media.Unit{Track: a, DTS: 2000 * ms, PTS: 2000 * ms, Payload: [][]byte{{0x21, 0x10}}},
 			&media.Unit{Track: a, DTS: 16777300 * ms, PTS: 16777300 * ms, Payload: [][]byte{{0x21, 0x10}}}, true}, // extended timestamp byte
 	} {
@@ -497,8 +504,11 @@ func TestUnitPartsOfRetimedUnits(t *testing.T) {
 			if tc.shared != (rest != nil) {
 				t.Fatalf("shared %v, want %v", rest != nil, tc.shared)
 			}
-			if rest != nil && &rest[0] != &UnitTag(tc.orig)[HeaderSize] {
+			if rest != nil && &rest[0] != &UnitTag(tc.orig)[len(head)] {
 				t.Fatal("the rest is a copy, not the original's bytes")
+			}
+			if IsHead(head) != tc.shared || IsHead(whole) {
+				t.Fatalf("IsHead(head) %v, IsHead(whole tag) %v; want %v, false", IsHead(head), IsHead(whole), tc.shared)
 			}
 		})
 	}

@@ -51,8 +51,8 @@ func (m *Muxer) MetadataTag() []byte {
 // Append appends to dst the tags that deliver u: a sequence header first
 // when u's track has parameters the reader has not seen, then u's tag
 // (shared bytes, not to be modified). The tag of a retimed unit comes as
-// two slices (UnitParts): a HeaderSize-byte header, then the rest; every
-// other slice is one whole tag, longer than HeaderSize. Units of tracks the muxer does not
+// two slices (UnitParts): a head, for which IsHead is true, then the rest;
+// every other slice is one whole tag. Units of tracks the muxer does not
 // carry, and video before its parameters are known, append nothing.
 func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 	t := u.Track

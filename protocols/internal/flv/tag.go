@@ -115,24 +115,59 @@ func UnitTag(u *media.Unit) []byte {
 type retimedKey struct{}
 
 // UnitParts returns u's tag: whole (rest nil), or, for a unit that retimes
-// another (u.Orig, the hub's catch-up join) with the same body, a header
-// of its own (HeaderSize bytes, made once per unit) and the original's
-// body and trailer, shared. A join storm's retimed GOPs then cost a
-// header per unit, not a copy of every picture.
+// another (u.Orig, the hub's catch-up join), a head of its own (the tag
+// header and, for H.264 and H.265, the body's first bytes up to the
+// composition time offset, made once per unit) and the original's
+// remaining body and trailer, shared. A join storm's retimed GOPs then
+// cost a head per unit, not a copy of every picture, B-frames included:
+// the catch-up squeeze changes their composition times too.
 func UnitParts(u *media.Unit) (head, rest []byte) {
-	if o := u.Orig; o != nil && u.KeyFrame == o.KeyFrame &&
-		(u.PTS-u.DTS)/time.Millisecond == (o.PTS-o.DTS)/time.Millisecond {
-		if tag := UnitTag(o); len(tag) > HeaderSize {
+	if o := u.Orig; o != nil && u.KeyFrame == o.KeyFrame && u.Track.Codec == o.Track.Codec {
+		tag := UnitTag(o)
+		if n := HeaderSize + ctsEnd(o.Track.Codec); len(tag) > n+TrailerSize {
 			h := u.Memo(retimedKey{}, func(u *media.Unit) []byte {
-				h := append([]byte(nil), tag[:HeaderSize]...)
+				h := append([]byte(nil), tag[:n]...)
 				ts := Timestamp(u.DTS)
 				h[4], h[5], h[6], h[7] = byte(ts>>16), byte(ts>>8), byte(ts), byte(ts>>24)
+				if n > HeaderSize {
+					cts := compositionTime(u)
+					h[n-3], h[n-2], h[n-1] = byte(cts>>16), byte(cts>>8), byte(cts)
+				}
 				return h
 			})
-			return h, tag[HeaderSize:]
+			return h, tag[n:]
 		}
 	}
 	return UnitTag(u), nil
+}
+
+// ctsEnd is where the composition time offset of a video tag body of codec
+// c ends (it is the 3 bytes before), or 0 for a tag without one.
+func ctsEnd(c media.Codec) int {
+	switch c {
+	case media.CodecH264:
+		return 5 // frame type and codec, AVC packet type, offset
+	case media.CodecH265:
+		return 8 // Enhanced RTMP header byte, FourCC, offset
+	}
+	return 0
+}
+
+// compositionTime is u's PTS-DTS in milliseconds, clamped to FLV's signed
+// 24-bit field.
+func compositionTime(u *media.Unit) int32 {
+	return int32(max(min((u.PTS-u.DTS)/time.Millisecond, 0x7fffff), -0x800000))
+}
+
+// IsHead reports whether b, one of the slices a Muxer appends, is the head
+// of a tag whose rest is the next slice: it is shorter than the tag its
+// header announces.
+func IsHead(b []byte) bool {
+	if len(b) < HeaderSize {
+		return false
+	}
+	size := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
+	return len(b) < HeaderSize+size+TrailerSize
 }
 
 // AppendUnitTag appends the tag of u with its timestamp taken from dts
@@ -140,7 +175,7 @@ func UnitParts(u *media.Unit) (head, rest []byte) {
 // cannot carry.
 func AppendUnitTag(dst []byte, u *media.Unit, dts time.Duration) []byte {
 	ts := Timestamp(dts)
-	cts := int32(max(min((u.PTS-u.DTS)/time.Millisecond, 0x7fffff), -0x800000))
+	cts := compositionTime(u)
 	frameType := byte(2)
 	if u.KeyFrame {
 		frameType = 1
