@@ -420,7 +420,7 @@ func (c *conn) run() error {
 	s := c.srv
 	c.nc.SetDeadline(time.Now().Add(s.conf.HandshakeTimeout))
 	c.w = &lockedWriter{w: c.nc, corked: true}
-	c.rd = &probeReader{r: c.nc, w: c.w, left: maxCommandBytes}
+	c.rd = &probeReader{r: fanout.NewRawReader(c.nc), w: c.w, left: maxCommandBytes}
 	sc := &gortmplib.ServerConn{RW: struct {
 		io.Reader
 		io.Writer
