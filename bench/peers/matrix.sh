@@ -5,7 +5,8 @@
 # H.264/AAC source with one `ffmpeg -re -stream_loop -1 -c copy` over RTMP,
 # wait 5 s (track probing, GOP cache), then N readers of one protocol ramped
 # in over RAMP (bench/flvload), and read the server's utime+stime over the
-# load window and its peak RSS (VmHWM) from /proc.
+# load window (and over its second half alone, the steady state with the
+# joins done) and its peak RSS (VmHWM) from /proc.
 #
 #   bench/peers/matrix.sh [-rounds 3] [-t 20s] [-protos "flv rtmp rtsp srt"]
 #                         [-servers "streamhub srs mediamtx loopback"]
@@ -191,7 +192,13 @@ YML
   fi
   # The load tool's own CPU (user and system seconds) tells whether it, not
   # the server, was the limit.
-  { TIMEFORMAT='%U %S'; time "$OUT/flvload" -url "$url" -n "$n" -t "$T" -ramp "$RAMP" -json "$dir/flvload.json" > "$dir/flvload.txt" 2>&1 || true; } 2> "$dir/flvload.time"
+  { TIMEFORMAT='%U %S'; time "$OUT/flvload" -url "$url" -n "$n" -t "$T" -ramp "$RAMP" -json "$dir/flvload.json" > "$dir/flvload.txt" 2>&1 || true; } 2> "$dir/flvload.time" &
+  local loadpid=$! cmid
+  # The second half of the window, joins long done, is the steady state:
+  # the write path alone.
+  sleep "$(python3 -c "print(${T%s} / 2)")"
+  cmid=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo "$c0")
+  wait "$loadpid"
   c1=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo "$c0")
   hwm=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || echo 0)
   load1=$(cut -d' ' -f1 /proc/loadavg)
@@ -199,15 +206,17 @@ YML
   kill "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null || true
   [ -n "$pub" ] && { wait "$pub" 2>/dev/null || true; }
-  python3 - "$srv" "$proto" "$round" "$n" "${T%s}" "$c0" "$c1" "$(getconf CLK_TCK)" "$hwm" "$load0" "$load1" "$SRC_KBPS" "$dir/flvload.json" "$(cat "$dir/flvload.time")" <<'PY' | tee -a "$OUT/cells.jsonl"
+  python3 - "$srv" "$proto" "$round" "$n" "${T%s}" "$c0" "$cmid" "$c1" "$(getconf CLK_TCK)" "$hwm" "$load0" "$load1" "$SRC_KBPS" "$dir/flvload.json" "$(cat "$dir/flvload.time")" <<'PY' | tee -a "$OUT/cells.jsonl"
 import json, sys, os
-srv, proto, rnd, n, t, c0, c1, tick, hwm, l0, l1, kbps, f, lt = sys.argv[1:]
+srv, proto, rnd, n, t, c0, cmid, c1, tick, hwm, l0, l1, kbps, f, lt = sys.argv[1:]
 lt = sum(float(x) for x in lt.split()[:2]) if lt.strip() else 0
 n, t, tick, kbps = int(n), float(t), float(tick), float(kbps)
 cpu = (float(c1) - float(c0)) / tick
+steady = (float(c1) - float(cmid)) / tick
 s = json.load(open(f)) if os.path.exists(f) else {}
 print(json.dumps({"server": srv, "proto": proto, "round": int(rnd), "readers": n, "t_s": t,
-    "cpu_s": round(cpu, 2), "cpu_us_per_reader_s": round(1e6 * cpu / (n * t), 1), "peak_rss_mb": round(int(hwm) / 1024, 1),
+    "cpu_s": round(cpu, 2), "cpu_us_per_reader_s": round(1e6 * cpu / (n * t), 1),
+    "steady_cpu_us_per_reader_s": round(1e6 * steady / (n * t / 2), 1), "peak_rss_mb": round(int(hwm) / 1024, 1),
     "load1_before": float(l0), "load1_after": float(l1), "source_kbps": kbps, "loadtool_cpu_s": round(lt, 2),
     "delivered_ratio_median": round(s.get("per_reader_kbps_median", 0) / kbps, 3),
     "delivered_ratio_min": round(s.get("per_reader_kbps_min", 0) / kbps, 3), "flvload": s}))

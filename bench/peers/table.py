@@ -38,6 +38,7 @@ def main():
             r = {
                 "proto": proto, "server": srv, "readers": cs[0]["readers"], "rounds": len(cs),
                 "cpu_us_per_reader_s": [c["cpu_us_per_reader_s"] for c in cs],
+                "steady_cpu_us_per_reader_s": [c.get("steady_cpu_us_per_reader_s", 0) for c in cs],
                 "peak_rss_mb": [c["peak_rss_mb"] for c in cs],
                 "first_key_ms_median": [f.get("first_keyframe_ms_median", 0) for f in fl],
                 "first_key_ms_p95": [f.get("first_keyframe_ms_p95", 0) for f in fl],
@@ -52,9 +53,9 @@ def main():
                 "loadtool_cpu_s": [c.get("loadtool_cpu_s", 0) for c in cs],
             }
             rows.append(r)
-    out.append("| protocol | server | readers | CPU µs per reader-second | peak RSS MB | first keyframe median / p95 ms "
+    out.append("| protocol | server | readers | CPU µs per reader-second | steady (second half) | peak RSS MB | first keyframe median / p95 ms "
                "| keyframe within 1 s | delivered (median / min connected reader) | errors | load tool CPU s | load (1 min) |")
-    out.append("|---|---|---|---|---|---|---|---|---|---|---|")
+    out.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         extra = ""
         if r["proto"] == "srt":
@@ -63,7 +64,7 @@ def main():
         out.append("| " + " | ".join([
             PROTO.get(r["proto"], r["proto"]), r["server"],
             str(r["readers"]) if min(r["connected"]) == r["readers"] else f"{r['readers']} (connected: {', '.join(map(str, r['connected']))})",
-            fmt(r["cpu_us_per_reader_s"]), fmt(r["peak_rss_mb"]),
+            fmt(r["cpu_us_per_reader_s"]), fmt(r["steady_cpu_us_per_reader_s"]), fmt(r["peak_rss_mb"]),
             "—" if loopback else fmt(r["first_key_ms_median"], "{:.1f}") + " / " + fmt(r["first_key_ms_p95"], "{:.1f}"),
             "—" if loopback else fmt(r["key_within_1s"]),
             fmt(r["delivered_ratio_median"], "{:.2f}") + " / " + fmt(r["delivered_ratio_min"], "{:.2f}"),
