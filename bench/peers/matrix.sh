@@ -192,11 +192,15 @@ YML
   fi
   # The load tool's own CPU (user and system seconds) tells whether it, not
   # the server, was the limit.
+  # Worked out before the readers start: a process started during their
+  # ramp (python3 took ~30 ms of CPU) delays the first keyframes.
+  local half
+  half=$(awk -v t="${T%s}" 'BEGIN { print t / 2 }')
   { TIMEFORMAT='%U %S'; time "$OUT/flvload" -url "$url" -n "$n" -t "$T" -ramp "$RAMP" -json "$dir/flvload.json" > "$dir/flvload.txt" 2>&1 || true; } 2> "$dir/flvload.time" &
   local loadpid=$! cmid
   # The second half of the window, joins long done, is the steady state:
   # the write path alone.
-  sleep "$(python3 -c "print(${T%s} / 2)")"
+  sleep "$half"
   cmid=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo "$c0")
   wait "$loadpid"
   c1=$(awk '{print $14+$15}' "/proc/$pid/stat" 2>/dev/null || echo "$c0")
