@@ -49,6 +49,10 @@ const passYield = 64
 // maxBatch bounds the units one reader takes in one pass.
 const maxBatch = 512
 
+// maxKeptPending is the capacity of a member's pending buffers kept after
+// a drain: a pass's batch for one reader, not a catch-up's.
+const maxKeptPending = 64
+
 // Sink is one reader's connection.
 type Sink struct {
 	Reader *server.Reader
@@ -195,6 +199,11 @@ func (m *member) drain() error {
 	s.Reader.AddBytesOut(int(n))
 	clear(m.pending)
 	m.pending = m.pending[:0]
+	if cap(m.pending) > maxKeptPending {
+		// A catch-up's buffers (a GOP's worth): not kept for the rest of
+		// the session, in each of a thousand members.
+		m.pending = nil
+	}
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrWrite, err)
 	}
