@@ -84,7 +84,7 @@ func (r *Reader) Read() (Tag, error) {
 	if _, err := io.ReadFull(r.r, h[:]); err != nil {
 		return Tag{}, err
 	}
-	n := int(h[1])<<16 | int(h[2])<<8 | int(h[3])
+	n := dataSize(h[:])
 	if n > MaxTagSize {
 		return Tag{}, fmt.Errorf("flv: tag of %d bytes exceeds the %d-byte limit", n, MaxTagSize)
 	}

@@ -98,6 +98,9 @@ func TagTime(h []byte) uint32 {
 	return uint32(h[7])<<24 | uint32(h[4])<<16 | uint32(h[5])<<8 | uint32(h[6])
 }
 
+// dataSize returns the body size an 11-byte tag header announces.
+func dataSize(h []byte) int { return int(h[1])<<16 | int(h[2])<<8 | int(h[3]) }
+
 // Body returns the body of a complete tag made by this package.
 func Body(tag []byte) []byte { return tag[HeaderSize : len(tag)-TrailerSize] }
 
@@ -166,8 +169,7 @@ func IsHead(b []byte) bool {
 	if len(b) < HeaderSize {
 		return false
 	}
-	size := int(b[1])<<16 | int(b[2])<<8 | int(b[3])
-	return len(b) < HeaderSize+size+TrailerSize
+	return len(b) < HeaderSize+dataSize(b)+TrailerSize
 }
 
 // AppendUnitTag appends the tag of u with its timestamp taken from dts
