@@ -248,6 +248,47 @@ func (h *Handler) serve(w http.ResponseWriter, req *http.Request, r *server.Read
 
 var crlf = []byte("\r\n")
 
+// sharedFLV and sharedChunked encode a batch once for every reader the
+// pass finds in step with the stream (flv.Muxer.Plain): each unit's own
+// tag, in an HTTP chunk for sharedChunked.
+var (
+	sharedFLV = &fanout.Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+		return encodeBatch(dst, batch, nil, false, nil)
+	}}
+	sharedChunked = &fanout.Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+		return encodeBatch(dst, batch, nil, true, nil)
+	}}
+)
+
+// encodeBatch appends the tags of batch to dst, through mux (nil: each
+// unit's own tag), as one HTTP chunk when chunked; the chunk-size line is
+// made in sizeLine's memory.
+func encodeBatch(dst [][]byte, batch []*media.Unit, mux *flv.Muxer, chunked bool, sizeLine []byte) [][]byte {
+	if chunked {
+		dst = append(dst, nil)
+	}
+	i := len(dst)
+	for _, u := range batch {
+		if mux != nil {
+			dst = mux.Append(dst, u)
+		} else {
+			dst = flv.AppendUnit(dst, u)
+		}
+	}
+	if !chunked {
+		return dst
+	}
+	size := 0
+	for _, t := range dst[i:] {
+		size += len(t)
+	}
+	if size == 0 {
+		return dst[:i-1]
+	}
+	dst[i-1] = append(strconv.AppendInt(sizeLine, int64(size), 16), '\r', '\n')
+	return append(dst, crlf)
+}
+
 // servePass hands the reader to its stream's pass (fanout): one goroutine
 // per stream writes every due reader in turn without blocking; this one
 // only writes what its socket could not take at once. tags are the HTTP
@@ -265,27 +306,14 @@ func (h *Handler) servePass(nc net.Conn, r *server.Reader, mux *flv.Muxer, chunk
 	}
 	var sizeLine [20]byte
 	encode := func(dst [][]byte, batch []*media.Unit) [][]byte {
-		if chunked {
-			dst = append(dst, nil)
-		}
-		i := len(dst)
-		for _, u := range batch {
-			dst = mux.Append(dst, u)
-		}
-		if !chunked {
-			return dst
-		}
-		size := 0
-		for _, t := range dst[i:] {
-			size += len(t)
-		}
-		if size == 0 {
-			return dst[:i-1]
-		}
-		dst[i-1] = append(strconv.AppendInt(sizeLine[:0], int64(size), 16), '\r', '\n')
-		return append(dst, crlf)
+		return encodeBatch(dst, batch, mux, chunked, sizeLine[:0])
 	}
-	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, WriteTimeout: h.conf.WriteTimeout, WatchClose: true}, first)
+	shared := sharedFLV
+	if chunked {
+		shared = sharedChunked
+	}
+	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, Shared: shared, Plain: mux.Plain,
+		WriteTimeout: h.conf.WriteTimeout, WatchClose: true}, first)
 	if chunked && errors.Is(err, server.ErrStreamClosed) {
 		nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))
 		nc.Write([]byte("0\r\n\r\n")) //nolint:errcheck // the stream is over either way

@@ -63,6 +63,7 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		// let go here, with their buffers, and no second goroutine reads
 		// for them.
 		_, err = c.srv.passes.Serve(c.srv.ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode,
+			Shared: sharedPlay, Plain: pe.mux.Plain,
 			WriteTimeout: c.srv.conf.WriteTimeout, WatchClose: true}, first)
 		if errors.Is(err, fanout.ErrWrite) {
 			return fmt.Errorf("rtmp: writing to player: %w", err)
@@ -154,6 +155,23 @@ func (e *playEncoder) encode(dst [][]byte, batch []*media.Unit) [][]byte {
 	}
 	clear(e.tags)
 	e.tags = e.tags[:0]
+	return dst
+}
+
+// sharedPlay frames a batch once for every player the pass finds in step
+// with the stream (flv.Muxer.Plain): every message has a type-0 header
+// with the stream's own timestamp, so a plain batch's chunks are the same
+// for all of them.
+var sharedPlay = &fanout.Shared{Encode: encodeShared}
+
+// encodeShared frames batch's units, each its own tag (flv.AppendUnit), in
+// a new header buffer.
+func encodeShared(dst [][]byte, batch []*media.Unit) [][]byte {
+	ch := &chunker{chunkSize: outChunkSize, hdr: make([]byte, 0, 16*len(batch))}
+	var tags [2][]byte
+	for _, u := range batch {
+		dst = appendUnitTags(ch, dst, flv.AppendUnit(tags[:0], u))
+	}
 	return dst
 }
 

@@ -114,3 +114,31 @@ func BenchmarkPlayEncode(b *testing.B) {
 		clear(bufs)
 	}
 }
+
+// A player in step with the stream gets the shared framing: the same bytes
+// as its own encoder's, from the batch after the one that sent the
+// configurations; never before (sequence headers due), and never for a
+// unit of a track it does not carry.
+func TestSharedPlayEncodeMatchesOwn(t *testing.T) {
+	tracks, first, live := encoderBatch()
+	e := newPlayEncoder(tracks)
+	if e.mux.Plain(first) {
+		t.Fatal("a first batch is plain: its configurations would be skipped")
+	}
+	e.encode(nil, first)
+	flat := func(bufs [][]byte) []byte { return bytes.Join(bufs, nil) }
+	for _, batch := range [][]*media.Unit{live, first[1:]} { // live, and retimed units after the configurations
+		if !e.mux.Plain(batch) {
+			t.Fatal("a batch of carried, started tracks is not plain")
+		}
+		shared := flat(encodeShared(nil, batch))
+		if own := flat(e.encode(nil, batch)); !bytes.Equal(shared, own) {
+			t.Fatalf("shared framing (%d bytes) differs from the player's own (%d bytes)", len(shared), len(own))
+		}
+	}
+	other := &media.Unit{Track: &media.Track{ID: 7, Codec: media.CodecAAC, AudioConfig: []byte{0x12, 0x10}, Session: tracks[0].Session},
+		PTS: 5 * time.Second, DTS: 5 * time.Second, KeyFrame: true, Payload: [][]byte{{0x21}}}
+	if e.mux.Plain([]*media.Unit{live[0], other}) {
+		t.Error("a batch with a track the player does not carry is plain")
+	}
+}

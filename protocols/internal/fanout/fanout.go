@@ -64,6 +64,13 @@ type Sink struct {
 	// and framing in memory of the sink's own that it may reuse at its
 	// next call (by then the previous bytes have been written).
 	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
+	// Shared and Plain, if both are set, let a pass encode a batch once
+	// for all the readers it is the same for: when Plain(batch) is true,
+	// the reader's bytes for batch are Shared.Encode's, and its own Encode
+	// would have changed nothing in its state. Sinks with the same Shared
+	// share its bytes.
+	Shared *Shared
+	Plain  func(batch []*media.Unit) bool
 	// WriteTimeout ends the session when the socket takes nothing for
 	// this long.
 	WriteTimeout time.Duration
@@ -75,6 +82,15 @@ type Sink struct {
 	// what comes and ends when the peer hangs up, so that a reader that
 	// left is let go even while the stream sends nothing.
 	WatchClose bool
+}
+
+// Shared encodes batches in bytes that are the same for every reader they
+// are given to (Sink.Shared).
+type Shared struct {
+	// Encode appends the bytes that deliver batch to dst, in memory of
+	// their own, never reused: the pass gives them to many readers, and a
+	// reader whose socket was full keeps them past the pass.
+	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
 }
 
 // Passes serves readers, one group per stream. The zero value is ready.
@@ -338,9 +354,42 @@ func (g *group) locked(members []*member, ps *passScratch) (<-chan struct{}, boo
 
 // passScratch is a pass's reusable memory.
 type passScratch struct {
-	batch []*media.Unit
-	bufs  [][]byte
-	w     *vwriter
+	batch  []*media.Unit
+	bufs   [][]byte
+	w      *vwriter
+	shared []sharedBatch // this pass's shared encodings, dropped at its end
+}
+
+// sharedBatch is one batch encoded by a Shared in a pass. A batch is a run
+// of the stream's units, so its first and last unit and its length name it.
+type sharedBatch struct {
+	sh          *Shared
+	first, last *media.Unit
+	n           int
+	bufs        [][]byte
+}
+
+// maxSharedBatches bounds the shared encodings a pass keeps: the readers
+// of a stream are nearly all at the same place, a few are behind.
+const maxSharedBatches = 4
+
+// sharedBytes returns sh's bytes for batch, encoding them at the pass's
+// first reader that needs them.
+func (ps *passScratch) sharedBytes(sh *Shared, batch []*media.Unit) [][]byte {
+	first, last := batch[0], batch[len(batch)-1]
+	for i := range ps.shared {
+		if e := &ps.shared[i]; e.sh == sh && e.first == first && e.last == last && e.n == len(batch) {
+			return e.bufs
+		}
+	}
+	e := sharedBatch{sh: sh, first: first, last: last, n: len(batch), bufs: sh.Encode(nil, batch)}
+	if len(ps.shared) < maxSharedBatches {
+		ps.shared = append(ps.shared, e)
+	} else {
+		copy(ps.shared, ps.shared[1:])
+		ps.shared[len(ps.shared)-1] = e
+	}
+	return e.bufs
 }
 
 // pass serves every member once: what the hub has for it, encoded and
@@ -373,6 +422,14 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 			continue
 		}
 		gave = true
+		if s := m.sink; s.Shared != nil && s.Plain != nil && s.Plain(ps.batch) {
+			bufs := ps.sharedBytes(s.Shared, ps.batch)
+			clear(ps.batch)
+			if len(bufs) > 0 {
+				g.write(m, bufs, ps.w)
+			}
+			continue
+		}
 		ps.bufs = m.sink.Encode(ps.bufs[:0], ps.batch)
 		clear(ps.batch)
 		if len(ps.bufs) == 0 {
@@ -381,6 +438,8 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 		g.write(m, ps.bufs, ps.w)
 		clear(ps.bufs)
 	}
+	clear(ps.shared) // the bytes stay with the readers that still need them
+	ps.shared = ps.shared[:0]
 	if gave {
 		wake = nil
 	}

@@ -100,3 +100,43 @@ func BenchmarkPass(b *testing.B) {
 		})
 	}
 }
+
+// A pass encodes a batch once for the readers whose Plain says it is the
+// same for them, and each of them gets those bytes; a reader whose Plain
+// says no gets its own Encode's.
+func TestPassSharesPlainBatches(t *testing.T) {
+	pub, tr, g, members := benchStream(t, 5, true)
+	shares := 0
+	sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+		shares++
+		for _, u := range batch {
+			dst = append(dst, u.Payload...)
+		}
+		return dst
+	}}
+	for i, m := range members {
+		plain := i != 0 // the first reader is never in step: its own framing
+		m.sink.Shared, m.sink.Plain = sh, func([]*media.Unit) bool { return plain }
+	}
+	payload := make([]byte, 1000)
+	var ps passScratch
+	for i := range 3 {
+		d := time.Duration(i) * 33 * time.Millisecond
+		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0, Payload: [][]byte{payload}})
+		g.pass(members, &ps)
+		if shares != i+1 {
+			t.Fatalf("after %d passes, %d shared encodings, want one a pass", i+1, shares)
+		}
+		if len(ps.shared) != 0 {
+			t.Fatal("a pass kept its shared encodings")
+		}
+	}
+	if got, want := members[0].total.Load(), int64(3*(16+len(payload))); got != want {
+		t.Errorf("the reader out of step got %d bytes, want %d (its own framing)", got, want)
+	}
+	for _, m := range members[1:] {
+		if got, want := m.total.Load(), int64(3*len(payload)); got != want {
+			t.Errorf("a reader in step got %d bytes, want %d (the shared bytes)", got, want)
+		}
+	}
+}

@@ -513,3 +513,42 @@ func TestUnitPartsOfRetimedUnits(t *testing.T) {
 		})
 	}
 }
+
+// Plain holds only once every track of the batch has been started by the
+// muxer, and not across a republish or for a track it does not carry.
+func TestMuxerPlain(t *testing.T) {
+	v := &media.Track{ID: 0, Codec: media.CodecH264, SPS: testfixtures.H264SPS, PPS: testfixtures.H264PPS, Session: 1}
+	a := &media.Track{ID: 1, Codec: media.CodecAAC, AudioConfig: []byte{0x12, 0x10}, SampleRate: 44100, Channels: 2, Session: 1}
+	vu := &media.Unit{Track: v, KeyFrame: true, Payload: [][]byte{{0x65, 1}}}
+	au := &media.Unit{Track: a, KeyFrame: true, Payload: [][]byte{{0x21, 1}}}
+	m := NewMuxer([]*media.Track{v, a})
+	if m.Plain([]*media.Unit{vu}) {
+		t.Error("plain before the video's sequence header")
+	}
+	m.Append(nil, vu)
+	if !m.Plain([]*media.Unit{vu, vu}) {
+		t.Error("not plain once the video started")
+	}
+	if m.Plain([]*media.Unit{vu, au}) {
+		t.Error("plain before the audio's sequence header")
+	}
+	m.Append(nil, au)
+	if !m.Plain([]*media.Unit{au, vu}) {
+		t.Error("not plain once both started")
+	}
+	v2 := *v
+	v2.SPS = testfixtures.H264SPS2
+	if m.Plain([]*media.Unit{{Track: &v2, Payload: [][]byte{{0x41}}}}) {
+		t.Error("plain for a new track (its sequence header is due)")
+	}
+	v3 := *v
+	v3.Session = 2
+	if m.Plain([]*media.Unit{{Track: &v3, Payload: [][]byte{{0x41}}}}) {
+		t.Error("plain across a republish")
+	}
+	a2 := *a
+	a2.ID = 5
+	if m.Plain([]*media.Unit{{Track: &a2, Payload: [][]byte{{0x21}}}}) {
+		t.Error("plain for an audio track the muxer does not carry")
+	}
+}

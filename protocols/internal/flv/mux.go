@@ -90,6 +90,12 @@ func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 		}
 		*last = t
 	}
+	return AppendUnit(dst, u)
+}
+
+// AppendUnit appends u's own tag (UnitParts: a retimed unit's head and
+// rest), as Append does once the reader has u's track's parameters.
+func AppendUnit(dst [][]byte, u *media.Unit) [][]byte {
 	if head, rest := UnitParts(u); len(head) > 0 {
 		dst = append(dst, head)
 		if rest != nil {
@@ -97,4 +103,26 @@ func (m *Muxer) Append(dst [][]byte, u *media.Unit) [][]byte {
 		}
 	}
 	return dst
+}
+
+// Plain reports whether Append would give each unit of batch its own tag
+// (AppendUnit) and nothing else, and change nothing in the muxer: every
+// unit is of a track the muxer carries and has started (no sequence
+// header due). Then what the reader gets for batch is the same as every
+// other such reader's, and can be made once for all of them.
+func (m *Muxer) Plain(batch []*media.Unit) bool {
+	for _, u := range batch {
+		t := u.Track
+		if t.Session != m.session {
+			return false
+		}
+		if t.IsVideo() {
+			if m.videoID < 0 || t.ID != m.videoID || t != m.video {
+				return false
+			}
+		} else if m.audioID < 0 || t.ID != m.audioID || t != m.audio {
+			return false
+		}
+	}
+	return true
 }
