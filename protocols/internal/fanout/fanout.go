@@ -543,7 +543,7 @@ type vwriter struct {
 	iovs  []unix.Iovec
 	total int
 	err   error
-	fn    func(fd uintptr) bool
+	fn    func(fd uintptr)
 }
 
 func newVWriter() *vwriter {
@@ -556,7 +556,12 @@ func newVWriter() *vwriter {
 // when it took less than everything because it is full.
 func (w *vwriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
 	w.bufs, w.total, w.err = bufs, 0, nil
-	werr := raw.Write(w.fn)
+	// Control, not Write: it holds the descriptor open (a Close meanwhile
+	// waits for it, so the number cannot be reused under the writev) and
+	// skips Write's poller bookkeeping for a wait this write never does
+	// (1.8 % of the CPU at 1000 readers). The pass is the socket's only
+	// writer while the reader is in it.
+	werr := raw.Control(w.fn)
 	clear(w.iovs) // no pointers into the readers' bytes kept
 	w.bufs = nil
 	if werr != nil {
@@ -565,7 +570,7 @@ func (w *vwriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
 	return w.total, w.err
 }
 
-func (w *vwriter) write(fd uintptr) bool {
+func (w *vwriter) write(fd uintptr) {
 	for len(w.bufs) > 0 {
 		k := min(len(w.bufs), maxIov)
 		v := w.iovs[:0]
@@ -596,14 +601,13 @@ func (w *vwriter) write(fd uintptr) bool {
 		}
 		if e != 0 {
 			w.err = e
-			return true
+			return
 		}
 		w.total += int(r)
 		if int(r) < want {
 			w.err = unix.EAGAIN
-			return true
+			return
 		}
 		w.bufs = w.bufs[k:]
 	}
-	return true
 }

@@ -76,10 +76,30 @@ func benchStream(b testing.TB, n int, drain bool) (*server.Publisher, *media.Tra
 // BenchmarkPass: one unit published, then one pass over every reader (its
 // units from the hub, encoded, one non-blocking writev each). ns/op is a
 // pass; ns/reader is what one reader costs in it, kernel included.
+//
+// shared=true gives every reader the batch's shared bytes (Sink.Shared):
+// the pass encodes each batch once.
 func BenchmarkPass(b *testing.B) {
-	for _, n := range []int{1, 100, 1000} {
-		b.Run(fmt.Sprintf("readers=%d", n), func(b *testing.B) {
+	for _, c := range []struct {
+		n      int
+		shared bool
+	}{{1, false}, {100, false}, {1000, false}, {1000, true}} {
+		n := c.n
+		b.Run(fmt.Sprintf("readers=%d/shared=%v", n, c.shared), func(b *testing.B) {
 			pub, tr, g, members := benchStream(b, n, true)
+			if c.shared {
+				frame := make([]byte, 16)
+				sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+					dst = append(dst, frame)
+					for _, u := range batch {
+						dst = append(dst, u.Payload...)
+					}
+					return dst
+				}}
+				for _, m := range members {
+					m.sink.Shared, m.sink.Plain = sh, func([]*media.Unit) bool { return true }
+				}
+			}
 			payload := make([]byte, 11000) // a 2.7 Mbit/s 30 fps picture
 			var ps passScratch
 			b.ReportAllocs()
