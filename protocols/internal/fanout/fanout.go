@@ -29,6 +29,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -378,13 +379,13 @@ type passScratch struct {
 	shared []sharedBatch // this pass's shared encodings, dropped at its end
 }
 
-// sharedBatch is one batch encoded by a Shared in a pass. A batch is a run
-// of the stream's units, so its first and last unit and its length name it.
+// sharedBatch is one batch encoded by a Shared in a pass. Readers' batches
+// are compared whole: a reader waiting for a keyframe drops units others
+// keep, so the ends of a batch do not name it.
 type sharedBatch struct {
-	sh          *Shared
-	first, last *media.Unit
-	n           int
-	bufs        [][]byte
+	sh    *Shared
+	units []*media.Unit
+	bufs  [][]byte
 }
 
 // maxSharedBatches bounds the shared encodings a pass keeps: the readers
@@ -394,13 +395,12 @@ const maxSharedBatches = 4
 // sharedBytes returns sh's bytes for batch, encoding them at the pass's
 // first reader that needs them.
 func (ps *passScratch) sharedBytes(sh *Shared, batch []*media.Unit) [][]byte {
-	first, last := batch[0], batch[len(batch)-1]
 	for i := range ps.shared {
-		if e := &ps.shared[i]; e.sh == sh && e.first == first && e.last == last && e.n == len(batch) {
+		if e := &ps.shared[i]; e.sh == sh && slices.Equal(e.units, batch) {
 			return e.bufs
 		}
 	}
-	e := sharedBatch{sh: sh, first: first, last: last, n: len(batch), bufs: sh.Encode(nil, batch)}
+	e := sharedBatch{sh: sh, units: slices.Clone(batch), bufs: sh.Encode(nil, batch)}
 	if len(ps.shared) < maxSharedBatches {
 		ps.shared = append(ps.shared, e)
 	} else {

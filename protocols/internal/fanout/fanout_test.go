@@ -151,11 +151,20 @@ func TestPassSharesPlainBatches(t *testing.T) {
 			t.Fatal("a pass kept its shared encodings")
 		}
 	}
-	if got, want := members[0].total.Load(), int64(3*(16+len(payload))); got != want {
+	// Readers at two places in the stream: two encodings in one pass.
+	pub.Write(&media.Unit{Track: tr, DTS: 99 * time.Millisecond, PTS: 99 * time.Millisecond, Payload: [][]byte{payload}})
+	g.pass(members[1:3], &ps)
+	pub.Write(&media.Unit{Track: tr, DTS: 132 * time.Millisecond, PTS: 132 * time.Millisecond, Payload: [][]byte{payload}})
+	before := shares
+	g.pass(members, &ps)
+	if shares-before != 2 {
+		t.Errorf("%d shared encodings for readers at two places, want 2", shares-before)
+	}
+	if got, want := members[0].total.Load(), int64(4*16+5*len(payload)); got != want {
 		t.Errorf("the reader out of step got %d bytes, want %d (its own framing)", got, want)
 	}
 	for _, m := range members[1:] {
-		if got, want := m.total.Load(), int64(3*len(payload)); got != want {
+		if got, want := m.total.Load(), int64(5*len(payload)); got != want {
 			t.Errorf("a reader in step got %d bytes, want %d (the shared bytes)", got, want)
 		}
 	}
