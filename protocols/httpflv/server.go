@@ -312,7 +312,7 @@ func (h *Handler) servePass(nc net.Conn, r *server.Reader, mux *flv.Muxer, chunk
 	if chunked {
 		shared = sharedChunked
 	}
-	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, Shared: shared, Plain: mux.Plain,
+	n, err := h.passes.Serve(h.ctx, &fanout.Sink{Reader: r, Conn: nc, Encode: encode, Shared: shared, Plain: mux.Plain, SoleWriter: true,
 		WriteTimeout: h.conf.WriteTimeout, WatchClose: true}, first)
 	if chunked && errors.Is(err, server.ErrStreamClosed) {
 		nc.SetWriteDeadline(time.Now().Add(h.conf.WriteTimeout))

@@ -63,7 +63,7 @@ func (c *conn) play(sc *gortmplib.ServerConn, key string) (err error) {
 		// let go here, with their buffers, and no second goroutine reads
 		// for them.
 		_, err = c.srv.passes.Serve(c.srv.ctx, &fanout.Sink{Reader: r, Conn: c.nc, Encode: encode,
-			Shared: sharedPlay, Plain: pe.mux.Plain,
+			Shared: sharedPlay, Plain: pe.mux.Plain, SoleWriter: true,
 			WriteTimeout: c.srv.conf.WriteTimeout, WatchClose: true}, first)
 		if errors.Is(err, fanout.ErrWrite) {
 			return fmt.Errorf("rtmp: writing to player: %w", err)

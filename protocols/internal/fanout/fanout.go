@@ -75,6 +75,11 @@ type Sink struct {
 	// share its bytes.
 	Shared *Shared
 	Plain  func(batch []*media.Unit) bool
+	// SoleWriter says nothing but the pass writes the connection while
+	// the reader is in it (RTMP and HTTP-FLV players; not a WebSocket,
+	// whose library may write a close frame from its reader): the pass's
+	// writes then skip the connection's write lock (RawConn.Control).
+	SoleWriter bool
 	// WriteTimeout ends the session when the socket takes nothing for
 	// this long.
 	WriteTimeout time.Duration
@@ -106,8 +111,11 @@ type Passes struct {
 	mu     sync.Mutex
 	groups map[*server.Stream]*group
 
-	// joining counts the readers writing their catch-up before they join:
-	// a pass yields to them (passYield).
+	// joining counts the readers, of any stream, writing their catch-up
+	// before they first join: every pass yields to them (passYield).
+	// Readers writing a short write's rest are not counted: their
+	// goroutines get the other threads, and the runtime preempts a long
+	// pass after 10 ms.
 	joining atomic.Int32
 }
 
@@ -474,7 +482,7 @@ func (g *group) write(m *member, bufs [][]byte, w *vwriter) {
 	for _, b := range bufs {
 		want += len(b)
 	}
-	n, err := w.writev(m.raw, bufs)
+	n, err := w.writev(m.raw, bufs, s.SoleWriter)
 	if n > 0 {
 		m.total.Add(int64(n))
 		s.Reader.AddBytesOut(n)
@@ -544,24 +552,32 @@ type vwriter struct {
 	total int
 	err   error
 	fn    func(fd uintptr)
+	// fnWrite is fn for RawConn.Write.
+	fnWrite func(fd uintptr) bool
 }
 
 func newVWriter() *vwriter {
 	w := &vwriter{}
 	w.fn = w.write
+	w.fnWrite = func(fd uintptr) bool { w.write(fd); return true }
 	return w
 }
 
 // writev writes bufs: it returns what the socket took, and unix.EAGAIN
 // when it took less than everything because it is full.
-func (w *vwriter) writev(raw syscall.RawConn, bufs [][]byte) (int, error) {
+func (w *vwriter) writev(raw syscall.RawConn, bufs [][]byte, sole bool) (int, error) {
 	w.bufs, w.total, w.err = bufs, 0, nil
-	// Control, not Write: it holds the descriptor open (a Close meanwhile
-	// waits for it, so the number cannot be reused under the writev) and
-	// skips Write's poller bookkeeping for a wait this write never does
-	// (1.8 % of the CPU at 1000 readers). The pass is the socket's only
-	// writer while the reader is in it.
-	werr := raw.Control(w.fn)
+	// For a sole writer, Control, not Write: it holds the descriptor open
+	// (a Close meanwhile waits for it, so the number cannot be reused
+	// under the writev) and skips Write's write lock and poller
+	// bookkeeping for a wait this write never does (1.8 % of the CPU at
+	// 1000 readers).
+	var werr error
+	if sole {
+		werr = raw.Control(w.fn)
+	} else {
+		werr = raw.Write(w.fnWrite)
+	}
 	clear(w.iovs) // no pointers into the readers' bytes kept
 	w.bufs = nil
 	if werr != nil {
