@@ -450,21 +450,19 @@ func (g *group) pass(members []*member, ps *passScratch) (wake <-chan struct{}, 
 			continue
 		}
 		gave = true
+		var bufs [][]byte
 		if s := m.sink; s.Shared != nil && s.Plain != nil && s.Plain(ps.batch) {
-			bufs := ps.sharedBytes(s.Shared, ps.batch)
-			clear(ps.batch)
-			if len(bufs) > 0 {
-				g.write(m, bufs, ps.w)
-			}
-			continue
+			bufs = ps.sharedBytes(s.Shared, ps.batch)
+		} else {
+			ps.bufs = s.Encode(ps.bufs[:0], ps.batch)
+			bufs = ps.bufs
 		}
-		ps.bufs = m.sink.Encode(ps.bufs[:0], ps.batch)
 		clear(ps.batch)
-		if len(ps.bufs) == 0 {
-			continue
+		if len(bufs) > 0 {
+			g.write(m, bufs, ps.w)
 		}
-		g.write(m, ps.bufs, ps.w)
-		clear(ps.bufs)
+		clear(ps.bufs) // the reader's own framing (the shared bytes stay for the others)
+		ps.bufs = ps.bufs[:0]
 	}
 	clear(ps.shared) // the bytes stay with the readers that still need them
 	ps.shared = ps.shared[:0]

@@ -110,17 +110,18 @@ func AppendUnit(dst [][]byte, u *media.Unit) [][]byte {
 // unit is of a track the muxer carries and has started (no sequence
 // header due). Then what the reader gets for batch is the same as every
 // other such reader's, and can be made once for all of them.
+//
+// Append sets its last track of a kind only for the carried track of the
+// session, so a unit whose track is that last track, in the same session,
+// is one it carries and has started.
 func (m *Muxer) Plain(batch []*media.Unit) bool {
 	for _, u := range batch {
 		t := u.Track
-		if t.Session != m.session {
-			return false
-		}
+		last := m.audio
 		if t.IsVideo() {
-			if m.videoID < 0 || t.ID != m.videoID || t != m.video {
-				return false
-			}
-		} else if m.audioID < 0 || t.ID != m.audioID || t != m.audio {
+			last = m.video
+		}
+		if t != last || t.Session != m.session {
 			return false
 		}
 	}
