@@ -1,6 +1,7 @@
 package fanout
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -14,9 +15,10 @@ import (
 	"github.com/streamhub/streamhub/server"
 )
 
-// benchStream is a published stream with n readers whose sockets are
-// drained by goroutines of the benchmark, as members of one group.
-func benchStream(b testing.TB, n int, drain bool) (*server.Publisher, *media.Track, *group, []*member) {
+// benchStream is a published stream with n readers, as members of one
+// group, whose sockets are drained by goroutines of the benchmark if drain
+// is set; peers are the readers' ends of the connections.
+func benchStream(b testing.TB, n int, drain bool) (pub *server.Publisher, tr *media.Track, g *group, members []*member, peers []net.Conn) {
 	b.Helper()
 	log := slog.New(slog.DiscardHandler)
 	hub := server.NewHub(server.HubConfig{Logger: log, PathConfig: func(string) server.PathConfig {
@@ -26,8 +28,9 @@ func benchStream(b testing.TB, n int, drain bool) (*server.Publisher, *media.Tra
 		return c
 	}})
 	b.Cleanup(hub.Close)
-	tr := &media.Track{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67, 0x42, 0, 0x1e}, PPS: []byte{0x68, 0xce}}
-	pub, err := hub.PublishTrusted("live/b", []*media.Track{tr}, server.PublishOptions{Protocol: "bench"})
+	tr = &media.Track{ID: 0, Codec: media.CodecH264, SPS: []byte{0x67, 0x42, 0, 0x1e}, PPS: []byte{0x68, 0xce}}
+	var err error
+	pub, err = hub.PublishTrusted("live/b", []*media.Track{tr}, server.PublishOptions{Protocol: "bench"})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -36,8 +39,7 @@ func benchStream(b testing.TB, n int, drain bool) (*server.Publisher, *media.Tra
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { ln.Close() })
-	g := &group{p: &Passes{}, st: hub.Stream("live/b"), kick: make(chan struct{}, 1)}
-	var members []*member
+	g = &group{p: &Passes{}, st: hub.Stream("live/b"), kick: make(chan struct{}, 1)}
 	for i := 0; i < n; i++ {
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
@@ -69,8 +71,9 @@ func benchStream(b testing.TB, n int, drain bool) (*server.Publisher, *media.Tra
 				return dst
 			}}}
 		members = append(members, m)
+		peers = append(peers, c)
 	}
-	return pub, tr, g, members
+	return pub, tr, g, members, peers
 }
 
 // BenchmarkPass: one unit published, then one pass over every reader (its
@@ -83,15 +86,17 @@ func BenchmarkPass(b *testing.B) {
 	for _, c := range []struct {
 		n      int
 		shared bool
-	}{{1, false}, {100, false}, {1000, false}, {1000, true}} {
+		units  int // units a pass
+	}{{1, false, 1}, {100, false, 1}, {1000, false, 1}, {1000, true, 1}, {1000, true, 8}} {
 		n := c.n
-		b.Run(fmt.Sprintf("readers=%d/shared=%v", n, c.shared), func(b *testing.B) {
-			pub, tr, g, members := benchStream(b, n, true)
+		b.Run(fmt.Sprintf("readers=%d/shared=%v/units=%d", n, c.shared, c.units), func(b *testing.B) {
+			pub, tr, g, members, _ := benchStream(b, n, true)
 			if c.shared {
-				frame := make([]byte, 16)
 				sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
-					dst = append(dst, frame)
 					for _, u := range batch {
+						// A header of its own before each unit's
+						// payload, as an RTMP message's or an FLV tag's.
+						dst = append(dst, make([]byte, 16))
 						dst = append(dst, u.Payload...)
 					}
 					return dst
@@ -100,13 +105,20 @@ func BenchmarkPass(b *testing.B) {
 					m.sink.Shared, m.sink.Plain = sh, func([]*media.Unit) bool { return true }
 				}
 			}
-			payload := make([]byte, 11000) // a 2.7 Mbit/s 30 fps picture
+			// A 2.7 Mbit/s 30 fps picture, or with units=8 about 100 ms of
+			// such a stream: 3 pictures and 5 AAC frames.
+			payload := make([]byte, 11000)
+			if c.units > 1 {
+				payload = payload[:4200]
+			}
 			var ps passScratch
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				d := time.Duration(i) * 33 * time.Millisecond
-				pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0, Payload: [][]byte{payload}})
+				for j := range c.units {
+					d := time.Duration(i*c.units+j) * 12 * time.Millisecond
+					pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0 && j == 0, Payload: [][]byte{payload}})
+				}
 				g.pass(members, &ps)
 			}
 			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/reader")
@@ -125,7 +137,7 @@ func BenchmarkPass(b *testing.B) {
 // same for them, and each of them gets those bytes; a reader whose Plain
 // says no gets its own Encode's.
 func TestPassSharesPlainBatches(t *testing.T) {
-	pub, tr, g, members := benchStream(t, 5, true)
+	pub, tr, g, members, _ := benchStream(t, 5, true)
 	shares := 0
 	sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
 		shares++
@@ -147,7 +159,7 @@ func TestPassSharesPlainBatches(t *testing.T) {
 		if shares != i+1 {
 			t.Fatalf("after %d passes, %d shared encodings, want one a pass", i+1, shares)
 		}
-		if len(ps.shared) != 0 {
+		if ps.nshared != 0 {
 			t.Fatal("a pass kept its shared encodings")
 		}
 	}
@@ -167,5 +179,135 @@ func TestPassSharesPlainBatches(t *testing.T) {
 		if got, want := m.total.Load(), int64(5*len(payload)); got != want {
 			t.Errorf("a reader in step got %d bytes, want %d (the shared bytes)", got, want)
 		}
+	}
+}
+
+// A pass keeps at most maxSharedBatches encodings: readers at more places
+// than that still get their own batch's bytes, the oldest encoding being
+// made again when a later reader needs it.
+func TestSharedBytesEviction(t *testing.T) {
+	encodes := 0
+	sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+		encodes++
+		for _, u := range batch {
+			dst = append(dst, append([]byte(nil), u.Payload[0]...))
+		}
+		return dst
+	}}
+	unit := func(b ...byte) *media.Unit { return &media.Unit{Payload: [][]byte{b}} }
+	batches := make([][]*media.Unit, maxSharedBatches+2)
+	for i := range batches {
+		batches[i] = []*media.Unit{unit(byte(i)), unit(byte(i), 0xfe), unit(byte(i), 0xff)}
+	}
+	var ps passScratch
+	check := func(batch []*media.Unit) {
+		t.Helper()
+		var want []byte
+		for _, u := range batch {
+			want = append(want, u.Payload[0]...)
+		}
+		// The first reader gets the encoding as made, the second its
+		// copy in one buffer.
+		for reader := range 2 {
+			got, _ := ps.sharedBytes(sh, batch)
+			if reader == 1 && len(got) != 1 {
+				t.Fatalf("the second reader got %d buffers, want 1", len(got))
+			}
+			if b := bytes.Join(got, nil); !bytes.Equal(b, want) {
+				t.Fatalf("reader %d got %x, want %x", reader, b, want)
+			}
+		}
+	}
+	for _, b := range batches {
+		check(b)
+	}
+	if encodes != len(batches) || ps.nshared != maxSharedBatches {
+		t.Fatalf("%d encodings, %d kept; want %d, %d kept", encodes, ps.nshared, len(batches), maxSharedBatches)
+	}
+	newest := batches[len(batches)-1]
+	check(newest)
+	if encodes != len(batches) {
+		t.Fatal("the newest batch was encoded again")
+	}
+	check(batches[0]) // evicted: encoded again
+	if encodes != len(batches)+1 {
+		t.Fatalf("an evicted batch was not encoded again (%d encodings)", encodes)
+	}
+	// A batch with the newest one's ends and length but another unit
+	// between them (a reader that dropped one and has a later one) is
+	// another encoding.
+	check([]*media.Unit{newest[0], unit(0xaa), newest[2]})
+	if encodes != len(batches)+2 {
+		t.Fatal("a batch was matched by its ends")
+	}
+}
+
+// A reader whose socket fills in a pass keeps the rest of the shared bytes
+// as its pending bytes, unchanged by the passes that follow (which encode
+// other batches for the other readers), and its peer gets every byte in
+// order once its goroutine writes them.
+func TestSharedShortWriteKeepsBytes(t *testing.T) {
+	pub, tr, g, members, peers := benchStream(t, 3, false)
+	for _, c := range peers[1:] {
+		go io.Copy(io.Discard, c) //nolint:errcheck // until the test closes it
+	}
+	sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
+		for _, u := range batch {
+			dst = append(dst, append([]byte(nil), u.Payload[0]...)) // fresh memory, as the contract asks
+		}
+		return dst
+	}}
+	for _, m := range members {
+		m.sink.Shared, m.sink.Plain = sh, func([]*media.Unit) bool { return true }
+	}
+	stalled := members[0]
+	var want bytes.Buffer
+	var ps passScratch
+	left := false
+	for i := 0; !left; i++ {
+		if i == 200 {
+			t.Fatal("the stalled reader's socket never filled")
+		}
+		payload := bytes.Repeat([]byte{byte(i)}, 256<<10)
+		d := time.Duration(i) * 33 * time.Millisecond
+		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0, Payload: [][]byte{payload}})
+		want.Write(payload)
+		order := members // the stalled reader first (the encoding as made) or last (its copy)
+		if i%2 == 1 {
+			order = []*member{members[1], members[2], members[0]}
+		}
+		g.pass(order, &ps)
+		select {
+		case ev := <-stalled.ev:
+			if ev.err != nil {
+				t.Fatalf("the stalled reader ended: %v", ev.err)
+			}
+			left = true
+		default:
+		}
+	}
+	if len(stalled.pending) == 0 {
+		t.Fatal("the stalled reader left the pass with nothing pending")
+	}
+	// More passes for the other readers: new shared encodings and their
+	// copies.
+	for i := range 5 {
+		d := time.Duration(1000+i) * 33 * time.Millisecond
+		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, Payload: [][]byte{bytes.Repeat([]byte{0xee}, 256<<10)}})
+		g.pass(members[1:], &ps)
+	}
+	got := make(chan []byte, 1)
+	go func() {
+		b, _ := io.ReadAll(io.LimitReader(peers[0], int64(want.Len())))
+		got <- b
+	}()
+	if err := stalled.drain(); err != nil {
+		t.Fatal(err)
+	}
+	if b := <-got; !bytes.Equal(b, want.Bytes()) {
+		t.Fatalf("the stalled reader's peer got %d bytes that differ from the %d sent", len(b), want.Len())
+	}
+	if stalled.total.Load() != int64(want.Len()) {
+		t.Errorf("%d bytes counted, want %d", stalled.total.Load(), want.Len())
 	}
 }
