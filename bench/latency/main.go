@@ -72,7 +72,11 @@
 //
 // -prewarm (with -webrtc) first connects two local RTCPeerConnections in
 // the page and closes them, so that a fresh browser's one-time costs of its
-// first connection stay out of the first-frame figure.
+// first connection stay out of the first-frame figure. With -hls it starts
+// the page's audio output (an AudioContext) before hls.js loads anything:
+// headless Chromium here takes ~0.3 s to open its audio device, and with
+// an audio track the video element's first seek waits for it (seeking to
+// seeked: ~0.3 s cold, ~0.02 s warm; docs/benchmarks.md).
 //
 // -direct is the no-server baseline: ffmpeg writes FLV to its stdout and this
 // program serves that byte stream itself as HTTP-FLV (chunked, with CORS) to
@@ -250,7 +254,7 @@ func main() {
 	flag.BoolVar(&o.hls, "hls", false, "play LL-HLS (/PATH/index.m3u8) with hls.js, lowLatencyMode on, instead of HTTP-FLV with mpegts.js")
 	flag.BoolVar(&o.webrtc, "webrtc", false, "play over WHEP (/PATH/whep) in a bare RTCPeerConnection instead of HTTP-FLV with mpegts.js")
 	flag.BoolVar(&o.whip, "whip", false, "publish from Chromium over WHIP (a canvas with the painted clock) instead of ffmpeg over RTMP; implies -webrtc")
-	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure)")
+	flag.BoolVar(&o.prewarm, "prewarm", false, "with -webrtc: connect two local RTCPeerConnections in the page before the WHEP POST (a browser's first-connection costs out of the first-frame figure); with -hls: start the page's audio output before hls.js loads (the browser's audio device start out of the figures)")
 	flag.DurationVar(&o.settle, "settle", 3*time.Second, "with -webrtc: wait this long after the stream is up before the first run")
 	flag.StringVar(&o.partTarget, "part", "", "hls.partTarget for the started server, e.g. 100ms (default: the server's default)")
 	flag.Float64Var(&o.partHoldBack, "holdback", 0, "hls.partHoldBack for the started server, in part targets, e.g. 2 (default: the server's default)")
@@ -285,8 +289,8 @@ func main() {
 	if o.hls && o.webrtc {
 		fatalf("-hls and -webrtc are two different players: choose one")
 	}
-	if o.prewarm && !o.webrtc {
-		fatalf("-prewarm is for -webrtc")
+	if o.prewarm && !o.webrtc && !o.hls {
+		fatalf("-prewarm is for -webrtc and -hls")
 	}
 	if o.webrtc && o.player != "" {
 		fatalf("-player is for mpegts.js and hls.js")
@@ -364,7 +368,7 @@ type Run struct {
 	Prewarm               *struct {
 		Ms    float64 `json:"ms"`
 		State string  `json:"state"`
-	} `json:"prewarm,omitempty"` // -prewarm: how long the local connection took, and its end state
+	} `json:"prewarm,omitempty"` // -prewarm: how long the local connection (-hls: the audio output's start) took, and its end state
 	DroppedFrames   int      `json:"dropped_frames"`
 	PresentedFrames int      `json:"presented_frames"`
 	RVFC            bool     `json:"rvfc"`

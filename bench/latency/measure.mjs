@@ -313,8 +313,20 @@ if (q.get('whep')) {
       v.addEventListener(ev, () => tl('video ' + ev, 'currentTime=' + v.currentTime.toFixed(3)));
     }
     if (S.rvfc) v.requestVideoFrameCallback((now, m) => tl('first frame', 'mediaTime=' + m.mediaTime.toFixed(3)));
-    h.loadSource(q.get('url'));
-    h.attachMedia(v);
+    // -prewarm: the audio output started first (an AudioContext), so
+    // that the browser's audio device start is not in the figures: with
+    // an audio track the first seek waits for it.
+    (async () => {
+      if (q.get('prewarm')) {
+        const t = Date.now();
+        const ac = window.AC = new AudioContext();
+        await ac.resume();
+        S.prewarm = { ms: Date.now() - t, state: ac.state };
+        tl('audio warm', JSON.stringify(S.prewarm));
+      }
+      h.loadSource(q.get('url'));
+      h.attachMedia(v);
+    })();
   }
 } else if (!window.mpegts || !mpegts.isSupported()) {
   S.errors.push('mpegts.js not supported in this browser (no MSE?)');
