@@ -98,7 +98,8 @@ type Sink struct {
 type Shared struct {
 	// Encode appends the bytes that deliver batch to dst, in memory of
 	// their own, never reused: the pass gives them to many readers, and a
-	// reader whose socket was full keeps them past the pass. Passes of
+	// reader whose socket was full keeps them past the pass. dst's own
+	// array is the pass's, reused: Encode must not keep it. Passes of
 	// different streams may call it at once.
 	Encode func(dst [][]byte, batch []*media.Unit) [][]byte
 }
@@ -419,7 +420,8 @@ const maxKeptShared = 1 << 20
 // (headers, payloads, trailers), and the kernel's copy from a writev's
 // segments costs per segment (perf, 1000 RTMP readers: that copy was 17 %
 // of the process's CPU, against 11 % for the one-buffer floor). The copy
-// is made once a pass, in memory the group keeps (so it is not made for a
+// is made once per encoding in a pass (an evicted batch that comes back is
+// encoded and copied again), in memory the group keeps (so it is not made for a
 // stream's only reader, nor kept by a group that never shares); a reader
 // that keeps part of it past the pass (a short write) takes it from the
 // group (detach).

@@ -87,7 +87,7 @@ func BenchmarkPass(b *testing.B) {
 		n      int
 		shared bool
 		units  int // units a pass
-	}{{1, false, 1}, {100, false, 1}, {1000, false, 1}, {1000, true, 1}, {1000, true, 8}} {
+	}{{1, false, 1}, {100, false, 1}, {1000, false, 1}, {1000, true, 1}, {2, true, 8}, {1000, true, 8}} {
 		n := c.n
 		b.Run(fmt.Sprintf("readers=%d/shared=%v/units=%d", n, c.shared, c.units), func(b *testing.B) {
 			pub, tr, g, members, _ := benchStream(b, n, true)
@@ -244,12 +244,29 @@ func TestSharedBytesEviction(t *testing.T) {
 
 // A reader whose socket fills in a pass keeps the rest of the shared bytes
 // as its pending bytes, unchanged by the passes that follow (which encode
-// other batches for the other readers), and its peer gets every byte in
-// order once its goroutine writes them.
+// other batches, and copy them, for the other readers), and its peer gets
+// every byte in order once its goroutine writes them. The stalled reader is
+// a batch's first reader (the encoding as made) or its last (the pass's
+// copy, which the reader takes from the group: without that the next
+// passes' copies overwrite its bytes).
 func TestSharedShortWriteKeepsBytes(t *testing.T) {
+	for _, last := range []bool{false, true} {
+		t.Run(fmt.Sprintf("copy=%v", last), func(t *testing.T) { testSharedShortWrite(t, last) })
+	}
+}
+
+func testSharedShortWrite(t *testing.T, last bool) {
 	pub, tr, g, members, peers := benchStream(t, 3, false)
 	for _, c := range peers[1:] {
 		go io.Copy(io.Discard, c) //nolint:errcheck // until the test closes it
+	}
+	stalled := members[0]
+	// Small buffers: the stalled reader's socket fills in a few passes.
+	if err := stalled.sink.Conn.(*net.TCPConn).SetWriteBuffer(16 << 10); err != nil {
+		t.Fatal(err)
+	}
+	if err := peers[0].(*net.TCPConn).SetReadBuffer(16 << 10); err != nil {
+		t.Fatal(err)
 	}
 	sh := &Shared{Encode: func(dst [][]byte, batch []*media.Unit) [][]byte {
 		for _, u := range batch {
@@ -260,40 +277,42 @@ func TestSharedShortWriteKeepsBytes(t *testing.T) {
 	for _, m := range members {
 		m.sink.Shared, m.sink.Plain = sh, func([]*media.Unit) bool { return true }
 	}
-	stalled := members[0]
+	order := members
+	if last {
+		order = []*member{members[1], members[2], members[0]}
+	}
 	var want bytes.Buffer
 	var ps passScratch
-	left := false
-	for i := 0; !left; i++ {
+	for i := 0; ; i++ {
 		if i == 200 {
 			t.Fatal("the stalled reader's socket never filled")
 		}
-		payload := bytes.Repeat([]byte{byte(i)}, 256<<10)
+		payload := bytes.Repeat([]byte{byte(i)}, 64<<10)
 		d := time.Duration(i) * 33 * time.Millisecond
 		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, KeyFrame: i == 0, Payload: [][]byte{payload}})
 		want.Write(payload)
-		order := members // the stalled reader first (the encoding as made) or last (its copy)
-		if i%2 == 1 {
-			order = []*member{members[1], members[2], members[0]}
-		}
 		g.pass(order, &ps)
 		select {
 		case ev := <-stalled.ev:
 			if ev.err != nil {
 				t.Fatalf("the stalled reader ended: %v", ev.err)
 			}
-			left = true
 		default:
+			continue
 		}
+		break
 	}
 	if len(stalled.pending) == 0 {
 		t.Fatal("the stalled reader left the pass with nothing pending")
+	}
+	if copied := ps.shared[0].one == nil; copied != last {
+		t.Fatalf("the group gave up its copy: %v, want %v (the stalled reader had the copy)", copied, last)
 	}
 	// More passes for the other readers: new shared encodings and their
 	// copies.
 	for i := range 5 {
 		d := time.Duration(1000+i) * 33 * time.Millisecond
-		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, Payload: [][]byte{bytes.Repeat([]byte{0xee}, 256<<10)}})
+		pub.Write(&media.Unit{Track: tr, DTS: d, PTS: d, Payload: [][]byte{bytes.Repeat([]byte{0xee}, 64<<10)}})
 		g.pass(members[1:], &ps)
 	}
 	got := make(chan []byte, 1)
