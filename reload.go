@@ -355,6 +355,16 @@ func (r *reloader) read(onlyIfChanged bool) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
+	if len(bytes.TrimSpace(data)) == 0 {
+		if onlyIfChanged {
+			// The watcher read between a save's truncation and its
+			// write (os.WriteFile, an editor saving in place): the
+			// write's own event brings the next read. Applied, the
+			// empty file would have reset every setting.
+			return nil, nil
+		}
+		return nil, errors.New("config: the file is empty (an empty config would reset every setting to its default)")
+	}
 	sum := sha256.Sum256(data)
 	if onlyIfChanged && sum == r.lastSum {
 		return nil, nil

@@ -227,6 +227,7 @@ func TestReloadRefusesBadFiles(t *testing.T) {
 		{"garbage", "\x00\x01\xff not: [yaml"},
 		{"half-written", good[:len(good)-12]},
 		{"invalid value", "log:\n  level: loud\n"},
+		{"empty", " \n"},
 		{"deleted", ""},
 	} {
 		if bad.name == "deleted" {
@@ -248,11 +249,20 @@ func TestReloadRefusesBadFiles(t *testing.T) {
 	// The watcher's reloads of a file still missing: no new failure.
 	r.reloadIfChanged()
 	r.reloadIfChanged()
+	// The watcher reading a save between its truncation and its write:
+	// neither applied nor a failure (the write's event reads it again).
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.reloadIfChanged()
+	if live.Load() != running {
+		t.Error("the watcher applied an empty file")
+	}
 	if applies.Load() != 0 {
 		t.Errorf("%d applies of refused files", applies.Load())
 	}
-	if st := r.LastReload(); st.Failures != 4 || st.Successes != 0 {
-		t.Errorf("counters %d ok %d failed, want 0 and 4", st.Successes, st.Failures)
+	if st := r.LastReload(); st.Failures != 5 || st.Successes != 0 {
+		t.Errorf("counters %d ok %d failed, want 0 and 5", st.Successes, st.Failures)
 	}
 	if !strings.Contains(logBuf.String(), "config reload refused") || !strings.Contains(logBuf.String(), "log.level") {
 		t.Errorf("log lacks the refusal and its key:\n%s", logBuf.String())
